@@ -1,0 +1,113 @@
+"""``taskdeck run --headless``: the engine as a service, with a status line.
+
+SIGINT or SIGTERM stops gracefully (running tasks get ``shutdown_grace`` to
+finish; the rest go back to the queue without using an attempt). A second signal
+stops at once; leases then expire and the next start recovers the tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from typing import TextIO
+
+from console.demo import DemoPipeline
+from engine import Engine, EngineSnapshot, TaskState
+from engine.aio import wait_event
+
+
+def status_line(snap: EngineSnapshot) -> str:
+    c = snap.counts
+    paused = f" · paused {','.join(sorted(snap.paused_queues))}" if snap.paused_queues else ""
+    return (
+        f"{time.strftime('%H:%M:%S')} · workers {snap.busy_workers}/{snap.worker_count}"
+        f" · queued {c[TaskState.QUEUED]:,} · scheduled {c[TaskState.SCHEDULED]:,}"
+        f" · running {c[TaskState.RUNNING]:,} · succeeded {c[TaskState.SUCCEEDED]:,}"
+        f" · failed {c[TaskState.FAILED]:,} · cancelled {c[TaskState.CANCELLED]:,}"
+        f" · {snap.throughput:.1f} done/s · {snap.failures_per_minute:.0f} failed/min{paused}"
+    )
+
+
+def status_json(snap: EngineSnapshot) -> str:
+    return json.dumps(
+        {
+            "at": round(snap.at, 3),
+            "node": snap.node,
+            "store": snap.store,
+            "workers": snap.worker_count,
+            "busy": snap.busy_workers,
+            "counts": {state.value: n for state, n in snap.counts.items()},
+            "queues": {
+                q.name: {"depth": q.depth, "paused": q.paused} for q in snap.queues.values()
+            },
+            "throughput": round(snap.throughput, 2),
+            "failures_per_minute": snap.failures_per_minute,
+            "stats": dict(snap.stats),
+        }
+    )
+
+
+async def run_headless(
+    engine: Engine,
+    *,
+    json_lines: bool = False,
+    interval: float = 2.0,
+    demo: bool = False,
+    demo_rate: float = 3.0,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Run until SIGINT/SIGTERM; returns the process exit code."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            name = signal.Signals(signum).name
+            print(
+                f"{name}: stopping gracefully (send it again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+            stop.set()
+        else:
+            print(
+                "stopping now; running tasks will be recovered when their leases expire",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(130)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    pipeline = DemoPipeline(engine, rate=demo_rate) if demo else None
+    try:
+        await engine.start()
+        print(
+            f"taskdeck {engine.node}: {engine.worker_count} workers on {engine.store_url}"
+            f"{' (encrypted)' if engine.encrypted else ''}; Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
+        )
+        if pipeline is not None:
+            pipeline.start()
+        while not stop.is_set():
+            snap = engine.snapshot()
+            print(status_json(snap) if json_lines else status_line(snap), file=out, flush=True)
+            await wait_event(stop, interval)
+    finally:
+        if pipeline is not None:
+            await pipeline.stop()
+        before = engine.snapshot().stats.get("interrupted", 0)
+        await engine.stop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    interrupted = engine.snapshot().stats.get("interrupted", 0) - before
+    print(f"stopped; {interrupted} running tasks were returned to the queue", file=sys.stderr)
+    return 0

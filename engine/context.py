@@ -1,0 +1,146 @@
+"""``current_task()``: what a running handler can learn about, and report on, itself.
+
+The context is a plain object with atomic attribute writes, so it works the same
+from an async handler, a thread, or (through a pipe) a worker process. The engine
+reads progress on its own clock; handlers never wait on the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import math
+import threading
+
+MAX_MESSAGE = 200
+
+
+class TaskContext:
+    """The running task, as seen from inside its handler."""
+
+    __slots__ = (
+        "_cancel_event",
+        "_cancelled",
+        "_soft_async",
+        "_soft_event",
+        "_soft_expired",
+        "attempt",
+        "handler",
+        "id",
+        "max_attempts",
+        "message",
+        "progress_fraction",
+        "progress_version",
+        "queue",
+    )
+
+    def __init__(
+        self, task_id: str, attempt: int, handler: str, queue: str, max_attempts: int
+    ) -> None:
+        self.id = task_id
+        self.attempt = attempt
+        self.handler = handler
+        self.queue = queue
+        self.max_attempts = max_attempts
+        self.progress_fraction: float | None = None
+        self.message: str | None = None
+        self.progress_version = 0
+        self._cancelled = False
+        self._soft_expired = False
+        self._cancel_event: threading.Event | None = None
+        self._soft_event: threading.Event | None = None
+        self._soft_async: asyncio.Event | None = None
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report progress: ``fraction`` from 0.0 to 1.0 and an optional short message."""
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+            raise TypeError(f"progress fraction must be a number from 0 to 1; got {fraction!r}")
+        if math.isnan(fraction) or not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress fraction must be from 0 to 1; got {fraction!r}")
+        if message is not None:
+            if not isinstance(message, str):
+                raise TypeError(f"progress message must be a string; got {message!r}")
+            message = message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
+        self.progress_fraction = float(fraction)
+        self.message = message
+        self.progress_version += 1
+
+    @property
+    def cancelled(self) -> bool:
+        """True once an operator cancelled this task (thread handlers should stop)."""
+        return self._cancelled
+
+    @property
+    def soft_timeout_expired(self) -> bool:
+        """True once the handler's ``soft_timeout`` has passed: wrap up soon."""
+        return self._soft_expired
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        """A ``threading.Event`` set on cancel (for thread handlers that wait)."""
+        if self._cancel_event is None:
+            self._cancel_event = threading.Event()
+            if self._cancelled:
+                self._cancel_event.set()
+        return self._cancel_event
+
+    @property
+    def soft_timeout_event(self) -> threading.Event:
+        """A ``threading.Event`` set when the soft timeout passes."""
+        if self._soft_event is None:
+            self._soft_event = threading.Event()
+            if self._soft_expired:
+                self._soft_event.set()
+        return self._soft_event
+
+    async def soft_timeout_reached(self) -> None:
+        """Wait until the soft timeout passes (for async handlers; e.g. race it with
+        the work and save partial results)."""
+        if self._soft_expired:
+            return
+        if self._soft_async is None:
+            self._soft_async = asyncio.Event()
+        await self._soft_async.wait()
+
+    def _mark_cancelled(self) -> None:
+        self._cancelled = True
+        if self._cancel_event is not None:
+            self._cancel_event.set()
+
+    def _mark_soft_timeout(self) -> None:
+        """Called on the engine's event loop when the soft timeout passes."""
+        self._soft_expired = True
+        if self._soft_event is not None:
+            self._soft_event.set()
+        if self._soft_async is not None:
+            self._soft_async.set()
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskContext(id={self.id!r}, handler={self.handler!r}, "
+            f"attempt={self.attempt}/{self.max_attempts})"
+        )
+
+
+_current: contextvars.ContextVar[TaskContext] = contextvars.ContextVar("taskdeck_current_task")
+
+
+def current_task() -> TaskContext:
+    """The task the calling handler is running for.
+
+    Raises ``RuntimeError`` outside a handler.
+    """
+    try:
+        return _current.get()
+    except LookupError:
+        raise RuntimeError(
+            "current_task() was called outside a running task; call it from inside a handler"
+        ) from None
+
+
+def bind(ctx: TaskContext) -> contextvars.Token[TaskContext]:
+    return _current.set(ctx)
+
+
+def unbind(token: contextvars.Token[TaskContext]) -> None:
+    _current.reset(token)

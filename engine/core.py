@@ -1,0 +1,698 @@
+"""The Engine: wires store, pool and services together; every operator command lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, overload
+
+from engine.aio import wait_event
+from engine.codec import Codec
+from engine.completions import Completer
+from engine.enqueue import Preparer
+from engine.errors import EngineNotRunning
+from engine.events import EventBus, EventKind, Subscription
+from engine.metrics import RollingCounter
+from engine.model import (
+    TERMINAL_STATES,
+    TaskRecord,
+    TaskState,
+    check_queue_name,
+    check_seconds,
+    parse_priority,
+    parse_task_id,
+)
+from engine.pool import WorkerPool
+from engine.registry import Handler, Registry, TaskHandle, build_handler
+from engine.services import (
+    Cleaner,
+    ExpireHook,
+    LeaseKeeper,
+    ProgressReporter,
+    Promoter,
+    Rescuer,
+    Service,
+    rescued_event,
+)
+from engine.settings import Settings
+from engine.snapshot import EngineSnapshot, QueueInfo
+from engine.store import DEFAULT_URL, open_store
+from engine.store.base import CompletionReport, Rescued, Store, TaskFilter
+
+log = logging.getLogger(__name__)
+
+_TASK_EVENT = {
+    TaskState.SUCCEEDED: EventKind.SUCCEEDED,
+    TaskState.FAILED: EventKind.FAILED,
+    TaskState.SCHEDULED: EventKind.RETRY_SCHEDULED,
+    TaskState.QUEUED: EventKind.RETRY_SCHEDULED,
+}
+
+
+class TaskPage(list[TaskRecord]):
+    """A window of tasks; ``total`` is how many match (when cheaply known)."""
+
+    def __init__(self, items: Iterable[TaskRecord], total: int | None, offset: int, limit: int):
+        super().__init__(items)
+        self.total = total
+        self.offset = offset
+        self.limit = limit
+
+
+def _node_name() -> str:
+    host = socket.gethostname().split(".")[0][:24] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def _check_workers(n: object, limit: int) -> int:
+    rule = f"a whole number from 0 (produce only) to {limit} (max_workers)"
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"workers must be {rule}; got {type(n).__name__} {n!r}")
+    if not 0 <= n <= limit:
+        raise ValueError(f"workers must be {rule}; got {n}")
+    return n
+
+
+class Engine:
+    """A durable task engine. Use ``async with engine:`` to run it.
+
+    ``store``: ``sqlite:///path.db`` (default ``sqlite:///taskdeck.db``) or a path.
+    ``workers``: concurrent tasks (0 = enqueue only). ``encryption_key`` or
+    ``keys=[new, old]``: Fernet keys for payloads, results and errors at rest.
+    ``strict_handlers=False`` lets a producer enqueue handler names it has not
+    registered. Other keyword arguments are settings (see :class:`Settings`).
+    """
+
+    def __init__(
+        self,
+        store: str | Path = DEFAULT_URL,
+        workers: int = 4,
+        *,
+        encryption_key: str | bytes | None = None,
+        keys: Sequence[str | bytes] | None = None,
+        strict_handlers: bool = True,
+        settings: Settings | Mapping[str, Any] | None = None,
+        on_expire: ExpireHook | None = None,
+        clock: Callable[[], float] = time.time,
+        name: str | None = None,
+        **overrides: Any,
+    ) -> None:
+        if encryption_key is not None and keys is not None:
+            raise TypeError("give encryption_key= or keys=[new, old], not both")
+        base = settings if isinstance(settings, Settings) else Settings(**(settings or {}))
+        self._settings = base.replace(**overrides) if overrides else base
+        self._workers = _check_workers(workers, self._settings.max_workers)
+        self._codec = Codec(
+            keys if keys is not None else [encryption_key] if encryption_key else None
+        )
+        self.node = name or _node_name()
+        self._clock = clock
+        self._store: Store = open_store(store, self._codec, clock, by=self.node)
+        self._registry = Registry()
+        self._bus = EventBus(self._settings.event_buffer)
+        self._preparer = Preparer(
+            self._registry,
+            self._codec,
+            strict_handlers,
+            lambda: self._settings.max_payload_bytes,
+            clock,
+        )
+        self._on_expire = on_expire
+        self._pool: WorkerPool | None = None
+        self._completer: Completer | None = None
+        self._promoter: Promoter | None = None
+        self._services: list[Service] = []
+        self._service_tasks: list[asyncio.Task[None]] = []
+        self._waiters: dict[int, set[asyncio.Future[None]]] = {}
+        self._progress: asyncio.Event | None = None
+        self._running = False
+        self._done = RollingCounter()
+        self._failed = RollingCounter()
+        self._stats = {"stale_completions": 0, "rescued": 0, "interrupted": 0, "retries": 0}
+
+    # -- registration -----------------------------------------------------------
+    @overload
+    def task(self, fn: Callable[..., Any], /) -> TaskHandle: ...
+
+    @overload
+    def task(
+        self, fn: None = None, /, **options: Any
+    ) -> Callable[[Callable[..., Any]], TaskHandle]: ...
+
+    def task(
+        self, fn: Callable[..., Any] | None = None, /, **options: Any
+    ) -> TaskHandle | Callable[[Callable[..., Any]], TaskHandle]:
+        """Register a handler: ``@engine.task`` or ``@engine.task(name=…, retries=…)``."""
+
+        def register(func: Callable[..., Any]) -> TaskHandle:
+            handler = self._registry.add(build_handler(func, options))
+            if self._pool is not None:
+                self._pool.kick()
+            return TaskHandle(handler, self.enqueue)
+
+        return register if fn is None else register(fn)
+
+    @property
+    def handlers(self) -> list[Handler]:
+        return [self._registry.get(n) for n in self._registry.names()]
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
+    # -- lifecycle --------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def store_url(self) -> str:
+        return self._store.url
+
+    @property
+    def encrypted(self) -> bool:
+        return self._codec.encrypted
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    async def start(self) -> None:
+        """Open the store and start the workers and services."""
+        if self._running:
+            return
+        await self._store.open()
+        self._configure_store()
+        self._progress = asyncio.Event()
+        self._completer = Completer(self._store, self._on_report, self._on_store_error)
+        self._completer.start()
+        pool = WorkerPool(
+            store=self._store,
+            registry=self._registry,
+            codec=self._codec,
+            bus=self._bus,
+            completer=self._completer,
+            node=self.node,
+            settings=lambda: self._settings,
+            clock=self._clock,
+        )
+        self._pool = pool
+        settings = lambda: self._settings  # noqa: E731
+        self._promoter = Promoter(self._store, settings, self._bus, self._clock, self._on_promoted)
+        self._services = [
+            LeaseKeeper(self._store, settings, self._bus, pool, self.node),
+            Rescuer(self._store, settings, self._bus, self.node, self._on_rescued),
+            self._promoter,
+            Cleaner(self._store, settings, self._bus, self._on_expire),
+            ProgressReporter(self._store, settings, self._bus, pool, self.node),
+        ]
+        loop = asyncio.get_running_loop()
+        self._service_tasks = [
+            loop.create_task(s.run(), name=f"taskdeck-{s.name}") for s in self._services
+        ]
+        pool.resize(self._workers)
+        pool.start()
+        self._running = True
+        self._bus.emit(
+            EventKind.ENGINE_STARTED,
+            message=f"{self.node} on {self.store_url}, {self._workers} workers",
+        )
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful stop: finish or requeue running tasks (no attempt used), then close."""
+        if not self._running or self._pool is None or self._completer is None:
+            return
+        wait = self._settings.shutdown_grace if grace is None else check_seconds("grace", grace)
+        self._bus.emit(EventKind.ENGINE_STOPPING, message=f"grace {wait:g} s")
+        self._workers = self._pool.size
+        try:
+            await self._pool.stop(wait)
+            try:
+                await asyncio.wait_for(self._completer.idle(), self._settings.lock_timeout)
+            except TimeoutError:
+                log.error(
+                    "gave up saving %d completions at shutdown; their leases will expire",
+                    self._completer.pending,
+                )
+        finally:
+            await self._completer.stop()
+            for task in self._service_tasks:
+                task.cancel()
+            await asyncio.gather(*self._service_tasks, return_exceptions=True)
+            self._service_tasks = []
+            await self._store.close()
+            self._running = False
+            for futures in self._waiters.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(EngineNotRunning("the engine stopped"))
+            self._bus.emit(EventKind.ENGINE_STOPPED, message=self.node)
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def _require_running(self) -> None:
+        if not self._running:
+            raise EngineNotRunning(
+                "the engine is not running: use `async with engine:` or `await engine.start()`"
+            )
+
+    def _configure_store(self) -> None:
+        s = self._settings
+        self._store.configure(
+            durability=s.durability, busy_timeout=s.busy_timeout, lock_timeout=s.lock_timeout
+        )
+
+    # -- enqueue ----------------------------------------------------------------
+    async def enqueue(
+        self,
+        handler: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        priority: int | str | None = None,
+        queue: str | None = None,
+        delay: float | None = None,
+        run_at: Any = None,
+    ) -> str:
+        """Enqueue one task; returns its id once the task is durably stored."""
+        new = self._preparer.prepare(
+            handler, payload, priority=priority, queue=queue, delay=delay, run_at=run_at
+        )
+        self._require_running()
+        ids = await self._store.enqueue([new])
+        self._after_enqueue([new], ids)
+        return ids[0]
+
+    async def enqueue_many(self, items: Iterable[Any]) -> list[str]:
+        """Enqueue many tasks in one transaction: all of them or none.
+
+        Each item is ``(handler, payload)`` or ``(handler, payload, {options})``.
+        """
+        tasks = self._preparer.prepare_many(items)
+        self._require_running()
+        ids = await self._store.enqueue(tasks)
+        self._after_enqueue(tasks, ids)
+        return ids
+
+    def _after_enqueue(self, tasks: Sequence[Any], ids: Sequence[str]) -> None:
+        ready = False
+        for task in tasks:
+            if task.run_at is not None and task.run_at > self._clock():
+                if self._promoter is not None:
+                    self._promoter.notify(task.run_at)
+            else:
+                ready = True
+        if ready and self._pool is not None:
+            self._pool.kick()
+        if self._bus.has_subscribers:
+            for task, task_id in zip(tasks, ids, strict=True):
+                self._bus.emit(
+                    EventKind.ENQUEUED,
+                    task_id=task_id,
+                    handler=task.handler,
+                    queue=task.queue,
+                    message=f"priority {task.priority}",
+                )
+
+    # -- reading ------------------------------------------------------------------
+    async def get(self, task_id: str | int) -> TaskRecord:
+        """The task's record (with its timeline); ``LookupError`` if there is none."""
+        tid = parse_task_id(task_id)
+        self._require_running()
+        return await self._store.get(tid)
+
+    async def tasks(
+        self,
+        state: TaskState | str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        *,
+        handler: str | None = None,
+        id_prefix: str | None = None,
+    ) -> TaskPage:
+        """A page of tasks: queued by priority, finished newest first, others by id."""
+        st = _parse_state(state)
+        if queue is not None:
+            check_queue_name(queue)
+        for name, value, top in (("limit", limit, 10_000), ("offset", offset, 10**9)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+                raise ValueError(f"{name} must be a whole number from 0 to {top:,}; got {value!r}")
+        self._require_running()
+        flt = TaskFilter(st, queue, handler, id_prefix, limit, offset)
+        items = await self._store.tasks(flt)
+        total = None
+        if handler is None and not id_prefix:
+            counts = self._store.last_counts
+            if queue is not None:
+                per = counts.by_queue.get(queue, {})
+                total = per.get(st, 0) if st else sum(per.values())
+            else:
+                totals = counts.totals()
+                total = totals[st] if st else sum(totals.values())
+        return TaskPage(items, total, offset, limit)
+
+    async def wait(self, task_id: str | int, timeout: float | None = None) -> TaskRecord:
+        """Wait until the task is finished; returns its record. ``TimeoutError`` after
+        ``timeout`` seconds."""
+        tid = parse_task_id(task_id)
+        limit = None if timeout is None else check_seconds("timeout", timeout)
+        self._require_running()
+        deadline = None if limit is None else time.monotonic() + limit
+        pause = 0.05
+        while True:
+            record = await self._store.get(tid)
+            if record.is_terminal:
+                return record
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"task {tid} is still {record.state} after {limit:g} s")
+            future = asyncio.get_running_loop().create_future()
+            waiters = self._waiters.setdefault(tid, set())
+            waiters.add(future)
+            try:
+                await asyncio.wait_for(
+                    future, pause if remaining is None else min(pause, remaining)
+                )
+            except TimeoutError:
+                pause = min(pause * 2, 1.0)
+            finally:
+                waiters.discard(future)
+                if not waiters:
+                    self._waiters.pop(tid, None)
+
+    def _finished(self, task_id: int) -> None:
+        for future in self._waiters.pop(task_id, ()):
+            if not future.done():
+                future.set_result(None)
+
+    def events(
+        self, kinds: Iterable[EventKind | str] | None = None, maxsize: int | None = None
+    ) -> Subscription:
+        """Subscribe to events (``async for event in engine.events(): …``).
+
+        The subscription's queue is bounded; when it is full, new events are dropped
+        for this subscriber and counted, so a slow reader never slows the engine.
+        """
+        return self._bus.subscribe(kinds, maxsize)
+
+    # -- operator commands ----------------------------------------------------------
+    async def cancel(self, task_id: str | int, reason: str | None = None) -> TaskState:
+        """Cancel a queued, scheduled or running task; returns its previous state.
+
+        A running async task is cancelled at once; a thread task gets
+        ``current_task().cancelled`` and its late result is dropped; a process task's
+        worker process is stopped.
+        """
+        tid = parse_task_id(task_id)
+        self._require_running()
+        note = reason or "cancelled by operator"
+        previous = await self._store.cancel(tid, by="operator", note=note)
+        if previous == TaskState.RUNNING and self._pool is not None:
+            self._pool.cancel_local(tid)
+        self._finished(tid)
+        self._bus.emit(EventKind.CANCELLED, task_id=str(tid), message=f"was {previous}: {note}")
+        return previous
+
+    async def reprioritize(self, task_id: str | int, priority: int | str) -> int:
+        """Change a queued or scheduled task's priority (applies on the next claim);
+        returns the old priority."""
+        tid = parse_task_id(task_id)
+        new = parse_priority(priority)
+        self._require_running()
+        old = await self._store.reprioritize(tid, new, by="operator")
+        self._bus.emit(EventKind.REPRIORITIZED, task_id=str(tid), message=f"priority {old} → {new}")
+        return old
+
+    async def retry(self, task_id: str | int) -> TaskState:
+        """Queue a failed or cancelled task again (with a fresh retry budget)."""
+        tid = parse_task_id(task_id)
+        self._require_running()
+        previous = await self._store.retry(tid, by="operator", retries=None)
+        if self._pool is not None:
+            self._pool.kick()
+        self._bus.emit(EventKind.RETRIED, task_id=str(tid), message=f"was {previous}")
+        return previous
+
+    async def purge(
+        self,
+        state: TaskState | str | Sequence[TaskState | str] = TaskState.FAILED,
+        *,
+        queue: str | None = None,
+        handler: str | None = None,
+        ids: Sequence[str | int] | None = None,
+    ) -> int:
+        """Delete finished tasks (succeeded, failed or cancelled); returns how many."""
+        raw = [state] if isinstance(state, str | TaskState) else list(state)
+        states = [s for s in (_parse_state(r) for r in raw) if s is not None]
+        active = [s for s in states if s not in TERMINAL_STATES]
+        if active or not states:
+            raise ValueError(
+                "only finished tasks can be purged (succeeded, failed, cancelled); "
+                f"got {', '.join(map(str, active)) or 'nothing'} — cancel active tasks first"
+            )
+        if queue is not None:
+            check_queue_name(queue)
+        id_list = None if ids is None else [parse_task_id(i) for i in ids]
+        self._require_running()
+        count = await self._store.purge(states, queue, handler, id_list)
+        self._bus.emit(EventKind.PURGED, message=f"{count} tasks purged", data={"count": count})
+        return count
+
+    async def set_workers(self, n: int) -> int:
+        """Resize the pool: grow at once; shrink after current tasks. Returns the old size."""
+        count = _check_workers(n, self._settings.max_workers)
+        old = self._pool.size if self._pool is not None else self._workers
+        self._workers = count
+        if self._pool is not None:
+            self._pool.resize(count)
+        self._bus.emit(
+            EventKind.WORKERS_CHANGED,
+            message=f"workers {old} → {count}",
+            data={"old": old, "new": count},
+        )
+        return old
+
+    @property
+    def worker_count(self) -> int:
+        return self._pool.size if self._pool is not None else self._workers
+
+    async def update_settings(self, **changes: Any) -> Settings:
+        """Change settings at runtime; all-or-nothing (``SettingsError`` names every bad field)."""
+        new = self._settings.replace(**changes)
+        old, self._settings = self._settings, new
+        self._bus.default_maxsize = new.event_buffer
+        self._configure_store()
+        if self.worker_count > new.max_workers:
+            await self.set_workers(new.max_workers)
+        if self._pool is not None:
+            self._pool.kick()
+        changed = {k: v for k, v in new.as_dict().items() if old.as_dict()[k] != v}
+        if changed:
+            text = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+            self._bus.emit(EventKind.SETTINGS_CHANGED, message=text, data=changed)
+        return new
+
+    async def pause(self, queue: str) -> bool:
+        """Stop claiming from ``queue`` (running tasks finish). Returns False if already paused."""
+        name = check_queue_name(queue)
+        self._require_running()
+        changed = await self._store.set_paused(name, True)
+        if changed:
+            self._bus.emit(EventKind.QUEUE_PAUSED, queue=name, message=f"queue {name} paused")
+        return changed
+
+    async def resume(self, queue: str) -> bool:
+        """Claim from ``queue`` again. Returns False if it was not paused."""
+        name = check_queue_name(queue)
+        self._require_running()
+        changed = await self._store.set_paused(name, False)
+        if changed:
+            if self._pool is not None:
+                self._pool.kick()
+            self._bus.emit(EventKind.QUEUE_RESUMED, queue=name, message=f"queue {name} resumed")
+        return changed
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until no task is queued, scheduled or running (paused queues aside).
+
+        Meant for tests and scripts; ``TimeoutError`` says what was still waiting.
+        """
+        limit = None if timeout is None else check_seconds("timeout", timeout)
+        self._require_running()
+        assert self._completer is not None and self._pool is not None and self._progress
+        deadline = None if limit is None else time.monotonic() + limit
+        while True:
+            await self._completer.idle()
+            counts = await self._store.counts()
+            waiting = running = 0
+            for name, per in counts.by_queue.items():
+                running += per.get(TaskState.RUNNING, 0)
+                if name not in counts.paused:
+                    waiting += per.get(TaskState.QUEUED, 0) + per.get(TaskState.SCHEDULED, 0)
+            if not waiting and not running and not self._pool.busy and not self._completer.pending:
+                return
+            if self._pool.size == 0 and not running and not self._pool.busy:
+                raise RuntimeError(
+                    f"drain() cannot finish: this engine has 0 workers and {waiting} tasks are "
+                    "waiting; call set_workers(n) first"
+                )
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"drain() timed out after {limit:g} s: {waiting} queued or scheduled and "
+                    f"{running} running tasks remain"
+                )
+            self._progress.clear()
+            await wait_event(self._progress, 0.05)
+
+    # -- snapshot -----------------------------------------------------------------
+    def snapshot(self) -> EngineSnapshot:
+        """Counts, workers, queues, rates and settings now. Cheap: no I/O."""
+        counts = self._store.last_counts
+        names = set(counts.by_queue) | set(counts.paused) | {h.queue for h in self._registry}
+        queues = {
+            name: QueueInfo(
+                name,
+                counts.depth(name),
+                name in counts.paused,
+                dict(counts.by_queue.get(name, dict.fromkeys(TaskState, 0))),
+            )
+            for name in sorted(names)
+        }
+        pool = self._pool
+        stats = dict(self._stats)
+        stats["dropped_events"] = self._bus.dropped
+        stats["transactions"] = getattr(self._store, "transactions", 0)
+        if pool is not None:
+            stats.update(
+                leaked_threads=pool.threads.leaked,
+                leaked_threads_total=pool.threads.leaked_total,
+                process_children=len(pool.processes.pids()),
+                started=pool.started_total,
+            )
+        return EngineSnapshot(
+            at=self._clock(),
+            node=self.node,
+            store=self.store_url,
+            running=self._running,
+            encrypted=self.encrypted,
+            worker_count=self.worker_count,
+            busy_workers=pool.busy if pool is not None else 0,
+            workers=pool.workers() if pool is not None else (),
+            counts=counts.totals(),
+            queues=queues,
+            throughput=self._done.rate(10.0),
+            failures_per_minute=float(self._failed.count(60.0)),
+            settings=self._settings,
+            stats=stats,
+        )
+
+    # -- callbacks from the parts ---------------------------------------------------
+    def _on_report(self, report: CompletionReport) -> None:
+        emit = self._bus.has_subscribers
+        for c in report.applied:
+            if c.release:
+                self._stats["interrupted"] += 1
+                kind = EventKind.INTERRUPTED
+            else:
+                kind = _TASK_EVENT[c.state]
+                if c.state == TaskState.SUCCEEDED:
+                    self._done.add()
+                else:
+                    self._failed.add()
+                    if c.state == TaskState.SCHEDULED and self._promoter is not None:
+                        assert c.run_at is not None
+                        self._promoter.notify(c.run_at)
+                    elif c.state == TaskState.QUEUED and self._pool is not None:
+                        self._pool.kick()
+                    if c.state != TaskState.FAILED:
+                        self._stats["retries"] += 1
+            if c.state in TERMINAL_STATES:
+                self._finished(c.task_id)
+            if emit:
+                self._bus.emit(
+                    kind,
+                    task_id=str(c.task_id),
+                    handler=c.handler,
+                    queue=c.queue,
+                    attempt=c.attempt,
+                    message=c.note or "",
+                )
+        for c in report.stale:
+            self._stats["stale_completions"] += 1
+            log.warning(
+                "dropped a late completion of task %s (attempt %s): its lease was taken over",
+                c.task_id,
+                c.attempt,
+            )
+            self._bus.emit(
+                EventKind.STALE_COMPLETION,
+                task_id=str(c.task_id),
+                handler=c.handler,
+                attempt=c.attempt,
+                message="late result dropped: lease lost",
+            )
+        if self._progress is not None:
+            self._progress.set()
+
+    def _on_store_error(self, exc: Exception) -> None:
+        self._bus.emit(EventKind.STORE_ERROR, message=str(exc))
+
+    def _on_rescued(self, rescued: list[Rescued]) -> None:
+        self._stats["rescued"] += len(rescued)
+        for r in rescued:
+            log.warning(
+                "rescued task %s from %s (attempt %d/%d): %s",
+                r.id,
+                r.owner,
+                r.attempts,
+                r.max_retries + 1,
+                r.state,
+            )
+            rescued_event(self._bus, r)
+            if r.state == TaskState.FAILED:
+                self._failed.add()
+                self._finished(r.id)
+        if self._pool is not None:
+            self._pool.kick()
+
+    def _on_promoted(self, moved: list[tuple[int, str]]) -> None:
+        if self._pool is not None:
+            self._pool.kick()
+        if self._progress is not None:
+            self._progress.set()
+        if self._bus.has_subscribers:
+            for task_id, queue in moved:
+                self._bus.emit(
+                    EventKind.PROMOTED, task_id=str(task_id), queue=queue, message="due: queued"
+                )
+
+    def __repr__(self) -> str:
+        state = "running" if self._running else "stopped"
+        return f"<Engine {self.node} {self.store_url} {state} workers={self.worker_count}>"
+
+
+def _parse_state(value: TaskState | str | None) -> TaskState | None:
+    if value is None or isinstance(value, TaskState):
+        return value
+    try:
+        return TaskState(str(value).lower())
+    except ValueError:
+        allowed = ", ".join(s.value for s in TaskState)
+        raise ValueError(f"unknown task state {value!r}; use one of {allowed}") from None

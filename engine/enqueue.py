@@ -1,0 +1,143 @@
+"""Turning an ``enqueue`` call into a validated :class:`NewTask`, or a clear error.
+
+Everything is checked before anything is written: the handler (with the closest
+names when unknown), the payload against the handler's signature and against
+JSON (with the path of a bad value), its size, the priority, the queue, the
+delay or due time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from engine.codec import Codec, to_json
+from engine.model import (
+    DEFAULT_PRIORITY,
+    check_handler_name,
+    check_queue_name,
+    check_seconds,
+    parse_priority,
+)
+from engine.registry import ENQUEUE_OPTIONS, Registry, unknown_option_error
+from engine.store.base import NewTask
+
+MAX_DELAY = 10 * 365 * 86400.0
+DEFAULT_RETRIES = 3
+
+
+@lru_cache(maxsize=4096)
+def _queue(name: str) -> str:
+    return check_queue_name(name)
+
+
+@dataclass
+class Preparer:
+    """Validates enqueue calls for one engine."""
+
+    registry: Registry
+    codec: Codec
+    strict: bool
+    max_payload_bytes: Callable[[], int]
+    clock: Callable[[], float]
+
+    def prepare(
+        self,
+        handler: str,
+        payload: Any = None,
+        *,
+        priority: Any = None,
+        queue: Any = None,
+        delay: Any = None,
+        run_at: Any = None,
+    ) -> NewTask:
+        registered = self.registry.find(handler) if isinstance(handler, str) else None
+        if registered is not None:
+            payload = registered.check_payload(payload)
+            default_queue, default_priority = registered.queue, registered.priority
+            retries = registered.retries
+        else:
+            check_handler_name(handler)
+            if self.strict:
+                raise LookupError(self.registry.unknown_message(handler))
+            if payload is None:
+                payload = {}
+            if not isinstance(payload, Mapping):
+                raise TypeError(
+                    f"payload must be a JSON object (a dict of argument names to values); "
+                    f"got {type(payload).__name__}"
+                )
+            default_queue, default_priority, retries = "default", DEFAULT_PRIORITY, DEFAULT_RETRIES
+        prio = default_priority if priority is None else parse_priority(priority)
+        if queue is None:
+            queue_name = default_queue
+        else:
+            queue_name = _queue(queue) if isinstance(queue, str) else check_queue_name(queue)
+        due = None if delay is None and run_at is None else self._due_time(delay, run_at)
+        text = to_json(payload, "payload")
+        limit = self.max_payload_bytes()
+        if len(text) > limit:
+            raise ValueError(
+                f"payload is {len(text):,} bytes as JSON; the limit is {limit:,} bytes "
+                "(max_payload_bytes)"
+            )
+        return NewTask(handler, queue_name, prio, self.codec.seal(text), retries, due)
+
+    def _due_time(self, delay: Any, run_at: Any) -> float | None:
+        if delay is not None and run_at is not None:
+            raise TypeError("give delay (seconds from now) or run_at (a datetime), not both")
+        if delay is not None:
+            seconds = check_seconds("delay", delay)
+            if seconds > MAX_DELAY:
+                raise ValueError(
+                    f"delay must be at most {MAX_DELAY:,.0f} seconds (10 years); got {delay!r}"
+                )
+            return self.clock() + seconds if seconds > 0 else None
+        if run_at is not None:
+            if not isinstance(run_at, dt.datetime):
+                raise TypeError(
+                    f"run_at must be a timezone-aware datetime; got {type(run_at).__name__}"
+                )
+            if run_at.tzinfo is None or run_at.utcoffset() is None:
+                raise ValueError(
+                    "run_at must be timezone-aware, e.g. datetime.now(timezone.utc) + "
+                    "timedelta(minutes=5); a naive datetime is ambiguous"
+                )
+            at = run_at.timestamp()
+            if at - self.clock() > MAX_DELAY:
+                raise ValueError("run_at must be at most 10 years from now")
+            return at
+        return None
+
+    def prepare_many(self, items: Iterable[Any]) -> list[NewTask]:
+        """Validate every item of an ``enqueue_many`` call; errors name the item."""
+        out = []
+        for index, item in enumerate(items):
+            try:
+                out.append(self._prepare_item(item))
+            except (TypeError, ValueError, LookupError) as exc:
+                raise type(exc)(f"item {index}: {exc}") from None
+        return out
+
+    def _prepare_item(self, item: Any) -> NewTask:
+        if type(item) is tuple and len(item) == 2 and type(item[0]) is str:
+            return self.prepare(item[0], item[1])  # the common shape, checked cheaply
+        if not isinstance(item, tuple | list) or not 1 <= len(item) <= 3:
+            raise TypeError(
+                "each item must be (handler, payload) or (handler, payload, {options}); "
+                f"got {type(item).__name__}"
+            )
+        handler = item[0]
+        payload = item[1] if len(item) > 1 else None
+        options = item[2] if len(item) > 2 else {}
+        if not isinstance(options, Mapping):
+            raise TypeError(f"item options must be a dict; got {type(options).__name__}")
+        unknown = [k for k in options if k not in ENQUEUE_OPTIONS]
+        if unknown:
+            raise unknown_option_error("enqueue", unknown, ENQUEUE_OPTIONS)
+        if not isinstance(handler, str):
+            raise TypeError(f"handler must be a name (str); got {type(handler).__name__}")
+        return self.prepare(handler, payload, **options)

@@ -1,0 +1,50 @@
+"""Exceptions the engine raises.
+
+Bad input is always a ``ValueError``, ``TypeError`` or ``LookupError`` (or a
+subclass) whose message says what was wrong and what is allowed.
+"""
+
+from __future__ import annotations
+
+
+class TaskNotFound(LookupError):
+    """No task has the given id."""
+
+
+class InvalidTransition(ValueError):
+    """A task cannot make the requested state change (e.g. cancel a finished task)."""
+
+
+class SettingsError(ValueError):
+    """One or more settings are unknown or invalid; nothing was changed."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = dict(errors)
+        lines = [f"{name}: {message}" for name, message in self.errors.items()]
+        count = len(lines)
+        head = f"{count} invalid setting{'s' if count != 1 else ''}; nothing was changed"
+        super().__init__(head + "\n  " + "\n  ".join(lines))
+
+
+class StoreError(RuntimeError):
+    """The store cannot do what was asked (locked, full, corrupted …)."""
+
+
+class StoreOpenError(ValueError):
+    """The store URL or file cannot be used as a Taskdeck store. Nothing was written."""
+
+
+class EncryptionKeyError(ValueError):
+    """A key is malformed, missing, or does not match the data in the store."""
+
+
+class EngineNotRunning(RuntimeError):
+    """The engine must be started (``async with engine:``) for this call."""
+
+
+class ResultNotSerializable(ValueError):
+    """A handler returned something that is not JSON-serialisable (never retried)."""
+
+
+class PayloadDecodeError(ValueError):
+    """A stored payload cannot be decrypted or parsed (never retried)."""

@@ -1,0 +1,340 @@
+"""How blocking handlers run: on threads, or in worker processes.
+
+``ThreadRunner`` starts a fresh thread whenever none is idle. A thread whose
+task was abandoned (hard timeout, cancel, shutdown) cannot be killed in Python;
+it is counted as *leaked* until it returns, and it never takes a worker slot, so
+the pool keeps its capacity.
+
+``ProcessRunner`` keeps one child process per concurrently running process task
+(``python -m engine.worker_process``), talks JSON lines with it, and kills the
+child on a hard timeout or cancel — the one executor where a running task can
+really be stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+from queue import Empty, SimpleQueue
+from typing import Any
+
+from engine import context
+from engine.context import TaskContext
+from engine.registry import Handler
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------
+# Threads
+
+
+class _Job:
+    __slots__ = ("ctx", "fn", "future", "kwargs", "loop", "state")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        kwargs: dict[str, Any],
+        ctx: TaskContext,
+        future: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.fn, self.kwargs, self.ctx, self.future, self.loop = fn, kwargs, ctx, future, loop
+        self.state = "running"  # -> "done" | "abandoned"
+
+
+class ThreadRunner:
+    """Runs plain functions on daemon threads; see the module docstring."""
+
+    def __init__(self, idle_timeout: float = 30.0) -> None:
+        self._idle_timeout = idle_timeout
+        self._lock = threading.Lock()
+        self._idle: list[SimpleQueue[_Job | None]] = []
+        self.leaked = 0
+        self.leaked_total = 0
+        self.threads = 0
+
+    def run(
+        self, fn: Callable[..., Any], kwargs: dict[str, Any], ctx: TaskContext
+    ) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        job = _Job(fn, kwargs, ctx, future, loop)
+        future.add_done_callback(lambda f: self._abandon(job) if f.cancelled() else None)
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+            if inbox is None:
+                self.threads += 1
+        if inbox is not None:
+            inbox.put(job)
+        else:
+            threading.Thread(
+                target=self._thread_main, args=(job,), daemon=True, name="taskdeck-thread"
+            ).start()
+        return future
+
+    def _abandon(self, job: _Job) -> None:
+        with self._lock:
+            if job.state == "running":
+                job.state = "abandoned"
+                self.leaked += 1
+                self.leaked_total += 1
+
+    def _finish(self, job: _Job, result: Any, error: BaseException | None) -> None:
+        with self._lock:
+            if job.state == "abandoned":
+                self.leaked -= 1
+                return
+            job.state = "done"
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+
+    def _thread_main(self, job: _Job | None) -> None:
+        inbox: SimpleQueue[_Job | None] = SimpleQueue()
+        while job is not None:
+            token = context.bind(job.ctx)
+            try:
+                result = job.fn(**job.kwargs)
+            except BaseException as exc:
+                self._finish(job, None, exc)
+            else:
+                self._finish(job, result, None)
+            finally:
+                context.unbind(token)
+            job = None
+            with self._lock:
+                self._idle.append(inbox)
+            try:
+                job = inbox.get(timeout=self._idle_timeout)
+            except Empty:
+                with self._lock:
+                    if inbox in self._idle:
+                        self._idle.remove(inbox)
+                        self.threads -= 1
+                        return
+                job = inbox.get()  # a job was handed to us as we timed out
+        with self._lock:
+            self.threads -= 1
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self.threads -= len(idle)
+        for inbox in idle:
+            inbox.put(None)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+# ---------------------------------------------------------------------------
+# Processes
+
+
+class RemoteError(Exception):
+    """A handler failed in a worker process; ``text`` is its traceback."""
+
+    def __init__(self, text: str, type_name: str, mro: list[str], not_serializable: bool) -> None:
+        super().__init__(text.strip().splitlines()[-1] if text.strip() else type_name)
+        self.text = text
+        self.type_name = type_name
+        self.mro = mro
+        self.not_serializable = not_serializable
+
+
+class WorkerProcessLost(Exception):
+    """The worker process died while running a task."""
+
+
+class _Child:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.ctx: TaskContext | None = None
+        self._future: asyncio.Future[dict[str, Any]] | None = None
+        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None and not self._reader.done()
+
+    def send(self, message: dict[str, Any]) -> None:
+        stdin = self.proc.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.write((json.dumps(message, separators=(",", ":")) + "\n").encode("utf-8"))
+
+    async def _read(self) -> None:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        try:
+            while line := await stdout.readline():
+                message = json.loads(line)
+                op = message.get("op")
+                if op == "ready":
+                    if not self._ready.done():
+                        self._ready.set_result(None)
+                elif op == "progress" and self.ctx is not None:
+                    self.ctx.progress(message["fraction"], message.get("message"))
+                elif op == "done" and self._future is not None and not self._future.done():
+                    self._future.set_result(message)
+        except (ValueError, asyncio.LimitOverrunError) as exc:
+            log.error("worker process %s sent an unreadable message: %s", self.proc.pid, exc)
+        finally:
+            code = await self.proc.wait() if self.proc.returncode is None else self.proc.returncode
+            lost = WorkerProcessLost(f"the worker process exited with code {code}")
+            for pending in (self._ready, self._future):
+                if pending is not None and not pending.done():
+                    pending.set_exception(lost)
+
+    async def wait_ready(self) -> None:
+        await self._ready
+
+    async def run(self, handler: Handler, payload_json: str, ctx: TaskContext) -> str:
+        self.ctx = ctx
+        self._future = asyncio.get_running_loop().create_future()
+        task = {
+            "id": ctx.id,
+            "attempt": ctx.attempt,
+            "handler": ctx.handler,
+            "queue": ctx.queue,
+            "max_attempts": ctx.max_attempts,
+        }
+        self.send(
+            {
+                "op": "run",
+                "module": handler.module,
+                "qualname": handler.qualname,
+                "payload": payload_json,
+                "task": task,
+            }
+        )
+        try:
+            message = await self._future
+        finally:
+            self.ctx = None
+            self._future = None
+        if message.get("ok"):
+            return str(message["result"])
+        raise RemoteError(
+            message.get("error", ""),
+            message.get("type", "Exception"),
+            list(message.get("mro", [])),
+            bool(message.get("not_serializable")),
+        )
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
+    async def close(self, timeout: float = 2.0) -> None:
+        stdin = self.proc.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            self.kill()
+            await self.proc.wait()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+
+class ProcessRunner:
+    """Child processes for ``executor="process"`` handlers; see the module docstring."""
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self._limit = max_message_bytes * 2 + 65536
+        self._idle: list[_Child] = []
+        self._busy: set[_Child] = set()
+        self.spawned = 0
+        self.lost = 0
+
+    def pids(self) -> list[int]:
+        return [c.proc.pid for c in (*self._idle, *self._busy) if c.alive]
+
+    async def _spawn(self) -> _Child:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if isinstance(p, str) and p)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "engine.worker_process",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+            limit=self._limit,
+        )
+        child = _Child(proc)
+        main = sys.modules.get("__main__")
+        child.send(
+            {
+                "op": "init",
+                "sys_path": [p for p in sys.path if isinstance(p, str)],
+                "main_path": getattr(main, "__file__", None),
+            }
+        )
+        self.spawned += 1
+        try:
+            await child.wait_ready()
+        except BaseException:
+            child.kill()
+            raise
+        return child
+
+    async def run(self, handler: Handler, payload_json: str, ctx: TaskContext) -> str:
+        while self._idle:
+            child = self._idle.pop()
+            if child.alive:
+                break
+        else:
+            child = await self._spawn()
+        self._busy.add(child)
+        try:
+            result = await child.run(handler, payload_json, ctx)
+        except RemoteError:
+            self._busy.discard(child)
+            self._idle.append(child)
+            raise
+        except BaseException:
+            # Cancelled (timeout, operator cancel, shutdown) or the child died: a child
+            # that may still be running the task is killed, never reused.
+            self._busy.discard(child)
+            if child.alive:
+                child.kill()
+            else:
+                self.lost += 1
+            raise
+        self._busy.discard(child)
+        self._idle.append(child)
+        return result
+
+    def notify_soft_timeout(self, ctx: TaskContext) -> None:
+        for child in self._busy:
+            if child.ctx is ctx:
+                child.send({"op": "soft_timeout"})
+
+    def trim(self, keep: int) -> None:
+        """Close idle children beyond ``keep``."""
+        while len(self._idle) > keep:
+            child = self._idle.pop()
+            asyncio.get_running_loop().create_task(child.close())
+
+    async def close(self) -> None:
+        children = [*self._idle, *self._busy]
+        self._idle.clear()
+        self._busy.clear()
+        await asyncio.gather(*(c.close() for c in children), return_exceptions=True)

@@ -1,0 +1,311 @@
+"""Task records, task states with their allowed transitions, priorities and names.
+
+The transition table here is the single source of truth: the engine checks it in
+Python and the SQLite schema turns it into a CHECK constraint, so an illegal state
+change is refused even by a hand-written UPDATE.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from engine.errors import InvalidTransition, TaskNotFound
+
+
+class TaskState(enum.StrEnum):
+    """Where a task is in its life. Values are the lower-case names."""
+
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATES: frozenset[TaskState] = frozenset(
+    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED}
+)
+ACTIVE_STATES: frozenset[TaskState] = frozenset(
+    {TaskState.QUEUED, TaskState.SCHEDULED, TaskState.RUNNING}
+)
+
+#: The pseudo-state of a task that does not exist yet (the source of an insert).
+NEW = ""
+
+#: Every allowed state change, keyed by the state a task leaves.
+ALLOWED_TRANSITIONS: Mapping[str, frozenset[TaskState]] = {
+    NEW: frozenset({TaskState.QUEUED, TaskState.SCHEDULED}),
+    TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.CANCELLED}),
+    TaskState.SCHEDULED: frozenset({TaskState.QUEUED, TaskState.CANCELLED}),
+    # running -> queued: lease rescued, or interrupted by a graceful stop;
+    # running -> scheduled: a retry with backoff.
+    TaskState.RUNNING: frozenset(
+        {
+            TaskState.SUCCEEDED,
+            TaskState.FAILED,
+            TaskState.SCHEDULED,
+            TaskState.QUEUED,
+            TaskState.CANCELLED,
+        }
+    ),
+    TaskState.FAILED: frozenset({TaskState.QUEUED}),
+    TaskState.CANCELLED: frozenset({TaskState.QUEUED}),
+    TaskState.SUCCEEDED: frozenset(),
+}
+
+
+def is_allowed(old: str, new: str) -> bool:
+    """True when a task may move from ``old`` (``""`` for a new task) to ``new``."""
+    return new in ALLOWED_TRANSITIONS.get(old, frozenset())
+
+
+def check_transition(old: str, new: str) -> None:
+    """Raise :class:`InvalidTransition` unless ``old -> new`` is allowed."""
+    if not is_allowed(old, new):
+        allowed = sorted(ALLOWED_TRANSITIONS.get(old, frozenset()))
+        source = old or "(new)"
+        raise InvalidTransition(
+            f"a task cannot move from {source} to {new}; "
+            f"from {source} it may move to: {', '.join(allowed) or 'nothing'}"
+        )
+
+
+def transition_check_sql(old: str = "prev_state", new: str = "state") -> str:
+    """An SQL expression true exactly for the allowed transitions (used in a CHECK).
+
+    A CASE on the old state costs nothing measurable per row, unlike a string
+    concatenation tested against a list of pairs.
+    """
+    arms = []
+    for source, targets in ALLOWED_TRANSITIONS.items():
+        allowed = ", ".join(f"'{t.value}'" for t in sorted(targets))
+        arms.append(f"WHEN '{source}' THEN {new} IN ({allowed or 'NULL'})")
+    return f"CASE {old} {' '.join(arms)} ELSE 0 END"
+
+
+# ---------------------------------------------------------------------------
+# Priorities
+
+MIN_PRIORITY = 0
+MAX_PRIORITY = 9
+DEFAULT_PRIORITY = 5
+PRIORITY_NAMES: Mapping[str, int] = {"low": 2, "normal": 5, "high": 7, "critical": 9}
+
+
+class Priority(enum.IntEnum):
+    """The named priorities; any integer 0 … 9 is a valid priority too."""
+
+    LOW = 2
+    NORMAL = 5
+    HIGH = 7
+    CRITICAL = 9
+
+
+def parse_priority(value: object) -> int:
+    """Return a priority 0 (lowest) … 9 (highest) from an int or a name.
+
+    Names: low=2, normal=5, high=7, critical=9 (any case). Anything else raises a
+    ``ValueError`` (or ``TypeError`` for a wrong type) that states what is allowed.
+    """
+    allowed = (
+        f"an integer from {MIN_PRIORITY} (lowest) to {MAX_PRIORITY} (highest) or one of "
+        + ", ".join(f"{name} ({num})" for name, num in PRIORITY_NAMES.items())
+    )
+    if isinstance(value, bool):
+        raise TypeError(f"priority must be {allowed}; got the boolean {value!r}")
+    if isinstance(value, int):
+        if MIN_PRIORITY <= value <= MAX_PRIORITY:
+            return value
+        raise ValueError(f"priority must be {allowed}; got {value}")
+    if isinstance(value, str):
+        name = value.strip().lower()
+        if name in PRIORITY_NAMES:
+            return PRIORITY_NAMES[name]
+        if name.isdigit() and MIN_PRIORITY <= int(name) <= MAX_PRIORITY:
+            return int(name)
+        raise ValueError(f"priority must be {allowed}; got {value!r}")
+    if isinstance(value, float):
+        raise TypeError(f"priority must be {allowed}; got the float {value!r}")
+    raise TypeError(f"priority must be {allowed}; got {type(value).__name__} {value!r}")
+
+
+# ---------------------------------------------------------------------------
+# Names
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*")
+MAX_QUEUE_NAME = 64
+MAX_HANDLER_NAME = 128
+
+
+def _check_name(kind: str, value: object, limit: int) -> str:
+    rule = (
+        f"1–{limit} characters: letters, digits, '_', '-', '.', ':', "
+        "starting with a letter or digit"
+    )
+    if not isinstance(value, str):
+        raise TypeError(f"{kind} name must be a string ({rule}); got {type(value).__name__}")
+    if not value or len(value) > limit or not _NAME_RE.fullmatch(value):
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise ValueError(f"{kind} name {shown!r} is not allowed: use {rule}")
+    return value
+
+
+def check_queue_name(value: object) -> str:
+    """Return ``value`` if it is a valid queue name, else raise with the rule."""
+    return _check_name("queue", value, MAX_QUEUE_NAME)
+
+
+def check_handler_name(value: object) -> str:
+    """Return ``value`` if it is a valid handler name, else raise with the rule."""
+    return _check_name("handler", value, MAX_HANDLER_NAME)
+
+
+def parse_task_id(value: object) -> int:
+    """Task ids are decimal strings (``"42"``); ints are accepted too."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and 0 < len(value) < 19:
+        number = int(value)
+        if number > 0:
+            return number
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    raise TaskNotFound(f"no task with id {shown}: task ids are positive integers such as '42'")
+
+
+def check_seconds(name: str, value: object, *, allow_zero: bool = True) -> float:
+    """Validate a duration in seconds: a finite, non-negative number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds; got {type(value).__name__}")
+    number = float(value)
+    if math.isnan(number) or math.isinf(number):
+        raise ValueError(f"{name} must be a finite number of seconds; got {value!r}")
+    if number < 0 or (number == 0 and not allow_zero):
+        bound = "0 or more" if allow_zero else "more than 0"
+        raise ValueError(f"{name} must be {bound} seconds; got {value!r}")
+    return number
+
+
+# ---------------------------------------------------------------------------
+# Records
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One recorded step of a task: a state change or an operator action."""
+
+    at: float
+    state: TaskState
+    attempt: int
+    by: str | None = None
+    note: str | None = None
+
+
+CREATED = "created"
+
+
+def parse_timeline(text: str, created_at: float | None = None) -> tuple[TimelineEntry, ...]:
+    """Parse the stored timeline (one JSON object per line).
+
+    A task created straight into ``queued`` has no stored creation line (that
+    would cost every enqueue a write); it is derived from ``created_at``. A task
+    created ``scheduled`` stores one, with the note ``created``.
+    """
+    entries = []
+    for line in text.splitlines():
+        if not line:
+            continue
+        raw = json.loads(line)
+        entries.append(
+            TimelineEntry(
+                at=float(raw["at"]),
+                state=TaskState(raw["state"]),
+                attempt=int(raw.get("attempt", 0)),
+                by=raw.get("by"),
+                note=raw.get("note"),
+            )
+        )
+    if created_at is not None and not (entries and entries[0].note == CREATED):
+        entries.insert(0, TimelineEntry(created_at, TaskState.QUEUED, 0, None, CREATED))
+    return tuple(entries)
+
+
+def timeline_line(
+    at: float, state: str, attempt: int, by: str | None = None, note: str | None = None
+) -> str:
+    """Format one timeline entry as stored (a JSON object and a newline).
+
+    Built by hand (with JSON-escaped strings) because it runs once per task per
+    transition on the writer thread.
+    """
+    head = f'{{"at":{at:.6f},"state":"{state}","attempt":{attempt}'
+    if by is not None:
+        head += f',"by":{_json_text(by)}'
+    if note is not None:
+        head += f',"note":{json.dumps(note)}'
+    return head + "}\n"
+
+
+@lru_cache(maxsize=1024)
+def _json_text(text: str) -> str:
+    return json.dumps(text)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """A task as stored. Times are Unix timestamps in seconds."""
+
+    id: str
+    handler: str
+    queue: str
+    priority: int
+    state: TaskState
+    attempts: int
+    max_retries: int
+    payload: Any
+    result: Any
+    error: str | None
+    progress: float | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    worker: str | None
+    progress_message: str | None = None
+    run_at: float | None = None
+    timeline: tuple[TimelineEntry, ...] = field(default=(), compare=False)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def max_attempts(self) -> int:
+        return self.max_retries + 1
+
+    @property
+    def wait_time(self) -> float | None:
+        """Seconds from creation (or due time) to the latest start."""
+        if self.started_at is None:
+            return None
+        return max(0.0, self.started_at - (self.run_at or self.created_at))
+
+    @property
+    def run_time(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max(0.0, self.finished_at - self.started_at)
+
+
+def count_by_state(pairs: Iterable[tuple[str, int]]) -> dict[TaskState, int]:
+    """A dict with every state present (0 where absent)."""
+    counts = dict.fromkeys(TaskState, 0)
+    for state, n in pairs:
+        counts[TaskState(state)] += n
+    return counts

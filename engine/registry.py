@@ -1,0 +1,348 @@
+"""Handlers and their options: what ``@engine.task(...)`` registers.
+
+Options are validated when the decorator runs, so a typo fails at import time
+with a "did you mean" suggestion instead of at 3 a.m. in a worker. Payloads are
+checked against the handler's signature at enqueue time.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
+
+from engine.model import (
+    DEFAULT_PRIORITY,
+    MAX_HANDLER_NAME,
+    check_handler_name,
+    check_queue_name,
+    parse_priority,
+)
+from engine.retry import DEFAULT_RETRY, RetryPolicy, check_exception_types
+from engine.settings import suggest
+
+Executor: TypeAlias = Literal["async", "thread", "process"]
+EXECUTORS: tuple[Executor, ...] = ("async", "thread", "process")
+TASK_OPTIONS = (
+    "name",
+    "queue",
+    "priority",
+    "retries",
+    "retry",
+    "retry_on",
+    "timeout",
+    "soft_timeout",
+    "executor",
+)
+ENQUEUE_OPTIONS = ("priority", "queue", "delay", "run_at")
+MAX_RETRIES = 1000
+
+_POSITIONAL_ONLY = inspect.Parameter.POSITIONAL_ONLY
+_VAR_KEYWORD = inspect.Parameter.VAR_KEYWORD
+_VAR_POSITIONAL = inspect.Parameter.VAR_POSITIONAL
+
+
+def unknown_option_error(kind: str, names: list[str], allowed: tuple[str, ...]) -> TypeError:
+    parts = [f"{name!r}{suggest(name, allowed)}" for name in names]
+    plural = "s" if len(names) > 1 else ""
+    return TypeError(
+        f"unknown {kind} option{plural}: {', '.join(parts)}. Allowed: {', '.join(allowed)}"
+    )
+
+
+def _check_timeout(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds or None; got {type(value).__name__}")
+    number = float(value)
+    if not (0 < number < float("inf")):  # also refuses NaN
+        raise ValueError(
+            f"{name} must be a finite number of seconds above 0, or None; got {value!r}"
+        )
+    return number
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A registered handler: the function and its validated options."""
+
+    name: str
+    fn: Callable[..., Any]
+    queue: str
+    priority: int
+    retries: int
+    retry: RetryPolicy
+    timeout: float | None
+    soft_timeout: float | None
+    executor: Executor
+    params: tuple[str, ...]
+    required: frozenset[str]
+    accepts_any: bool
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    @property
+    def module(self) -> str:
+        return str(self.fn.__module__)
+
+    @property
+    def qualname(self) -> str:
+        return str(self.fn.__qualname__)
+
+    def signature_text(self) -> str:
+        """``name(a: int, b: str = 'x')``: how a payload must look, for error messages."""
+        parts = []
+        for p in inspect.signature(self.fn).parameters.values():
+            text = p.name
+            if p.kind is _VAR_KEYWORD:
+                text = "**" + text
+            elif p.kind is _VAR_POSITIONAL:
+                text = "*" + text
+            if p.annotation is not inspect.Parameter.empty:
+                annotation = p.annotation
+                shown = (
+                    annotation
+                    if isinstance(annotation, str)
+                    else getattr(annotation, "__name__", repr(annotation))
+                )
+                text += f": {shown}"
+            if p.default is not inspect.Parameter.empty:
+                text += f" = {p.default!r}"
+            parts.append(text)
+        return f"{self.name}({', '.join(parts)})"
+
+    def check_payload(self, payload: object) -> dict[str, Any]:
+        """Return the keyword arguments for a payload, or raise ``TypeError``."""
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, Mapping):
+            raise TypeError(
+                f"payload for {self.name} must be a JSON object mapping argument names to "
+                f"values, e.g. {{{', '.join(repr(p) + ': …' for p in self.params[:3])}}}; "
+                f"got {type(payload).__name__}"
+            )
+        keys = payload.keys()
+        missing = self.required.difference(keys)
+        unexpected = [] if self.accepts_any else [k for k in keys if k not in self.params]
+        if missing or unexpected:
+            problems = []
+            if missing:
+                problems.append("missing " + ", ".join(repr(m) for m in sorted(missing)))
+            if unexpected:
+                problems.append(
+                    "unexpected "
+                    + ", ".join(f"{k!r}{suggest(str(k), self.params)}" for k in unexpected)
+                )
+            raise TypeError(
+                f"payload does not match {self.signature_text()}: {'; '.join(problems)}"
+            )
+        return payload if type(payload) is dict else dict(payload)
+
+
+def _analyse_signature(fn: Callable[..., Any]) -> tuple[tuple[str, ...], frozenset[str], bool]:
+    sig = inspect.signature(fn)
+    params: list[str] = []
+    required: set[str] = set()
+    accepts_any = False
+    for p in sig.parameters.values():
+        if p.kind is _POSITIONAL_ONLY:
+            raise ValueError(
+                f"handler parameter {p.name!r} is positional-only; payloads are passed by "
+                "name, so remove the '/' from the signature"
+            )
+        if p.kind is _VAR_KEYWORD:
+            accepts_any = True
+        elif p.kind is not _VAR_POSITIONAL:
+            params.append(p.name)
+            if p.default is inspect.Parameter.empty:
+                required.add(p.name)
+    return tuple(params), frozenset(required), accepts_any
+
+
+def default_name(fn: Callable[..., Any]) -> str:
+    """``module.qualname`` (just the qualname in a script), without ``<locals>``."""
+    module = getattr(fn, "__module__", "") or ""
+    qualname = getattr(fn, "__qualname__", getattr(fn, "__name__", "task"))
+    qualname = re.sub(r"[^A-Za-z0-9_.:\-]", "", qualname.replace("<locals>.", "")).strip(".")
+    name = qualname if module in ("__main__", "__mp_main__") else f"{module}.{qualname}"
+    return name[-MAX_HANDLER_NAME:].lstrip("._-:") or "task"
+
+
+def build_handler(fn: Callable[..., Any], options: Mapping[str, Any]) -> Handler:
+    """Validate ``options`` for ``fn`` and return the :class:`Handler`."""
+    unknown = [k for k in options if k not in TASK_OPTIONS]
+    if unknown:
+        raise unknown_option_error("task", unknown, TASK_OPTIONS)
+    if not callable(fn):
+        raise TypeError(f"@task needs a function; got {type(fn).__name__}")
+    name = check_handler_name(options.get("name") or default_name(fn))
+    queue = check_queue_name(options.get("queue", "default"))
+    priority = parse_priority(options.get("priority", DEFAULT_PRIORITY))
+    retries = options.get("retries", 3)
+    if isinstance(retries, bool) or not isinstance(retries, int):
+        raise TypeError(f"retries must be a whole number from 0 to {MAX_RETRIES}; got {retries!r}")
+    if not 0 <= retries <= MAX_RETRIES:
+        raise ValueError(f"retries must be from 0 to {MAX_RETRIES}; got {retries}")
+    retry = options.get("retry", DEFAULT_RETRY)
+    if not isinstance(retry, RetryPolicy):
+        raise TypeError(
+            "retry must be a RetryPolicy, e.g. RetryPolicy.exponential(base=0.5, cap=60); "
+            f"got {type(retry).__name__}"
+        )
+    if "retry_on" in options:
+        extra = check_exception_types(options["retry_on"])
+        retry = RetryPolicy(
+            retry.kind, retry.base, retry.factor, retry.cap, retry.jitter, retry.retry_on + extra
+        )
+    timeout = _check_timeout("timeout", options.get("timeout"))
+    soft_timeout = _check_timeout("soft_timeout", options.get("soft_timeout"))
+    if timeout is not None and soft_timeout is not None and soft_timeout >= timeout:
+        raise ValueError(
+            f"soft_timeout ({soft_timeout:g} s) must be less than timeout ({timeout:g} s)"
+        )
+    is_async = inspect.iscoroutinefunction(fn)
+    executor = options.get("executor", "async" if is_async else "thread")
+    if executor not in EXECUTORS:
+        raise ValueError(
+            f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}"
+            + suggest(str(executor), EXECUTORS)
+        )
+    if executor == "async" and not is_async:
+        raise ValueError(
+            f"executor 'async' needs an 'async def' handler and {name} is a plain function; "
+            "use executor='thread' (I/O) or executor='process' (CPU-heavy)"
+        )
+    if executor == "process" and "<locals>" in getattr(fn, "__qualname__", "<locals>"):
+        raise ValueError(
+            f"process handlers must be module-level functions so a worker process can "
+            f"import them; {fn.__qualname__} is defined inside another function"
+        )
+    params, required, accepts_any = _analyse_signature(fn)
+    return Handler(
+        name=name,
+        fn=fn,
+        queue=queue,
+        priority=priority,
+        retries=retries,
+        retry=retry,
+        timeout=timeout,
+        soft_timeout=soft_timeout,
+        executor=executor,
+        params=params,
+        required=required,
+        accepts_any=accepts_any,
+    )
+
+
+EnqueueFn = Callable[..., Awaitable[str]]
+
+
+class TaskHandle:
+    """What ``@engine.task`` returns: still callable as the plain function, plus
+    ``.enqueue(payload, **options)`` and Celery-style ``.delay(*args, **kwargs)``."""
+
+    def __init__(self, handler: Handler, enqueue: EnqueueFn) -> None:
+        self.handler = handler
+        self._enqueue = enqueue
+        self.__wrapped__ = handler.fn
+        self.__name__ = getattr(handler.fn, "__name__", handler.name)
+        self.__qualname__ = getattr(handler.fn, "__qualname__", handler.name)
+        self.__module__ = getattr(handler.fn, "__module__", __name__)
+        self.__doc__ = handler.fn.__doc__
+
+    @property
+    def name(self) -> str:
+        return self.handler.name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.handler.fn(*args, **kwargs)
+
+    async def enqueue(self, payload: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
+        """Enqueue with a payload dict; keyword arguments that are not enqueue options
+        (priority, queue, delay, run_at) are taken as the payload instead."""
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in ENQUEUE_OPTIONS}
+        if kwargs:
+            if payload is not None:
+                raise TypeError(
+                    "pass the payload either as a dict or as keyword arguments, not both "
+                    f"(extra: {', '.join(kwargs)}); "
+                    f"enqueue options are {', '.join(ENQUEUE_OPTIONS)}"
+                )
+            payload = kwargs
+        return await self._enqueue(self.handler.name, payload, **options)
+
+    async def delay(self, *args: Any, **kwargs: Any) -> str:
+        """Enqueue with the handler's own arguments, bound by its signature."""
+        try:
+            bound = inspect.signature(self.handler.fn).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(
+                f"arguments do not match {self.handler.signature_text()}: {exc}"
+            ) from None
+        payload = dict(bound.arguments)
+        for p in inspect.signature(self.handler.fn).parameters.values():
+            if p.kind is _VAR_KEYWORD and p.name in payload:
+                payload.update(payload.pop(p.name))
+            elif p.kind is _VAR_POSITIONAL and p.name in payload:
+                raise TypeError(f"{self.handler.name} takes *{p.name}; payloads are passed by name")
+        return await self._enqueue(self.handler.name, payload)
+
+    def __repr__(self) -> str:
+        return f"<task {self.handler.name} ({self.handler.executor})>"
+
+
+class Registry:
+    """Handlers by name."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def add(self, handler: Handler) -> Handler:
+        existing = self._handlers.get(handler.name)
+        if existing is not None and existing.fn is not handler.fn:
+            raise ValueError(
+                f"a handler named {handler.name!r} is already registered "
+                f"({existing.module}.{existing.qualname}); give this one another name="
+            )
+        self._handlers[handler.name] = handler
+        return handler
+
+    def get(self, name: str) -> Handler:
+        """The handler called ``name``; ``LookupError`` names the closest ones."""
+        handler = self._handlers.get(name)
+        if handler is None:
+            raise LookupError(self.unknown_message(name))
+        return handler
+
+    def find(self, name: str) -> Handler | None:
+        return self._handlers.get(name)
+
+    def unknown_message(self, name: str) -> str:
+        names = sorted(self._handlers)
+        if not names:
+            return (
+                f"unknown handler {name!r}: no handlers are registered in this engine "
+                "(register with @engine.task, or use strict_handlers=False for a producer)"
+            )
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        shown = ", ".join(names[:12]) + (" …" if len(names) > 12 else "")
+        return f"unknown handler {name!r}{hint} Registered: {shown}"
+
+    def names(self) -> list[str]:
+        return sorted(self._handlers)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._handlers
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._handlers.values())

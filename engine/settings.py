@@ -1,0 +1,376 @@
+"""Engine settings: documented, validated all-or-nothing, changeable at runtime.
+
+Every setting has a doc line, a default and a unit. Durations are seconds (float)
+everywhere. ``Settings(**values)`` and ``settings.replace(**changes)`` validate
+every field at once and raise :class:`~engine.errors.SettingsError` naming *each*
+bad field (with a "did you mean" for unknown names); nothing is half-applied.
+Sources: keyword arguments, environment variables (``TASKDECK_LEASE_TTL=30``) and a
+TOML file (top level or a ``[taskdeck]`` table).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import SettingsError
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "TASKDECK_"
+#: Environment variables with our prefix that belong to the CLI, not to Settings.
+CLI_ENV = frozenset({"KEY", "KEY_FILE", "STORE", "APP", "WORKERS"})
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """What one setting is: its type, default, unit, bounds and documentation."""
+
+    name: str
+    kind: type
+    default: Any
+    unit: str
+    doc: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def describe_range(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        unit = f" {self.unit}" if self.unit else ""
+        return f"from {self.low:g} to {self.high:g}{unit}"
+
+
+SPECS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "max_workers",
+        int,
+        256,
+        "workers",
+        "Upper bound for the worker count (set_workers, autoscaler).",
+        1,
+        4096,
+    ),
+    SettingSpec(
+        "claim_batch", int, 100, "tasks", "Most tasks claimed in one store transaction.", 1, 1000
+    ),
+    SettingSpec(
+        "poll_interval",
+        float,
+        0.5,
+        "s",
+        "How often an idle engine looks for work enqueued by other processes "
+        "(work enqueued in this process wakes it at once).",
+        0.01,
+        60.0,
+    ),
+    SettingSpec(
+        "lease_ttl",
+        float,
+        30.0,
+        "s",
+        "How long a running task's lease lasts without renewal; a crashed worker's "
+        "tasks run again after this.",
+        0.5,
+        86400.0,
+    ),
+    SettingSpec(
+        "lease_renew_interval",
+        float,
+        10.0,
+        "s",
+        "How often a live engine renews the leases of its running tasks (must be below lease_ttl).",
+        0.05,
+        86400.0,
+    ),
+    SettingSpec(
+        "rescue_interval",
+        float,
+        5.0,
+        "s",
+        "How often expired leases are looked for and their tasks requeued.",
+        0.05,
+        3600.0,
+    ),
+    SettingSpec(
+        "shutdown_grace",
+        float,
+        10.0,
+        "s",
+        "How long a graceful stop waits for running tasks before requeuing them.",
+        0.0,
+        3600.0,
+    ),
+    SettingSpec(
+        "result_ttl",
+        float,
+        86400.0,
+        "s",
+        "How long succeeded tasks (and their results) are kept.",
+        0.0,
+        31_536_000.0,
+    ),
+    SettingSpec(
+        "failed_ttl",
+        float,
+        604800.0,
+        "s",
+        "How long failed and cancelled tasks are kept (the dead-letter set).",
+        0.0,
+        31_536_000.0,
+    ),
+    SettingSpec(
+        "cleanup_interval", float, 60.0, "s", "How often expired results are purged.", 0.05, 86400.0
+    ),
+    SettingSpec(
+        "cleanup_batch",
+        int,
+        1000,
+        "rows",
+        "Most rows purged in one transaction (keeps the writer free).",
+        1,
+        100_000,
+    ),
+    SettingSpec(
+        "max_payload_bytes",
+        int,
+        1_048_576,
+        "bytes",
+        "Largest encoded payload or result accepted.",
+        16,
+        67_108_864,
+    ),
+    SettingSpec(
+        "event_buffer",
+        int,
+        10_000,
+        "events",
+        "Events held per subscriber before new ones are dropped (and counted).",
+        1,
+        1_000_000,
+    ),
+    SettingSpec(
+        "progress_interval",
+        float,
+        0.5,
+        "s",
+        "How often task progress is saved and broadcast.",
+        0.05,
+        60.0,
+    ),
+    SettingSpec(
+        "durability",
+        str,
+        "normal",
+        "",
+        "normal: survives a process crash; full: also survives power loss (slower commits).",
+        choices=("normal", "full"),
+    ),
+    SettingSpec(
+        "busy_timeout",
+        float,
+        5.0,
+        "s",
+        "How long one store write waits for another process's lock.",
+        0.0,
+        600.0,
+    ),
+    SettingSpec(
+        "lock_timeout",
+        float,
+        60.0,
+        "s",
+        "How long an operation keeps retrying a locked store before it fails.",
+        0.0,
+        3600.0,
+    ),
+)
+
+SPEC_BY_NAME: Mapping[str, SettingSpec] = {spec.name: spec for spec in SPECS}
+
+
+def suggest(name: str, options: list[str] | tuple[str, ...]) -> str:
+    """``"; did you mean 'x'?"`` for the closest option, or ``""``."""
+    close = difflib.get_close_matches(name, list(options), n=2, cutoff=0.6)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+def _check(spec: SettingSpec, value: Any) -> tuple[Any, str | None]:
+    """Return (normalised value, error or None)."""
+    if spec.kind is str:
+        if not isinstance(value, str) or value not in spec.choices:
+            return value, f"must be {spec.describe_range()}; got {value!r}"
+        return value, None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value, f"must be a number {spec.describe_range()}; got {type(value).__name__}"
+    if spec.kind is int and (isinstance(value, float) and not value.is_integer()):
+        return value, f"must be a whole number {spec.describe_range()}; got {value!r}"
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return value, f"must be a finite number {spec.describe_range()}; got {value!r}"
+    number = spec.kind(value)
+    assert spec.low is not None and spec.high is not None
+    if not (spec.low <= number <= spec.high):
+        return value, f"must be {spec.describe_range()}; got {value!r}"
+    return number, None
+
+
+def _cross_checks(values: Mapping[str, Any]) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if values["lease_renew_interval"] >= values["lease_ttl"]:
+        errors["lease_renew_interval"] = (
+            f"must be shorter than lease_ttl ({values['lease_ttl']:g} s); "
+            f"got {values['lease_renew_interval']:g} s"
+        )
+    return errors
+
+
+class Settings:
+    """An immutable, validated set of engine settings (see :data:`SPECS`)."""
+
+    max_workers: int
+    claim_batch: int
+    poll_interval: float
+    lease_ttl: float
+    lease_renew_interval: float
+    rescue_interval: float
+    shutdown_grace: float
+    result_ttl: float
+    failed_ttl: float
+    cleanup_interval: float
+    cleanup_batch: int
+    max_payload_bytes: int
+    event_buffer: int
+    progress_interval: float
+    durability: str
+    busy_timeout: float
+    lock_timeout: float
+
+    __slots__ = tuple(spec.name for spec in SPECS)
+
+    def __init__(self, **values: Any) -> None:
+        merged = {spec.name: spec.default for spec in SPECS}
+        errors: dict[str, str] = {}
+        for name, value in values.items():
+            spec = SPEC_BY_NAME.get(name)
+            if spec is None:
+                errors[name] = "unknown setting" + suggest(name, list(SPEC_BY_NAME))
+                continue
+            merged[name], problem = _check(spec, value)
+            if problem:
+                errors[name] = problem
+        if not errors:
+            errors.update(_cross_checks(merged))
+        if errors:
+            raise SettingsError(errors)
+        for name, value in merged.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Settings are immutable; use engine.update_settings(...)")
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied, validated all-or-nothing."""
+        return Settings(**{**self.as_dict(), **changes})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {spec.name: getattr(self, spec.name) for spec in SPECS}
+
+    def changed(self) -> dict[str, Any]:
+        """Settings that differ from their defaults."""
+        return {s.name: getattr(self, s.name) for s in SPECS if getattr(self, s.name) != s.default}
+
+    def __iter__(self) -> Iterator[tuple[SettingSpec, Any]]:
+        for spec in SPECS:
+            yield spec, getattr(self, spec.name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Settings) and self.as_dict() == other.as_dict()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.as_dict().items()))
+
+    def __repr__(self) -> str:
+        changed = ", ".join(f"{k}={v!r}" for k, v in self.changed().items())
+        return f"Settings({changed})"
+
+    @staticmethod
+    def specs() -> tuple[SettingSpec, ...]:
+        return SPECS
+
+    # -- text sources -------------------------------------------------------
+    @staticmethod
+    def parse(name: str, text: str) -> Any:
+        """Turn text (from a form, the CLI or the environment) into a typed value."""
+        spec = SPEC_BY_NAME.get(name)
+        if spec is None:
+            raise SettingsError({name: "unknown setting" + suggest(name, list(SPEC_BY_NAME))})
+        raw = text.strip()
+        if spec.kind is str:
+            return raw
+        try:
+            return spec.kind(float(raw)) if spec.kind is float else int(raw.replace("_", ""))
+        except ValueError:
+            kind = "whole number" if spec.kind is int else "number"
+            raise SettingsError(
+                {name: f"must be a {kind} {spec.describe_range()}; got {text!r}"}
+            ) from None
+
+    @classmethod
+    def from_texts(cls, texts: Mapping[str, str], base: Settings | None = None) -> Settings:
+        """Parse and validate many text values at once; every bad one is reported."""
+        values: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        for name, text in texts.items():
+            try:
+                values[name] = cls.parse(name, text)
+            except SettingsError as exc:
+                errors.update(exc.errors)
+        if errors:
+            raise SettingsError(errors)
+        return (base or cls()).replace(**values)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, base: Settings | None = None
+    ) -> Settings:
+        """Read ``TASKDECK_<NAME>`` variables (e.g. ``TASKDECK_LEASE_TTL=30``)."""
+        env = os.environ if environ is None else environ
+        texts: dict[str, str] = {}
+        for key, text in env.items():
+            if not key.startswith(ENV_PREFIX):
+                continue
+            suffix = key[len(ENV_PREFIX) :]
+            name = suffix.lower()
+            if name in SPEC_BY_NAME:
+                texts[name] = text
+            elif suffix not in CLI_ENV:
+                log.warning(
+                    "ignoring unknown environment variable %s%s",
+                    key,
+                    suggest(name, list(SPEC_BY_NAME)),
+                )
+        return cls.from_texts(texts, base)
+
+    @classmethod
+    def from_toml(cls, path: str | Path, base: Settings | None = None) -> Settings:
+        """Read settings from a TOML file (top level, or a ``[taskdeck]`` table)."""
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SettingsError({"file": f"cannot read {path}: {exc.strerror}"}) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError({"file": f"{path} is not valid TOML: {exc}"}) from None
+        table = data.get("taskdeck", data)
+        if not isinstance(table, dict):
+            raise SettingsError({"taskdeck": "must be a table of settings"})
+        return (base or cls()).replace(**table)

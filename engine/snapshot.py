@@ -1,0 +1,84 @@
+"""The read-only picture of an engine that ``engine.snapshot()`` returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from engine.model import TaskState
+from engine.settings import Settings
+
+Severity = Literal["info", "warning", "critical"]
+SEVERITY_ORDER: Mapping[str, int] = {"critical": 0, "warning": 1, "info": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """One worker slot: idle, busy (with its task), or retiring after a shrink."""
+
+    id: str
+    state: Literal["idle", "busy", "retiring"]
+    task_id: str | None = None
+    handler: str | None = None
+    queue: str | None = None
+    executor: str | None = None
+    attempt: int | None = None
+    elapsed: float | None = None
+    progress: float | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """One named queue: how many tasks wait in it, and whether it is paused."""
+
+    name: str
+    depth: int
+    paused: bool
+    counts: Mapping[TaskState, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something holding the engine back, the numbers that show it, and what to do.
+
+    ``action`` is the engine command that applies the suggestion, e.g.
+    ``("set_workers", {"n": 12})``, or None when it takes a human.
+    """
+
+    severity: Severity
+    title: str
+    evidence: str
+    suggestion: str
+    action: tuple[str, Mapping[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class EngineSnapshot:
+    """Counts, workers, rates and settings at one moment; cheap to take."""
+
+    at: float
+    node: str
+    store: str
+    running: bool
+    encrypted: bool
+    worker_count: int
+    busy_workers: int
+    workers: tuple[WorkerInfo, ...]
+    counts: Mapping[TaskState, int]
+    queues: Mapping[str, QueueInfo]
+    throughput: float
+    failures_per_minute: float
+    settings: Settings
+    resources: Any = None
+    findings: tuple[Finding, ...] = ()
+    stats: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def paused_queues(self) -> frozenset[str]:
+        return frozenset(q.name for q in self.queues.values() if q.paused)
+
+    @property
+    def queued(self) -> int:
+        return self.counts.get(TaskState.QUEUED, 0)

@@ -1,0 +1,209 @@
+"""The Store contract: what every backend (SQLite now, PostgreSQL later) provides.
+
+The engine talks to a store only through this protocol. Payloads, results and
+errors cross it as *encoded text* (see :mod:`engine.codec`); reads that return
+:class:`~engine.model.TaskRecord` decode them with the store's codec. Times are
+taken from the store's clock so tests can move time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from engine.model import TaskRecord, TaskState
+
+
+@dataclass(slots=True)
+class NewTask:
+    """A task to insert. ``run_at`` in the future makes it ``scheduled``."""
+
+    handler: str
+    queue: str
+    priority: int
+    payload: str
+    retries: int
+    run_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedTask:
+    """A task this node now holds a lease on (state ``running``)."""
+
+    id: int
+    handler: str
+    queue: str
+    priority: int
+    attempts: int
+    max_retries: int
+    payload: str
+    created_at: float
+    run_at: float | None
+    started_at: float
+
+
+@dataclass(slots=True)
+class Completion:
+    """The outcome of one attempt, applied only if the lease is still ours (fencing).
+
+    ``state`` is the new state: succeeded, failed, scheduled (retry after a delay),
+    or queued (retry now). ``release=True`` returns an interrupted or unstarted task
+    to the queue without using an attempt.
+    """
+
+    task_id: int
+    attempt: int
+    owner: str
+    state: TaskState
+    at: float
+    result: str | None = None
+    error: str | None = None
+    run_at: float | None = None
+    worker: str | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    note: str | None = None
+    release: bool = False
+    handler: str = ""
+    queue: str = ""
+
+
+@dataclass(slots=True)
+class CompletionReport:
+    """Which completions were applied, and which were stale (lease lost)."""
+
+    applied: list[Completion] = field(default_factory=list)
+    stale: list[Completion] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Rescued:
+    """A task whose lease expired, now queued again (or failed: no attempts left)."""
+
+    id: int
+    handler: str
+    queue: str
+    state: TaskState
+    attempts: int
+    max_retries: int
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """A finished task removed by the result-TTL cleanup."""
+
+    id: str
+    handler: str
+    queue: str
+    state: TaskState
+    finished_at: float
+
+
+@dataclass(frozen=True)
+class StoreCounts:
+    """Task counts per queue and state, and the paused queues."""
+
+    by_queue: Mapping[str, Mapping[TaskState, int]] = field(default_factory=dict)
+    paused: frozenset[str] = frozenset()
+
+    def totals(self) -> dict[TaskState, int]:
+        out = dict.fromkeys(TaskState, 0)
+        for states in self.by_queue.values():
+            for state, n in states.items():
+                out[state] += n
+        return out
+
+    def depth(self, queue: str) -> int:
+        return self.by_queue.get(queue, {}).get(TaskState.QUEUED, 0)
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """Which tasks ``tasks()`` returns, and in which window."""
+
+    state: TaskState | None = None
+    queue: str | None = None
+    handler: str | None = None
+    id_prefix: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+class Store(Protocol):
+    """Durable task storage shared by every engine process on the same URL."""
+
+    url: str
+
+    @property
+    def encrypted(self) -> bool: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def configure(self, *, durability: str, busy_timeout: float, lock_timeout: float) -> None:
+        """Apply runtime settings (used from the next transaction on)."""
+
+    # -- writes -------------------------------------------------------------
+    async def enqueue(self, tasks: Sequence[NewTask]) -> list[str]:
+        """Insert all tasks in one transaction (all or nothing); returns their ids."""
+
+    async def claim(
+        self, owner: str, limit: int, handlers: Sequence[str], lease_ttl: float
+    ) -> list[ClaimedTask]:
+        """Lease up to ``limit`` queued tasks of the given handlers from unpaused queues,
+        highest priority first, FIFO within a priority. Counts an attempt for each."""
+
+    async def complete(self, completions: Sequence[Completion]) -> CompletionReport: ...
+
+    async def renew_leases(self, owner: str, lease_ttl: float) -> set[int]:
+        """Extend every lease ``owner`` holds; returns the ids still leased to it."""
+
+    async def rescue(self, exclude_owner: str) -> list[Rescued]:
+        """Requeue (or fail, when out of attempts) tasks whose leases expired."""
+
+    async def promote_due(self) -> tuple[list[tuple[int, str]], float | None]:
+        """Move due scheduled tasks to queued; returns (id, queue) pairs and the next due time."""
+
+    async def cancel(self, task_id: int, by: str, note: str) -> TaskState:
+        """Cancel a queued, scheduled or running task; returns its previous state."""
+
+    async def reprioritize(self, task_id: int, priority: int, by: str) -> int:
+        """Change a queued or scheduled task's priority; returns the old one."""
+
+    async def retry(self, task_id: int, by: str, retries: int | None) -> TaskState:
+        """Queue a failed or cancelled task again; returns its previous state."""
+
+    async def purge(
+        self,
+        states: Sequence[TaskState],
+        queue: str | None,
+        handler: str | None,
+        ids: Sequence[int] | None,
+    ) -> int:
+        """Delete finished tasks matching the filter; returns how many."""
+
+    async def purge_expired(
+        self, result_ttl: float, failed_ttl: float, limit: int
+    ) -> list[Expired]: ...
+
+    async def save_progress(
+        self, items: Sequence[tuple[int, str, float | None, str | None]]
+    ) -> None:
+        """Persist (id, owner, fraction, message) for running tasks."""
+
+    async def set_paused(self, queue: str, paused: bool) -> bool:
+        """Pause or resume a queue; returns whether anything changed."""
+
+    # -- reads --------------------------------------------------------------
+    async def get(self, task_id: int) -> TaskRecord: ...
+
+    async def tasks(self, flt: TaskFilter) -> list[TaskRecord]: ...
+
+    async def counts(self) -> StoreCounts: ...
+
+    @property
+    def last_counts(self) -> StoreCounts:
+        """Counts as of the latest transaction this process committed or read."""

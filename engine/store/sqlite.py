@@ -1,0 +1,421 @@
+"""The embedded default store: one SQLite file in WAL mode.
+
+Writes go through one writer connection on its own thread (see
+:mod:`engine.store.sqlite_txn`) and are *group-committed*: every operation
+submitted while a transaction is in flight joins the next one, so concurrent
+enqueues, claims and completions share a single ``BEGIN IMMEDIATE … COMMIT`` and
+a single thread hop. Reads (``get``, ``tasks``, ``counts``) use a separate
+read-only aiosqlite connection, which WAL lets run alongside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from engine.codec import Codec
+from engine.errors import EncryptionKeyError, EngineNotRunning, TaskNotFound
+from engine.model import TERMINAL_STATES, TaskRecord, TaskState, parse_timeline
+from engine.store import sqlite_ops as ops
+from engine.store.base import (
+    ClaimedTask,
+    Completion,
+    CompletionReport,
+    Expired,
+    NewTask,
+    Rescued,
+    StoreCounts,
+    TaskFilter,
+)
+from engine.store.sqlite_schema import FileInfo, create_private_file, inspect_file, migrate
+from engine.store.sqlite_txn import BatchResult, CountsReader, Op, WriterThread, run_batch
+
+log = logging.getLogger(__name__)
+
+COLUMNS = (
+    "id, handler, queue, priority, state, attempts, max_retries, payload, result, error, "
+    "progress, progress_message, created_at, run_at, started_at, finished_at, worker"
+)
+_MAX_UNION_QUEUES = 64
+#: How ``tasks()`` orders each state: claim order for queued, due time for
+#: scheduled, newest first for finished tasks (and for no state filter).
+_LIST_ORDER: dict[TaskState | None, str] = {
+    TaskState.QUEUED: "priority DESC, id",
+    TaskState.SCHEDULED: "run_at, id",
+    TaskState.RUNNING: "started_at, id",
+    **dict.fromkeys(TERMINAL_STATES, "finished_at DESC, id DESC"),
+}
+
+
+def read_counts(conn: sqlite3.Connection) -> StoreCounts:
+    by_queue: dict[str, dict[TaskState, int]] = {}
+    for queue, state, n in conn.execute("SELECT queue, state, n FROM task_counts WHERE n != 0"):
+        by_queue.setdefault(queue, dict.fromkeys(TaskState, 0))[TaskState(state)] = n
+    paused = frozenset(r[0] for r in conn.execute("SELECT name FROM queues WHERE paused = 1"))
+    return StoreCounts(by_queue, paused)
+
+
+class SQLiteStore:
+    """Taskdeck's Store on an SQLite file."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        codec: Codec | None = None,
+        clock: Callable[[], float] = time.time,
+        *,
+        url: str | None = None,
+        by: str = "engine",
+    ) -> None:
+        self.path = Path(path).expanduser().absolute()
+        self.url = url or f"sqlite:///{self.path}"
+        self.codec = codec or Codec()
+        self.clock = clock
+        self._by = by
+        self._durability = "normal"
+        self._busy_timeout = 5.0
+        self._lock_timeout = 60.0
+        self._writer: WriterThread | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._by_queue: dict[str, dict[TaskState, int]] = {}
+        self._paused: frozenset[str] = frozenset()
+        self._counts_reader = CountsReader(read_counts)
+        self.transactions = 0
+
+    # -- lifecycle ------------------------------------------------------------
+    @property
+    def encrypted(self) -> bool:
+        return self.codec.encrypted
+
+    @property
+    def last_counts(self) -> StoreCounts:
+        return StoreCounts({q: dict(c) for q, c in self._by_queue.items()}, self._paused)
+
+    def _set_counts(self, counts: StoreCounts) -> None:
+        self._by_queue = {q: dict(c) for q, c in counts.by_queue.items()}
+        self._paused = counts.paused
+
+    def _apply_deltas(self, deltas: dict[tuple[str, str], int]) -> None:
+        for (queue, state), n in deltas.items():
+            per = self._by_queue.get(queue)
+            if per is None:
+                per = self._by_queue[queue] = dict.fromkeys(TaskState, 0)
+            per[state] += n  # type: ignore[index]  # TaskState is a StrEnum: "queued" finds it
+
+    def configure(self, *, durability: str, busy_timeout: float, lock_timeout: float) -> None:
+        changed = (durability, busy_timeout) != (self._durability, self._busy_timeout)
+        self._durability, self._busy_timeout = durability, busy_timeout
+        self._lock_timeout = lock_timeout
+        if changed and self._writer is not None:
+            self._writer.submit(self._apply_pragmas)
+
+    async def open(self) -> None:
+        info = await asyncio.to_thread(inspect_file, self.path)
+        self._check_keys(info)
+        self._writer = WriterThread(
+            partial(self._connect_writer, info),
+            self._run_ops,
+            self._deliver,
+            f"taskdeck-writer:{self.path.name}",
+        )
+        await self._writer.start()
+        reader = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            await reader.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            await reader.execute("PRAGMA query_only = 1")
+        except BaseException:
+            await reader.close()
+            raise
+        self._reader = reader
+        await self.counts()
+
+    def _check_keys(self, info: FileInfo) -> None:
+        if info.key_check is None:
+            return
+        if not self.codec.encrypted:
+            raise EncryptionKeyError(
+                f"{self.path} is encrypted; start the engine with encryption_key= (or keys=[…]; "
+                "TASKDECK_KEY or --key-file on the command line). Nothing was changed."
+            )
+        if not self.codec.keys_match(info.key_check):
+            raise EncryptionKeyError(
+                f"the encryption key does not match the data in {self.path} (keys do not match "
+                "data in this store); give the key it was created with, or keys=[new, old] to "
+                "rotate. Nothing was changed."
+            )
+
+    def _connect_writer(self, info: FileInfo) -> sqlite3.Connection:
+        if info.is_new:
+            with contextlib.suppress(FileExistsError):  # another process was first
+                create_private_file(self.path)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, cached_statements=256
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            if info.is_new:
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL (got {mode})")
+            self._apply_pragmas(conn)
+            migrate(conn, info.version)
+            token = self.codec.key_check_token()
+            if token is not None and info.key_check is None:
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('key_check', ?)", (token,)
+                )
+                stored = conn.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()[
+                    0
+                ]
+                if not self.codec.keys_match(stored):
+                    raise EncryptionKeyError(
+                        f"another process set a different encryption key on {self.path}"
+                    )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _apply_pragmas(self, conn: sqlite3.Connection) -> None:
+        sync = "FULL" if self._durability == "full" else "NORMAL"
+        conn.execute(f"PRAGMA synchronous = {sync}")
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.stop()  # finishes every operation queued before it
+            self._writer = None
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+
+    # -- group commit ---------------------------------------------------------
+    def _write(self, op: Op) -> asyncio.Future[Any]:
+        if self._writer is None:
+            raise EngineNotRunning("the store is not open; start the engine first")
+        return self._writer.write(op)
+
+    def _run_ops(self, conn: sqlite3.Connection, ops: list[Op]) -> BatchResult:
+        """On the writer thread: one group commit (see :func:`run_batch`)."""
+        return run_batch(conn, ops, self.clock, self._lock_timeout, self._counts_reader)
+
+    def _deliver(
+        self,
+        futures: list[asyncio.Future[Any]],
+        outcome: BatchResult | None,
+        error: BaseException | None,
+    ) -> None:
+        """On the loop: apply the batch's count changes, then settle every future."""
+        self.transactions += 1
+        if outcome is None:
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error or RuntimeError("store batch lost"))
+            return
+        if outcome.counts is not None:
+            self._set_counts(outcome.counts)
+        else:
+            self._apply_deltas(outcome.deltas)
+        for future, result in zip(futures, outcome.results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    # -- writes ---------------------------------------------------------------
+    async def enqueue(self, tasks: Sequence[NewTask]) -> list[str]:
+        if not tasks:
+            return []
+        result: list[str] = await self._write(partial(ops.enqueue, tasks=tasks, by=self._by))
+        return result
+
+    async def claim(
+        self, owner: str, limit: int, handlers: Sequence[str], lease_ttl: float
+    ) -> list[ClaimedTask]:
+        names = json.dumps(list(handlers))
+        result: list[ClaimedTask] = await self._write(
+            partial(ops.claim, owner=owner, limit=limit, handlers=names, lease_ttl=lease_ttl)
+        )
+        return result
+
+    async def complete(self, completions: Sequence[Completion]) -> CompletionReport:
+        if not completions:
+            return CompletionReport()
+        applied, stale = await self._write(partial(ops.complete, completions=completions))
+        return CompletionReport([completions[i] for i in applied], [completions[i] for i in stale])
+
+    async def renew_leases(self, owner: str, lease_ttl: float) -> set[int]:
+        result: set[int] = await self._write(
+            partial(ops.renew_leases, owner=owner, lease_ttl=lease_ttl)
+        )
+        return result
+
+    async def rescue(self, exclude_owner: str) -> list[Rescued]:
+        result: list[Rescued] = await self._write(
+            partial(ops.rescue, exclude_owner=exclude_owner, seal=self.codec.seal)
+        )
+        return result
+
+    async def promote_due(self) -> tuple[list[tuple[int, str]], float | None]:
+        result: tuple[list[tuple[int, str]], float | None] = await self._write(ops.promote_due)
+        return result
+
+    async def cancel(self, task_id: int, by: str, note: str) -> TaskState:
+        result: TaskState = await self._write(
+            partial(ops.cancel, task_id=task_id, by=by, note=note)
+        )
+        return result
+
+    async def reprioritize(self, task_id: int, priority: int, by: str) -> int:
+        result: int = await self._write(
+            partial(ops.reprioritize, task_id=task_id, priority=priority, by=by)
+        )
+        return result
+
+    async def retry(self, task_id: int, by: str, retries: int | None) -> TaskState:
+        result: TaskState = await self._write(
+            partial(ops.retry, task_id=task_id, by=by, retries=retries)
+        )
+        return result
+
+    async def purge(
+        self,
+        states: Sequence[TaskState],
+        queue: str | None,
+        handler: str | None,
+        ids: Sequence[int] | None,
+        batch: int = 1000,
+    ) -> int:
+        total = 0
+        while True:
+            n: int = await self._write(
+                partial(
+                    ops.purge, states=states, queue=queue, handler=handler, ids=ids, limit=batch
+                )
+            )
+            total += n
+            if n < batch:
+                return total
+
+    async def purge_expired(
+        self, result_ttl: float, failed_ttl: float, limit: int
+    ) -> list[Expired]:
+        result: list[Expired] = await self._write(
+            partial(ops.purge_expired, result_ttl=result_ttl, failed_ttl=failed_ttl, limit=limit)
+        )
+        return result
+
+    async def save_progress(
+        self, items: Sequence[tuple[int, str, float | None, str | None]]
+    ) -> None:
+        if items:
+            await self._write(partial(ops.save_progress, items=items))
+
+    async def set_paused(self, queue: str, paused: bool) -> bool:
+        result: bool = await self._write(partial(ops.set_paused, queue=queue, paused=paused))
+        return result
+
+    # -- reads ----------------------------------------------------------------
+    def _conn(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise EngineNotRunning("the store is not open; start the engine first")
+        return self._reader
+
+    async def counts(self) -> StoreCounts:
+        """Read every count now. Runs on the writer thread, in order with the writes,
+        so it never races the deltas this process applies."""
+        if self._writer is None:
+            raise EngineNotRunning("the store is not open; start the engine first")
+        counts = await self._writer.submit(read_counts)
+        self._set_counts(counts)
+        return counts
+
+    async def get(self, task_id: int) -> TaskRecord:
+        rows = list(
+            await self._conn().execute_fetchall(
+                f"SELECT {COLUMNS}, timeline FROM tasks WHERE id = ?", (task_id,)
+            )
+        )
+        if not rows:
+            raise TaskNotFound(f"no task with id '{task_id}'")
+        return self._record(rows[0], with_timeline=True)
+
+    async def tasks(self, flt: TaskFilter) -> list[TaskRecord]:
+        sql, params = self._list_query(flt)
+        rows = await self._conn().execute_fetchall(sql, params)
+        return [self._record(row) for row in rows]
+
+    def _list_query(self, flt: TaskFilter) -> tuple[str, list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if flt.state is not None:
+            where.append(f"state = '{TaskState(flt.state).value}'")  # literal: partial indexes
+            if flt.state in TERMINAL_STATES:
+                where.append("finished_at IS NOT NULL")  # lets tasks_finished serve the order
+        if flt.handler is not None:
+            where.append("handler = ?")
+            params.append(flt.handler)
+        if flt.id_prefix:
+            digits = "".join(ch for ch in flt.id_prefix if ch.isdigit())
+            where.append("CAST(id AS TEXT) LIKE ?")
+            params.append(f"{digits}%" if digits == flt.id_prefix else "-")
+        window = [flt.limit, flt.offset]
+        if flt.state == TaskState.QUEUED and flt.queue is None:
+            queues = sorted(q for q, c in self._by_queue.items() if c[TaskState.QUEUED])
+            if 0 < len(queues) <= _MAX_UNION_QUEUES:
+                # Top rows per queue through the index, merged: fast at any queue length.
+                cond = " AND ".join(where)
+                parts = []
+                for q in queues:
+                    parts.append(
+                        f"SELECT * FROM (SELECT {COLUMNS} FROM tasks WHERE {cond} AND queue = ? "
+                        "ORDER BY priority DESC, id LIMIT ?)"
+                    )
+                    params += [q, flt.limit + flt.offset]
+                sql = " UNION ALL ".join(parts) + " ORDER BY priority DESC, id LIMIT ? OFFSET ?"
+                return sql, params + window
+        if flt.queue is not None:
+            where.append("queue = ?")
+            params.append(flt.queue)
+        order = _LIST_ORDER.get(flt.state, "id DESC")
+        cond = f"WHERE {' AND '.join(where)}" if where else ""
+        return (
+            f"SELECT {COLUMNS} FROM tasks {cond} ORDER BY {order} LIMIT ? OFFSET ?",
+            params + window,
+        )
+
+    def _record(self, row: Any, with_timeline: bool = False) -> TaskRecord:
+        decode = self.codec.decode
+        return TaskRecord(
+            id=str(row[0]),
+            handler=row[1],
+            queue=row[2],
+            priority=row[3],
+            state=TaskState(row[4]),
+            attempts=row[5],
+            max_retries=row[6],
+            payload=decode(row[7]),
+            result=decode(row[8]),
+            error=self.codec.decode_text(row[9]),
+            progress=row[10],
+            progress_message=row[11],
+            created_at=row[12],
+            run_at=row[13],
+            started_at=row[14],
+            finished_at=row[15],
+            worker=row[16],
+            timeline=parse_timeline(row[17], row[12]) if with_timeline else (),
+        )

@@ -1,0 +1,201 @@
+"""SQLite schema, migrations, and the checks made before a file is ever written.
+
+A Taskdeck store is marked with ``PRAGMA application_id`` and versioned with
+``PRAGMA user_version``. :func:`inspect_file` looks at a path through a read-only
+connection first, so a file that is not ours (a text file, another program's
+database, a newer schema) is refused with a specific message and left untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import StoreOpenError
+from engine.model import TERMINAL_STATES, TaskState, transition_check_sql
+
+APPLICATION_ID = 0x54534B44  # "TSKD"
+SCHEMA_VERSION = 1
+MIN_SQLITE = (3, 38, 0)  # RETURNING (3.35), the ->> operator (3.38)
+
+_STATES = ", ".join(f"'{s.value}'" for s in TaskState)
+_TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES))
+
+_V1 = f"""
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE tasks (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    handler          TEXT    NOT NULL,
+    queue            TEXT    NOT NULL,
+    priority         INTEGER NOT NULL CHECK (priority BETWEEN 0 AND 9),
+    state            TEXT    NOT NULL CHECK (state IN ({_STATES})),
+    prev_state       TEXT    NOT NULL DEFAULT '',
+    attempts         INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    max_retries      INTEGER NOT NULL CHECK (max_retries >= 0),
+    retries          INTEGER NOT NULL CHECK (retries >= 0),
+    payload          TEXT    NOT NULL,
+    result           TEXT,
+    error            TEXT,
+    progress         REAL,
+    progress_message TEXT,
+    created_at       REAL    NOT NULL,
+    run_at           REAL,
+    started_at       REAL,
+    finished_at      REAL,
+    worker           TEXT,
+    lease_owner      TEXT,
+    lease_expires_at REAL,
+    timeline         TEXT    NOT NULL DEFAULT '',
+    -- every state change must be an allowed transition (see engine/model.py)
+    CHECK ({transition_check_sql()}),
+    CHECK ((state IN ({_TERMINAL})) = (finished_at IS NOT NULL)),
+    CHECK ((state = 'running') = (lease_owner IS NOT NULL AND lease_expires_at IS NOT NULL)),
+    CHECK (state != 'scheduled' OR run_at IS NOT NULL)
+);
+
+-- claim: highest priority first, FIFO (id) within a priority, per queue
+CREATE INDEX tasks_ready    ON tasks(queue, priority DESC, id) WHERE state = 'queued';
+-- promote scheduled tasks when due
+CREATE INDEX tasks_due      ON tasks(run_at)                  WHERE state = 'scheduled';
+-- expired leases (rescue) and lease renewal scan only the running set
+CREATE INDEX tasks_running  ON tasks(lease_expires_at)        WHERE state = 'running';
+-- finished tasks, newest first, and result-TTL cleanup
+CREATE INDEX tasks_finished ON tasks(state, finished_at)      WHERE finished_at IS NOT NULL;
+
+CREATE TABLE task_counts (
+    queue TEXT    NOT NULL,
+    state TEXT    NOT NULL,
+    n     INTEGER NOT NULL,
+    PRIMARY KEY (queue, state)
+) WITHOUT ROWID;
+
+CREATE TABLE queues (
+    name       TEXT PRIMARY KEY,
+    paused     INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1)),
+    changed_at REAL
+) WITHOUT ROWID;
+"""
+
+#: (version, script) pairs, applied in order inside one transaction each.
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1),)
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What :func:`inspect_file` learned without writing anything."""
+
+    path: Path
+    is_new: bool
+    version: int
+    key_check: str | None
+
+
+def check_sqlite_version() -> None:
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        need = ".".join(map(str, MIN_SQLITE))
+        raise StoreOpenError(
+            f"this Python links SQLite {sqlite3.sqlite_version}; Taskdeck needs {need} or newer"
+        )
+
+
+def _refuse(path: Path, why: str) -> StoreOpenError:
+    return StoreOpenError(
+        f"cannot use {path} as a Taskdeck store: {why} (the file was not touched)"
+    )
+
+
+def inspect_file(path: Path) -> FileInfo:
+    """Decide whether ``path`` is a new store, our store, or something to refuse."""
+    check_sqlite_version()
+    parent = path.parent
+    if not parent.exists():
+        raise StoreOpenError(
+            f"cannot create a store at {path}: the directory {parent} does not exist"
+        )
+    if not parent.is_dir():
+        raise StoreOpenError(f"cannot create a store at {path}: {parent} is not a directory")
+    if path.is_dir():
+        raise StoreOpenError(
+            f"cannot use {path} as a store: it is a directory, not a database file"
+        )
+    if path.exists() and not path.is_file():
+        raise _refuse(path, "it is not a regular file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreOpenError(
+            f"cannot use {path}: the directory {parent} is not writable "
+            "(SQLite needs to create its -wal and -shm files there)"
+        )
+    if not path.exists() or path.stat().st_size == 0:
+        return FileInfo(path, True, 0, None)
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise _refuse(path, "it is read-only for this user; Taskdeck needs read and write access")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise _refuse(path, f"it cannot be opened ({exc})") from None
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        key_check = None
+        if app_id == APPLICATION_ID and "meta" in tables:
+            row = conn.execute("SELECT value FROM meta WHERE key='key_check'").fetchone()
+            key_check = row[0] if row else None
+    except sqlite3.DatabaseError as exc:
+        message = str(exc)
+        if "not a database" in message:
+            raise _refuse(path, "it is not an SQLite database") from None
+        raise _refuse(path, f"SQLite reports: {message}") from None
+    finally:
+        conn.close()
+    if app_id != APPLICATION_ID:
+        if not tables:
+            return FileInfo(path, True, 0, None)
+        shown = ", ".join(sorted(tables)[:6]) + (" …" if len(tables) > 6 else "")
+        raise _refuse(path, f"it is an SQLite database of another program (tables: {shown})")
+    if version > SCHEMA_VERSION:
+        raise _refuse(
+            path,
+            f"it was created by a newer Taskdeck (schema {version} > {SCHEMA_VERSION}); "
+            "upgrade Taskdeck to open it",
+        )
+    return FileInfo(path, False, version, key_check)
+
+
+def create_private_file(path: Path) -> None:
+    """Create an empty database file readable by its owner only (mode 0600)."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, stat.S_IRUSR | stat.S_IWUSR)
+    os.close(fd)
+
+
+def migrate(conn: sqlite3.Connection, from_version: int) -> int:
+    """Apply the missing migrations, each in its own transaction; returns the version."""
+    version = from_version
+    for target, script in MIGRATIONS:
+        if target <= version:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have migrated while we waited for the lock.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if target <= version:
+                conn.execute("COMMIT")
+                continue
+            for statement in script.split(";\n"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        version = target
+    return version

@@ -1,0 +1,325 @@
+"""The SQLite writer: one connection on one thread, one transaction per batch.
+
+aiosqlite costs one thread hop per statement, and a write transaction needs at
+least three (BEGIN, the statement, COMMIT). Here a whole *batch of operations* —
+every enqueue, claim and completion submitted while the previous batch was in
+flight — runs in a single ``BEGIN IMMEDIATE … COMMIT`` on a single hop: group
+commit. An operation is a function of a :class:`Txn`; it returns its result, or
+*returns* an exception for an expected refusal (unknown id …) so one refusal does
+not roll back its neighbours. An unexpected error rolls the batch back and the
+operations are retried one by one, so only the faulty one fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from queue import Empty, SimpleQueue
+from typing import Any, TypeVar
+
+from engine.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Op = Callable[["Txn"], Any]
+
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+def is_busy(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, sqlite3.OperationalError)
+        and getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES
+    ) or "database is locked" in str(exc)
+
+
+def describe_sqlite_error(exc: sqlite3.Error) -> StoreError:
+    """Turn an sqlite3 error into a StoreError whose message says what happened."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL:
+        return StoreError(f"the store is full (disk or size limit reached): {exc}")
+    if code == sqlite3.SQLITE_CORRUPT or "malformed" in str(exc):
+        return StoreError(f"the database file is corrupted: {exc}")
+    if code == sqlite3.SQLITE_READONLY:
+        return StoreError(f"the database file has become read-only: {exc}")
+    if is_busy(exc):
+        return StoreError(f"the database file stayed locked by another process: {exc}")
+    return StoreError(f"SQLite error: {exc}")
+
+
+UPSERT_COUNT = (
+    "INSERT INTO task_counts(queue, state, n) VALUES (?, ?, ?) "
+    "ON CONFLICT(queue, state) DO UPDATE SET n = n + excluded.n"
+)
+
+
+class Txn:
+    """One open write transaction, plus the count changes it has made.
+
+    ``refresh_counts`` asks for a full re-read of the counts after commit (for
+    changes that deltas do not describe, such as pausing a queue).
+    """
+
+    __slots__ = ("_deltas", "conn", "now", "refresh_counts")
+
+    def __init__(self, conn: sqlite3.Connection, now: float) -> None:
+        self.conn = conn
+        self.now = now
+        self.refresh_counts = False
+        self._deltas: defaultdict[tuple[str, str], int] = defaultdict(int)
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def moved(self, queue: str, old: str, new: str, n: int = 1) -> None:
+        """Record that ``n`` tasks of ``queue`` went from ``old`` to ``new`` ("" = none)."""
+        if old:
+            self._deltas[(queue, old)] -= n
+        if new:
+            self._deltas[(queue, new)] += n
+
+    def flush_counts(self) -> dict[tuple[str, str], int]:
+        """Write the count changes; returns them."""
+        deltas = {key: n for key, n in self._deltas.items() if n}
+        if deltas:
+            self.conn.executemany(UPSERT_COUNT, [(q, s, n) for (q, s), n in deltas.items()])
+        self._deltas.clear()
+        return deltas
+
+
+@dataclass
+class BatchResult:
+    """What one group commit did: each op's result (or exception), the count
+    changes, and a fresh read of all counts when one was due."""
+
+    results: list[Any]
+    deltas: dict[tuple[str, str], int] = field(default_factory=dict)
+    counts: Any = None
+
+
+_STOP = object()
+
+
+class WriterThread:
+    """Owns one sqlite3 connection on a dedicated thread.
+
+    ``write(op)`` queues a store operation. When the thread picks up work it takes
+    *every* operation waiting in its queue and runs them as one batch (group
+    commit). There is no timer: while a transaction runs, new operations pile up
+    and form the next batch, and a burst submitted in one event-loop iteration
+    lands together because the thread needs the GIL, which the loop releases when
+    it goes back to waiting. ``submit(fn)`` runs a plain function on the
+    connection between batches (pragmas, reads that must not race the writes).
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        run_ops: Callable[[sqlite3.Connection, list[Op]], Any],
+        deliver: Callable[[list[asyncio.Future[Any]], Any, BaseException | None], None],
+        name: str,
+    ) -> None:
+        self._connect = connect
+        self._run_ops = run_ops
+        self._deliver = deliver
+        self._queue: SimpleQueue[Any] = SimpleQueue()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._ready: asyncio.Future[None] | None = None
+        self._stopped: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._ready = self._loop.create_future()
+        self._stopped = self._loop.create_future()
+        self._thread.start()
+        await self._ready
+
+    def write(self, op: Op) -> asyncio.Future[Any]:
+        """Queue ``op`` for the next batch; the future gets its result."""
+        assert self._loop is not None, "WriterThread.start() first"
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.put((op, future))
+        return future
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Run ``fn(connection)`` on the thread, alone; the future gets its result."""
+        assert self._loop is not None, "WriterThread.start() first"
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._queue.put((fn, partial(_settle, future)))
+        return future
+
+    async def stop(self) -> None:
+        """Finish everything queued so far, then close the connection."""
+        if self._stopped is None or not self._thread.is_alive():
+            return
+        self._queue.put(_STOP)
+        await asyncio.shield(self._stopped)
+
+    def _post(self, callback: Callable[..., None], *args: Any) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _main(self) -> None:
+        assert self._ready is not None and self._stopped is not None
+        ready, stopped = partial(_settle, self._ready), partial(_settle, self._stopped)
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            self._post(ready, None, exc)
+            self._post(stopped, None, None)
+            return
+        self._post(ready, None, None)
+        try:
+            item = self._queue.get()
+            while item is not _STOP:
+                if isinstance(item[1], asyncio.Future):
+                    item = self._batch(conn, item)
+                    continue
+                fn, callback = item
+                try:
+                    result = fn(conn)
+                except BaseException as exc:
+                    self._post(callback, None, exc)
+                else:
+                    self._post(callback, result, None)
+                item = self._queue.get()
+        finally:
+            try:
+                conn.close()
+            finally:
+                self._post(stopped, None, None)
+
+    def _batch(self, conn: sqlite3.Connection, first: tuple[Op, asyncio.Future[Any]]) -> Any:
+        """Run ``first`` and every operation queued behind it; returns the next item."""
+        ops, futures = [first[0]], [first[1]]
+        following: Any = None
+        while following is None:
+            try:
+                item = self._queue.get_nowait()
+            except Empty:
+                break
+            if item is not _STOP and isinstance(item[1], asyncio.Future):
+                ops.append(item[0])
+                futures.append(item[1])
+            else:
+                following = item
+        try:
+            outcome = self._run_ops(conn, ops)
+        except BaseException as exc:
+            self._post(self._deliver, futures, None, exc)
+        else:
+            self._post(self._deliver, futures, outcome, None)
+        return following if following is not None else self._queue.get()
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+class CountsReader:
+    """Decides, on the writer thread, when a batch should re-read every count.
+
+    Between full reads the loop applies each batch's deltas, which is exact for
+    this process; the periodic re-read picks up other processes' changes.
+    """
+
+    def __init__(self, read: Callable[[sqlite3.Connection], Any], every: float = 0.25) -> None:
+        self._read = read
+        self._every = every
+        self._last = float("-inf")
+
+    def __call__(self, conn: sqlite3.Connection, force: bool) -> Any:
+        now = time.monotonic()
+        if not force and now - self._last < self._every:
+            return None
+        self._last = now
+        return self._read(conn)
+
+
+def run_batch(
+    conn: sqlite3.Connection,
+    ops: list[Op],
+    now: Callable[[], float],
+    lock_timeout: float,
+    counts: CountsReader,
+) -> BatchResult:
+    """Run ``ops`` in one transaction; on an unexpected error, one transaction each."""
+    batch = BatchResult([])
+    refresh = False
+    try:
+        refresh = _with_lock_retry(conn, ops, now, lock_timeout, batch)
+    except Exception as exc:
+        batch = BatchResult([])
+        if len(ops) == 1:
+            batch.results.append(_as_store_error(exc))
+        else:
+            log.warning(
+                "a batch of %d store operations failed (%s); retrying one by one", len(ops), exc
+            )
+            for op in ops:
+                try:
+                    refresh |= _with_lock_retry(conn, [op], now, lock_timeout, batch)
+                except Exception as single:
+                    batch.results.append(_as_store_error(single))
+    batch.counts = counts(conn, refresh)
+    return batch
+
+
+def _as_store_error(exc: Exception) -> Exception:
+    return describe_sqlite_error(exc) if isinstance(exc, sqlite3.Error) else exc
+
+
+def _with_lock_retry(
+    conn: sqlite3.Connection,
+    ops: list[Op],
+    now: Callable[[], float],
+    lock_timeout: float,
+    into: BatchResult,
+) -> bool:
+    deadline = time.monotonic() + lock_timeout
+    pause = 0.005
+    while True:
+        try:
+            return _run_once(conn, ops, now, into)
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() >= deadline:
+                raise
+            log.debug("store busy, retrying in %.3f s", pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.25)
+
+
+def _run_once(
+    conn: sqlite3.Connection, ops: list[Op], now: Callable[[], float], into: BatchResult
+) -> bool:
+    """One transaction; on commit, appends results and deltas to ``into``."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        txn = Txn(conn, now())
+        results = [op(txn) for op in ops]
+        deltas = txn.flush_counts()
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    into.results.extend(results)
+    for key, n in deltas.items():
+        into.deltas[key] = into.deltas.get(key, 0) + n
+    return txn.refresh_counts

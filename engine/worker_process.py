@@ -1,0 +1,173 @@
+"""The child side of the ``process`` executor: ``python -m engine.worker_process``.
+
+It speaks JSON lines with its parent engine (stdin in, a private copy of stdout
+out; the handler's own prints go to stderr), runs one task at a time, and never
+unpickles anything. Messages:
+
+parent → child: ``init`` (sys.path, main script), ``run`` (handler and payload),
+``soft_timeout``, ``cancel``.
+child → parent: ``ready``, ``progress``, ``done`` (result JSON or error text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+import os
+import runpy
+import signal
+import sys
+import threading
+import traceback
+import types
+from collections.abc import Callable
+from typing import IO, Any
+
+from engine import context
+from engine.codec import to_json
+
+
+class _ChildContext(context.TaskContext):
+    """A task context whose progress is forwarded to the parent."""
+
+    __slots__ = ("_send",)
+
+    def __init__(self, info: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
+        super().__init__(
+            info["id"], info["attempt"], info["handler"], info["queue"], info["max_attempts"]
+        )
+        self._send = send
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        super().progress(fraction, message)
+        self._send({"op": "progress", "fraction": self.progress_fraction, "message": self.message})
+
+
+class Child:
+    def __init__(self, out: IO[str]) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+        self._jobs: list[dict[str, Any]] = []
+        self._ready = threading.Condition()
+        self._ctx: _ChildContext | None = None
+        self._main_path: str | None = None
+        self._closed = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        line = json.dumps(message, separators=(",", ":")) + "\n"
+        with self._lock:
+            self._out.write(line)
+            self._out.flush()
+
+    # -- stdin reader thread: control messages arrive while a handler runs -----
+    def read_commands(self, stream: IO[str]) -> None:
+        for line in stream:
+            message = json.loads(line)
+            op = message.get("op")
+            if op == "init":
+                sys.path[:] = message.get("sys_path") or sys.path
+                self._main_path = message.get("main_path")
+                self.send({"op": "ready", "pid": os.getpid()})
+            elif op == "run":
+                with self._ready:
+                    self._jobs.append(message)
+                    self._ready.notify()
+            elif op == "soft_timeout" and self._ctx is not None:
+                self._ctx._mark_soft_timeout()
+            elif op == "cancel" and self._ctx is not None:
+                self._ctx._mark_cancelled()
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+
+    def next_job(self) -> dict[str, Any] | None:
+        with self._ready:
+            while not self._jobs and not self._closed:
+                self._ready.wait()
+            return self._jobs.pop(0) if self._jobs else None
+
+    # -- main thread: run jobs ---------------------------------------------------
+    def resolve(self, module_name: str, qualname: str) -> Any:
+        if module_name in ("__main__", "__mp_main__"):
+            module = sys.modules.get("__mp_main__")
+            if module is None:
+                if not self._main_path:
+                    raise RuntimeError(
+                        "the handler is defined in a script without a file (interactive?); "
+                        "move it into a module so worker processes can import it"
+                    )
+                namespace = runpy.run_path(self._main_path, run_name="__mp_main__")
+                module = types.ModuleType("__mp_main__")
+                module.__dict__.update(namespace)
+                sys.modules["__mp_main__"] = module
+        else:
+            module = importlib.import_module(module_name)
+        target: Any = module
+        for part in qualname.split("."):
+            target = getattr(target, part)
+        return getattr(target, "__wrapped__", target)
+
+    def run(self, job: dict[str, Any]) -> None:
+        ctx = _ChildContext(job["task"], self.send)
+        self._ctx = ctx
+        token = context.bind(ctx)
+        try:
+            fn = self.resolve(job["module"], job["qualname"])
+            kwargs = json.loads(job["payload"])
+            result = fn(**kwargs)
+            if inspect.isawaitable(result):
+                result = asyncio.run(_await(result))
+            try:
+                text = to_json(result, "result")
+            except ValueError as exc:
+                self.send(
+                    {
+                        "op": "done",
+                        "ok": False,
+                        "not_serializable": True,
+                        "error": str(exc),
+                        "type": "ResultNotSerializable",
+                        "mro": [],
+                    }
+                )
+                return
+            self.send({"op": "done", "ok": True, "result": text})
+        except BaseException as exc:
+            kind = type(exc)
+            mro = [f"{c.__module__}.{c.__qualname__}" for c in kind.__mro__]
+            self.send(
+                {
+                    "op": "done",
+                    "ok": False,
+                    "error": "".join(traceback.format_exception(exc)),
+                    "type": kind.__name__,
+                    "mro": mro,
+                }
+            )
+        finally:
+            context.unbind(token)
+            self._ctx = None
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def main() -> None:
+    # Ctrl-C in a terminal reaches the whole process group; the parent engine decides
+    # when this child stops (it closes our stdin), so ignore it here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Keep the real stdout for the protocol; send the handler's prints to stderr.
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)
+    child = Child(out)
+    reader = threading.Thread(target=child.read_commands, args=(sys.stdin,), daemon=True)
+    reader.start()
+    while (job := child.next_job()) is not None:
+        child.run(job)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Shared fixtures: a fresh store file per test and engines with short timings."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine import Engine, EventKind, Subscription
+
+#: Short leases and intervals so crash/rescue behaviour shows within a test.
+FAST: dict[str, Any] = {
+    "lease_ttl": 2.0,
+    "lease_renew_interval": 0.5,
+    "rescue_interval": 0.2,
+    "poll_interval": 0.05,
+    "shutdown_grace": 2.0,
+    "cleanup_interval": 0.1,
+    "progress_interval": 0.05,
+}
+
+EngineFactory = Callable[..., Engine]
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "tasks.db"
+
+
+@pytest.fixture
+async def make_engine(db_path: Path) -> AsyncIterator[EngineFactory]:
+    """Build engines on the test's store; any still running are stopped at the end."""
+    made: list[Engine] = []
+
+    def factory(workers: int = 4, path: Path | None = None, **options: Any) -> Engine:
+        engine = Engine(path or db_path, workers=workers, **{**FAST, **options})
+        made.append(engine)
+        return engine
+
+    yield factory
+    for engine in made:
+        await engine.stop(grace=0)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    """Poll ``predicate`` until it holds; only for state no event announces
+    (another process's file, a thread gauge). Fails the test on timeout."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")
+        await asyncio.sleep(0.02)
+
+
+async def started(sub: Subscription, count: int = 1, timeout: float = 10.0) -> list[str]:
+    """Wait for ``count`` STARTED events on ``sub``; returns their task ids."""
+    ids: list[str] = []
+    async with asyncio.timeout(timeout):
+        while len(ids) < count:
+            event = await sub.get()
+            if event.kind == EventKind.STARTED and event.task_id is not None:
+                ids.append(event.task_id)
+    return ids

@@ -1,0 +1,128 @@
+"""The ``taskdeck`` command, run the way a user runs it: as a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def taskdeck(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "console.cli", *args],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_headless_runs_the_demo_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    store = tmp_path / "demo.db"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "run",
+            "--headless",
+            "--json",
+            "--interval",
+            "0.3",
+            "--store",
+            str(store),
+            "--workers",
+            "4",
+            "--demo-rate",
+            "10",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = json.loads(proc.stdout.readline())
+        lines.append(line)
+        if line["counts"]["succeeded"] > 0:
+            break
+    assert lines[-1]["counts"]["succeeded"] > 0, "the demo load did not get processed"
+    assert lines[-1]["workers"] == 4 and "downloads" in lines[-1]["queues"]
+    proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert time.monotonic() - t0 < 10 + 1  # shutdown_grace + 1 s
+    assert "SIGTERM: stopping gracefully" in err and "Traceback" not in err
+
+    status = taskdeck("status", "--json", "--store", str(store))
+    assert status.returncode == 0, status.stderr
+    queues = json.loads(status.stdout)["queues"]
+    assert sum(q["running"] for q in queues.values()) == 0  # nothing left running
+    assert sum(q["succeeded"] for q in queues.values()) >= 1
+
+    table = taskdeck("status", "--store", str(store))
+    assert table.returncode == 0 and "downloads" in table.stdout and "total" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (
+            ["status", "--store", "/no/such/dir/t.db"],
+            1,
+            "the directory /no/such/dir does not exist",
+        ),
+        (["status", "--store", "mysql://db/x"], 1, "unsupported store URL scheme 'mysql'"),
+        (
+            ["run", "--headless", "--app", "no_such_module:engine"],
+            2,
+            "cannot import 'no_such_module'",
+        ),
+        (["run", "--headless", "--app", "nocolon"], 2, "must look like module:attribute"),
+        (["run"], 2, "use --headless"),
+    ],
+)
+def test_user_mistakes_get_one_line_and_an_exit_code(
+    args: list[str], code: int, message: str
+) -> None:
+    result = taskdeck(*args)
+    assert result.returncode == code
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("x" * 44)
+    key.chmod(0o644)
+    result = taskdeck("status", "--store", str(tmp_path / "t.db"), "--key-file", str(key))
+    assert result.returncode == 2
+    assert f"chmod 600 {key}" in result.stderr
+
+
+def test_encrypted_store_needs_its_key(tmp_path: Path) -> None:
+    from engine import generate_key
+
+    env = {**os.environ, "TASKDECK_KEY": generate_key()}
+    store = str(tmp_path / "secret.db")
+    assert taskdeck("status", "--store", store, env=env).returncode == 0
+    without = taskdeck("status", "--store", store)
+    assert without.returncode == 1 and "is encrypted" in without.stderr
+
+
+def test_bad_setting_in_the_environment_is_named(tmp_path: Path) -> None:
+    env = {**os.environ, "TASKDECK_LEASE_TTL": "soon"}
+    result = taskdeck("status", "--store", str(tmp_path / "t.db"), env=env)
+    assert result.returncode == 1 and "lease_ttl: must be a number" in result.stderr
