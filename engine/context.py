@@ -115,6 +115,11 @@ class TaskContext:
         if self._soft_async is not None:
             self._soft_async.set()
 
+    def event_fields(self) -> dict[str, object]:
+        """The fields an event about this task carries."""
+        return {"task_id": self.id, "handler": self.handler, "queue": self.queue,
+                "attempt": self.attempt}  # fmt: skip
+
     def __repr__(self) -> str:
         return (
             f"TaskContext(id={self.id!r}, handler={self.handler!r}, "

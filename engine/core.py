@@ -511,22 +511,22 @@ class Engine:
 
     async def pause(self, queue: str) -> bool:
         """Stop claiming from ``queue`` (running tasks finish). Returns False if already paused."""
-        name = check_queue_name(queue)
-        self._require_running()
-        changed = await self._store.set_paused(name, True)
-        if changed:
-            self._bus.emit(EventKind.QUEUE_PAUSED, queue=name, message=f"queue {name} paused")
-        return changed
+        return await self._set_paused(queue, True)
 
     async def resume(self, queue: str) -> bool:
         """Claim from ``queue`` again. Returns False if it was not paused."""
+        return await self._set_paused(queue, False)
+
+    async def _set_paused(self, queue: str, paused: bool) -> bool:
         name = check_queue_name(queue)
         self._require_running()
-        changed = await self._store.set_paused(name, False)
+        changed = await self._store.set_paused(name, paused)
         if changed:
-            if self._pool is not None:
+            if not paused and self._pool is not None:
                 self._pool.kick()
-            self._bus.emit(EventKind.QUEUE_RESUMED, queue=name, message=f"queue {name} resumed")
+            kind, verb = (EventKind.QUEUE_PAUSED, "paused") if paused else (
+                EventKind.QUEUE_RESUMED, "resumed")  # fmt: skip
+            self._bus.emit(kind, queue=name, message=f"queue {name} {verb}")
         return changed
 
     async def drain(self, timeout: float | None = None) -> None:

@@ -22,7 +22,7 @@ from engine.model import (
     check_seconds,
     parse_priority,
 )
-from engine.registry import ENQUEUE_OPTIONS, Registry, unknown_option_error
+from engine.registry import ENQUEUE_OPTIONS, Registry, payload_object, unknown_option_error
 from engine.store.base import NewTask
 
 MAX_DELAY = 10 * 365 * 86400.0
@@ -63,13 +63,7 @@ class Preparer:
             check_handler_name(handler)
             if self.strict:
                 raise LookupError(self.registry.unknown_message(handler))
-            if payload is None:
-                payload = {}
-            if not isinstance(payload, Mapping):
-                raise TypeError(
-                    f"payload must be a JSON object (a dict of argument names to values); "
-                    f"got {type(payload).__name__}"
-                )
+            payload = payload_object(payload)
             default_queue, default_priority, retries = "default", DEFAULT_PRIORITY, DEFAULT_RETRIES
         prio = default_priority if priority is None else parse_priority(priority)
         if queue is None:

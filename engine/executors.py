@@ -25,6 +25,7 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from engine import context
+from engine.aio import settle
 from engine.context import TaskContext
 from engine.registry import Handler
 
@@ -94,7 +95,7 @@ class ThreadRunner:
                 return
             job.state = "done"
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-            job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+            job.loop.call_soon_threadsafe(settle, job.future, result, error)
 
     def _thread_main(self, job: _Job | None) -> None:
         inbox: SimpleQueue[_Job | None] = SimpleQueue()
@@ -129,15 +130,6 @@ class ThreadRunner:
             self.threads -= len(idle)
         for inbox in idle:
             inbox.put(None)
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
 
 
 # ---------------------------------------------------------------------------

@@ -210,14 +210,7 @@ class WorkerPool:
         self.started_total += 1
         rt.task = asyncio.get_running_loop().create_task(self._run(rt))
         if self._bus.has_subscribers:
-            self._bus.emit(
-                EventKind.STARTED,
-                task_id=ctx.id,
-                handler=claimed.handler,
-                queue=claimed.queue,
-                attempt=claimed.attempts,
-                message=f"on {slot.id}",
-            )
+            self._bus.emit(EventKind.STARTED, **ctx.event_fields(), message=f"on {slot.id}")
 
     def _release(self, claimed: ClaimedTask, note: str) -> None:
         self._completer.add(
@@ -314,14 +307,8 @@ class WorkerPool:
         rt.ctx._mark_soft_timeout()
         if rt.handler.executor == "process":
             self.processes.notify_soft_timeout(rt.ctx)
-        self._bus.emit(
-            EventKind.SOFT_TIMEOUT,
-            task_id=rt.ctx.id,
-            handler=rt.ctx.handler,
-            queue=rt.ctx.queue,
-            attempt=rt.ctx.attempt,
-            message=f"soft timeout of {rt.handler.soft_timeout:g} s passed",
-        )
+        message = f"soft timeout of {rt.handler.soft_timeout:g} s passed"
+        self._bus.emit(EventKind.SOFT_TIMEOUT, **rt.ctx.event_fields(), message=message)
 
     def _free(self, rt: RunningTask) -> None:
         self.running.pop(rt.claimed.id, None)
@@ -403,14 +390,7 @@ class WorkerPool:
             )
         error = self._codec.seal(text)
         if isinstance(exc, HardTimeout):
-            self._bus.emit(
-                EventKind.TIMED_OUT,
-                task_id=rt.ctx.id,
-                handler=claimed.handler,
-                queue=claimed.queue,
-                attempt=attempt,
-                message=str(exc),
-            )
+            self._bus.emit(EventKind.TIMED_OUT, **rt.ctx.event_fields(), message=str(exc))
         if retryable and attempt < max_attempts:
             delay = handler.retry.delay(attempt, self._rng)
             now = self._clock()

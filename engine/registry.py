@@ -119,14 +119,8 @@ class Handler:
 
     def check_payload(self, payload: object) -> dict[str, Any]:
         """Return the keyword arguments for a payload, or raise ``TypeError``."""
-        if payload is None:
-            payload = {}
-        if not isinstance(payload, Mapping):
-            raise TypeError(
-                f"payload for {self.name} must be a JSON object mapping argument names to "
-                f"values, e.g. {{{', '.join(repr(p) + ': …' for p in self.params[:3])}}}; "
-                f"got {type(payload).__name__}"
-            )
+        example = "{" + ", ".join(repr(p) + ": …" for p in self.params[:3]) + "}"
+        payload = payload_object(payload, f"payload for {self.name}", example)
         keys = payload.keys()
         missing = self.required.difference(keys)
         unexpected = [] if self.accepts_any else [k for k in keys if k not in self.params]
@@ -142,7 +136,20 @@ class Handler:
             raise TypeError(
                 f"payload does not match {self.signature_text()}: {'; '.join(problems)}"
             )
-        return payload if type(payload) is dict else dict(payload)
+        return payload
+
+
+def payload_object(payload: object, what: str = "payload", example: str = "") -> dict[str, Any]:
+    """A payload as a dict (None means no arguments), or ``TypeError`` saying why not."""
+    if payload is None:
+        return {}
+    if not isinstance(payload, Mapping):
+        hint = f", e.g. {example}" if example else ""
+        raise TypeError(
+            f"{what} must be a JSON object mapping argument names to values{hint}; "
+            f"got {type(payload).__name__}"
+        )
+    return payload if type(payload) is dict else dict(payload)
 
 
 def _analyse_signature(fn: Callable[..., Any]) -> tuple[tuple[str, ...], frozenset[str], bool]:

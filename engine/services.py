@@ -62,8 +62,8 @@ class Service:
             await self.sleep()
 
 
-class LeaseKeeper(Service):
-    name = "lease renewal"
+class PoolService(Service):
+    """A service that works on this node's running tasks."""
 
     def __init__(
         self,
@@ -76,7 +76,11 @@ class LeaseKeeper(Service):
         super().__init__(store, settings, bus)
         self.pool = pool
         self.node = node
-        self.lost = 0
+
+
+class LeaseKeeper(PoolService):
+    name = "lease renewal"
+    lost = 0
 
     def interval(self) -> float:
         return self.settings().lease_renew_interval
@@ -212,20 +216,8 @@ class Cleaner(Service):
             self.bus.emit(EventKind.HOOK_ERROR, message=f"on_expire failed: {exc}")
 
 
-class ProgressReporter(Service):
+class ProgressReporter(PoolService):
     name = "progress"
-
-    def __init__(
-        self,
-        store: Store,
-        settings: Callable[[], Settings],
-        bus: EventBus,
-        pool: WorkerPool,
-        node: str,
-    ) -> None:
-        super().__init__(store, settings, bus)
-        self.pool = pool
-        self.node = node
 
     def interval(self) -> float:
         return self.settings().progress_interval
@@ -240,16 +232,9 @@ class ProgressReporter(Service):
         if not self.bus.has_subscribers:
             return
         for rt, (_, _, fraction, message) in zip(changed, items, strict=True):
-            ctx = rt.ctx
-            self.bus.emit(
-                EventKind.PROGRESS,
-                task_id=ctx.id,
-                handler=ctx.handler,
-                queue=ctx.queue,
-                attempt=ctx.attempt,
-                message=f"{(fraction or 0) * 100:.0f}% {message or ''}".strip(),
-                data={"progress": fraction},
-            )
+            text = f"{(fraction or 0) * 100:.0f}% {message or ''}".strip()
+            self.bus.emit(EventKind.PROGRESS, **rt.ctx.event_fields(), message=text,
+                          data={"progress": fraction})  # fmt: skip
 
 
 def rescued_event(bus: EventBus, rescued: Rescued) -> None:

@@ -25,6 +25,7 @@ from functools import partial
 from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 
+from engine.aio import settle
 from engine.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ class WriterThread:
         """Run ``fn(connection)`` on the thread, alone; the future gets its result."""
         assert self._loop is not None, "WriterThread.start() first"
         future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put((fn, partial(_settle, future)))
+        self._queue.put((fn, partial(settle, future)))
         return future
 
     async def stop(self) -> None:
@@ -172,7 +173,7 @@ class WriterThread:
 
     def _main(self) -> None:
         assert self._ready is not None and self._stopped is not None
-        ready, stopped = partial(_settle, self._ready), partial(_settle, self._stopped)
+        ready, stopped = partial(settle, self._ready), partial(settle, self._stopped)
         try:
             conn = self._connect()
         except BaseException as exc:
@@ -221,15 +222,6 @@ class WriterThread:
         else:
             self._post(self._deliver, futures, outcome, None)
         return following if following is not None else self._queue.get()
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
 
 
 class CountsReader:
