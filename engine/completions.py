@@ -69,8 +69,12 @@ class Completer:
                     self._buffer[:0] = batch
                     self._inflight = 0
                     self._backoff = min(MAX_BACKOFF, max(0.05, self._backoff * 2))
-                    log.error("could not save %d completions (%s); retrying in %.2f s",
-                              len(batch), exc, self._backoff)  # fmt: skip
+                    log.error(
+                        "could not save %d completions (%s); retrying in %.2f s",
+                        len(batch),
+                        exc,
+                        self._backoff,
+                    )
                     self._on_error(exc)
                     await asyncio.sleep(self._backoff)
                     continue

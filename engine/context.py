@@ -117,8 +117,12 @@ class TaskContext:
 
     def event_fields(self) -> dict[str, object]:
         """The fields an event about this task carries."""
-        return {"task_id": self.id, "handler": self.handler, "queue": self.queue,
-                "attempt": self.attempt}  # fmt: skip
+        return {
+            "task_id": self.id,
+            "handler": self.handler,
+            "queue": self.queue,
+            "attempt": self.attempt,
+        }
 
     def __repr__(self) -> str:
         return (

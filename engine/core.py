@@ -184,6 +184,10 @@ class Engine:
     def settings(self) -> Settings:
         return self._settings
 
+    def _current_settings(self) -> Settings:
+        """For the parts, which read settings each cycle (so runtime changes apply)."""
+        return self._settings
+
     async def start(self) -> None:
         """Open the store and start the workers and services."""
         if self._running:
@@ -200,11 +204,11 @@ class Engine:
             bus=self._bus,
             completer=self._completer,
             node=self.node,
-            settings=lambda: self._settings,
+            settings=self._current_settings,
             clock=self._clock,
         )
         self._pool = pool
-        settings = lambda: self._settings  # noqa: E731
+        settings = self._current_settings
         self._promoter = Promoter(self._store, settings, self._bus, self._clock, self._on_promoted)
         self._services = [
             LeaseKeeper(self._store, settings, self._bus, pool, self.node),
@@ -524,8 +528,11 @@ class Engine:
         if changed:
             if not paused and self._pool is not None:
                 self._pool.kick()
-            kind, verb = (EventKind.QUEUE_PAUSED, "paused") if paused else (
-                EventKind.QUEUE_RESUMED, "resumed")  # fmt: skip
+            kind, verb = (
+                (EventKind.QUEUE_PAUSED, "paused")
+                if paused
+                else (EventKind.QUEUE_RESUMED, "resumed")
+            )
             self._bus.emit(kind, queue=name, message=f"queue {name} {verb}")
         return changed
 

@@ -226,15 +226,20 @@ class ProgressReporter(PoolService):
         changed = self.pool.progress_changes()
         if not changed:
             return
-        items = [(rt.claimed.id, self.node, rt.ctx.progress_fraction, rt.ctx.message)
-                 for rt in changed]  # fmt: skip
+        items = [
+            (rt.claimed.id, self.node, rt.ctx.progress_fraction, rt.ctx.message) for rt in changed
+        ]
         await self.store.save_progress(items)  # saved first: events describe stored state
         if not self.bus.has_subscribers:
             return
         for rt, (_, _, fraction, message) in zip(changed, items, strict=True):
             text = f"{(fraction or 0) * 100:.0f}% {message or ''}".strip()
-            self.bus.emit(EventKind.PROGRESS, **rt.ctx.event_fields(), message=text,
-                          data={"progress": fraction})  # fmt: skip
+            self.bus.emit(
+                EventKind.PROGRESS,
+                **rt.ctx.event_fields(),
+                message=text,
+                data={"progress": fraction},
+            )
 
 
 def rescued_event(bus: EventBus, rescued: Rescued) -> None:

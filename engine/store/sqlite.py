@@ -87,6 +87,7 @@ class SQLiteStore:
         self._lock_timeout = 60.0
         self._writer: WriterThread | None = None
         self._reader: aiosqlite.Connection | None = None
+        self._reader_busy: float | None = None
         self._by_queue: dict[str, dict[TaskState, int]] = {}
         self._paused: frozenset[str] = frozenset()
         self._counts_reader = CountsReader(read_counts)
@@ -113,7 +114,9 @@ class SQLiteStore:
             per[state] += n  # type: ignore[index]  # TaskState is a StrEnum: "queued" finds it
 
     def configure(self, *, durability: str, busy_timeout: float, lock_timeout: float) -> None:
-        changed = (durability, busy_timeout) != (self._durability, self._busy_timeout)
+        """Runtime settings: durability reaches the writer before its next batch,
+        busy_timeout the reader before its next query."""
+        changed = durability != self._durability
         self._durability, self._busy_timeout = durability, busy_timeout
         self._lock_timeout = lock_timeout
         if changed and self._writer is not None:
@@ -131,7 +134,6 @@ class SQLiteStore:
         await self._writer.start()
         reader = await aiosqlite.connect(self.path, isolation_level=None)
         try:
-            await reader.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             await reader.execute("PRAGMA query_only = 1")
         except BaseException:
             await reader.close()
@@ -168,20 +170,20 @@ class SQLiteStore:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL (got {mode})")
-            self._apply_pragmas(conn)
-            migrate(conn, info.version)
+            migrate(conn, info.version)  # waits up to busy_timeout for another process
             token = self.codec.key_check_token()
             if token is not None and info.key_check is None:
                 conn.execute(
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('key_check', ?)", (token,)
                 )
-                stored = conn.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()[
-                    0
-                ]
+                (stored,) = conn.execute(
+                    "SELECT value FROM meta WHERE key = 'key_check'"
+                ).fetchone()
                 if not self.codec.keys_match(stored):
                     raise EncryptionKeyError(
                         f"another process set a different encryption key on {self.path}"
                     )
+            self._apply_pragmas(conn)
         except BaseException:
             conn.close()
             raise
@@ -190,7 +192,10 @@ class SQLiteStore:
     def _apply_pragmas(self, conn: sqlite3.Connection) -> None:
         sync = "FULL" if self._durability == "full" else "NORMAL"
         conn.execute(f"PRAGMA synchronous = {sync}")
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        # Writes do not use SQLite's busy handler (it sleeps at least 1 ms per
+        # conflict, long next to a 0.1 ms transaction): run_batch retries a locked
+        # BEGIN IMMEDIATE itself, starting at 50 µs, for up to lock_timeout.
+        conn.execute("PRAGMA busy_timeout = 0")
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -329,10 +334,14 @@ class SQLiteStore:
         return result
 
     # -- reads ----------------------------------------------------------------
-    def _conn(self) -> aiosqlite.Connection:
-        if self._reader is None:
+    async def _read(self, sql: str, params: Any = ()) -> list[Any]:
+        reader = self._reader
+        if reader is None:
             raise EngineNotRunning("the store is not open; start the engine first")
-        return self._reader
+        if self._reader_busy != self._busy_timeout:
+            self._reader_busy = self._busy_timeout
+            await reader.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        return list(await reader.execute_fetchall(sql, params))
 
     async def counts(self) -> StoreCounts:
         """Read every count now. Runs on the writer thread, in order with the writes,
@@ -344,18 +353,14 @@ class SQLiteStore:
         return counts
 
     async def get(self, task_id: int) -> TaskRecord:
-        rows = list(
-            await self._conn().execute_fetchall(
-                f"SELECT {COLUMNS}, timeline FROM tasks WHERE id = ?", (task_id,)
-            )
-        )
+        rows = await self._read(f"SELECT {COLUMNS}, timeline FROM tasks WHERE id = ?", (task_id,))
         if not rows:
             raise TaskNotFound(f"no task with id '{task_id}'")
         return self._record(rows[0], with_timeline=True)
 
     async def tasks(self, flt: TaskFilter) -> list[TaskRecord]:
         sql, params = self._list_query(flt)
-        rows = await self._conn().execute_fetchall(sql, params)
+        rows = await self._read(sql, params)
         return [self._record(row) for row in rows]
 
     def _list_query(self, flt: TaskFilter) -> tuple[str, list[Any]]:

@@ -285,7 +285,7 @@ def _with_lock_retry(
     into: BatchResult,
 ) -> bool:
     deadline = time.monotonic() + lock_timeout
-    pause = 0.005
+    pause = 0.00005
     while True:
         try:
             return _run_once(conn, ops, now, into)
@@ -294,7 +294,7 @@ def _with_lock_retry(
                 raise
             log.debug("store busy, retrying in %.3f s", pause)
             time.sleep(pause)
-            pause = min(pause * 2, 0.25)
+            pause = min(pause * 2, 0.01)
 
 
 def _run_once(
