@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import Engine
+from engine import Engine, TaskState
 
 SCENARIOS = (
     "enqueue_many",
@@ -33,6 +33,7 @@ SCENARIOS = (
     "process",
     "e2e_many",
     "e2e_single",
+    "e2e_single_2proc",
     "latency",
     "rss",
     "raw_baseline",
@@ -102,6 +103,22 @@ async def scenario(name: str, path: str, n: int, workers: int) -> dict[str, obje
                     await engine.enqueue("noop", {"n": i})
             await engine.drain()
             return {"tasks": count, "workers": workers, "rate": count / (time.perf_counter() - t)}
+    if name == "e2e_single_2proc":
+        # As the peers in the notes were measured: the producer is its own process.
+        engine, _ = make_engine(path, workers)
+        count = n // 5
+        async with engine:
+            t = time.perf_counter()
+            producer = await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--producer", "--db", path, "--tasks", str(count)
+            )
+            while engine.snapshot().counts[TaskState.SUCCEEDED] < count:
+                if producer.returncode not in (None, 0):
+                    raise SystemExit(f"the producer failed with exit code {producer.returncode}")
+                await asyncio.sleep(0.005)
+            rate = count / (time.perf_counter() - t)
+            await producer.wait()
+            return {"tasks": count, "workers": workers, "rate": rate}
     if name == "latency":
         engine, starts = make_engine(path, workers)
         async with engine:
@@ -143,6 +160,14 @@ async def scenario(name: str, path: str, n: int, workers: int) -> dict[str, obje
     if name == "raw_baseline":
         return raw_baseline(path, n)
     raise SystemExit(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
+
+
+async def produce(path: str, count: int) -> None:
+    """The producer process of ``e2e_single_2proc``: one awaited enqueue at a time."""
+    engine = Engine(path, workers=0, strict_handlers=False)
+    async with engine:
+        for i in range(count):
+            await engine.enqueue("noop", {"n": i})
 
 
 def raw_baseline(path: str, n: int) -> dict[str, object]:
@@ -213,8 +238,12 @@ def main() -> None:
     parser.add_argument("--scenario", choices=SCENARIOS, help="run one scenario here")
     parser.add_argument("--only", nargs="*", choices=SCENARIOS, help="run these scenarios")
     parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--producer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     n = args.tasks or (20_000 if args.quick else 100_000)
+    if args.producer:
+        asyncio.run(produce(args.db, n))
+        return
     if args.scenario:
         result = asyncio.run(scenario(args.scenario, args.db, n, args.workers))
         print(json.dumps(result))
