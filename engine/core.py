@@ -299,9 +299,23 @@ class Engine:
             handler, payload, priority=priority, queue=queue, delay=delay, run_at=run_at
         )
         self._require_running()
-        ids = await self._store.enqueue([new])
-        self._after_enqueue([new], ids)
-        return ids[0]
+        pool = self._pool
+        handoff = new.run_at is None and new.handler in self._registry
+        if pool is None or not handoff or not pool.reserve():
+            ids = await self._store.enqueue([new])
+            self._after_enqueue([new], ids)
+            return ids[0]
+        # An idle worker is waiting: the store may hand the task straight to it.
+        try:
+            task_id, claimed = await self._store.enqueue_and_claim(
+                new, self.node, self._settings.lease_ttl
+            )
+        except BaseException:
+            pool.unreserve(None)
+            raise
+        self._after_enqueue([new], [task_id], started=claimed is not None)
+        pool.unreserve(claimed)
+        return task_id
 
     async def enqueue_many(self, items: Iterable[Any]) -> list[str]:
         """Enqueue many tasks in one transaction: all of them or none.
@@ -314,7 +328,9 @@ class Engine:
         self._after_enqueue(tasks, ids)
         return ids
 
-    def _after_enqueue(self, tasks: Sequence[Any], ids: Sequence[str]) -> None:
+    def _after_enqueue(
+        self, tasks: Sequence[Any], ids: Sequence[str], started: bool = False
+    ) -> None:
         ready = False
         for task in tasks:
             if task.run_at is not None and task.run_at > self._clock():
@@ -322,7 +338,7 @@ class Engine:
                     self._promoter.notify(task.run_at)
             else:
                 ready = True
-        if ready and self._pool is not None:
+        if ready and not started and self._pool is not None:
             self._pool.kick()
         if self._bus.has_subscribers:
             for task, task_id in zip(tasks, ids, strict=True):

@@ -18,10 +18,11 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from engine import context
 from engine.aio import wait_event
-from engine.codec import Codec
+from engine.codec import Codec, to_json
 from engine.completions import Completer
 from engine.context import TaskContext
 from engine.errors import PayloadDecodeError, ResultNotSerializable
@@ -67,6 +68,7 @@ class RunningTask:
     interrupted: bool = False
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     saved_progress: int = 0
+    finished: bool = False
 
 
 class WorkerPool:
@@ -98,6 +100,7 @@ class WorkerPool:
         self.running: dict[int, RunningTask] = {}
         self._wake = asyncio.Event()
         self._waiting_for_slot = False
+        self._reserved = 0  # idle slots promised to enqueue_and_claim calls in flight
         self._dispatcher: asyncio.Task[None] | None = None
         self._stopping = False
         self.claim_gen = 0
@@ -164,7 +167,8 @@ class WorkerPool:
             settings = self._settings()
             # At most half the pool per claim: while one half runs on the loop, the
             # other half's claim is being written, so loop and writer overlap.
-            n = min(len(self._idle), settings.claim_batch, max(1, (self._target + 1) // 2))
+            free = len(self._idle) - self._reserved
+            n = min(free, settings.claim_batch, max(1, (self._target + 1) // 2))
             if n == 0 or not self._completer.healthy or not len(self._registry):
                 self._wake.clear()
                 self._waiting_for_slot = n == 0
@@ -190,6 +194,21 @@ class WorkerPool:
                 # Out of ready work: sleep until kicked (local enqueue …) or the poll interval.
                 await wait_event(self._wake, settings.poll_interval)
 
+    def reserve(self) -> bool:
+        """Promise an idle slot to a task being enqueued-and-claimed; False if none."""
+        if self._stopping or len(self._idle) - self._reserved <= 0:
+            return False
+        self._reserved += 1
+        return True
+
+    def unreserve(self, claimed: ClaimedTask | None) -> None:
+        """Give the promised slot back, starting ``claimed`` on it if the store handed
+        the task over."""
+        self._reserved -= 1
+        if claimed is not None:
+            self.claim_gen += 1
+            self._start(claimed)
+
     def _start(self, claimed: ClaimedTask) -> None:
         handler = self._registry.find(claimed.handler)
         if handler is None or self._stopping or not self._idle:
@@ -209,6 +228,7 @@ class WorkerPool:
         self.running[claimed.id] = rt
         self.started_total += 1
         rt.task = asyncio.get_running_loop().create_task(self._run(rt))
+        rt.task.add_done_callback(partial(self._task_done, rt))
         if self._bus.has_subscribers:
             self._bus.emit(EventKind.STARTED, **ctx.event_fields(), message=f"on {slot.id}")
 
@@ -245,6 +265,20 @@ class WorkerPool:
             for timer in rt.timers:
                 timer.cancel()
             self._free(rt)
+            rt.finished = True
+        if completion is not None:
+            self._completer.add(completion)
+
+    def _task_done(self, rt: RunningTask, task: asyncio.Task[None]) -> None:
+        """Clean up after a task cancelled before its first step (its body never ran)."""
+        if rt.finished:
+            return
+        rt.finished = True
+        self._free(rt)
+        try:
+            completion = self._after_cancel(rt)
+        except asyncio.CancelledError:
+            return  # stopped from outside: the lease brings the task back
         if completion is not None:
             self._completer.add(completion)
 
@@ -274,14 +308,14 @@ class WorkerPool:
                     ) from exc
                 raise
         if handler.executor == "process":
-            text = str(value)
-            self._check_size(len(text))
-            return self._codec.seal(text)
-        try:
-            text = self._codec.encode(value, "result")
-        except ValueError as exc:
-            raise ResultNotSerializable(f"{exc} (not retried)") from None
-        return text
+            text = str(value)  # checked for JSON in the worker process
+        else:
+            try:
+                text = to_json(value, "result")
+            except ValueError as exc:
+                raise ResultNotSerializable(f"{exc} (not retried)") from None
+        self._check_size(len(text))
+        return self._codec.seal(text)
 
     async def _call(self, rt: RunningTask, kwargs: dict[str, object], payload_json: str) -> object:
         handler = rt.handler
@@ -295,7 +329,8 @@ class WorkerPool:
         limit = self._settings().max_payload_bytes
         if size > limit:
             raise ResultNotSerializable(
-                f"the result is {size:,} bytes; the limit is {limit:,} bytes (max_payload_bytes)"
+                f"the result is {size:,} bytes as JSON; the limit is {limit:,} bytes "
+                "(max_payload_bytes; not retried)"
             )
 
     def _arm_timers(self, rt: RunningTask) -> None:
@@ -314,8 +349,8 @@ class WorkerPool:
         self.running.pop(rt.claimed.id, None)
         slot = rt.slot
         slot.running = None
-        if slot.retiring or self._slots.get(slot.number) is not slot:
-            self._slots.pop(slot.number, None)
+        if slot.retiring:
+            del self._slots[slot.number]
         else:
             self._idle.append(slot)
             if self._waiting_for_slot:  # otherwise the queue was empty: no point waking

@@ -416,3 +416,76 @@ async def test_snapshot_without_io(make_engine: EngineFactory) -> None:
     assert snap.queues["alpha"].depth == 0 and not snap.queues["alpha"].paused
     assert snap.settings.lease_ttl == 2.0
     assert snap.throughput > 0
+
+
+async def test_a_task_cancelled_before_its_first_step_frees_its_slot(
+    make_engine: EngineFactory,
+) -> None:
+    # Given a pool whose first claimed task is stopped before it ever runs
+    engine = make_engine(workers=1)
+    ran: list[int] = []
+
+    @engine.task(name="t")
+    async def t(n: int) -> None:
+        ran.append(n)
+
+    async with engine:
+        pool = engine._pool
+        assert pool is not None
+        original, first = pool._start, True
+
+        def start_then_cancel(claimed):  # type: ignore[no-untyped-def]
+            nonlocal first
+            original(claimed)
+            if first:
+                first = False
+                pool.cancel_local(claimed.id)
+
+        pool._start = start_then_cancel  # type: ignore[method-assign]
+        await engine.enqueue("t", {"n": 1})
+        second = await engine.enqueue("t", {"n": 2})
+        # Then the one worker slot is free again and runs the next task
+        assert (await engine.wait(second, timeout=5)).state == TaskState.SUCCEEDED
+        assert engine.snapshot().busy_workers == 0
+    assert ran == [2]
+
+
+async def test_an_idle_worker_takes_a_new_task_in_the_enqueue_transaction(
+    make_engine: EngineFactory,
+) -> None:
+    # Given idle workers and nothing waiting, an enqueued task starts without a claim
+    engine = make_engine(workers=2)
+    gate = asyncio.Event()
+
+    @engine.task(name="job")
+    async def job(n: int) -> int:
+        await gate.wait()
+        return n
+
+    @engine.task(name="parked", queue="parked")
+    async def parked() -> None: ...
+
+    async with engine:
+        transactions = engine.snapshot().stats["transactions"]
+        first = await engine.enqueue("job", {"n": 1})
+        assert engine.snapshot().busy_workers == 1  # started as the enqueue returned
+        assert engine.snapshot().stats["transactions"] == transactions + 1
+        # A paused queue's task is never handed over
+        await engine.pause("parked")
+        held = await engine.enqueue("parked")
+        assert (await engine.get(held)).state == TaskState.QUEUED
+        # With every worker busy, new work waits in the queue in priority order
+        second = await engine.enqueue("job", {"n": 2})
+        third = await engine.enqueue("job", {"n": 3})
+        low = await engine.enqueue("job", {"n": 4}, priority=0)
+        assert (await engine.get(third)).state == TaskState.QUEUED
+        gate.set()
+        for tid in (first, second, third, low):
+            assert (await engine.wait(tid, timeout=5)).state == TaskState.SUCCEEDED
+        record = await engine.get(first)
+    assert [e.state for e in record.timeline] == [
+        TaskState.QUEUED,
+        TaskState.RUNNING,
+        TaskState.SUCCEEDED,
+    ]
+    assert record.attempts == 1 and record.started_at is not None

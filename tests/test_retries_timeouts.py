@@ -288,3 +288,16 @@ async def test_cancel_a_running_process_task_stops_it(make_engine: EngineFactory
         assert time.monotonic() - t0 < 2
         assert engine.snapshot().busy_workers == 0
     assert record.state == TaskState.CANCELLED
+
+
+async def test_a_result_over_the_size_limit_fails_without_retry(make_engine: EngineFactory) -> None:
+    engine = make_engine(workers=1, max_payload_bytes=1000)
+
+    @engine.task(name="big", retries=3)
+    async def big() -> str:
+        return "x" * 5000
+
+    async with engine:
+        record = await engine.wait(await engine.enqueue("big"), timeout=5)
+    assert record.state == TaskState.FAILED and record.attempts == 1
+    assert "the result is 5,002 bytes as JSON; the limit is 1,000 bytes" in (record.error or "")

@@ -92,6 +92,22 @@ class StoreMachine(RuleBasedStateMachine):
             state = TaskState.QUEUED if run_at is None else TaskState.SCHEDULED
             self.model[int(tid)] = ModelTask(state, queue, priority, run_at=run_at)
 
+    @rule(owner=st.sampled_from(OWNERS), queue=st.sampled_from(QUEUES), priority=st.integers(0, 9))
+    def enqueue_and_claim(self, owner: str, queue: str, priority: int) -> None:
+        waiting = any(t.state == TaskState.QUEUED for t in self.model.values())
+        tid, claimed = self.run(
+            self.store.enqueue_and_claim(NewTask("h", queue, priority, "{}", 2), owner, LEASE)
+        )
+        # Handed over only when no other task was waiting; otherwise queued as usual.
+        assert (claimed is None) == waiting
+        task = ModelTask(TaskState.QUEUED, queue, priority)
+        self.model[int(tid)] = task
+        if claimed is not None:
+            self.move(int(tid), TaskState.RUNNING)
+            task.attempts, task.owner, task.lease_until = 1, owner, self.clock.now + LEASE
+            assert claimed.id == int(tid) and claimed.attempts == 1
+            self.held[claimed.id] = claimed
+
     @rule(owner=st.sampled_from(OWNERS), limit=st.integers(1, 4))
     def claim(self, owner: str, limit: int) -> None:
         claimed = self.run(self.store.claim(owner, limit, ["h"], LEASE))

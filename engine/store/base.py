@@ -150,6 +150,12 @@ class Store(Protocol):
     async def enqueue(self, tasks: Sequence[NewTask]) -> list[str]:
         """Insert all tasks in one transaction (all or nothing); returns their ids."""
 
+    async def enqueue_and_claim(
+        self, task: NewTask, owner: str, lease_ttl: float
+    ) -> tuple[str, ClaimedTask | None]:
+        """Insert ``task``; if no task waits in any unpaused queue, insert it already
+        leased to ``owner`` (an idle worker takes it without another round trip)."""
+
     async def claim(
         self, owner: str, limit: int, handlers: Sequence[str], lease_ttl: float
     ) -> list[ClaimedTask]:

@@ -247,6 +247,14 @@ class SQLiteStore:
         result: list[str] = await self._write(partial(ops.enqueue, tasks=tasks, by=self._by))
         return result
 
+    async def enqueue_and_claim(
+        self, task: NewTask, owner: str, lease_ttl: float
+    ) -> tuple[str, ClaimedTask | None]:
+        result: tuple[str, ClaimedTask | None] = await self._write(
+            partial(ops.enqueue_and_claim, task=task, by=owner, lease_ttl=lease_ttl)
+        )
+        return result
+
     async def claim(
         self, owner: str, limit: int, handlers: Sequence[str], lease_ttl: float
     ) -> list[ClaimedTask]:
