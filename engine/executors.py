@@ -125,9 +125,9 @@ class ThreadRunner:
             self.threads -= 1
 
     def close(self) -> None:
+        """Let idle threads exit now (each counts itself out as it leaves)."""
         with self._lock:
             idle, self._idle = self._idle, []
-            self.threads -= len(idle)
         for inbox in idle:
             inbox.put(None)
 
