@@ -86,18 +86,16 @@ def load_app(spec: str) -> Engine:
     return target
 
 
-def build_engine(args: argparse.Namespace, *, workers: int | None, demo: bool) -> Engine:
+def build_engine(args: argparse.Namespace, *, workers: int, demo: bool) -> Engine:
+    """The user's Engine (``--app``), or one on ``--store`` with the demo handlers."""
     if args.app:
         if args.store:
             raise UserError("--store cannot be combined with --app: your Engine chooses its store")
-        engine = load_app(args.app)
-        if workers is not None:
-            engine._workers = workers  # applied when it starts
-        return engine
+        return load_app(args.app)
     settings = Settings.from_env()
     engine = Engine(
         args.store or DEFAULT_URL,
-        workers=workers or 0,
+        workers=workers,
         keys=read_keys(args.key_file),
         settings=settings,
         strict_handlers=demo,
@@ -111,10 +109,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.headless:
         raise UserError("the terminal console is not part of this version yet; use --headless")
     demo = not args.app and not args.no_demo
-    engine = build_engine(args, workers=args.workers if args.workers is not None else 8, demo=demo)
+    workers = args.workers if args.workers is not None else 8
+    engine = build_engine(args, workers=workers, demo=demo)
     return asyncio.run(
         run_headless(
             engine,
+            workers=args.workers,  # None keeps what the app's Engine asked for
             json_lines=args.json,
             interval=args.interval,
             demo=demo,
@@ -128,12 +128,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     async def read() -> dict[str, dict[str, int]]:
         async with engine:
-            counts = await engine._store.counts()
-        table = {
-            q: {s.value: n for s, n in per.items()} for q, per in sorted(counts.by_queue.items())
-        }
-        for queue in counts.paused:
-            table.setdefault(queue, {s.value: 0 for s in TaskState})["paused"] = 1
+            queues = engine.snapshot().queues  # counts as read from the store at open
+        table = {}
+        for name, info in queues.items():
+            table[name] = {s.value: info.counts.get(s, 0) for s in TaskState}
+            if info.paused:
+                table[name]["paused"] = 1
         return table
 
     table = asyncio.run(read())

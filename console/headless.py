@@ -54,6 +54,7 @@ def status_json(snap: EngineSnapshot) -> str:
 async def run_headless(
     engine: Engine,
     *,
+    workers: int | None = None,
     json_lines: bool = False,
     interval: float = 2.0,
     demo: bool = False,
@@ -88,6 +89,8 @@ async def run_headless(
         loop.add_signal_handler(signum, on_signal, signum)
     pipeline = DemoPipeline(engine, rate=demo_rate) if demo else None
     try:
+        if workers is not None:
+            await engine.set_workers(workers)
         await engine.start()
         print(
             f"taskdeck {engine.node}: {engine.worker_count} workers on {engine.store_url}"

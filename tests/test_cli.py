@@ -126,3 +126,42 @@ def test_bad_setting_in_the_environment_is_named(tmp_path: Path) -> None:
     env = {**os.environ, "TASKDECK_LEASE_TTL": "soon"}
     result = taskdeck("status", "--store", str(tmp_path / "t.db"), env=env)
     assert result.returncode == 1 and "lease_ttl: must be a number" in result.stderr
+
+
+def test_run_your_own_engine_with_app(tmp_path: Path) -> None:
+    module = tmp_path / "myapp.py"
+    module.write_text(
+        "from engine import Engine\n"
+        f"engine = Engine({str(tmp_path / 'app.db')!r}, workers=3)\n"
+        "@engine.task(name='hello')\n"
+        "async def hello(name: str) -> str:\n"
+        "    return f'hello {name}'\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "run",
+            "--headless",
+            "--json",
+            "--interval",
+            "0.2",
+            "--app",
+            "myapp:engine",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = json.loads(proc.stdout.readline())
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert first["workers"] == 3 and first["store"].endswith("app.db")
+    both = taskdeck("run", "--headless", "--app", "myapp:engine", "--store", "x.db", env=env)
+    assert both.returncode == 2 and "--store cannot be combined with --app" in both.stderr

@@ -489,3 +489,38 @@ async def test_an_idle_worker_takes_a_new_task_in_the_enqueue_transaction(
         TaskState.SUCCEEDED,
     ]
     assert record.attempts == 1 and record.started_at is not None
+
+
+async def test_handle_sugar_enqueue_delay_and_plain_call(make_engine: EngineFactory) -> None:
+    engine = make_engine(workers=2)
+
+    @engine.task(name="images.resize", priority="low")
+    async def resize(job_id: str, width: int, height: int = 1) -> list[object]:
+        return [job_id, width, height]
+
+    assert await resize("direct", 2, 3) == ["direct", 2, 3]  # still the plain function
+    async with engine:
+        a = await resize.enqueue({"job_id": "a", "width": 8}, priority=9)
+        b = await resize.enqueue(job_id="b", width=4, height=2, queue="thumbs")
+        c = await resize.delay("c", 5, height=7)
+        with pytest.raises(TypeError, match=r"arguments do not match images.resize\("):
+            await resize.delay("too", 1, 2, 3)
+        records = [await engine.wait(t, timeout=5) for t in (a, b, c)]
+    assert [r.result for r in records] == [["a", 8, 1], ["b", 4, 2], ["c", 5, 7]]
+    assert [r.priority for r in records] == [9, 2, 2]
+    assert records[1].queue == "thumbs"
+
+
+async def test_cancel_a_scheduled_task(make_engine: EngineFactory) -> None:
+    engine = make_engine(workers=1)
+
+    @engine.task(name="later")
+    async def later() -> None:
+        raise AssertionError("a cancelled task must not run")
+
+    async with engine:
+        tid = await engine.enqueue("later", delay=0.2)
+        assert await engine.cancel(tid) == TaskState.SCHEDULED
+        await asyncio.sleep(0.4)  # past its due time: it must stay cancelled
+        record = await engine.get(tid)
+    assert record.state == TaskState.CANCELLED and record.attempts == 0
