@@ -26,30 +26,33 @@ def taskdeck(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     )
 
 
-def test_headless_runs_the_demo_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    store = tmp_path / "demo.db"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "console.cli",
-            "run",
-            "--headless",
-            "--json",
-            "--interval",
-            "0.3",
-            "--store",
-            str(store),
-            "--workers",
-            "4",
-            "--demo-rate",
-            "10",
-        ],
-        cwd=ROOT,
+def start_headless(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """``taskdeck run --headless --json --interval 0.2 …`` as a background process."""
+    command = [
+        sys.executable,
+        "-m",
+        "console.cli",
+        "run",
+        "--headless",
+        "--json",
+        "--interval",
+        "0.2",
+    ]
+    return subprocess.Popen(
+        [*command, *args],
+        cwd=cwd,
+        env=env,
+        text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
     )
+
+
+def test_headless_runs_the_demo_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    store = tmp_path / "demo.db"
+    proc = start_headless("--store", str(store), "--workers", "4", "--demo-rate", "10")
     assert proc.stdout is not None
     lines = []
     deadline = time.monotonic() + 30
@@ -138,25 +141,7 @@ def test_run_your_own_engine_with_app(tmp_path: Path) -> None:
         "    return f'hello {name}'\n"
     )
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "console.cli",
-            "run",
-            "--headless",
-            "--json",
-            "--interval",
-            "0.2",
-            "--app",
-            "myapp:engine",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_headless("--app", "myapp:engine", cwd=tmp_path, env=env)
     assert proc.stdout is not None
     first = json.loads(proc.stdout.readline())
     proc.send_signal(signal.SIGTERM)
