@@ -25,9 +25,11 @@ class TaskContext:
         "_soft_event",
         "_soft_expired",
         "attempt",
+        "cpu_time",
         "handler",
         "id",
         "max_attempts",
+        "max_step",
         "message",
         "progress_fraction",
         "progress_version",
@@ -50,6 +52,10 @@ class TaskContext:
         self._cancel_event: threading.Event | None = None
         self._soft_event: threading.Event | None = None
         self._soft_async: asyncio.Event | None = None
+        #: Measured by the engine: CPU seconds (threads, processes) or seconds holding
+        #: the event loop (async), and an async handler's longest single step.
+        self.cpu_time: float | None = None
+        self.max_step: float | None = None
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress: ``fraction`` from 0.0 to 1.0 and an optional short message."""

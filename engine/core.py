@@ -19,7 +19,7 @@ from engine.completions import Completer
 from engine.enqueue import Preparer
 from engine.errors import EngineNotRunning
 from engine.events import EventBus, EventKind, Subscription
-from engine.metrics import RollingCounter
+from engine.metrics import Metrics
 from engine.model import (
     TERMINAL_STATES,
     TaskRecord,
@@ -29,8 +29,10 @@ from engine.model import (
     parse_priority,
     parse_task_id,
 )
+from engine.monitor import Monitor
 from engine.pool import WorkerPool
 from engine.registry import Handler, Registry, TaskHandle, build_handler
+from engine.resources import Sampler
 from engine.services import (
     Cleaner,
     ExpireHook,
@@ -87,7 +89,8 @@ class Engine:
     ``workers``: concurrent tasks (0 = enqueue only). ``encryption_key`` or
     ``keys=[new, old]``: Fernet keys for payloads, results and errors at rest.
     ``strict_handlers=False`` lets a producer enqueue handler names it has not
-    registered. Other keyword arguments are settings (see :class:`Settings`).
+    registered. ``resource_sampler`` replaces the psutil sampler (tests script CPU
+    spikes with it). Other keyword arguments are settings (see :class:`Settings`).
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class Engine:
         on_expire: ExpireHook | None = None,
         clock: Callable[[], float] = time.time,
         name: str | None = None,
+        resource_sampler: Sampler | None = None,
         **overrides: Any,
     ) -> None:
         if encryption_key is not None and keys is not None:
@@ -133,8 +137,9 @@ class Engine:
         self._waiters: dict[int, set[asyncio.Future[None]]] = {}
         self._progress: asyncio.Event | None = None
         self._running = False
-        self._done = RollingCounter()
-        self._failed = RollingCounter()
+        self._metrics = Metrics()
+        self._sampler = resource_sampler
+        self._monitor: Monitor | None = None
         self._stats = {"stale_completions": 0, "rescued": 0, "interrupted": 0, "retries": 0}
 
     # -- registration -----------------------------------------------------------
@@ -206,6 +211,7 @@ class Engine:
             node=self.node,
             settings=self._current_settings,
             clock=self._clock,
+            metrics=self._metrics,
         )
         self._pool = pool
         settings = self._current_settings
@@ -217,6 +223,17 @@ class Engine:
             Cleaner(self._store, settings, self._bus, self._on_expire),
             ProgressReporter(self._store, settings, self._bus, pool, self.node),
         ]
+        self._monitor = Monitor(
+            self._store,
+            settings,
+            self._bus,
+            metrics=self._metrics,
+            pool=pool,
+            set_workers=self.set_workers,
+            handler_queues=lambda: {h.name: h.queue for h in self._registry},
+            sampler=self._sampler,
+        )
+        self._services.append(self._monitor)
         loop = asyncio.get_running_loop()
         self._service_tasks = [
             loop.create_task(s.run(), name=f"taskdeck-{s.name}") for s in self._services
@@ -332,12 +349,16 @@ class Engine:
         self, tasks: Sequence[Any], ids: Sequence[str], started: bool = False
     ) -> None:
         ready = False
+        per_queue: dict[str, int] = {}
         for task in tasks:
+            per_queue[task.queue] = per_queue.get(task.queue, 0) + 1
             if task.run_at is not None and task.run_at > self._clock():
                 if self._promoter is not None:
                     self._promoter.notify(task.run_at)
             else:
                 ready = True
+        for queue, n in per_queue.items():
+            self._metrics.record_enqueued(queue, n)
         if ready and not started and self._pool is not None:
             self._pool.kick()
         if self._bus.has_subscribers:
@@ -502,6 +523,8 @@ class Engine:
         self._workers = count
         if self._pool is not None:
             self._pool.resize(count)
+        if self._monitor is not None and count != old:
+            self._monitor.note_manual_change()
         self._bus.emit(
             EventKind.WORKERS_CHANGED,
             message=f"workers {old} → {count}",
@@ -584,6 +607,31 @@ class Engine:
             self._progress.clear()
             await wait_event(self._progress, 0.05)
 
+    async def apply_action(self, action: tuple[str, Mapping[str, Any]]) -> str:
+        """Carry out a finding's suggested command, e.g. ``("set_workers", {"n": 12})``.
+
+        Only engine commands an operator could type are allowed: set_workers, pause,
+        resume, update_settings. Returns what was done, as text.
+        """
+        name, args = action
+        if name == "set_workers":
+            old = await self.set_workers(args["n"])
+            return f"workers {old} → {args['n']}"
+        if name in ("pause", "resume"):
+            changed = await self._set_paused(args["queue"], name == "pause")
+            state = "paused" if name == "pause" else "resumed"
+            return (
+                f"queue {args['queue']} {state}"
+                if changed
+                else f"queue {args['queue']} was already {state}"
+            )
+        if name == "update_settings":
+            await self.update_settings(**args)
+            return "settings: " + ", ".join(f"{k}={v!r}" for k, v in args.items())
+        raise ValueError(
+            f"unknown action {name!r}; allowed: set_workers, pause, resume, update_settings"
+        )
+
     # -- snapshot -----------------------------------------------------------------
     def snapshot(self) -> EngineSnapshot:
         """Counts, workers, queues, rates and settings now. Cheap: no I/O."""
@@ -598,10 +646,12 @@ class Engine:
             )
             for name in sorted(names)
         }
-        pool = self._pool
+        pool, monitor = self._pool, self._monitor
         stats = dict(self._stats)
         stats["dropped_events"] = self._bus.dropped
         stats["transactions"] = getattr(self._store, "transactions", 0)
+        if monitor is not None:
+            stats["sampler_cpu_ms"] = round(monitor.sample_cost * 1000)
         if pool is not None:
             stats.update(
                 leaked_threads=pool.threads.leaked,
@@ -620,10 +670,15 @@ class Engine:
             workers=pool.workers() if pool is not None else (),
             counts=counts.totals(),
             queues=queues,
-            throughput=self._done.rate(10.0),
-            failures_per_minute=float(self._failed.count(60.0)),
+            throughput=self._metrics.done.rate(10.0),
+            failures_per_minute=float(self._metrics.failed.count(60.0)),
             settings=self._settings,
             stats=stats,
+            resources=monitor.history.latest if monitor else None,
+            findings=monitor.findings if monitor else (),
+            metrics=monitor.view if monitor else None,
+            resource_series=monitor.history.values() if monitor else {},
+            autoscale=monitor.scaler.last if monitor else None,
         )
 
     # -- callbacks from the parts ---------------------------------------------------
@@ -635,17 +690,13 @@ class Engine:
                 kind = EventKind.INTERRUPTED
             else:
                 kind = _TASK_EVENT[c.state]
-                if c.state == TaskState.SUCCEEDED:
-                    self._done.add()
-                else:
-                    self._failed.add()
-                    if c.state == TaskState.SCHEDULED and self._promoter is not None:
-                        assert c.run_at is not None
-                        self._promoter.notify(c.run_at)
-                    elif c.state == TaskState.QUEUED and self._pool is not None:
-                        self._pool.kick()
-                    if c.state != TaskState.FAILED:
-                        self._stats["retries"] += 1
+                if c.state == TaskState.SCHEDULED and self._promoter is not None:
+                    assert c.run_at is not None
+                    self._promoter.notify(c.run_at)
+                elif c.state == TaskState.QUEUED and self._pool is not None:
+                    self._pool.kick()
+                if c.state in (TaskState.SCHEDULED, TaskState.QUEUED):
+                    self._stats["retries"] += 1
             if c.state in TERMINAL_STATES:
                 self._finished(c.task_id)
             if emit:
@@ -690,7 +741,8 @@ class Engine:
             )
             rescued_event(self._bus, r)
             if r.state == TaskState.FAILED:
-                self._failed.add()
+                self._metrics.failed.add()
+                self._metrics.done.add()
                 self._finished(r.id)
         if self._pool is not None:
             self._pool.kick()

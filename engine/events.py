@@ -52,6 +52,8 @@ class EventKind(enum.StrEnum):
     ENGINE_STOPPED = "engine_stopped"
     STORE_ERROR = "store_error"
     HOOK_ERROR = "hook_error"
+    FINDING = "finding"
+    AUTOSCALED = "autoscaled"
 
 
 @dataclass(frozen=True, slots=True)

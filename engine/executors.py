@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import Any
@@ -101,6 +102,7 @@ class ThreadRunner:
         inbox: SimpleQueue[_Job | None] = SimpleQueue()
         while job is not None:
             token = context.bind(job.ctx)
+            cpu_start = time.thread_time()
             try:
                 result = job.fn(**job.kwargs)
             except BaseException as exc:
@@ -108,6 +110,7 @@ class ThreadRunner:
             else:
                 self._finish(job, result, None)
             finally:
+                job.ctx.cpu_time = time.thread_time() - cpu_start
                 context.unbind(token)
             job = None
             with self._lock:
@@ -218,6 +221,8 @@ class _Child:
         finally:
             self.ctx = None
             self._future = None
+        if message.get("cpu") is not None:
+            ctx.cpu_time = float(message["cpu"])
         if message.get("ok"):
             return str(message["result"])
         raise RemoteError(

@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from engine import context
-from engine.aio import wait_event
+from engine.aio import TimedSteps, wait_event
 from engine.codec import Codec, to_json
 from engine.completions import Completer
 from engine.context import TaskContext
 from engine.errors import PayloadDecodeError, ResultNotSerializable
 from engine.events import EventBus, EventKind
 from engine.executors import ProcessRunner, RemoteError, ThreadRunner, WorkerProcessLost
+from engine.metrics import Metrics
 from engine.model import TaskState
 from engine.registry import Handler, Registry
 from engine.settings import Settings
@@ -69,6 +70,7 @@ class RunningTask:
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     saved_progress: int = 0
     finished: bool = False
+    error_summary: str | None = None  # "ExcType: message", for the metrics' top errors
 
 
 class WorkerPool:
@@ -83,6 +85,7 @@ class WorkerPool:
         node: str,
         settings: Callable[[], Settings],
         clock: Callable[[], float],
+        metrics: Metrics,
         rng: random.Random | None = None,
     ) -> None:
         self._store = store
@@ -93,6 +96,7 @@ class WorkerPool:
         self._node = node
         self._settings = settings
         self._clock = clock
+        self._metrics = metrics
         self._rng = rng or random.Random()
         self._slots: dict[int, Slot] = {}
         self._idle: list[Slot] = []
@@ -104,6 +108,8 @@ class WorkerPool:
         self._dispatcher: asyncio.Task[None] | None = None
         self._stopping = False
         self.claim_gen = 0
+        self._busy_area = 0.0  # ∫ busy workers dt, in worker-seconds
+        self._busy_mark = time.monotonic()
         self.threads = ThreadRunner()
         self.processes = ProcessRunner(settings().max_payload_bytes)
         self.started_total = 0
@@ -116,6 +122,16 @@ class WorkerPool:
     @property
     def busy(self) -> int:
         return len(self.running)
+
+    def busy_seconds(self) -> float:
+        """Worker-seconds spent busy since the pool was made (exact, not sampled)."""
+        return self._busy_area + len(self.running) * (time.monotonic() - self._busy_mark)
+
+    def _busy_changing(self) -> None:
+        """Call just before ``running`` gains or loses a task."""
+        now = time.monotonic()
+        self._busy_area += len(self.running) * (now - self._busy_mark)
+        self._busy_mark = now
 
     def resize(self, n: int) -> None:
         """Grow at once; shrink idle slots at once and busy ones after their task."""
@@ -225,8 +241,11 @@ class WorkerPool:
         )
         rt = RunningTask(claimed, handler, ctx, slot, time.monotonic(), self.claim_gen)
         slot.running = rt
+        self._busy_changing()
         self.running[claimed.id] = rt
         self.started_total += 1
+        ready_since = claimed.run_at or claimed.created_at
+        self._metrics.record_start(handler.name, handler.executor, claimed.started_at - ready_since)
         rt.task = asyncio.get_running_loop().create_task(self._run(rt))
         rt.task.add_done_callback(partial(self._task_done, rt))
         if self._bus.has_subscribers:
@@ -267,7 +286,29 @@ class WorkerPool:
             self._free(rt)
             rt.finished = True
         if completion is not None:
+            self._record(rt, completion)
             self._completer.add(completion)
+
+    def _record(self, rt: RunningTask, completion: Completion) -> None:
+        if completion.release:
+            outcome = "interrupted"
+        elif completion.state in (TaskState.SUCCEEDED, TaskState.FAILED):
+            outcome = completion.state.value
+        else:
+            outcome = "retry"
+        error = None
+        if completion.note and outcome in ("failed", "retry"):
+            error = rt.error_summary
+        self._metrics.record_attempt(
+            rt.handler.name,
+            rt.handler.executor,
+            rt.claimed.queue,
+            run_time=time.monotonic() - rt.started,
+            outcome=outcome,
+            cpu=rt.ctx.cpu_time,
+            max_step=rt.ctx.max_step,
+            error=error,
+        )
 
     def _task_done(self, rt: RunningTask, task: asyncio.Task[None]) -> None:
         """Clean up after a task cancelled before its first step (its body never ran)."""
@@ -320,7 +361,11 @@ class WorkerPool:
     async def _call(self, rt: RunningTask, kwargs: dict[str, object], payload_json: str) -> object:
         handler = rt.handler
         if handler.executor == "async":
-            return await handler.fn(**kwargs)
+            timed = TimedSteps(handler.fn(**kwargs))
+            try:
+                return await timed
+            finally:
+                rt.ctx.cpu_time, rt.ctx.max_step = timed.total, timed.longest
         if handler.executor == "thread":
             return await self.threads.run(handler.fn, kwargs, rt.ctx)
         return await self.processes.run(handler, payload_json, rt.ctx)
@@ -346,6 +391,7 @@ class WorkerPool:
         self._bus.emit(EventKind.SOFT_TIMEOUT, **rt.ctx.event_fields(), message=message)
 
     def _free(self, rt: RunningTask) -> None:
+        self._busy_changing()
         self.running.pop(rt.claimed.id, None)
         slot = rt.slot
         slot.running = None
@@ -419,6 +465,7 @@ class WorkerPool:
             )
         if isinstance(exc, WorkerProcessLost):
             text = f"WorkerProcessLost: {exc} during attempt {attempt}/{max_attempts}\n"
+        rt.error_summary = f"{kind}: {str(exc)[:160]}" if str(exc) else kind
         if len(text) > MAX_ERROR_TEXT:
             text = (
                 text[: MAX_ERROR_TEXT // 2] + "\n… (truncated) …\n" + text[-MAX_ERROR_TEXT // 2 :]

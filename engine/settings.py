@@ -43,6 +43,8 @@ class SettingSpec:
     choices: tuple[str, ...] = ()
 
     def describe_range(self) -> str:
+        if self.kind is bool:
+            return "true or false"
         if self.choices:
             return "one of " + ", ".join(self.choices)
         unit = f" {self.unit}" if self.unit else ""
@@ -95,6 +97,56 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("lock_timeout", float, 60.0, "s",
                 "How long an operation keeps retrying a locked store before it fails.",
                 0.0, 3600.0),
+    # -- autoscaler
+    SettingSpec("autoscale", bool, False, "",
+                "Let the autoscaler choose the worker count (between min_workers and "
+                "max_workers)."),
+    SettingSpec("min_workers", int, 1, "workers",
+                "Fewest workers the autoscaler keeps.", 0, 4096),
+    SettingSpec("target_utilization", float, 80.0, "%",
+                "How busy the autoscaler (and the add-workers advice) aims to keep the "
+                "workers.", 5.0, 100.0),
+    SettingSpec("cpu_threshold", float, 85.0, "%",
+                "System CPU above which the autoscaler adds no workers (and sheds some).",
+                1.0, 100.0),
+    SettingSpec("memory_threshold", float, 90.0, "%",
+                "System memory use above which the autoscaler adds no workers (and sheds "
+                "some); also where memory pressure is reported.", 1.0, 100.0),
+    SettingSpec("scale_interval", float, 2.0, "s",
+                "How often the autoscaler decides.", 0.1, 3600.0),
+    SettingSpec("cooldown", float, 10.0, "s",
+                "Least time between two autoscaler changes (no thrashing).", 0.0, 3600.0),
+    # -- bottleneck rules
+    SettingSpec("saturation_threshold", float, 90.0, "%",
+                "Pool busy share (last 30 s) above which the workers count as saturated.",
+                1.0, 100.0),
+    SettingSpec("idle_threshold", float, 20.0, "%",
+                "Pool busy share (last 30 s) below which capacity counts as idle.",
+                0.0, 100.0),
+    SettingSpec("loop_lag_threshold", float, 0.1, "s",
+                "Event-loop lag above which a blocking async handler is looked for.",
+                0.001, 60.0),
+    SettingSpec("cpu_bound_threshold", float, 80.0, "%",
+                "CPU time as a share of run time above which a thread handler counts as "
+                "CPU-bound.", 1.0, 100.0),
+    SettingSpec("dominance_threshold", float, 50.0, "%",
+                "Share of all worker busy time above which one handler is reported.",
+                1.0, 100.0),
+    SettingSpec("retry_storm_threshold", float, 20.0, "%",
+                "Share of a handler's attempts failing in the last minute that makes a "
+                "retry storm.", 1.0, 100.0),
+    SettingSpec("retry_storm_min_failures", int, 5, "failures",
+                "Fewest failures in the last minute before a retry storm is reported.",
+                1, 1_000_000),
+    SettingSpec("rss_limit", int, 0, "bytes",
+                "Process memory (RSS) above which memory pressure is reported; 0: only "
+                "system memory counts.", 0, 2**48),
+    SettingSpec("wait_ratio_threshold", float, 10.0, "×",
+                "How many times longer than they run (p95) a handler's tasks may wait "
+                "before it is reported.", 1.0, 1_000_000.0),
+    SettingSpec("store_latency_threshold", float, 0.05, "s",
+                "Store transaction time (p99) above which the store is reported slow.",
+                0.001, 60.0),
 )
 # fmt: on
 
@@ -111,6 +163,10 @@ def suggest(name: str, options: list[str] | tuple[str, ...]) -> str:
 
 def _check(spec: SettingSpec, value: Any) -> tuple[Any, str | None]:
     """Return (normalised value, error or None)."""
+    if spec.kind is bool:
+        if not isinstance(value, bool):
+            return value, f"must be true or false; got {value!r}"
+        return value, None
     if spec.kind is str:
         if not isinstance(value, str) or value not in spec.choices:
             return value, f"must be {spec.describe_range()}; got {value!r}"
@@ -130,6 +186,15 @@ def _check(spec: SettingSpec, value: Any) -> tuple[Any, str | None]:
 
 def _cross_checks(values: Mapping[str, Any]) -> dict[str, str]:
     errors: dict[str, str] = {}
+    if values["min_workers"] > values["max_workers"]:
+        errors["min_workers"] = (
+            f"must not exceed max_workers ({values['max_workers']}); got {values['min_workers']}"
+        )
+    if values["idle_threshold"] >= values["saturation_threshold"]:
+        errors["idle_threshold"] = (
+            f"must be below saturation_threshold ({values['saturation_threshold']:g} %); "
+            f"got {values['idle_threshold']:g} %"
+        )
     if values["lease_renew_interval"] >= values["lease_ttl"]:
         errors["lease_renew_interval"] = (
             f"must be shorter than lease_ttl ({values['lease_ttl']:g} s); "
@@ -158,6 +223,23 @@ class Settings:
     durability: str
     busy_timeout: float
     lock_timeout: float
+    autoscale: bool
+    min_workers: int
+    target_utilization: float
+    cpu_threshold: float
+    memory_threshold: float
+    scale_interval: float
+    cooldown: float
+    saturation_threshold: float
+    idle_threshold: float
+    loop_lag_threshold: float
+    cpu_bound_threshold: float
+    dominance_threshold: float
+    retry_storm_threshold: float
+    retry_storm_min_failures: int
+    rss_limit: int
+    wait_ratio_threshold: float
+    store_latency_threshold: float
 
     __slots__ = tuple(spec.name for spec in SPECS)
 
@@ -221,6 +303,13 @@ class Settings:
         raw = text.strip()
         if spec.kind is str:
             return raw
+        if spec.kind is bool:
+            flag = raw.lower()
+            if flag in ("true", "yes", "on", "1"):
+                return True
+            if flag in ("false", "no", "off", "0"):
+                return False
+            raise SettingsError({name: f"must be true or false (or on/off); got {text!r}"})
         try:
             return spec.kind(float(raw)) if spec.kind is float else int(raw.replace("_", ""))
         except ValueError:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine.model import TaskState
 from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from engine.autoscale import ScaleDecision
+    from engine.metrics import MetricsView
+    from engine.resources import ResourceSample
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITY_ORDER: Mapping[str, int] = {"critical": 0, "warning": 1, "info": 2}
@@ -52,6 +57,7 @@ class Finding:
     evidence: str
     suggestion: str
     action: tuple[str, Mapping[str, Any]] | None = None
+    rule: str = ""
 
 
 @dataclass(frozen=True)
@@ -71,9 +77,12 @@ class EngineSnapshot:
     throughput: float
     failures_per_minute: float
     settings: Settings
-    resources: Any = None
+    resources: ResourceSample | None = None
     findings: tuple[Finding, ...] = ()
     stats: Mapping[str, int] = field(default_factory=dict)
+    metrics: MetricsView | None = None
+    resource_series: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    autoscale: ScaleDecision | None = None
 
     @property
     def paused_queues(self) -> frozenset[str]:

@@ -20,6 +20,7 @@ import runpy
 import signal
 import sys
 import threading
+import time
 import traceback
 import types
 from collections.abc import Callable
@@ -113,6 +114,7 @@ class Child:
         ctx = _ChildContext(job["task"], self.send)
         self._ctx = ctx
         token = context.bind(ctx)
+        cpu_start = time.process_time()
         try:
             fn = self.resolve(job["module"], job["qualname"])
             kwargs = json.loads(job["payload"])
@@ -130,10 +132,11 @@ class Child:
                         "error": str(exc),
                         "type": "ResultNotSerializable",
                         "mro": [],
+                        "cpu": _since(cpu_start),
                     }
                 )
                 return
-            self.send({"op": "done", "ok": True, "result": text})
+            self.send({"op": "done", "ok": True, "result": text, "cpu": _since(cpu_start)})
         except BaseException as exc:
             kind = type(exc)
             mro = [f"{c.__module__}.{c.__qualname__}" for c in kind.__mro__]
@@ -144,11 +147,16 @@ class Child:
                     "error": "".join(traceback.format_exception(exc)),
                     "type": kind.__name__,
                     "mro": mro,
+                    "cpu": _since(cpu_start),
                 }
             )
         finally:
             context.unbind(token)
             self._ctx = None
+
+
+def _since(cpu_start: float) -> float:
+    return time.process_time() - cpu_start
 
 
 async def _await(awaitable: Any) -> Any:

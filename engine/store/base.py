@@ -203,7 +203,13 @@ class Store(Protocol):
     async def set_paused(self, queue: str, paused: bool) -> bool:
         """Pause or resume a queue; returns whether anything changed."""
 
+    def latency_p99(self) -> float | None:
+        """p99 of recent write-transaction times, in seconds (None before any)."""
+
     # -- reads --------------------------------------------------------------
+    async def oldest_queued(self) -> dict[str, float]:
+        """Per queue, when its oldest queued task was created (Unix seconds)."""
+
     async def get(self, task_id: int) -> TaskRecord: ...
 
     async def tasks(self, flt: TaskFilter) -> list[TaskRecord]: ...

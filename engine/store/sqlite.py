@@ -25,6 +25,7 @@ import aiosqlite
 
 from engine.codec import Codec
 from engine.errors import EncryptionKeyError, EngineNotRunning, TaskNotFound
+from engine.metrics import Reservoir, percentile
 from engine.model import TERMINAL_STATES, TaskRecord, TaskState, parse_timeline
 from engine.store import sqlite_ops as ops
 from engine.store.base import (
@@ -47,6 +48,15 @@ COLUMNS = (
     "progress, progress_message, created_at, run_at, started_at, finished_at, worker"
 )
 _MAX_UNION_QUEUES = 64
+OLDEST_QUEUED = (
+    "SELECT created_at FROM tasks WHERE id = (SELECT min(first) FROM ("
+    + " UNION ALL ".join(
+        f"SELECT (SELECT min(id) FROM tasks WHERE state = 'queued' AND queue = :q "
+        f"AND priority = {p}) AS first"
+        for p in range(10)
+    )
+    + "))"
+)
 #: How ``tasks()`` orders each state: claim order for queued, due time for
 #: scheduled, newest first for finished tasks (and for no state filter).
 _LIST_ORDER: dict[TaskState | None, str] = {
@@ -92,6 +102,7 @@ class SQLiteStore:
         self._paused: frozenset[str] = frozenset()
         self._counts_reader = CountsReader(read_counts)
         self.transactions = 0
+        self._latency = Reservoir(512)
 
     # -- lifecycle ------------------------------------------------------------
     @property
@@ -228,6 +239,7 @@ class SQLiteStore:
                 if not future.done():
                     future.set_exception(error or RuntimeError("store batch lost"))
             return
+        self._latency.add(outcome.elapsed, outcome.elapsed)
         if outcome.counts is not None:
             self._set_counts(outcome.counts)
         else:
@@ -359,6 +371,25 @@ class SQLiteStore:
         counts = await self._writer.submit(read_counts)
         self._set_counts(counts)
         return counts
+
+    def latency_p99(self) -> float | None:
+        """p99 of recent write transactions (BEGIN to COMMIT, including lock waits)."""
+        return percentile(sorted(self._latency.values()), 0.99)
+
+    async def oldest_queued(self) -> dict[str, float]:
+        """When the oldest queued task of each queue was created (Unix seconds).
+
+        Ids grow with creation, so the oldest is the smallest id; each priority's
+        smallest id is one index seek, so this stays cheap with a million queued.
+        """
+        out: dict[str, float] = {}
+        for queue, per in list(self._by_queue.items()):
+            if not per.get(TaskState.QUEUED):
+                continue
+            rows = await self._read(OLDEST_QUEUED, {"q": queue})
+            if rows and rows[0][0] is not None:
+                out[queue] = rows[0][0]
+        return out
 
     async def get(self, task_id: int) -> TaskRecord:
         rows = await self._read(f"SELECT {COLUMNS}, timeline FROM tasks WHERE id = ?", (task_id,))

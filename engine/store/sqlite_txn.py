@@ -105,6 +105,7 @@ class BatchResult:
     results: list[Any]
     deltas: dict[tuple[str, str], int] = field(default_factory=dict)
     counts: Any = None
+    elapsed: float = 0.0  # seconds from the first BEGIN to the last COMMIT
 
 
 _STOP = object()
@@ -254,6 +255,7 @@ def run_batch(
     """Run ``ops`` in one transaction; on an unexpected error, one transaction each."""
     batch = BatchResult([])
     refresh = False
+    started = time.perf_counter()
     try:
         refresh = _with_lock_retry(conn, ops, now, lock_timeout, batch)
     except Exception as exc:
@@ -269,6 +271,7 @@ def run_batch(
                     refresh |= _with_lock_retry(conn, [op], now, lock_timeout, batch)
                 except Exception as single:
                     batch.results.append(_as_store_error(single))
+    batch.elapsed = time.perf_counter() - started
     batch.counts = counts(conn, refresh)
     return batch
 

@@ -1,0 +1,171 @@
+"""The monitor: once a second, sample resources, close the metrics second, look for
+bottlenecks, and (when enabled) let the autoscaler decide.
+
+Everything it produces is cached for ``engine.snapshot()`` to read without I/O,
+and every autoscaler decision that changes something — or that wanted to and was
+held back — is published as an event with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import time
+from collections.abc import Awaitable, Callable
+
+from engine.autoscale import Autoscaler, ScaleDecision
+from engine.bottleneck import Inputs, find_bottlenecks
+from engine.events import EventBus, EventKind
+from engine.metrics import Metrics, MetricsView
+from engine.model import TaskState
+from engine.pool import WorkerPool
+from engine.resources import (
+    LoopLagMonitor,
+    PsutilSampler,
+    ResourceHistory,
+    ResourceSample,
+    Sampler,
+)
+from engine.services import Service
+from engine.settings import Settings
+from engine.snapshot import Finding
+from engine.store.base import Store
+
+OLDEST_EVERY = 5.0  # seconds between reads of the oldest queued task per queue
+
+
+class Monitor(Service):
+    name = "monitor"
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Callable[[], Settings],
+        bus: EventBus,
+        *,
+        metrics: Metrics,
+        pool: WorkerPool,
+        set_workers: Callable[[int], Awaitable[int]],
+        handler_queues: Callable[[], dict[str, str]],
+        sampler: Sampler | None = None,
+    ) -> None:
+        super().__init__(store, settings, bus)
+        self.metrics = metrics
+        self.pool = pool
+        self._set_workers = set_workers
+        self._handler_queues = handler_queues
+        self.sampler: Sampler = sampler or PsutilSampler()
+        self.history = ResourceHistory()
+        self.lag = LoopLagMonitor()
+        self.scaler = Autoscaler()
+        self.view: MetricsView | None = None
+        self.findings: tuple[Finding, ...] = ()
+        self.sample_cost = 0.0  # CPU seconds spent sampling, in total
+        self._oldest: dict[str, float] = {}
+        self._oldest_read = float("-inf")
+        self._last_decision = float("-inf")
+        self._last_reason = ""
+
+    def interval(self) -> float:
+        return 1.0
+
+    async def run(self) -> None:
+        self.lag.start()
+        try:
+            await super().run()
+        finally:
+            self.lag.stop()
+
+    async def run_once(self) -> None:
+        sample = await asyncio.to_thread(self._sample)
+        sample = dataclasses.replace(sample, loop_lag=self.lag.take())
+        self.history.add(sample)
+        counts = self.store.last_counts
+        depths = {q: per.get(TaskState.QUEUED, 0) for q, per in counts.by_queue.items()}
+        depth = sum(depths.values())
+        self.metrics.tick(depth, self.pool.busy_seconds(), self.pool.size, depths)
+        now = time.monotonic()
+        if now - self._oldest_read >= OLDEST_EVERY:
+            self._oldest_read = now
+            self._oldest = await self.store.oldest_queued()
+        wall = time.time()
+        queues = [
+            (
+                q,
+                depths.get(q, 0),
+                q in counts.paused,
+                wall - self._oldest[q] if q in self._oldest else None,
+            )
+            for q in sorted(set(depths) | set(counts.paused))
+        ]
+        view = self.metrics.view(
+            worker_count=self.pool.size,
+            busy=self.pool.busy,
+            depth=depth,
+            queues=queues,
+            store_latency_p99=self.store.latency_p99(),
+        )
+        self.view = view
+        settings = self.settings()
+        lags = self.history.series["loop_lag"].values(60)
+        found = find_bottlenecks(
+            Inputs(
+                view,
+                sample,
+                max(lags, default=0.0),
+                settings,
+                self.metrics.utilization_window,
+                self._handler_queues(),
+            )
+        )
+        self._announce(found)
+        self.findings = found
+        if settings.autoscale and now - self._last_decision >= settings.scale_interval:
+            self._last_decision = now
+            await self._autoscale(view, settings, now)
+
+    def _sample(self) -> ResourceSample:
+        """Runs on a worker thread: psutil reads /proc, which blocks."""
+        start = time.thread_time()
+        sample = self.sampler.sample(self.pool.processes.pids())
+        self.sample_cost += time.thread_time() - start
+        return sample
+
+    def _announce(self, found: tuple[Finding, ...]) -> None:
+        """An event for each finding that was not there a second ago."""
+        before = {(f.rule, f.title) for f in self.findings}
+        for f in found:
+            if (f.rule, f.title) not in before:
+                self.bus.emit(
+                    EventKind.FINDING,
+                    message=f"{f.severity}: {f.title}",
+                    data={"rule": f.rule, "evidence": f.evidence},
+                )
+
+    async def _autoscale(self, view: MetricsView, settings: Settings, now: float) -> None:
+        decision = self.scaler.decide(view, self.history.latest, settings, now)
+        if decision.changed:
+            await self._set_workers(decision.target)
+            self.scaler.note_change(now)
+        gist = re.sub(r"[\d.,]+", "#", decision.reason)  # the reason without its numbers
+        if decision.changed or (_held_back(decision) and gist != self._last_reason):
+            self._last_reason = gist
+            self.bus.emit(
+                EventKind.AUTOSCALED,
+                message=decision.reason,
+                data={
+                    "level": decision.level.value,
+                    "current": decision.current,
+                    "target": decision.target,
+                    "need": decision.need,
+                },
+            )
+
+    def note_manual_change(self) -> None:
+        """An operator set the worker count: give it a cooldown before scaling again."""
+        self.scaler.note_change(time.monotonic())
+
+
+def _held_back(decision: ScaleDecision) -> bool:
+    return not decision.reason.startswith("steady")
