@@ -1,9 +1,10 @@
 """The autoscaler: a worker count from the load, with the reason for every decision.
 
 Need (Little's law): ``(arrivals/s + backlog ÷ cooldown) × mean run ÷ target
-utilization`` — enough workers to keep up with arrivals at the target
-utilization, plus enough to clear the current backlog before the next change can
-come. The target is that need clamped to ``min_workers … max_workers``.
+utilization`` — enough workers to keep up with arrivals (over the last 5 s, to
+follow bursts) at the target utilization, plus enough to clear the current
+backlog before the next change can come. The target is that need clamped to
+``min_workers … max_workers``.
 
 Guards, in order: no change during ``cooldown`` after the last one; never scale up
 while system CPU or memory is over its threshold — shed a quarter of the workers
@@ -69,7 +70,7 @@ def compute_need(view: MetricsView, settings: Settings) -> int | None:
     if mean_run is None:
         return None if view.depth == 0 else max(1, view.worker_count * 2)
     horizon = max(settings.cooldown, settings.scale_interval)
-    arrivals = view.arrival_rate + view.depth / horizon
+    arrivals = view.arrival_recent + view.depth / horizon
     return math.ceil(arrivals * mean_run / (settings.target_utilization / 100.0))
 
 
@@ -152,7 +153,7 @@ def _pressure(resources: ResourceSample | None, settings: Settings) -> str | Non
 def _basis(view: MetricsView, settings: Settings, need: int) -> str:
     mean = f"{view.mean_run:.3g} s" if view.mean_run is not None else "unknown"
     return (
-        f"need {need} = ({view.arrival_rate:.3g}/s + backlog {view.depth:,} ÷ "
+        f"need {need} = ({view.arrival_recent:.3g}/s + backlog {view.depth:,} ÷ "
         f"{max(settings.cooldown, settings.scale_interval):g} s) × {mean} ÷ "
         f"{settings.target_utilization:g} %"
     )

@@ -652,6 +652,7 @@ class Engine:
         stats["transactions"] = getattr(self._store, "transactions", 0)
         if monitor is not None:
             stats["sampler_cpu_ms"] = round(monitor.sample_cost * 1000)
+            stats["monitor_cpu_ms"] = round(monitor.tick_cost * 1000)
         if pool is not None:
             stats.update(
                 leaked_threads=pool.threads.leaked,

@@ -12,6 +12,7 @@ append; percentiles are computed from the recent samples when a view is built
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -33,8 +34,9 @@ class RollingCounter:
         self._since = clock()
         self.total = 0.0
 
-    def add(self, amount: float = 1) -> None:
-        second = int(self._clock())
+    def add(self, amount: float = 1, now: float | None = None) -> None:
+        """Add ``amount`` at ``now`` (this counter's clock; read if not given)."""
+        second = int(self._clock() if now is None else now)
         buckets = self._buckets
         if buckets and buckets[-1][0] == second:
             buckets[-1][1] += amount
@@ -85,7 +87,7 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     """The ``q`` quantile (0..1) of already-sorted values, nearest rank; None if empty."""
     if not sorted_values:
         return None
-    index = min(len(sorted_values) - 1, max(0, round(q * len(sorted_values) + 0.5) - 1))
+    index = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
     return sorted_values[index]
 
 
@@ -116,6 +118,7 @@ class TimeSeries:
 @dataclass
 class _HandlerMetrics:
     executor: str
+    clock: Callable[[], float] = time.monotonic
     runs: int = 0
     successes: int = 0
     failures: int = 0
@@ -130,10 +133,12 @@ class _HandlerMetrics:
     waits: Reservoir = field(default_factory=Reservoir)
     cpu_ratios: Reservoir = field(default_factory=lambda: Reservoir(256))
     steps: Reservoir = field(default_factory=lambda: Reservoir(256))
-    busy: RollingCounter = field(default_factory=RollingCounter)
-    attempts_recent: RollingCounter = field(default_factory=RollingCounter)
-    failures_recent: RollingCounter = field(default_factory=RollingCounter)
     errors: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=256))
+
+    def __post_init__(self) -> None:
+        self.busy = RollingCounter(clock=self.clock)  # seconds of work, per second
+        self.attempts_recent = RollingCounter(clock=self.clock)
+        self.failures_recent = RollingCounter(clock=self.clock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +201,7 @@ class MetricsView:
     series: Mapping[str, tuple[float, ...]]
     store_latency_p99: float | None
     mean_run: float | None  # over every handler, recent
+    arrival_recent: float = 0.0  # enqueued per second, last 5 s (for following bursts)
 
     @property
     def backlog_growing(self) -> bool:
@@ -228,7 +234,7 @@ class Metrics:
     def handler(self, name: str, executor: str) -> _HandlerMetrics:
         entry = self._handlers.get(name)
         if entry is None:
-            entry = self._handlers[name] = _HandlerMetrics(executor)
+            entry = self._handlers[name] = _HandlerMetrics(executor, self._clock)
         return entry
 
     def record_enqueued(self, queue: str, n: int = 1) -> None:
@@ -255,32 +261,34 @@ class Metrics:
     ) -> None:
         """One finished attempt. ``outcome``: succeeded, failed, retry or interrupted."""
         now = self._clock()
-        m = self.handler(handler, executor)
+        m = self._handlers.get(handler) or self.handler(handler, executor)
         m.runs += 1
         m.run_total += run_time
-        m.run_min = run_time if m.run_min is None else min(m.run_min, run_time)
-        m.run_max = run_time if m.run_max is None else max(m.run_max, run_time)
+        if m.run_min is None or run_time < m.run_min:
+            m.run_min = run_time
+        if m.run_max is None or run_time > m.run_max:
+            m.run_max = run_time
         m.run_times.add(run_time, now)
-        m.busy.add(run_time)
-        m.attempts_recent.add()
+        m.busy.add(run_time, now)
+        m.attempts_recent.add(1, now)
         if cpu is not None:
             m.cpu_total += cpu
             m.cpu_runs += 1
             if run_time > 0:
                 m.cpu_ratios.add(min(1.0, cpu / run_time), now)
-        if max_step is not None:
+        if max_step is not None and max_step >= 0.001:  # shorter steps block nothing
             m.steps.add(max_step, now)
         if outcome == "succeeded":
             m.successes += 1
-            self.done.add()
+            self.done.add(1, now)
         elif outcome in ("failed", "retry"):
             m.failures += 1
-            m.failures_recent.add()
-            self.failed.add()
+            m.failures_recent.add(1, now)
+            self.failed.add(1, now)
             if outcome == "retry":
                 m.retries += 1
             else:
-                self.done.add()
+                self.done.add(1, now)
             if error:
                 m.errors.append((now, error))
         if error and error.startswith("HardTimeout"):
@@ -289,7 +297,7 @@ class Metrics:
             counter = self._completions.get(queue)
             if counter is None:
                 counter = self._completions[queue] = RollingCounter(horizon=120, clock=self._clock)
-            counter.add()
+            counter.add(1, now)
 
     # -- once a second ------------------------------------------------------------
     def tick(
@@ -405,6 +413,7 @@ class Metrics:
             series={name: s.values() for name, s in self.series.items()},
             store_latency_p99=store_latency_p99,
             mean_run=sum(recent_runs) / len(recent_runs) if recent_runs else None,
+            arrival_recent=self.enqueued.rate(5.0),
         )
 
 

@@ -61,7 +61,8 @@ class Monitor(Service):
         self.scaler = Autoscaler()
         self.view: MetricsView | None = None
         self.findings: tuple[Finding, ...] = ()
-        self.sample_cost = 0.0  # CPU seconds spent sampling, in total
+        self.sample_cost = 0.0  # CPU seconds spent in psutil sampling, in total
+        self.tick_cost = 0.0  # CPU seconds spent on the loop summarising, in total
         self._oldest: dict[str, float] = {}
         self._oldest_read = float("-inf")
         self._last_decision = float("-inf")
@@ -79,6 +80,7 @@ class Monitor(Service):
 
     async def run_once(self) -> None:
         sample = await asyncio.to_thread(self._sample)
+        tick_start = time.thread_time()
         sample = dataclasses.replace(sample, loop_lag=self.lag.take())
         self.history.add(sample)
         counts = self.store.last_counts
@@ -121,6 +123,7 @@ class Monitor(Service):
         )
         self._announce(found)
         self.findings = found
+        self.tick_cost += time.thread_time() - tick_start
         if settings.autoscale and now - self._last_decision >= settings.scale_interval:
             self._last_decision = now
             await self._autoscale(view, settings, now)

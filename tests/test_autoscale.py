@@ -43,6 +43,7 @@ class Simulation:
             busy_workers=round(served * RUN),
             utilization=min(1.0, served * RUN / self.workers),
             arrival_rate=arrivals,
+            arrival_recent=arrivals,
             done_rate=served,
             depth=round(self.depth),
             depth_trend=(self.depth - before) / INTERVAL,
