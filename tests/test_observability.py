@@ -8,6 +8,8 @@ import re
 import time
 from collections.abc import Sequence
 
+import pytest
+
 from engine import Engine, EventKind, Finding, RetryPolicy
 from engine.resources import ResourceSample
 
@@ -190,3 +192,19 @@ async def test_autoscaler_follows_load_and_holds_back_under_cpu_pressure(
             with contextlib.suppress(asyncio.CancelledError):
                 await load
     assert 2 <= engine.worker_count <= 40
+
+
+async def test_apply_action_runs_only_operator_commands(make_engine: EngineFactory) -> None:
+    engine = make_engine(workers=1)
+    async with engine:
+        assert await engine.apply_action(("pause", {"queue": "emails"})) == "queue emails paused"
+        assert "emails" in engine.snapshot().paused_queues
+        assert await engine.apply_action(("resume", {"queue": "emails"})) == "queue emails resumed"
+        assert (
+            await engine.apply_action(("resume", {"queue": "emails"}))
+            == "queue emails was already resumed"
+        )
+        text = await engine.apply_action(("update_settings", {"autoscale": True}))
+        assert text == "settings: autoscale=True" and engine.settings.autoscale
+        with pytest.raises(ValueError, match="unknown action 'drop_table'; allowed: set_workers"):
+            await engine.apply_action(("drop_table", {}))
