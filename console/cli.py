@@ -1,8 +1,13 @@
 """The ``taskdeck`` command.
 
-    taskdeck                       the demo: engine + demo load on ./taskdeck.db
-    taskdeck run --headless        the engine as a service (status line; --json for JSON lines)
-    taskdeck status [--json]       counts per queue and state, from another shell
+    taskdeck                         the console on ./taskdeck.db with the demo handlers and load
+    taskdeck console [--no-demo]     the console (on your engine with --app)
+    taskdeck run --headless          the engine as a service (status line; --json for JSON lines)
+    taskdeck enqueue HANDLER [JSON]  enqueue one task; prints its id
+    taskdeck status [--json]         counts per queue and state
+    taskdeck tasks [--state S]       a page of tasks (no payloads: list views never show them)
+    taskdeck cancel ID… / retry ID…  act on tasks
+    taskdeck screenshot              SVG (and PNG) screenshots of the console into screenshots/
 
 Common options: ``--store URL``, ``--workers N``, ``--app module:attribute`` (your own
 Engine), ``--key-file PATH`` (or ``TASKDECK_KEY``). Settings come from
@@ -20,8 +25,10 @@ import logging
 import os
 import stat
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from console.demo import register_demo
 from console.headless import run_headless
@@ -31,6 +38,7 @@ from engine import (
     SettingsError,
     StoreError,
     StoreOpenError,
+    TaskRecord,
     TaskState,
 )
 from engine.settings import Settings
@@ -86,31 +94,57 @@ def load_app(spec: str) -> Engine:
     return target
 
 
-def build_engine(args: argparse.Namespace, *, workers: int, demo: bool) -> Engine:
+def build_engine(args: argparse.Namespace, *, workers: int) -> Engine:
     """The user's Engine (``--app``), or one on ``--store`` with the demo handlers."""
     if args.app:
         if args.store:
             raise UserError("--store cannot be combined with --app: your Engine chooses its store")
         return load_app(args.app)
-    settings = Settings.from_env()
     engine = Engine(
         args.store or DEFAULT_URL,
         workers=workers,
         keys=read_keys(args.key_file),
-        settings=settings,
-        strict_handlers=demo,
+        settings=Settings.from_env(),
     )
-    if demo:
-        register_demo(engine)
+    register_demo(engine)
     return engine
+
+
+def run_client(args: argparse.Namespace, work: Callable[[Engine], Awaitable[int]]) -> int:
+    """Open the store without running any worker, do ``work``, close."""
+    engine = build_engine(args, workers=0)
+
+    async def main() -> int:
+        await engine.set_workers(0)
+        async with engine:
+            return await work(engine)
+
+    return asyncio.run(main())
+
+
+# -- commands -----------------------------------------------------------------------
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from console.app import ConsoleApp  # Textual loads only when the console runs
+
+    demo = not args.app and not getattr(args, "no_demo", False)
+    engine = build_engine(args, workers=args.workers if args.workers is not None else 8)
+    if args.app and args.workers is not None:
+        asyncio.run(engine.set_workers(args.workers))
+    app = ConsoleApp(engine, demo=demo, refresh_hz=getattr(args, "refresh", 2.0))
+    code = app.run()
+    if app.return_code and app.return_code != 0:
+        return app.return_code
+    return code or 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     if not args.headless:
-        raise UserError("the terminal console is not part of this version yet; use --headless")
+        return cmd_console(args)
     demo = not args.app and not args.no_demo
     workers = args.workers if args.workers is not None else 8
-    engine = build_engine(args, workers=workers, demo=demo)
+    engine = build_engine(args, workers=workers)
     return asyncio.run(
         run_headless(
             engine,
@@ -123,34 +157,129 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    engine = build_engine(args, workers=0, demo=False)
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload) if args.payload else {}
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"the payload is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    options: dict[str, Any] = {}
+    if args.priority is not None:
+        options["priority"] = args.priority
+    if args.queue is not None:
+        options["queue"] = args.queue
+    if args.delay is not None:
+        options["delay"] = args.delay
 
-    async def read() -> dict[str, dict[str, int]]:
-        async with engine:
-            queues = engine.snapshot().queues  # counts as read from the store at open
-        table = {}
+    async def work(engine: Engine) -> int:
+        print(await engine.enqueue(args.handler, payload, **options))
+        return 0
+
+    return run_client(args, work)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    async def work(engine: Engine) -> int:
+        queues = engine.snapshot().queues  # counts as read from the store at open
+        table: dict[str, dict[str, int]] = {}
         for name, info in queues.items():
             table[name] = {s.value: info.counts.get(s, 0) for s in TaskState}
             if info.paused:
                 table[name]["paused"] = 1
-        return table
-
-    table = asyncio.run(read())
-    if args.json:
-        print(json.dumps({"store": engine.store_url, "queues": table}))
+        if args.json:
+            print(json.dumps({"store": engine.store_url, "queues": table}))
+            return 0
+        states = [s.value for s in TaskState]
+        print(f"store {engine.store_url}")
+        print(f"{'queue':<20}" + "".join(f"{s:>11}" for s in states))
+        totals = dict.fromkeys(states, 0)
+        for queue, per in table.items():
+            mark = " (paused)" if per.get("paused") else ""
+            print(f"{(queue + mark)[:20]:<20}" + "".join(f"{per.get(s, 0):>11,}" for s in states))
+            for s in states:
+                totals[s] += per.get(s, 0)
+        print(f"{'total':<20}" + "".join(f"{totals[s]:>11,}" for s in states))
         return 0
-    states = [s.value for s in TaskState]
-    print(f"store {engine.store_url}")
-    print(f"{'queue':<20}" + "".join(f"{s:>11}" for s in states))
-    totals = dict.fromkeys(states, 0)
-    for queue, per in table.items():
-        mark = " (paused)" if per.get("paused") else ""
-        print(f"{(queue + mark)[:20]:<20}" + "".join(f"{per.get(s, 0):>11,}" for s in states))
-        for s in states:
-            totals[s] += per.get(s, 0)
-    print(f"{'total':<20}" + "".join(f"{totals[s]:>11,}" for s in states))
+
+    return run_client(args, work)
+
+
+def task_row(task: TaskRecord) -> dict[str, Any]:
+    """A task for list output: no payload, no result (they may be sensitive)."""
+    return {
+        "id": task.id,
+        "handler": task.handler,
+        "queue": task.queue,
+        "priority": task.priority,
+        "state": task.state.value,
+        "attempts": task.attempts,
+        "max_attempts": task.max_attempts,
+        "created_at": task.created_at,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+        "worker": task.worker,
+    }
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    async def work(engine: Engine) -> int:
+        page = await engine.tasks(
+            state=args.state,
+            queue=args.queue,
+            handler=args.handler,
+            limit=args.limit,
+            offset=args.offset,
+        )
+        if args.json:
+            print(json.dumps({"total": page.total, "tasks": [task_row(t) for t in page]}))
+            return 0
+        print(
+            f"{'id':>8}  {'handler':<28} {'queue':<14} {'pri':>3}  {'state':<10} {'tries':>5}  age"
+        )
+        now = time.time()
+        for t in page:
+            age = now - t.created_at
+            print(
+                f"{t.id:>8}  {t.handler[:28]:<28} {t.queue[:14]:<14} {t.priority:>3}  "
+                f"{t.state.value:<10} {t.attempts:>2}/{t.max_attempts:<2}  {age:,.0f}s"
+            )
+        shown = f"{len(page)} of {page.total:,}" if page.total is not None else f"{len(page)}"
+        print(f"({shown} tasks)")
+        return 0
+
+    return run_client(args, work)
+
+
+def _each(args: argparse.Namespace, verb: str) -> int:
+    async def work(engine: Engine) -> int:
+        failed = 0
+        for task_id in args.ids:
+            try:
+                if verb == "cancel":
+                    previous = await engine.cancel(task_id)
+                    print(f"{task_id}: cancelled (was {previous.value})")
+                else:
+                    await engine.retry(task_id)
+                    print(f"{task_id}: queued again")
+            except (LookupError, ValueError) as exc:
+                failed += 1
+                print(f"taskdeck: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR if failed else 0
+
+    return run_client(args, work)
+
+
+def cmd_screenshot(args: argparse.Namespace) -> int:
+    from console.screenshot import take_screenshots
+
+    written = asyncio.run(take_screenshots(Path(args.out), seconds=args.seconds))
+    for path in written:
+        print(path)
     return 0
+
+
+# -- argument parsing ---------------------------------------------------------------
 
 
 def parser() -> argparse.ArgumentParser:
@@ -168,9 +297,14 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="taskdeck",
         parents=[common],
-        description="Taskdeck: a durable task engine on one SQLite file.",
+        description="Taskdeck: a durable task engine on one SQLite file, with a live console.",
     )
     sub = top.add_subparsers(dest="command")
+    console = sub.add_parser("console", parents=[common], help="the terminal console (default)")
+    console.add_argument("--no-demo", action="store_true", help="do not generate demo load")
+    console.add_argument("--refresh", type=float, default=2.0, help="refreshes per second")
+    console.set_defaults(func=cmd_console)
+
     run = sub.add_parser("run", parents=[common], help="run the engine")
     run.add_argument("--headless", action="store_true", help="no UI: print a status line")
     run.add_argument("--json", action="store_true", help="status as JSON lines")
@@ -178,18 +312,47 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--no-demo", action="store_true", help="do not generate demo load")
     run.add_argument("--demo-rate", type=float, default=3.0, help="demo downloads per second")
     run.set_defaults(func=cmd_run)
+
+    enqueue = sub.add_parser("enqueue", parents=[common], help="enqueue a task; prints its id")
+    enqueue.add_argument("handler", help="handler name, e.g. images.resize")
+    enqueue.add_argument("payload", nargs="?", help='JSON object, e.g. \'{"image_id": "a"}\'')
+    enqueue.add_argument("--priority", help="0–9 or low/normal/high/critical")
+    enqueue.add_argument("--queue", help="queue (default: the handler's)")
+    enqueue.add_argument("--delay", type=float, help="seconds from now")
+    enqueue.set_defaults(func=cmd_enqueue)
+
     status = sub.add_parser("status", parents=[common], help="counts per queue and state")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(func=cmd_status)
+
+    tasks = sub.add_parser("tasks", parents=[common], help="list tasks (no payloads)")
+    tasks.add_argument("--state", choices=[s.value for s in TaskState], help="only this state")
+    tasks.add_argument("--queue", help="only this queue")
+    tasks.add_argument("--handler", help="only this handler")
+    tasks.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    tasks.add_argument("--offset", type=int, default=0, help="skip this many")
+    tasks.add_argument("--json", action="store_true", help="print JSON")
+    tasks.set_defaults(func=cmd_tasks)
+
+    for verb in ("cancel", "retry"):
+        cmd = sub.add_parser(verb, parents=[common], help=f"{verb} tasks by id")
+        cmd.add_argument("ids", nargs="+", help="task ids")
+        cmd.set_defaults(func=lambda a, verb=verb: _each(a, verb))
+
+    shot = sub.add_parser("screenshot", help="write console screenshots (SVG, and PNG if possible)")
+    shot.add_argument("--out", default="screenshots", help="directory (default screenshots/)")
+    shot.add_argument("--seconds", type=float, default=8.0, help="demo load before the shots")
+    shot.set_defaults(func=cmd_screenshot)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(arguments)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
-    if args.command is None:  # no command: the out-of-the-box demo
-        args = parser().parse_args(["run", "--headless", *(argv or sys.argv[1:])])
-    if args.workers is not None and args.workers < 0:
+    if args.command is None:  # no command: the console on the demo
+        args = parser().parse_args(["console", *arguments])
+    if getattr(args, "workers", None) is not None and args.workers < 0:
         print("taskdeck: error: --workers must be 0 or more", file=sys.stderr)
         return EXIT_USAGE
     try:

@@ -26,9 +26,17 @@ STEPS = ("images.download", "images.resize", "images.filter", "images.upload", "
 SIZES = ((320, 240), (640, 480), (1280, 720))
 
 
+class UnsupportedImage(ValueError):
+    """A permanent failure: retrying cannot help (the policy only retries ConnectionError)."""
+
+
 async def download(image_id: str, url: str) -> dict[str, Any]:
-    """I/O-bound: waits on the network; about one in ten attempts hits a timeout."""
+    """I/O-bound: waits on the network; about one in ten attempts hits a timeout, and
+    images the pipeline cannot read fail for good."""
     ctx = current_task()
+    if url.endswith(".heic"):
+        await asyncio.sleep(0.05)
+        raise UnsupportedImage(f"cannot decode {url.rsplit('/', 1)[-1]}: HEIC is not supported")
     rng = random.Random(f"{image_id}:{ctx.attempt}")
     chunks = rng.randint(3, 8)
     for i in range(chunks):
@@ -132,10 +140,11 @@ class DemoPipeline:
             for _ in range(count):
                 self.submitted += 1
                 image = f"img-{self.submitted:05d}"
+                ext = "heic" if self.rng.random() < 0.03 else "raw"
                 items.append(
                     (
                         "images.download",
-                        {"image_id": image, "url": f"https://photos.example/{image}.raw"},
+                        {"image_id": image, "url": f"https://photos.example/{image}.{ext}"},
                         {"priority": self.rng.choice([2, 5, 5, 5, 7])},
                     )
                 )

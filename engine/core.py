@@ -387,6 +387,7 @@ class Engine:
         *,
         handler: str | None = None,
         id_prefix: str | None = None,
+        text: str | None = None,
     ) -> TaskPage:
         """A page of tasks: queued by priority, finished newest first, others by id."""
         st = _parse_state(state)
@@ -396,10 +397,10 @@ class Engine:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
                 raise ValueError(f"{name} must be a whole number from 0 to {top:,}; got {value!r}")
         self._require_running()
-        flt = TaskFilter(st, queue, handler, id_prefix, limit, offset)
+        flt = TaskFilter(st, queue, handler, id_prefix, limit, offset, text or None)
         items = await self._store.tasks(flt)
         total = None
-        if handler is None and not id_prefix:
+        if handler is None and not id_prefix and not text:
             counts = self._store.last_counts
             if queue is not None:
                 per = counts.by_queue.get(queue, {})
@@ -490,6 +491,31 @@ class Engine:
             self._pool.kick()
         self._bus.emit(EventKind.RETRIED, task_id=str(tid), message=f"was {previous}")
         return previous
+
+    async def retry_all(
+        self,
+        state: TaskState | str | Sequence[TaskState | str] = TaskState.FAILED,
+        *,
+        queue: str | None = None,
+        handler: str | None = None,
+    ) -> int:
+        """Queue every failed (or cancelled) task matching the filter again; returns how many."""
+        raw = [state] if isinstance(state, str | TaskState) else list(state)
+        states = [s for s in (_parse_state(r) for r in raw) if s is not None]
+        wrong = [s for s in states if s not in (TaskState.FAILED, TaskState.CANCELLED)]
+        if wrong or not states:
+            raise ValueError(
+                "only failed or cancelled tasks can be retried; "
+                f"got {', '.join(map(str, wrong)) or 'nothing'}"
+            )
+        if queue is not None:
+            check_queue_name(queue)
+        self._require_running()
+        count = await self._store.retry_where(states, queue, handler, "operator")
+        if count and self._pool is not None:
+            self._pool.kick()
+        self._bus.emit(EventKind.RETRIED, message=f"{count} tasks retried", data={"count": count})
+        return count
 
     async def purge(
         self,

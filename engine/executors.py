@@ -187,12 +187,15 @@ class _Child:
                     self._future.set_result(message)
         except (ValueError, asyncio.LimitOverrunError) as exc:
             log.error("worker process %s sent an unreadable message: %s", self.proc.pid, exc)
-        finally:
-            code = await self.proc.wait() if self.proc.returncode is None else self.proc.returncode
-            lost = WorkerProcessLost(f"the worker process exited with code {code}")
-            for pending in (self._ready, self._future):
-                if pending is not None and not pending.done():
-                    pending.set_exception(lost)
+            self.kill()
+        except asyncio.CancelledError:
+            self.kill()  # nobody will read from it again; do not wait for it here
+            raise
+        code = await self.proc.wait()
+        lost = WorkerProcessLost(f"the worker process exited with code {code}")
+        for pending in (self._ready, self._future):
+            if pending is not None and not pending.done():
+                pending.set_exception(lost)
 
     async def wait_ready(self) -> None:
         await self._ready

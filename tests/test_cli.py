@@ -95,7 +95,8 @@ def test_headless_runs_the_demo_and_stops_cleanly_on_sigterm(tmp_path: Path) -> 
             "cannot import 'no_such_module'",
         ),
         (["run", "--headless", "--app", "nocolon"], 2, "must look like module:attribute"),
-        (["run"], 2, "use --headless"),
+        (["run", "--headless", "--workers", "-1"], 2, "--workers must be 0 or more"),
+        (["enqueue", "images.resize", "{bad", "--store", ":memory:"], 2, "not valid JSON"),
     ],
 )
 def test_user_mistakes_get_one_line_and_an_exit_code(
@@ -150,3 +151,42 @@ def test_run_your_own_engine_with_app(tmp_path: Path) -> None:
     assert first["workers"] == 3 and first["store"].endswith("app.db")
     both = taskdeck("run", "--headless", "--app", "myapp:engine", "--store", "x.db", env=env)
     assert both.returncode == 2 and "--store cannot be combined with --app" in both.stderr
+
+
+def test_enqueue_list_cancel_and_retry_from_the_shell(tmp_path: Path) -> None:
+    store = str(tmp_path / "cli.db")
+    made = taskdeck(
+        "enqueue",
+        "images.resize",
+        '{"image_id": "a", "bytes": 10}',
+        "--priority",
+        "high",
+        "--store",
+        store,
+    )
+    assert made.returncode == 0, made.stderr
+    task_id = made.stdout.strip()
+
+    listed = taskdeck("tasks", "--json", "--state", "queued", "--store", store)
+    assert listed.returncode == 0, listed.stderr
+    page = json.loads(listed.stdout)
+    assert page["total"] == 1
+    (row,) = page["tasks"]
+    assert row["id"] == task_id and row["priority"] == 7 and row["state"] == "queued"
+    assert "payload" not in row  # list views never show payloads
+
+    cancelled = taskdeck("cancel", task_id, "--store", store)
+    assert cancelled.returncode == 0 and "cancelled (was queued)" in cancelled.stdout
+    retried = taskdeck("retry", task_id, "--store", store)
+    assert retried.returncode == 0 and "queued again" in retried.stdout
+
+    unknown = taskdeck("cancel", "no-such-id", "--store", store)
+    assert unknown.returncode == 1 and "no-such-id" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
+
+def test_enqueue_to_an_unknown_handler_names_the_close_ones(tmp_path: Path) -> None:
+    result = taskdeck("enqueue", "images.resise", "--store", str(tmp_path / "t.db"))
+    assert result.returncode == 1
+    assert "images.resise" in result.stderr and "images.resize" in result.stderr
+    assert "Traceback" not in result.stderr

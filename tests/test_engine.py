@@ -524,3 +524,30 @@ async def test_cancel_a_scheduled_task(make_engine: EngineFactory) -> None:
         await asyncio.sleep(0.4)  # past its due time: it must stay cancelled
         record = await engine.get(tid)
     assert record.state == TaskState.CANCELLED and record.attempts == 0
+
+
+async def test_text_filter_and_bulk_retry(make_engine: EngineFactory) -> None:
+    engine = make_engine(workers=1)
+
+    @engine.task(name="images.resize", queue="images", retries=0)
+    async def resize() -> None:
+        raise OSError("disk full")
+
+    @engine.task(name="mail.send", queue="emails", retries=0)
+    async def send() -> None:
+        raise OSError("smtp down")
+
+    async with engine:
+        await engine.enqueue_many([("images.resize", None)] * 3 + [("mail.send", None)] * 2)
+        await engine.drain(timeout=10)
+        assert len(await engine.tasks(text="resiz")) == 3
+        assert len(await engine.tasks(text="mail", state="failed")) == 2
+        assert await engine.tasks(text="%") == []  # LIKE wildcards are literal
+        await engine.pause("images")
+        await engine.pause("emails")
+        assert await engine.retry_all("failed", queue="images") == 3
+        assert engine.snapshot().counts[TaskState.FAILED] == 2
+        assert await engine.retry_all(handler="mail.send") == 2
+        assert engine.snapshot().counts[TaskState.QUEUED] == 5
+        with pytest.raises(ValueError, match="only failed or cancelled tasks can be retried"):
+            await engine.retry_all("succeeded")

@@ -129,6 +129,7 @@ class TaskFilter:
     id_prefix: str | None = None
     limit: int = 100
     offset: int = 0
+    text: str | None = None  # a substring of the handler or queue name
 
 
 class Store(Protocol):
@@ -181,6 +182,11 @@ class Store(Protocol):
 
     async def retry(self, task_id: int, by: str, retries: int | None) -> TaskState:
         """Queue a failed or cancelled task again; returns its previous state."""
+
+    async def retry_where(
+        self, states: Sequence[TaskState], queue: str | None, handler: str | None, by: str
+    ) -> int:
+        """Queue every failed or cancelled task matching the filter again; returns how many."""
 
     async def purge(
         self,

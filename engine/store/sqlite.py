@@ -335,6 +335,25 @@ class SQLiteStore:
             if n < batch:
                 return total
 
+    async def retry_where(
+        self,
+        states: Sequence[TaskState],
+        queue: str | None,
+        handler: str | None,
+        by: str,
+        batch: int = 1000,
+    ) -> int:
+        total = 0
+        while True:
+            n: int = await self._write(
+                partial(
+                    ops.retry_where, states=states, queue=queue, handler=handler, by=by, limit=batch
+                )
+            )
+            total += n
+            if n < batch:
+                return total
+
     async def purge_expired(
         self, result_ttl: float, failed_ttl: float, limit: int
     ) -> list[Expired]:
@@ -412,6 +431,12 @@ class SQLiteStore:
         if flt.handler is not None:
             where.append("handler = ?")
             params.append(flt.handler)
+        if flt.text:
+            pattern = (
+                "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            )
+            where.append("(handler LIKE ? ESCAPE '\\' OR queue LIKE ? ESCAPE '\\')")
+            params += [pattern, pattern]
         if flt.id_prefix:
             digits = "".join(ch for ch in flt.id_prefix if ch.isdigit())
             where.append("CAST(id AS TEXT) LIKE ?")
@@ -422,15 +447,15 @@ class SQLiteStore:
             if 0 < len(queues) <= _MAX_UNION_QUEUES:
                 # Top rows per queue through the index, merged: fast at any queue length.
                 cond = " AND ".join(where)
-                parts = []
+                parts, union_params = [], []
                 for q in queues:
                     parts.append(
                         f"SELECT * FROM (SELECT {COLUMNS} FROM tasks WHERE {cond} AND queue = ? "
                         "ORDER BY priority DESC, id LIMIT ?)"
                     )
-                    params += [q, flt.limit + flt.offset]
+                    union_params += [*params, q, flt.limit + flt.offset]  # each part binds all
                 sql = " UNION ALL ".join(parts) + " ORDER BY priority DESC, id LIMIT ? OFFSET ?"
-                return sql, params + window
+                return sql, union_params + window
         if flt.queue is not None:
             where.append("queue = ?")
             params.append(flt.queue)

@@ -400,6 +400,43 @@ def retry(txn: Txn, task_id: int, by: str, retries: int | None) -> TaskState | E
     return TaskState(state)
 
 
+RETRY_WHERE = (
+    "UPDATE tasks SET state = 'queued', prev_state = state, finished_at = NULL, result = NULL, "
+    "run_at = :now, max_retries = MAX(max_retries, attempts + retries), "
+    f"timeline = timeline || {_entry(repr('queued'), note=':note')} "
+    "WHERE id IN (SELECT id FROM tasks WHERE {where} LIMIT :limit) RETURNING queue, prev_state"
+)
+
+
+def retry_where(
+    txn: Txn,
+    states: Sequence[TaskState],
+    queue: str | None,
+    handler: str | None,
+    by: str,
+    limit: int,
+) -> int:
+    """Queue up to ``limit`` failed or cancelled tasks again; returns how many."""
+    where = ["state IN (SELECT value FROM json_each(:states))"]
+    params: dict[str, object] = {
+        "states": json.dumps([s.value for s in states]),
+        "now": txn.now,
+        "by": by,
+        "note": f"retried by {by} (bulk)",
+        "limit": limit,
+    }
+    if queue is not None:
+        where.append("queue = :queue")
+        params["queue"] = queue
+    if handler is not None:
+        where.append("handler = :handler")
+        params["handler"] = handler
+    rows = txn.execute(RETRY_WHERE.format(where=" AND ".join(where)), params).fetchall()
+    for queue_name, old in rows:
+        txn.moved(queue_name, old, TaskState.QUEUED)
+    return len(rows)
+
+
 SAVE_PROGRESS = (
     "UPDATE tasks SET progress = ?, progress_message = ? "
     "WHERE id = ? AND state = 'running' AND lease_owner = ?"

@@ -1,0 +1,405 @@
+"""ConsoleApp: the Taskdeck operations console.
+
+It composes the panels and binds the keys; panels and screens hold their own
+logic. One timer (2 Hz by default, adjustable) reads ``engine.snapshot()`` and feeds
+the panels; one task bridges ``engine.events()`` into Textual messages. Nothing here
+touches the store: every command is an Engine method. The app starts the engine on
+mount if it is not running, and stops it on quit.
+
+| Key | Does |
+| --- | --- |
+| e | enqueue a task |
+| c | cancel the selected task |
+| + / - | raise / lower its priority |
+| ] / [ | one worker more / fewer |
+| w | set the worker count |
+| s | settings |
+| p | pause or resume a queue |
+| r | retry the selected failed or cancelled task |
+| a | autoscaler on / off |
+| x | apply the selected bottleneck's suggestion |
+| enter | task detail |
+| f | failed tasks |
+| / | filter the queue |
+| 1 … 6 | show queued, scheduled, running, succeeded, failed, cancelled |
+| ? | help |
+| ctrl+p | command palette |
+| q | quit (finish running tasks, or stop now) |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.events import Resize
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Input, Static
+
+from console.commands import ActionsProvider
+from console.demo import DemoPipeline
+from console.panels.bottlenecks import BottlenecksPanel
+from console.panels.events import EventsPanel
+from console.panels.header import HeaderBar
+from console.panels.queue import QueuePanel
+from console.panels.resources import ResourcesPanel
+from console.panels.task_table import TaskTable
+from console.panels.throughput import ThroughputPanel
+from console.panels.workers import WorkersPanel
+from console.screens.enqueue import EnqueueScreen
+from console.screens.failed import FailedScreen
+from console.screens.help import HelpScreen
+from console.screens.queues import QueuesScreen
+from console.screens.quit import QuitChoice, QuitScreen
+from console.screens.settings import SettingsScreen
+from console.screens.task_detail import TaskDetailScreen
+from console.screens.workers import WorkerCountScreen
+from engine import Engine, Event, TaskState
+
+MIN_SIZE = (100, 30)
+STATE_KEYS = {str(i + 1): state for i, state in enumerate(TaskState)}
+
+
+class EngineEvents(Message):
+    """A batch of engine events (batched so a flood costs one repaint)."""
+
+    def __init__(self, events: list[Event]) -> None:
+        super().__init__()
+        self.events = events
+
+
+class ConsoleApp(App[int]):
+    """The live operations console for one engine."""
+
+    CSS_PATH = Path(__file__).with_name("console.tcss")
+    TITLE = "Taskdeck"
+    COMMANDS = App.COMMANDS | {ActionsProvider}
+    BINDINGS = [
+        Binding("e", "enqueue", "Enqueue"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("plus", "priority(1)", "Priority +", key_display="+"),
+        Binding("minus", "priority(-1)", "Priority −", key_display="-"),
+        Binding("right_square_bracket", "workers(1)", "Worker +", key_display="]"),
+        Binding("left_square_bracket", "workers(-1)", "Worker −", key_display="["),
+        Binding("w", "set_workers", "Workers…"),
+        Binding("s", "settings", "Settings"),
+        Binding("p", "queues", "Pause/resume"),
+        Binding("r", "retry", "Retry"),
+        Binding("a", "autoscale", "Autoscale"),
+        Binding("x", "apply_finding", "Apply fix", show=False),
+        Binding("f", "failed", "Failed"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit_dialog", "Quit"),
+        *(
+            Binding(k, f"show_state('{s.value}')", f"Show {s.value}", show=False)
+            for k, s in STATE_KEYS.items()
+        ),
+    ]
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        demo: bool = False,
+        demo_rate: float = 3.0,
+        refresh_hz: float = 2.0,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.demo = DemoPipeline(engine, rate=demo_rate) if demo else None
+        self.refresh_hz = refresh_hz
+        self.now = now
+        self._timer: Timer | None = None
+        self._stopping = False
+
+    # -- layout ---------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield HeaderBar(id="header")
+        with Horizontal(id="top"):
+            yield QueuePanel(self.engine, self.now, id="queue", classes="panel")
+            yield WorkersPanel(id="workers", classes="panel")
+        with Horizontal(id="middle"):
+            yield ResourcesPanel(id="resources", classes="panel")
+            yield ThroughputPanel(id="throughput", classes="panel")
+            yield BottlenecksPanel(id="bottlenecks", classes="panel")
+        yield EventsPanel(id="events", classes="panel")
+        yield Footer()
+        with Vertical(id="too-small"):
+            yield Static("", id="too-small-text")
+
+    @property
+    def queue(self) -> QueuePanel:
+        """The dashboard's queue panel (found on the dashboard even under a dialog)."""
+        return self.dashboard.query_one("#queue", QueuePanel)
+
+    @property
+    def dashboard(self) -> Screen[object]:
+        return self.screen_stack[0]
+
+    # -- life cycle -----------------------------------------------------------------
+    def on_mount(self) -> None:
+        # Textual handles SIGINT; SIGTERM would kill the process with no cleanup.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.shutdown, "drain")
+        self.queue.table.focus()
+        self.start_engine()
+
+    async def on_unmount(self) -> None:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+        if self.demo is not None:
+            await self.demo.stop()
+        if self.engine.running:  # the app ended another way than the quit dialog
+            await self.engine.stop(grace=0)
+
+    @work(exclusive=True, group="engine")
+    async def start_engine(self) -> None:
+        if not self.engine.running:
+            try:
+                await self.engine.start()
+            except Exception as exc:
+                self.exit(1, message=f"taskdeck: error: {exc}")
+                return
+        if self.demo is not None:
+            self.demo.start()
+        self.bridge_events()
+        self.refresh_tick()
+        self.set_refresh(self.refresh_hz)
+
+    def set_refresh(self, hz: float) -> None:
+        """Change how often the panels refresh (the one timer of the app)."""
+        self.refresh_hz = hz
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_interval(1.0 / hz, self.refresh_tick)
+
+    def action_set_refresh_rate(self, hz: float) -> None:
+        self.set_refresh(hz)
+        self.notify(f"refreshing {hz:g} times a second", timeout=2)
+
+    def refresh_tick(self) -> None:
+        """Feed every panel from one snapshot (skipped while a dialog covers them)."""
+        if not self.engine.running or self._stopping or len(self.screen_stack) > 1:
+            return
+        snap = self.engine.snapshot()
+        board = self.dashboard
+        board.query_one(HeaderBar).update_from(snap)
+        self.queue.update_from(snap)
+        board.query_one(WorkersPanel).update_from(snap)
+        board.query_one(ResourcesPanel).update_from(snap)
+        board.query_one(ThroughputPanel).update_from(snap)
+        board.query_one(BottlenecksPanel).update_from(snap)
+
+    @work(group="events")
+    async def bridge_events(self) -> None:
+        """The one task that turns engine events into (batched) Textual messages."""
+        async with self.engine.events(maxsize=5000) as events:
+            while True:
+                batch = [await events.get()]
+                await asyncio.sleep(0.2)  # let a burst gather: one message, one repaint
+                while (event := events.get_nowait()) is not None:
+                    batch.append(event)
+                self.post_message(EngineEvents(batch))
+
+    @on(EngineEvents)
+    def _events(self, message: EngineEvents) -> None:
+        self.dashboard.query_one(EventsPanel).add_events(message.events)
+
+    def on_screen_resume(self) -> None:
+        self.refresh_tick()
+
+    def on_resize(self, event: Resize) -> None:
+        width, height = event.size
+        small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
+        box = self.query_one("#too-small")
+        box.display = small
+        if small:
+            self.query_one("#too-small-text", Static).update(
+                f"Terminal too small: {width}×{height}.\n"
+                f"Taskdeck needs at least {MIN_SIZE[0]}×{MIN_SIZE[1]}; make the window larger "
+                "(or press q to quit)."
+            )
+
+    # -- task actions ---------------------------------------------------------------
+    @on(TaskTable.Opened)
+    def _open_task(self, event: TaskTable.Opened) -> None:
+        self.push_screen(TaskDetailScreen(self.engine, event.task.id))
+
+    def action_cancel(self) -> None:
+        self.queue.cancel_selected()
+
+    def action_priority(self, delta: int) -> None:
+        self.queue.change_priority(delta)
+
+    def action_retry(self) -> None:
+        self.queue.retry_selected()
+
+    def action_enqueue(self) -> None:
+        if not self.engine.handlers:
+            self.notify(
+                "no handlers are registered in this engine: nothing to enqueue", severity="warning"
+            )
+            return
+        selected = self.queue.selected
+        self.push_screen(
+            EnqueueScreen(self.engine, selected.handler if selected else None), self._enqueued
+        )
+
+    def _enqueued(self, task_id: str | None) -> None:
+        if task_id is None:
+            return
+        self.notify(f"task {task_id} enqueued")
+        self.select_new_task(task_id)
+
+    @work(group="select")
+    async def select_new_task(self, task_id: str) -> None:
+        """Show the new task in its state's tab, with the cursor on it."""
+        task = await self.engine.get(task_id)
+        self.queue.show_state(task.state)
+        self.queue.table.select_task(task_id)
+        self.queue.table.focus()
+        self.queue.reload()
+
+    def action_show_state(self, state: str) -> None:
+        self.queue.show_state(TaskState(state))
+
+    def action_filter(self) -> None:
+        self.queue.open_filter()
+
+    def action_clear_filter(self) -> None:
+        if self.queue.query_filter.active or self.queue.has_class("-filtering"):
+            self.queue.clear_filter()
+            self.notify("filter cleared", timeout=2)
+
+    @on(Input.Submitted, "#filter")
+    def _filtered(self) -> None:
+        described = self.queue.query_filter.describe()
+        self.notify(f"filter: {described}" if described else "filter cleared", timeout=2)
+
+    # -- pool and queue actions -------------------------------------------------------
+    @work(group="workers")
+    async def action_workers(self, delta: int) -> None:
+        current = self.engine.worker_count
+        target = current + delta
+        limit = self.engine.settings.max_workers
+        if not 0 <= target <= limit:
+            edge = f"the maximum ({limit}, max_workers)" if delta > 0 else "0"
+            self.notify(f"workers already at {edge}", severity="warning")
+            return
+        await self.engine.set_workers(target)
+        note = " (autoscaler on: it may change this)" if self.engine.settings.autoscale else ""
+        self.notify(f"workers {current} → {target}{note}", timeout=2)
+        self.refresh_tick()
+
+    def action_set_workers(self) -> None:
+        def chosen(n: int | None) -> None:
+            if n is not None:
+                self.action_workers(n - self.engine.worker_count)
+
+        self.push_screen(
+            WorkerCountScreen(self.engine.worker_count, self.engine.settings.max_workers), chosen
+        )
+
+    def action_queues(self) -> None:
+        selected = self.queue.selected
+        self.push_screen(QueuesScreen(self.engine, selected.queue if selected else None))
+
+    @work(group="settings")
+    async def action_autoscale(self) -> None:
+        on_now = not self.engine.settings.autoscale
+        await self.engine.update_settings(autoscale=on_now)
+        self.refresh_tick()
+        s = self.engine.settings
+        self.notify(
+            f"autoscaler {'on' if on_now else 'off'}"
+            + (
+                f": {s.min_workers}–{s.max_workers} workers, aiming at "
+                f"{s.target_utilization:g} % busy"
+                if on_now
+                else ""
+            )
+        )
+
+    def action_settings(self) -> None:
+        self.push_screen(
+            SettingsScreen(self.engine, self.refresh_hz),
+            lambda hz: self.set_refresh(hz) if hz is not None else None,
+        )
+
+    @work(group="finding")
+    async def action_apply_finding(self) -> None:
+        panel = self.dashboard.query_one(BottlenecksPanel)
+        finding = panel.selected
+        if finding is None:
+            self.notify("no bottleneck to act on: all clear", timeout=2)
+            return
+        if finding.action is None:
+            self.notify(
+                f"{finding.title}: this needs a change in code or setup — {finding.suggestion}",
+                severity="warning",
+                timeout=8,
+            )
+            return
+        try:
+            done = await self.engine.apply_action(finding.action)
+        except (ValueError, TypeError, LookupError) as exc:
+            self.notify(f"could not apply: {exc}", severity="error")
+            return
+        self.notify(f"applied: {done}")
+
+    def action_failed(self) -> None:
+        self.push_screen(FailedScreen(self.engine))
+
+    def action_help(self) -> None:
+        groups = [
+            ("Dashboard", list(self.BINDINGS)),
+            ("Queue table", list(TaskTable.BINDINGS)),
+            ("Bottlenecks", list(BottlenecksPanel.BINDINGS)),
+            ("Failed tasks (f)", list(FailedScreen.BINDINGS)),
+            ("Enqueue form (e)", list(EnqueueScreen.BINDINGS)),
+            ("Task detail (enter)", list(TaskDetailScreen.BINDINGS)),
+            ("Quit dialog (q)", list(QuitScreen.BINDINGS)),
+        ]
+        self.push_screen(HelpScreen(groups))
+
+    # -- quitting -------------------------------------------------------------------
+    def action_quit_dialog(self) -> None:
+        def chosen(choice: QuitChoice | None) -> None:
+            if choice is not None:
+                self.shutdown(choice)
+
+        snap = self.engine.snapshot()
+        self.push_screen(QuitScreen(snap.busy_workers, snap.settings.shutdown_grace), chosen)
+
+    async def action_quit(self) -> None:
+        """ctrl+q and SIGTERM: a graceful stop without asking."""
+        self.shutdown("drain")
+
+    @work(exclusive=True, group="shutdown")
+    async def shutdown(self, choice: QuitChoice) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        grace = 0.0 if choice == "now" else None
+        if self.demo is not None:
+            await self.demo.stop()
+        if self.engine.running:
+            running = self.engine.snapshot().busy_workers
+            self.notify(
+                "stopping now: running tasks go back to the queue"
+                if choice == "now"
+                else f"finishing {running} running tasks, then quitting…",
+                timeout=30,
+            )
+            await self.engine.stop(grace=grace)
+        self.exit(0)

@@ -1,0 +1,107 @@
+"""Plain-text formatting shared by the panels: numbers, ages, bars, sparklines, charts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+def num(value: float) -> str:
+    """1,204 — or 1.2k/3.4M when it must be short."""
+    return f"{value:,.0f}"
+
+
+def short_num(value: float) -> str:
+    if abs(value) < 10_000:
+        return f"{value:,.0f}" if value == int(value) else f"{value:.1f}"
+    for unit, size in (("M", 1e6), ("k", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.1f}{unit}"
+    return f"{value:.0f}"
+
+
+def rate(value: float) -> str:
+    """Per-second rates: 0.4, 12, 1,204."""
+    return f"{value:.1f}" if value < 10 else f"{value:,.0f}"
+
+
+def ago(seconds: float | None) -> str:
+    """A duration as 850ms, 12s, 4m12s, 3h05m, 2d4h."""
+    if seconds is None:
+        return "–"
+    s = max(0.0, seconds)
+    if s < 1:
+        return f"{s * 1000:.0f}ms"
+    if s < 60:
+        return f"{s:.0f}s" if s >= 10 else f"{s:.1f}s"
+    if s < 3600:
+        return f"{int(s // 60)}m{int(s % 60):02d}s"
+    if s < 86400:
+        return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+    return f"{int(s // 86400)}d{int(s % 86400 // 3600)}h"
+
+
+def size(n_bytes: float) -> str:
+    for unit, factor in (("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
+        if n_bytes >= factor:
+            return (
+                f"{n_bytes / factor:,.1f} {unit}"
+                if n_bytes < 10 * factor
+                else (f"{n_bytes / factor:,.0f} {unit}")
+            )
+    return f"{n_bytes:.0f} B"
+
+
+def bar(fraction: float | None, width: int) -> str:
+    """A progress bar of ``width`` cells: ━━━━━╺────."""
+    if fraction is None or width <= 0:
+        return " " * max(0, width)
+    f = min(1.0, max(0.0, fraction))
+    full = int(f * width)
+    rest = width - full
+    return "━" * full + ("╺" + "─" * (rest - 1) if rest > 0 else "")
+
+
+def spark(values: Sequence[float], width: int, top: float | None = None) -> str:
+    """The last ``width`` values as one line of blocks ▁▂▃▅▇ (scaled to ``top``)."""
+    tail = list(values)[-width:] if width > 0 else []
+    if not tail:
+        return " " * width
+    peak = top if top is not None else max(tail)
+    if peak <= 0:
+        return "▁" * len(tail) + " " * (width - len(tail))
+    cells = "".join(BLOCKS[1 + min(7, int(v / peak * 7.999))] if v > 0 else "▁" for v in tail)
+    return " " * (width - len(tail)) + cells
+
+
+def nice_top(value: float) -> float:
+    """A round number at or above ``value`` for a chart's y axis (1, 2, 5 × 10ⁿ)."""
+    if value <= 0:
+        return 1.0
+    exp = math.floor(math.log10(value))
+    for step in (1, 2, 5, 10):
+        top = step * 10**exp
+        if top >= value:
+            return float(top)
+    return float(10 ** (exp + 1))
+
+
+def column_chart(values: Sequence[float], width: int, height: int, top: float) -> list[str]:
+    """Rows of a column chart, top row first: each cell is one of 8 block heights."""
+    tail = list(values)[-width:]
+    tail = [0.0] * (width - len(tail)) + tail
+    rows = []
+    for row in range(height - 1, -1, -1):
+        line = []
+        for v in tail:
+            fill = (v / top * height - row) if top > 0 else 0.0
+            if fill <= 0:
+                line.append(" ")
+            elif fill >= 1:
+                line.append("█")
+            else:
+                line.append(BLOCKS[max(1, int(fill * 8))])
+        rows.append("".join(line))
+    return rows

@@ -1,0 +1,79 @@
+"""The findings, worst first, with their evidence and suggestion.
+
+| Key | Does |
+| --- | --- |
+| x | apply the highlighted finding's suggested command |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+from engine import EngineSnapshot, Finding
+
+BADGE = {
+    "critical": ("CRIT", "bold white on red"),
+    "warning": ("WARN", "bold black on yellow"),
+    "info": ("INFO", "bold white on blue"),
+}
+
+
+def finding_text(f: Finding) -> Text:
+    label, style = BADGE[f.severity]
+    text = Text()
+    text.append(f" {label} ", style=style)
+    text.append(f" {f.title}", style="bold")
+    text.append(f"\n{f.evidence}", style="dim")
+    text.append(f"\n→ {f.suggestion}")
+    if f.action is not None:
+        text.append("  [x: apply]", style="bold cyan")
+    return text
+
+
+class BottlenecksPanel(OptionList):
+    BINDINGS = [Binding("x", "app.apply_finding", "Apply suggestion")]
+
+    DEFAULT_CSS = """
+    BottlenecksPanel { height: 1fr; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.findings: tuple[Finding, ...] = ()
+
+    def on_mount(self) -> None:
+        self.border_title = "Bottlenecks"
+
+    def update_from(self, snap: EngineSnapshot) -> None:
+        if snap.findings == self.findings:
+            return
+        keep = self.highlighted
+        self.findings = snap.findings
+        self.clear_options()
+        if not self.findings:
+            self.add_option(
+                Option(
+                    Text("All clear: nothing is holding the engine back.", style="dim"),
+                    disabled=True,
+                )
+            )
+        else:
+            self.add_options([Option(finding_text(f)) for f in self.findings])
+            self.highlighted = min(keep or 0, len(self.findings) - 1)
+        worst = self.findings[0].severity if self.findings else "ok"
+        self.border_title = (
+            f"Bottlenecks · {len(self.findings)}" if self.findings else "Bottlenecks"
+        )
+        self.set_class(worst == "critical", "-critical")
+
+    @property
+    def selected(self) -> Finding | None:
+        index = self.highlighted
+        if self.findings and index is not None and 0 <= index < len(self.findings):
+            return self.findings[index]
+        return None

@@ -1,0 +1,82 @@
+"""The tail of engine events: state changes, operator actions, autoscaler decisions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import RichLog
+
+from engine import Event, EventKind
+
+STYLE = {
+    EventKind.FAILED: "red",
+    EventKind.RESCUED: "red",
+    EventKind.STORE_ERROR: "bold red",
+    EventKind.HOOK_ERROR: "red",
+    EventKind.STALE_COMPLETION: "yellow",
+    EventKind.RETRY_SCHEDULED: "yellow",
+    EventKind.TIMED_OUT: "yellow",
+    EventKind.SUCCEEDED: "green",
+    EventKind.AUTOSCALED: "bold cyan",
+    EventKind.FINDING: "bold magenta",
+    EventKind.WORKERS_CHANGED: "cyan",
+    EventKind.SETTINGS_CHANGED: "cyan",
+    EventKind.QUEUE_PAUSED: "cyan",
+    EventKind.QUEUE_RESUMED: "cyan",
+    EventKind.CANCELLED: "cyan",
+}
+#: Shown one by one only up to this many per batch; beyond it, task events are summed up.
+MAX_PER_BATCH = 40
+TASK_NOISE = frozenset(
+    {
+        EventKind.ENQUEUED,
+        EventKind.STARTED,
+        EventKind.PROGRESS,
+        EventKind.SUCCEEDED,
+        EventKind.PROMOTED,
+    }
+)
+
+
+def event_line(event: Event) -> Text:
+    stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
+    text = Text(f"{stamp} ", style="dim")
+    text.append(f"{event.kind.value:<16}", style=STYLE.get(event.kind, ""))
+    if event.task_id is not None:
+        text.append(f" #{event.task_id}")
+    if event.handler:
+        text.append(f" {event.handler}", style="bold")
+    if event.message:
+        text.append(f"  {event.message}")
+    return text
+
+
+class EventsPanel(RichLog):
+    DEFAULT_CSS = """
+    EventsPanel { height: 1fr; padding: 0 1; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_lines=500, wrap=False, markup=False, highlight=False, **kwargs)
+
+    def on_mount(self) -> None:
+        self.border_title = "Events"
+
+    def add_events(self, events: Sequence[Event]) -> None:
+        """Write a batch; under heavy load routine task events are counted, not listed."""
+        if len(events) <= MAX_PER_BATCH:
+            for event in events:
+                self.write(event_line(event))
+            return
+        routine: dict[EventKind, int] = {}
+        for event in events:
+            if event.kind in TASK_NOISE:
+                routine[event.kind] = routine.get(event.kind, 0) + 1
+            else:
+                self.write(event_line(event))
+        summary = ", ".join(f"{n:,} {kind.value}" for kind, n in routine.items())
+        stamp = time.strftime("%H:%M:%S")
+        self.write(Text(f"{stamp} … {summary}", style="dim"))

@@ -1,0 +1,1 @@
+"""The console's screens: modal forms and views pushed over the dashboard."""

@@ -1,0 +1,231 @@
+"""Enqueue a task: handler from the registry, a JSON payload checked as you type
+(line and column of a syntax error; missing or unexpected arguments), priority by
+number or name, queue, delay.
+
+| Key | Does |
+| --- | --- |
+| ctrl+s | enqueue (the form stays open, with the error, if anything is wrong) |
+| escape | cancel |
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from textual import events, on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static, TextArea
+
+from engine import Engine, Handler, parse_priority
+from engine.codec import find_json_problem
+from engine.model import check_queue_name, check_seconds
+
+
+@dataclass
+class FormCheck:
+    """What the form would enqueue, or why it cannot."""
+
+    payload: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def check_form(
+    handler: Handler | None, payload: str, priority: str, queue: str, delay: str, limit: int
+) -> FormCheck:
+    """Validate the form's fields; every problem is reported against its field."""
+    check = FormCheck()
+    if handler is None:
+        check.errors["handler"] = "choose a handler"
+    size = len(payload.encode("utf-8"))
+    if size > limit:
+        check.errors["payload"] = (
+            f"payload is {size:,} bytes; the limit is {limit:,} bytes (max_payload_bytes)"
+        )
+    elif payload.strip():
+        try:
+            check.payload = json.loads(payload)
+        except json.JSONDecodeError as exc:
+            check.errors["payload"] = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    else:
+        check.payload = {}
+    if "payload" not in check.errors:
+        problem = find_json_problem(check.payload, "payload")
+        if problem:
+            check.errors["payload"] = problem
+        elif handler is not None:
+            try:
+                handler.check_payload(check.payload)
+            except TypeError as exc:
+                check.errors["payload"] = str(exc)
+    for name, text, parse in (
+        ("priority", priority, parse_priority),
+        ("queue", queue, check_queue_name),
+        ("delay", delay, lambda t: check_seconds("delay", float(t))),
+    ):
+        if not text.strip():
+            continue
+        try:
+            check.options[name] = parse(text.strip())
+        except (ValueError, TypeError) as exc:
+            message = str(exc)
+            if name == "delay" and "could not convert" in message:
+                message = f"delay must be a number of seconds; got {text.strip()!r}"
+            check.errors[name] = message
+    return check
+
+
+class PayloadArea(TextArea):
+    """A TextArea that refuses a paste bigger than the payload limit, with its size."""
+
+    class PasteRejected(Message):
+        def __init__(self, size: int) -> None:
+            super().__init__()
+            self.size = size
+
+    def __init__(self, limit: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.limit = limit
+
+    async def _on_paste(self, event: events.Paste) -> None:
+        size = len(event.text.encode("utf-8"))
+        if size > self.limit:
+            event.prevent_default()  # the TextArea's own paste handler does not run
+            self.post_message(self.PasteRejected(size))
+
+
+class EnqueueScreen(ModalScreen[str | None]):
+    BINDINGS = [
+        Binding("ctrl+s", "submit", "Enqueue", priority=True),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, engine: Engine, handler: str | None = None) -> None:
+        super().__init__()
+        self.engine = engine
+        self.initial = handler
+
+    def compose(self) -> ComposeResult:
+        names = [h.name for h in self.engine.handlers]
+        first = self.initial if self.initial in names else (names[0] if names else None)
+        limit = self.engine.settings.max_payload_bytes
+        with Vertical(classes="dialog wide", id="enqueue-form"):
+            yield Static("Enqueue a task", classes="dialog-title")
+            yield Label("Handler")
+            yield Select(
+                [(n, n) for n in names],
+                value=first or Select.NULL,
+                id="handler",
+                allow_blank=not first,
+            )
+            yield Static("", id="signature", classes="dialog-text")
+            yield Label("Payload (JSON object)")
+            yield PayloadArea(limit, id="payload", soft_wrap=True)
+            yield Static("", id="payload-error", classes="error")
+            with Horizontal(classes="fields"):
+                with Vertical():
+                    yield Label("Priority (0–9 or low/normal/high/critical)")
+                    yield Input(id="priority")
+                with Vertical():
+                    yield Label("Queue")
+                    yield Input(id="queue")
+                with Vertical():
+                    yield Label("Delay (seconds)")
+                    yield Input(id="delay")
+            yield Static("", id="options-error", classes="error")
+            with Horizontal(classes="buttons"):
+                yield Button("Enqueue (ctrl+s)", id="submit", variant="primary")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self._handler_changed(self._handler())
+        self.query_one("#payload", PayloadArea).focus()
+
+    def _handler(self) -> Handler | None:
+        value = self.query_one("#handler", Select).value
+        return self.engine.registry.find(str(value)) if isinstance(value, str) else None
+
+    @on(Select.Changed, "#handler")
+    def _select_changed(self, event: Select.Changed) -> None:
+        self._handler_changed(self._handler())
+
+    def _handler_changed(self, handler: Handler | None) -> None:
+        if handler is None:
+            return
+        self.query_one("#signature", Static).update(
+            f"{handler.signature_text()} · queue {handler.queue} · priority {handler.priority} "
+            f"· {handler.executor} · retries {handler.retries}"
+        )
+        self.query_one("#priority", Input).placeholder = str(handler.priority)
+        self.query_one("#queue", Input).placeholder = handler.queue
+        self.query_one("#delay", Input).placeholder = "0"
+        area = self.query_one("#payload", PayloadArea)
+        if not area.text.strip() or area.text == getattr(self, "_template", None):
+            template = json.dumps({p: None for p in handler.params}, indent=2)
+            self._template = template
+            area.load_text(template)
+        self._validate()
+
+    @on(TextArea.Changed, "#payload")
+    @on(Input.Changed)
+    def _changed(self) -> None:
+        self._validate()
+
+    @on(PayloadArea.PasteRejected)
+    def _paste_rejected(self, event: PayloadArea.PasteRejected) -> None:
+        limit = self.engine.settings.max_payload_bytes
+        message = f"paste refused: {event.size:,} bytes; the limit is {limit:,} bytes"
+        self.query_one("#payload-error", Static).update(message)
+        self.app.notify(message, severity="error")
+
+    def _validate(self) -> FormCheck:
+        check = check_form(
+            self._handler(),
+            self.query_one("#payload", PayloadArea).text,
+            self.query_one("#priority", Input).value,
+            self.query_one("#queue", Input).value,
+            self.query_one("#delay", Input).value,
+            self.engine.settings.max_payload_bytes,
+        )
+        payload_error = check.errors.get("payload") or check.errors.get("handler", "")
+        self.query_one("#payload-error", Static).update(payload_error)
+        other = [
+            f"{k}: {v}" for k, v in check.errors.items() if k in ("priority", "queue", "delay")
+        ]
+        self.query_one("#options-error", Static).update("\n".join(other))
+        self.query_one("#submit", Button).disabled = not check.ok
+        return check
+
+    @on(Button.Pressed, "#submit")
+    def action_submit(self) -> None:
+        check = self._validate()
+        if not check.ok:
+            self.app.notify("not enqueued: fix the fields marked in red", severity="error")
+            return
+        handler = self._handler()
+        assert handler is not None
+        self.enqueue(handler.name, check)
+
+    @work(exclusive=True)
+    async def enqueue(self, name: str, check: FormCheck) -> None:
+        try:
+            task_id = await self.engine.enqueue(name, check.payload, **check.options)
+        except (ValueError, TypeError, LookupError, RuntimeError) as exc:
+            self.query_one("#options-error", Static).update(str(exc))
+            self.app.notify(f"not enqueued: {exc}", severity="error")
+            return
+        self.dismiss(task_id)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,58 @@
+"""Every key, generated from the bindings themselves (so it is never out of date)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+
+def key_label(binding: Binding) -> str:
+    names = {
+        "plus": "+",
+        "minus": "-",
+        "right_square_bracket": "]",
+        "left_square_bracket": "[",
+        "slash": "/",
+        "question_mark": "?",
+        "enter": "enter",
+        "escape": "esc",
+    }
+    return " / ".join(names.get(k, k) for k in binding.key.split(","))
+
+
+def keys_table(groups: Iterable[tuple[str, Iterable[BindingType]]]) -> Table:
+    table = Table(box=None, padding=(0, 2), show_header=False)
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column()
+    for title, bindings in groups:
+        table.add_row("", "")
+        table.add_row(f"[b]{title}[/b]", "")
+        for b in bindings:
+            if isinstance(b, Binding) and b.description:
+                table.add_row(key_label(b), b.description)
+    return table
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
+
+    def __init__(self, groups: list[tuple[str, list[BindingType]]]) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide tall"):
+            yield Static(
+                "Keys · esc closes · ctrl+p finds any action by name", classes="dialog-title"
+            )
+            with VerticalScroll():
+                yield Static(keys_table(self.groups))
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,157 @@
+"""Every runtime setting with its doc, default and unit; validated together and
+applied all or nothing. Also the console's own refresh rate.
+
+| Key | Does |
+| --- | --- |
+| ctrl+s | apply (nothing changes if any field is invalid; each bad field says why) |
+| escape | close without applying |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static, Switch
+
+from engine import Engine, Settings, SettingsError, SettingSpec
+
+REFRESH = "console_refresh_hz"
+REFRESH_RANGE = (0.5, 10.0)
+
+
+def default_text(spec: SettingSpec) -> str:
+    if spec.kind is bool:
+        return "on" if spec.default else "off"
+    if spec.kind is str:
+        return str(spec.default)
+    unit = f" {spec.unit}" if spec.unit else ""
+    return f"{spec.default:g}{unit}"
+
+
+def value_text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class SettingsScreen(ModalScreen[float | None]):
+    """Dismisses with the new console refresh rate (or None if it did not change)."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "apply", "Apply", priority=True),
+        Binding("escape", "close", "Close"),
+    ]
+
+    def __init__(self, engine: Engine, refresh_hz: float) -> None:
+        super().__init__()
+        self.engine = engine
+        self.refresh_hz = refresh_hz
+
+    def compose(self) -> ComposeResult:
+        current = self.engine.settings
+        with Vertical(classes="dialog wide tall"):
+            yield Static(
+                "Settings · ctrl+s applies all or nothing · esc closes", classes="dialog-title"
+            )
+            with VerticalScroll(id="settings-list"):
+                with Vertical(classes="setting"):
+                    yield Label(f"[b]{REFRESH}[/b]  (console only)")
+                    yield Input(value_text(self.refresh_hz), id=f"in-{REFRESH}")
+                    yield Static(
+                        f"How often the dashboard refreshes. Default 2 Hz; from "
+                        f"{REFRESH_RANGE[0]:g} to {REFRESH_RANGE[1]:g}.",
+                        classes="doc",
+                    )
+                    yield Static("", id=f"err-{REFRESH}", classes="error")
+                for spec, value in current:
+                    with Vertical(classes="setting"):
+                        yield Label(f"[b]{spec.name}[/b]")
+                        if spec.kind is bool:
+                            yield Switch(bool(value), id=f"in-{spec.name}")
+                        elif spec.choices:
+                            yield Select(
+                                [(c, c) for c in spec.choices],
+                                value=value,
+                                allow_blank=False,
+                                id=f"in-{spec.name}",
+                            )
+                        else:
+                            yield Input(value_text(value), id=f"in-{spec.name}")
+                        yield Static(
+                            f"{spec.doc} Default {default_text(spec)}; {spec.describe_range()}.",
+                            classes="doc",
+                        )
+                        yield Static("", id=f"err-{spec.name}", classes="error")
+            with Horizontal(classes="buttons"):
+                yield Button("Apply (ctrl+s)", id="apply", variant="primary")
+                yield Button("Close (esc)", id="close")
+
+    def _texts(self) -> dict[str, str]:
+        """Every engine setting's field, as text (only the ones that differ matter)."""
+        out = {}
+        for spec, value in self.engine.settings:
+            widget = self.query_one(f"#in-{spec.name}")
+            if isinstance(widget, Switch):
+                text = "true" if widget.value else "false"
+            elif isinstance(widget, Select):
+                text = str(widget.value)
+            else:
+                text = widget.value if isinstance(widget, Input) else ""
+            current = ("true" if value else "false") if spec.kind is bool else value_text(value)
+            if text.strip() != current:
+                out[spec.name] = text
+        return out
+
+    @on(Button.Pressed, "#apply")
+    def action_apply(self) -> None:
+        for error in self.query(".error").results(Static):
+            error.update("")
+        errors: dict[str, str] = {}
+        refresh = self._refresh_value(errors)
+        texts = self._texts()
+        new: Settings | None = None
+        try:
+            new = Settings.from_texts(texts, base=self.engine.settings)
+        except SettingsError as exc:
+            errors.update(exc.errors)
+        if errors:
+            for name, message in errors.items():
+                self.query_one(f"#err-{name}", Static).update(message)
+            self.app.notify(
+                f"nothing changed: {len(errors)} invalid setting{'s' if len(errors) > 1 else ''}",
+                severity="error",
+            )
+            return
+        assert new is not None
+        changes = {k: getattr(new, k) for k in texts}
+        self.apply(changes, refresh)
+
+    def _refresh_value(self, errors: dict[str, str]) -> float | None:
+        text = self.query_one(f"#in-{REFRESH}", Input).value.strip()
+        low, high = REFRESH_RANGE
+        try:
+            hz = float(text)
+        except ValueError:
+            errors[REFRESH] = f"must be a number from {low:g} to {high:g} Hz; got {text!r}"
+            return None
+        if not low <= hz <= high:
+            errors[REFRESH] = f"must be from {low:g} to {high:g} Hz; got {text}"
+            return None
+        return None if hz == self.refresh_hz else hz
+
+    @work(exclusive=True)
+    async def apply(self, changes: dict[str, Any], refresh: float | None) -> None:
+        if changes:
+            await self.engine.update_settings(**changes)
+        parts = [f"{k}={value_text(v)}" for k, v in changes.items()]
+        if refresh is not None:
+            parts.append(f"refresh {refresh:g} Hz")
+        self.app.notify("applied: " + ", ".join(parts) if parts else "nothing to change")
+        self.dismiss(refresh)
+
+    @on(Button.Pressed, "#close")
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,144 @@
+"""``taskdeck screenshot``: the real console, headless, on the demo, saved as SVG and PNG.
+
+It runs the demo on a temporary store for a few seconds (with a burst, so the queue
+has a backlog, and one image that fails for good, so there is a traceback to show),
+then saves the dashboard at 160×50 and 100×30, the enqueue form with a payload
+error, settings, a failed task's detail, the failed tasks, and help. PNGs are made
+with ``rsvg-convert`` (Debian: librsvg2-bin) or CairoSVG when one is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from console.app import ConsoleApp
+from console.demo import register_demo
+from console.screens.enqueue import PayloadArea
+from console.screens.task_detail import TaskDetailScreen
+from engine import Engine, TaskState
+
+log = logging.getLogger(__name__)
+
+SHOTS = (
+    "dashboard-160x50",
+    "dashboard-100x30",
+    "enqueue-form",
+    "settings",
+    "task-detail",
+    "failed-tasks",
+    "help",
+)
+
+
+def to_png(svg: Path) -> Path | None:
+    """Render ``svg`` to PNG next to it; None when no converter is installed."""
+    png = svg.with_suffix(".png")
+    if shutil.which("rsvg-convert"):
+        subprocess.run(["rsvg-convert", "-o", str(png), str(svg)], check=True)
+        return png
+    try:
+        import cairosvg  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    cairosvg.svg2png(url=str(svg), write_to=str(png))
+    return png
+
+
+BAD_PAYLOAD = """{
+  "image_id": "img-0007",
+  "url": "https://photos.example/img-0007.raw"
+  "size": 3
+}"""
+
+
+async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+    written: list[Path] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = Engine(Path(tmp) / "demo.db", workers=8)
+        register_demo(engine)
+        app = ConsoleApp(engine, demo=True, demo_rate=4.0)
+
+        def save(name: str) -> None:
+            path = out / f"{name}.svg"
+            path.write_text(app.export_screenshot(title=f"Taskdeck · {name}"), encoding="utf-8")
+            written.append(path)
+
+        async with app.run_test(size=(160, 50)) as pilot:
+            while not engine.running:
+                await pilot.pause(0.05)
+            await engine.enqueue(
+                "images.download",
+                {
+                    "image_id": "img-vacation-0042",
+                    "url": "https://photos.example/img-vacation-0042.heic",
+                },
+                priority="critical",
+            )
+            await engine.enqueue_many(
+                [
+                    (
+                        "images.download",
+                        {
+                            "image_id": f"img-burst-{i:03d}",
+                            "url": f"https://photos.example/img-burst-{i:03d}.raw",
+                        },
+                        {"priority": (i * 7) % 10},
+                    )
+                    for i in range(160)
+                ]
+            )
+            await asyncio.sleep(seconds)
+            await pilot.pause(0.6)
+            save("dashboard-160x50")
+            await pilot.resize_terminal(100, 30)
+            await pilot.pause(1.2)
+            save("dashboard-100x30")
+            await pilot.resize_terminal(160, 50)
+            await pilot.pause(0.6)
+
+            await pilot.press("e")
+            await pilot.pause(0.3)
+            area = app.screen.query_one(PayloadArea)
+            area.load_text(BAD_PAYLOAD)
+            await pilot.pause(0.3)
+            save("enqueue-form")
+            await pilot.press("escape")
+
+            await pilot.press("s")
+            await pilot.pause(0.4)
+            save("settings")
+            await pilot.press("escape")
+
+            failed = await engine.tasks(state=TaskState.FAILED, limit=1)
+            if failed:
+                await app.push_screen(TaskDetailScreen(engine, failed[0].id))
+                await pilot.pause(0.6)
+                save("task-detail")
+                await pilot.press("escape")
+            else:
+                log.warning("no failed task yet: skipped the task-detail screenshot")
+
+            await pilot.press("f")
+            await pilot.pause(0.8)
+            save("failed-tasks")
+            await pilot.press("escape")
+
+            await pilot.press("question_mark")
+            await pilot.pause(0.3)
+            save("help")
+            await pilot.press("escape")
+            if app.demo is not None:
+                await app.demo.stop()
+        with contextlib.suppress(Exception):
+            await engine.stop(grace=0)
+    pngs = [p for p in (to_png(svg) for svg in written) if p is not None]
+    if written and not pngs:
+        log.warning("no SVG converter found (install rsvg-convert or cairosvg): wrote SVG only")
+    return written + pngs
