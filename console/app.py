@@ -30,6 +30,7 @@ mount if it is not running, and stops it on quit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.events import Resize
 from textual.message import Message
 from textual.screen import Screen
@@ -53,6 +55,7 @@ from console.panels.header import HeaderBar
 from console.panels.queue import QueuePanel
 from console.panels.resources import ResourcesPanel
 from console.panels.task_table import TaskTable
+from console.panels.text_panel import TextPanel
 from console.panels.throughput import ThroughputPanel
 from console.panels.workers import WorkersPanel
 from console.screens.enqueue import EnqueueScreen
@@ -66,6 +69,27 @@ from console.screens.workers import WorkerCountScreen
 from engine import Engine, Event, TaskState
 
 MIN_SIZE = (100, 30)
+#: The panels fed from each snapshot, in the order they are updated.
+SNAPSHOT_PANELS: tuple[
+    type[HeaderBar | QueuePanel | TextPanel | BottlenecksPanel | EventsPanel], ...
+] = (
+    HeaderBar,
+    QueuePanel,
+    WorkersPanel,
+    ResourcesPanel,
+    ThroughputPanel,
+    BottlenecksPanel,
+    EventsPanel,
+)
+#: Actions refused while the engine stops (they would change it).
+CHANGES_ENGINE = frozenset(
+    {
+        "enqueue", "cancel", "priority", "retry", "workers", "set_workers", "queues",
+        "autoscale", "settings", "apply_finding", "failed",
+    }
+)  # fmt: skip
+PRIORITY_KEYS = Binding.Group("Priority", compact=True)
+POOL_KEYS = Binding.Group("Workers", compact=True)
 STATE_KEYS = {str(i + 1): state for i, state in enumerate(TaskState)}
 
 
@@ -84,22 +108,22 @@ class ConsoleApp(App[int]):
     TITLE = "Taskdeck"
     COMMANDS = App.COMMANDS | {ActionsProvider}
     BINDINGS = [
+        Binding("question_mark", "help", "Help", key_display="?"),
         Binding("e", "enqueue", "Enqueue"),
         Binding("c", "cancel", "Cancel"),
-        Binding("plus", "priority(1)", "Priority +", key_display="+"),
-        Binding("minus", "priority(-1)", "Priority −", key_display="-"),
-        Binding("right_square_bracket", "workers(1)", "Worker +", key_display="]"),
-        Binding("left_square_bracket", "workers(-1)", "Worker −", key_display="["),
-        Binding("w", "set_workers", "Workers…"),
+        Binding("plus", "priority(1)", "Priority +", key_display="+", group=PRIORITY_KEYS),
+        Binding("minus", "priority(-1)", "Priority −", key_display="-", group=PRIORITY_KEYS),
+        Binding("right_square_bracket", "workers(1)", "Worker +", key_display="]", group=POOL_KEYS),
+        Binding("left_square_bracket", "workers(-1)", "Worker −", key_display="[", group=POOL_KEYS),
+        Binding("w", "set_workers", "Workers…", show=False),
         Binding("s", "settings", "Settings"),
-        Binding("p", "queues", "Pause/resume"),
-        Binding("r", "retry", "Retry"),
-        Binding("a", "autoscale", "Autoscale"),
+        Binding("p", "queues", "Pause", tooltip="Pause or resume a queue"),
+        Binding("r", "retry", "Retry", show=False),
+        Binding("a", "autoscale", "Autoscale", show=False),
         Binding("x", "apply_finding", "Apply fix", show=False),
         Binding("f", "failed", "Failed"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit_dialog", "Quit"),
         *(
             Binding(k, f"show_state('{s.value}')", f"Show {s.value}", show=False)
@@ -183,6 +207,11 @@ class ConsoleApp(App[int]):
             self._timer.stop()
         self._timer = self.set_interval(1.0 / hz, self.refresh_tick)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While the engine shuts down only looking and quitting are allowed (the footer
+        greys the other keys out)."""
+        return not (self._stopping and action in CHANGES_ENGINE)
+
     def action_set_refresh_rate(self, hz: float) -> None:
         self.set_refresh(hz)
         self.notify(f"refreshing {hz:g} times a second", timeout=2)
@@ -193,12 +222,12 @@ class ConsoleApp(App[int]):
             return
         snap = self.engine.snapshot()
         board = self.dashboard
-        board.query_one(HeaderBar).update_from(snap)
-        self.queue.update_from(snap)
-        board.query_one(WorkersPanel).update_from(snap)
-        board.query_one(ResourcesPanel).update_from(snap)
-        board.query_one(ThroughputPanel).update_from(snap)
-        board.query_one(BottlenecksPanel).update_from(snap)
+        try:
+            panels = [board.query_one(kind) for kind in SNAPSHOT_PANELS]
+        except NoMatches:  # a tick while the app is still mounting or already closing
+            return
+        for panel in panels:
+            panel.update_from(snap)
 
     @work(group="events")
     async def bridge_events(self) -> None:
@@ -206,14 +235,15 @@ class ConsoleApp(App[int]):
         async with self.engine.events(maxsize=5000) as events:
             while True:
                 batch = [await events.get()]
-                await asyncio.sleep(0.2)  # let a burst gather: one message, one repaint
+                await asyncio.sleep(0.2)  # let a burst gather into one message
                 while (event := events.get_nowait()) is not None:
                     batch.append(event)
                 self.post_message(EngineEvents(batch))
 
     @on(EngineEvents)
     def _events(self, message: EngineEvents) -> None:
-        self.dashboard.query_one(EventsPanel).add_events(message.events)
+        with contextlib.suppress(NoMatches):  # the app is closing
+            self.dashboard.query_one(EventsPanel).add_events(message.events)
 
     def on_screen_resume(self) -> None:
         self.refresh_tick()
@@ -223,6 +253,9 @@ class ConsoleApp(App[int]):
         small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
         box = self.query_one("#too-small")
         box.display = small
+        footer = self.dashboard.query_one(Footer)
+        footer.compact = width < 140  # every key still fits at 100 columns
+        footer.show_command_palette = width >= 140
         if small:
             self.query_one("#too-small-text", Static).update(
                 f"Terminal too small: {width}×{height}.\n"
@@ -367,6 +400,7 @@ class ConsoleApp(App[int]):
             ("Bottlenecks", list(BottlenecksPanel.BINDINGS)),
             ("Failed tasks (f)", list(FailedScreen.BINDINGS)),
             ("Enqueue form (e)", list(EnqueueScreen.BINDINGS)),
+            ("Settings (s)", list(SettingsScreen.BINDINGS)),
             ("Task detail (enter)", list(TaskDetailScreen.BINDINGS)),
             ("Quit dialog (q)", list(QuitScreen.BINDINGS)),
         ]
@@ -390,6 +424,7 @@ class ConsoleApp(App[int]):
         if self._stopping:
             return
         self._stopping = True
+        self.refresh_bindings()
         grace = 0.0 if choice == "now" else None
         if self.demo is not None:
             await self.demo.stop()

@@ -13,6 +13,8 @@ from typing import Any
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from console.screens.help import describe
+
 
 class ActionsProvider(Provider):
     def _commands(self) -> Iterator[tuple[str, str, Callable[[], Any]]]:
@@ -21,11 +23,12 @@ class ActionsProvider(Provider):
         for binding in getattr(app, "BINDINGS", []):
             if not isinstance(binding, Binding) or not binding.description:
                 continue
-            if binding.description in seen:
+            name = describe(binding)
+            if name in seen:
                 continue
-            seen.add(binding.description)
+            seen.add(name)
             key = binding.key_display or binding.key
-            yield binding.description, f"key: {key}", partial(app.run_action, binding.action)
+            yield name, f"key: {key}", partial(app.run_action, binding.action)
         for hz in (1, 2, 4):
             yield (
                 f"Refresh {hz} Hz",

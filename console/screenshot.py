@@ -3,8 +3,8 @@
 It runs the demo on a temporary store for a few seconds (with a burst, so the queue
 has a backlog, and one image that fails for good, so there is a traceback to show),
 then saves the dashboard at 160×50 and 100×30, the enqueue form with a payload
-error, settings, a failed task's detail, the failed tasks, and help. PNGs are made
-with ``rsvg-convert`` (Debian: librsvg2-bin) or CairoSVG when one is installed.
+error, settings, a failed task's detail, the failed tasks, and help, each as SVG and,
+when a renderer is installed (see ``console.svg_to_png``), as PNG.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from console.app import ConsoleApp
 from console.demo import register_demo
 from console.screens.enqueue import PayloadArea
 from console.screens.task_detail import TaskDetailScreen
+from console.svg_to_png import to_png
 from engine import Engine, TaskState
 
 log = logging.getLogger(__name__)
@@ -36,20 +35,6 @@ SHOTS = (
 )
 
 
-def to_png(svg: Path) -> Path | None:
-    """Render ``svg`` to PNG next to it; None when no converter is installed."""
-    png = svg.with_suffix(".png")
-    if shutil.which("rsvg-convert"):
-        subprocess.run(["rsvg-convert", "-o", str(png), str(svg)], check=True)
-        return png
-    try:
-        import cairosvg  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    cairosvg.svg2png(url=str(svg), write_to=str(png))
-    return png
-
-
 BAD_PAYLOAD = """{
   "image_id": "img-0007",
   "url": "https://photos.example/img-0007.raw"
@@ -57,18 +42,30 @@ BAD_PAYLOAD = """{
 }"""
 
 
-async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
-    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+def write_all(out: Path, shots: dict[str, str]) -> list[Path]:
+    """Write each SVG into ``out`` and a PNG beside it when a renderer is installed."""
+    out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    for name, svg in shots.items():
+        path = out / f"{name}.svg"
+        path.write_text(svg, encoding="utf-8")
+        written.append(path)
+    pngs = [p for p in (to_png(svg) for svg in written) if p is not None]
+    if written and not pngs:
+        log.warning("no SVG renderer found (chromium, rsvg-convert or cairosvg): wrote SVG only")
+    return written + pngs
+
+
+async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
+    """Run the demo in a headless console and save every screen; returns the files."""
+    shots: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         engine = Engine(Path(tmp) / "demo.db", workers=8)
         register_demo(engine)
         app = ConsoleApp(engine, demo=True, demo_rate=4.0)
 
         def save(name: str) -> None:
-            path = out / f"{name}.svg"
-            path.write_text(app.export_screenshot(title=f"Taskdeck · {name}"), encoding="utf-8")
-            written.append(path)
+            shots[name] = app.export_screenshot(title=f"Taskdeck · {name}")
 
         async with app.run_test(size=(160, 50)) as pilot:
             while not engine.running:
@@ -138,7 +135,4 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
                 await app.demo.stop()
         with contextlib.suppress(Exception):
             await engine.stop(grace=0)
-    pngs = [p for p in (to_png(svg) for svg in written) if p is not None]
-    if written and not pngs:
-        log.warning("no SVG converter found (install rsvg-convert or cairosvg): wrote SVG only")
-    return written + pngs
+    return await asyncio.to_thread(write_all, out, shots)

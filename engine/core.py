@@ -399,16 +399,75 @@ class Engine:
         self._require_running()
         flt = TaskFilter(st, queue, handler, id_prefix, limit, offset, text or None)
         items = await self._store.tasks(flt)
-        total = None
-        if handler is None and not id_prefix and not text:
-            counts = self._store.last_counts
-            if queue is not None:
-                per = counts.by_queue.get(queue, {})
-                total = per.get(st, 0) if st else sum(per.values())
-            else:
-                totals = counts.totals()
-                total = totals[st] if st else sum(totals.values())
-        return TaskPage(items, total, offset, limit)
+        return TaskPage(items, self._list_total(flt), offset, limit)
+
+    def _list_total(self, flt: TaskFilter) -> int | None:
+        """How many tasks the list holds, from the counts (None under a filter the
+        counts cannot answer)."""
+        if flt.handler is not None or flt.id_prefix or flt.text:
+            return None
+        counts = self._store.last_counts
+        if flt.queue is not None:
+            per = counts.by_queue.get(flt.queue, {})
+            return per.get(flt.state, 0) if flt.state else sum(per.values())
+        totals = counts.totals()
+        return totals[flt.state] if flt.state else sum(totals.values())
+
+    async def position(
+        self,
+        task_id: str | int,
+        state: TaskState | str | None = None,
+        queue: str | None = None,
+        *,
+        handler: str | None = None,
+    ) -> int | None:
+        """Where the task is in ``tasks(state, queue, handler=...)``: its offset (0 is
+        first), or None when it is not in that list (another state, queue or handler).
+
+        The console uses it to keep the cursor on a task that a new priority moved far
+        away in a long list; it counts through the same indexes as ``tasks()``.
+        """
+        tid = parse_task_id(task_id)
+        st = _parse_state(state)
+        if queue is not None:
+            check_queue_name(queue)
+        self._require_running()
+        return await self._store.position(tid, TaskFilter(st, queue, handler))
+
+    async def tasks_around(
+        self,
+        task_id: str | int,
+        state: TaskState | str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        before: int = 0,
+        *,
+        handler: str | None = None,
+    ) -> TaskPage | None:
+        """The page of ``tasks(state, queue, handler=...)`` that holds the task, with up
+        to ``before`` tasks ahead of it (at most ``limit - 1``); ``page.offset`` says
+        where it starts. None when the task is not in that list.
+
+        Unlike ``tasks(offset=...)``, it reads by the task's key, so it is as fast a
+        million rows down as at the top: the console uses it to follow a task that a
+        new priority moved far away.
+        """
+        tid = parse_task_id(task_id)
+        st = _parse_state(state)
+        if queue is not None:
+            check_queue_name(queue)
+        for name, value, low, top in (("limit", limit, 1, 10_000), ("before", before, 0, 10_000)):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= top:
+                raise ValueError(
+                    f"{name} must be a whole number from {low} to {top:,}; got {value!r}"
+                )
+        self._require_running()
+        flt = TaskFilter(st, queue, handler, limit=limit)
+        found = await self._store.around(tid, flt, before)
+        if found is None:
+            return None
+        offset, items = found
+        return TaskPage(items, self._list_total(flt), offset, limit)
 
     async def wait(self, task_id: str | int, timeout: float | None = None) -> TaskRecord:
         """Wait until the task is finished; returns its record. ``TimeoutError`` after

@@ -342,6 +342,10 @@ async def test_tasks_pages_and_filters(make_engine: EngineFactory) -> None:
         assert [r.priority for r in page] == sorted((r.priority for r in page), reverse=True)
         second = await engine.tasks(state=TaskState.QUEUED, limit=10, offset=10)
         assert not {r.id for r in page} & {r.id for r in second}
+        everything = [r.id for r in await engine.tasks(state="queued", limit=100)]
+        for offset in range(0, 52, 7):  # back-half windows are read in reverse: same rows
+            window = await engine.tasks(state="queued", limit=7, offset=offset)
+            assert [r.id for r in window] == everything[offset : offset + 7], offset
         q1 = await engine.tasks(queue="q1", limit=100)
         assert len(q1) == 25 and q1.total == 25 and {r.handler for r in q1} == {"a"}
         by_handler = await engine.tasks(handler="b", limit=100)
@@ -353,6 +357,61 @@ async def test_tasks_pages_and_filters(make_engine: EngineFactory) -> None:
             await engine.tasks(state="done")
         with pytest.raises(ValueError, match="limit must be"):
             await engine.tasks(limit=-1)
+
+
+async def test_position_is_the_offset_in_the_listing(make_engine: EngineFactory) -> None:
+    engine = make_engine(workers=1)
+
+    @engine.task(name="a", queue="q1")
+    async def a(n: int) -> None: ...
+
+    @engine.task(name="b", queue="q2")
+    async def b(n: int) -> None: ...
+
+    async with engine:
+        done = await engine.enqueue_many([("a", {"n": i}) for i in range(5)])
+        for tid in done:
+            await engine.wait(tid, timeout=5)
+        await engine.set_workers(0)
+        await engine.enqueue_many(
+            [("a" if i % 3 else "b", {"n": i}, {"priority": (i * 7) % 10}) for i in range(40)]
+        )
+        await engine.enqueue_many([("b", {"n": i}, {"delay": 100 + i % 3}) for i in range(9)])
+        for state, queue, handler in [
+            ("scheduled", None, None),
+            ("queued", None, None),
+            ("queued", "q2", None),
+            ("queued", None, "a"),
+            ("succeeded", None, None),
+            (None, None, None),
+        ]:
+            listing = await engine.tasks(state, queue, handler=handler, limit=100)
+            positions = [
+                await engine.position(t.id, state, queue, handler=handler) for t in listing
+            ]
+            assert positions == list(range(len(listing))), (state, queue, handler)
+            # the page around each task is the same slice of the listing
+            ids = [t.id for t in listing]
+            for i, task in enumerate(listing):
+                for before, limit in ((0, 5), (3, 7), (10, 4)):
+                    page = await engine.tasks_around(
+                        task.id, state, queue, limit, before, handler=handler
+                    )
+                    assert page is not None
+                    start = max(0, i - min(before, limit - 1))
+                    assert page.offset == start, (state, queue, handler, i, before)
+                    assert [t.id for t in page] == ids[start : start + limit]
+        queued_b = (await engine.tasks("queued", "q2", limit=1))[0]
+        assert await engine.tasks_around(queued_b.id, "queued", "q1") is None
+        with pytest.raises(ValueError, match="before must be a whole number from 0 to 10,000"):
+            await engine.tasks_around(queued_b.id, "queued", limit=5, before=-1)
+        assert await engine.position(queued_b.id, "queued", "q1") is None  # other queue
+        assert await engine.position(done[0], "queued") is None  # other state
+        await engine.reprioritize(queued_b.id, 9)
+        top = await engine.tasks("queued", limit=100)
+        assert await engine.position(queued_b.id, "queued") == [t.id for t in top].index(
+            queued_b.id
+        )
 
 
 async def test_delayed_task_is_scheduled_then_runs(make_engine: EngineFactory) -> None:

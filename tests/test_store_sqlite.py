@@ -110,8 +110,8 @@ async def test_hot_queries_use_their_indexes(db_path: Path) -> None:
         (TaskFilter(TaskState.FAILED), "tasks_finished"),
         (TaskFilter(TaskState.SCHEDULED), "tasks_due"),
     ]:
-        sql, args = lister._list_query(flt)
-        steps = _plan(conn, sql, args)
+        query = lister._list_query(flt)
+        steps = _plan(conn, query.sql, query.params)
         assert any(index in step for step in steps), (flt, steps)
         assert "SCAN tasks" not in steps, (flt, steps)  # never a full-table scan
 

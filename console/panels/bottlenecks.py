@@ -35,6 +35,10 @@ def finding_text(f: Finding) -> Text:
     return text
 
 
+#: Seconds between redraws when only a finding's numbers change.
+NUMBERS_EVERY = 5.0
+
+
 class BottlenecksPanel(OptionList):
     BINDINGS = [Binding("x", "app.apply_finding", "Apply suggestion")]
 
@@ -44,16 +48,29 @@ class BottlenecksPanel(OptionList):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.findings: tuple[Finding, ...] = ()
+        self.findings: tuple[Finding, ...] = ()  # as drawn (x applies what is shown)
+        self._drawn_at = 0.0
 
     def on_mount(self) -> None:
         self.border_title = "Bottlenecks"
 
     def update_from(self, snap: EngineSnapshot) -> None:
+        """Redraw when the findings change; when only their numbers move, at most every
+        few seconds (each redraw of wrapped text costs a few milliseconds)."""
         if snap.findings == self.findings:
+            return
+        shape = [(f.rule, f.severity) for f in snap.findings]
+        if shape == [(f.rule, f.severity) for f in self.findings] and self.findings:
+            if snap.at - self._drawn_at < NUMBERS_EVERY:
+                return
+            self.findings = snap.findings
+            self._drawn_at = snap.at
+            for index, finding in enumerate(self.findings):  # in place: no relayout
+                self.replace_option_prompt_at_index(index, finding_text(finding))
             return
         keep = self.highlighted
         self.findings = snap.findings
+        self._drawn_at = snap.at
         self.clear_options()
         if not self.findings:
             self.add_option(

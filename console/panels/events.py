@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
 from textual.widgets import RichLog
 
-from engine import Event, EventKind
+from engine import EngineSnapshot, Event, EventKind
 
 STYLE = {
     EventKind.FAILED: "red",
@@ -30,6 +31,8 @@ STYLE = {
 }
 #: Shown one by one only up to this many per batch; beyond it, task events are summed up.
 MAX_PER_BATCH = 40
+#: Events held between two refreshes (a covered dashboard is not refreshed); older drop.
+MAX_PENDING = 5000
 TASK_NOISE = frozenset(
     {
         EventKind.ENQUEUED,
@@ -55,17 +58,32 @@ def event_line(event: Event) -> Text:
 
 
 class EventsPanel(RichLog):
+    """Events arrive whenever the engine emits them but are drawn with the refresh tick,
+    so a busy engine costs one repaint per tick rather than one per batch of events."""
+
     DEFAULT_CSS = """
-    EventsPanel { height: 1fr; padding: 0 1; }
+    EventsPanel { height: 1fr; padding: 0 1; overflow-x: hidden; }
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_lines=500, wrap=False, markup=False, highlight=False, **kwargs)
+        self._pending: deque[Event] = deque(maxlen=MAX_PENDING)
 
     def on_mount(self) -> None:
         self.border_title = "Events"
 
     def add_events(self, events: Sequence[Event]) -> None:
+        """Hold events until the next refresh tick draws them."""
+        self._pending.extend(events)
+
+    def update_from(self, snap: EngineSnapshot) -> None:
+        """Draw the events that arrived since the last tick."""
+        if self._pending:
+            events = list(self._pending)
+            self._pending.clear()
+            self.write_events(events)
+
+    def write_events(self, events: Sequence[Event]) -> None:
         """Write a batch; under heavy load routine task events are counted, not listed."""
         if len(events) <= MAX_PER_BATCH:
             for event in events:

@@ -18,12 +18,59 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input, Static, Tab, Tabs
 
-from console.format import num
+from console.format import num, short_num
 from console.panels.task_table import TaskTable, header_text
-from engine import Engine, EngineSnapshot, TaskRecord, TaskState
+from engine import (
+    Engine,
+    EngineNotRunning,
+    EngineSnapshot,
+    QueueInfo,
+    StoreError,
+    TaskPage,
+    TaskRecord,
+    TaskState,
+)
 from engine.model import MAX_PRIORITY, MIN_PRIORITY
 
 STATES = tuple(TaskState)
+#: Tab names when the full ones do not fit.
+SHORT_NAMES = {
+    TaskState.QUEUED: "Queued",
+    TaskState.SCHEDULED: "Sched",
+    TaskState.RUNNING: "Run",
+    TaskState.SUCCEEDED: "Done",
+    TaskState.FAILED: "Failed",
+    TaskState.CANCELLED: "Canc",
+}
+TAB_PADDING = 2
+
+
+def tab_labels(
+    counts: dict[TaskState, int], states: tuple[TaskState, ...], width: int
+) -> list[str]:
+    """``Queued 1,204`` per state, or ``Queued 1.2k`` short forms when they would not fit."""
+    full = [f"{s.value.capitalize()} {num(counts.get(s, 0))}" for s in states]
+    if sum(len(label) + TAB_PADDING for label in full) <= width:
+        return full
+    return [f"{SHORT_NAMES[s]} {short_num(counts.get(s, 0))}" for s in states]
+
+
+def queue_strip(queues: list[QueueInfo], width: int) -> str:
+    """``queues: images 1,204 · emails 3 ⏸`` that fits ``width``: paused and deep queues
+    first, then ``+N more``."""
+    if not queues:
+        return "queues: none yet"
+    ordered = sorted(queues, key=lambda q: (not q.paused, -q.depth, q.name))
+    text = "queues:"
+    for i, q in enumerate(ordered):
+        part = f" {q.name} {num(q.depth)}" + (" ⏸ paused" if q.paused else "")
+        part = part if i == 0 else " ·" + part
+        rest = len(ordered) - i - 1
+        more = f" · +{rest} more" if rest else ""
+        if len(text) + len(part) + len(more) > width and i > 0:
+            return text + f" · +{len(ordered) - i} more"
+        text += part
+    return text
 
 
 @dataclass(frozen=True)
@@ -62,6 +109,12 @@ class TaskQuery:
         return any((self.handler, self.queue, self.id_prefix, self.text))
 
 
+def set_text(line: Static, text: str) -> None:
+    """Update a one-line Static only when its text changes (no relayout: fixed height)."""
+    if str(line.content) != text:
+        line.update(text, layout=False)
+
+
 class QueuePanel(Vertical):
     """Tasks by state. Tabs switch the state; ``/`` filters."""
 
@@ -88,8 +141,10 @@ class QueuePanel(Vertical):
         self.states = states
         self.state = states[0]
         self.query_filter = TaskQuery()
-        self._counts: dict[TaskState, int] = {}
+        self._counts: tuple[dict[TaskState, int], int] = ({}, 0)
         self._targets: dict[str, int] = {}  # priorities asked for, ahead of the next fetch
+        self._wanted: tuple[int, int] | None = None  # the newest window asked for
+        self._fetching = False
 
     def compose(self) -> ComposeResult:
         yield Tabs(
@@ -112,7 +167,7 @@ class QueuePanel(Vertical):
         self.border_title = "Queue"
 
     def _update_header(self) -> None:
-        self.query_one("#task-header", Static).update(header_text(self.table.line_width))
+        set_text(self.query_one("#task-header", Static), header_text(self.table.line_width))
 
     # -- state tabs -----------------------------------------------------------------
     @on(Tabs.TabActivated, "#states")
@@ -153,23 +208,25 @@ class QueuePanel(Vertical):
     # -- data -----------------------------------------------------------------------
     def update_from(self, snap: EngineSnapshot) -> None:
         """Counts in the tab titles, the queues strip; then refresh the visible rows."""
+        width = self.content_region.width
         counts = dict(snap.counts)
-        if counts != self._counts:
-            self._counts = counts
+        if (counts, width) != self._counts:
+            self._counts = (counts, width)
             tabs = self.query_one("#states", Tabs)
-            for state in self.states:
-                tabs.query_one(
-                    f"#tab-{state.value}", Tab
-                ).label = f"{state.value.capitalize()} {num(counts.get(state, 0))}"
-        parts = []
-        for q in snap.queues.values():
-            mark = " ⏸ paused" if q.paused else ""
-            parts.append(f"{q.name} {num(q.depth)}{mark}")
+            labels = tab_labels(counts, self.states, width)
+            for state, label in zip(self.states, labels, strict=True):
+                tab = tabs.query_one(f"#tab-{state.value}", Tab)
+                if str(tab.label) != str(label):  # a new label relayouts the tab row
+                    tab.label = label
         self._update_header()
-        strip = "queues: " + " · ".join(parts) if parts else "queues: none yet"
+        self.table.tick()
+        strip = self.query_one("#queue-strip", Static)
+        room = strip.content_region.width or width
         if self.query_filter.active:
-            strip += f"   filter: {self.query_filter.describe()}"
-        self.query_one("#queue-strip", Static).update(strip)
+            shown = f"filter: {self.query_filter.describe()} · "
+            set_text(strip, shown + queue_strip(list(snap.queues.values()), room - len(shown)))
+        else:
+            set_text(strip, queue_strip(list(snap.queues.values()), room))
         self.reload()
 
     def reload(self) -> None:
@@ -181,12 +238,60 @@ class QueuePanel(Vertical):
         event.stop()
         self.fetch(event.offset, event.limit)
 
-    @work(exclusive=True, group="queue-fetch")
-    async def fetch(self, offset: int, limit: int) -> None:
+    def fetch(self, offset: int, limit: int) -> None:
+        """Ask for rows ``offset`` … ``offset + limit``. Requests made while a read is in
+        flight collapse into one (the newest), so slow reads never pile up."""
+        self._wanted = (offset, limit)
+        if not self._fetching:
+            self._fetching = True
+            self._fetch_loop()
+
+    @work(group="queue-fetch")
+    async def _fetch_loop(self) -> None:
+        try:
+            while self._wanted is not None:
+                offset, limit = self._wanted
+                self._wanted = None
+                await self._fetch(offset, limit)
+        finally:
+            self._fetching = False
+
+    async def _fetch(self, offset: int, limit: int) -> None:
+        """Rows ``offset`` … ``offset + limit`` into the table. When the task under the
+        cursor has moved out of them (a new priority, tasks ahead of it claimed), fetch
+        the rows around its new place instead, so the cursor stays on it."""
         if not self.engine.running:
             return
+        table = self.table
+        wanted, cursor = table.selected_id, table.cursor
+        try:
+            page = await self._page(offset, limit)
+            lost = (
+                wanted is not None
+                and offset <= cursor < offset + limit
+                and all(t.id != wanted for t in page)
+            )
+            moved = await self._around(wanted, limit) if lost and wanted else None
+            if moved is not None:
+                page, offset = moved, moved.offset
+        except (EngineNotRunning, StoreError) as exc:
+            if self.engine.running:  # a store problem, not a shutdown: say so
+                self.app.notify(f"cannot read tasks: {exc}", severity="error")
+            return
+        if not table.is_attached:  # the console is closing
+            return
+        for task in page:
+            if self._targets.get(task.id) == task.priority:
+                del self._targets[task.id]  # the store has caught up
+        if page.total is not None:
+            total = page.total
+        else:  # filtered: the exact total would need a scan; offer one more page if full
+            total = offset + len(page) + (limit if len(page) == limit else 0)
+        table.set_rows(total, offset, page)
+
+    async def _page(self, offset: int, limit: int) -> TaskPage:
         q = self.query_filter
-        page = await self.engine.tasks(
+        return await self.engine.tasks(
             state=self.state,
             queue=q.queue,
             limit=limit,
@@ -195,14 +300,16 @@ class QueuePanel(Vertical):
             id_prefix=q.id_prefix,
             text=q.text,
         )
-        for task in page:
-            if self._targets.get(task.id) == task.priority:
-                del self._targets[task.id]  # the store has caught up
-        if page.total is not None:
-            total = page.total
-        else:  # filtered: the exact total would need a scan; offer one more page if full
-            total = offset + len(page) + (limit if len(page) == limit else 0)
-        self.table.set_rows(total, offset, page)
+
+    async def _around(self, task_id: str, limit: int) -> TaskPage | None:
+        """The rows around the task's new place in this tab (None if it left the tab, or
+        under a text filter, which cannot be counted through an index)."""
+        q = self.query_filter
+        if q.text or q.id_prefix:
+            return None
+        return await self.engine.tasks_around(
+            task_id, self.state, q.queue, limit, limit // 3, handler=q.handler
+        )
 
     # -- actions on the selected task ------------------------------------------------
     @property

@@ -20,7 +20,7 @@ class ResourcesPanel(TextPanel):
         room = max(10, self.content_region.width)
         rows = [
             ("CPU", f"{r.process_cpu:4.0f}%", "process_cpu", f"sys {r.system_cpu:.0f}%"),
-            ("MEM", size(r.rss), "rss", f"sys {r.memory_percent:.0f}%"),
+            ("MEM", size(r.rss), "rss", f"{r.memory_percent:.0f}% of RAM"),
             ("LAG", f"{r.loop_lag * 1000:.0f}ms", "loop_lag", "event loop"),
             ("FDS", str(r.open_fds), "open_fds", f"{r.threads} threads"),
         ]

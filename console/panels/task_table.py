@@ -131,7 +131,7 @@ class TaskTable(ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home", "jump(0)", "First", show=False),
         Binding("end", "jump(-1)", "Last", show=False),
-        Binding("enter", "open", "Details"),
+        Binding("enter", "open", "Open", tooltip="Open the task: payload, result, error, timeline"),
     ]
 
     COMPONENT_CLASSES = {
@@ -200,6 +200,7 @@ class TaskTable(ScrollView, can_focus=True):
         self.selected_id: str | None = None
         self.empty_text = "no tasks"
         self._requested: tuple[int, int] | None = None
+        self._painted_ages: tuple[str, ...] = ()
 
     # -- data ---------------------------------------------------------------------
     @property
@@ -222,10 +223,17 @@ class TaskTable(ScrollView, can_focus=True):
 
     def set_rows(self, total: int, offset: int, rows: Sequence[TaskRecord]) -> None:
         """New data for rows ``offset`` … of ``total``; the cursor follows its task."""
+        rows = list(rows)
+        same = (
+            offset == self._offset and max(total, offset + len(rows)) == self._total
+            and rows == self._rows
+        )  # fmt: skip
+        self._requested = None
+        if same:  # nothing to repaint (ages are redrawn by the panel once a second)
+            return
         self._total = max(total, offset + len(rows))
         self._offset = offset
-        self._rows = list(rows)
-        self._requested = None
+        self._rows = rows
         self.virtual_size = Size(self.line_width, self._total)
         if self.selected_id is not None:
             for i, task in enumerate(self._rows):
@@ -237,6 +245,18 @@ class TaskTable(ScrollView, can_focus=True):
         else:
             self._move_cursor(min(self.cursor, max(0, self._total - 1)), follow=False)
         self.refresh()
+
+    def tick(self) -> None:
+        """Redraw when an age on screen would read differently (one-second resolution)."""
+        top = int(self.scroll_y) - self._offset
+        visible = self._rows[max(0, top) : max(0, top + self.size.height)]
+        if not visible:
+            return
+        now = self._now()
+        ages = tuple(age_text(task, now) for task in visible)
+        if ages != self._painted_ages:
+            self._painted_ages = ages
+            self.refresh()
 
     def select_task(self, task_id: str) -> None:
         """Put the cursor on ``task_id`` once it is in the fetched rows."""

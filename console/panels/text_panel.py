@@ -24,6 +24,8 @@ class TextPanel(Static):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("", **kwargs)
         self._last: str | None = None
+        # No links in these panels: skip the per-line restyling Textual does for them.
+        self.set_reactive(TextPanel.auto_links, False)
 
     def on_mount(self) -> None:
         self.border_title = self.TITLE
@@ -37,7 +39,9 @@ class TextPanel(Static):
     def update_from(self, snap: EngineSnapshot) -> None:
         content = self.render_snapshot(snap)
         key = content.plain if isinstance(content, Text) else str(content)
-        self.border_title = self.title_for(snap)
+        title = self.title_for(snap)
+        if title != self.border_title:  # assigning the same title still repaints
+            self.border_title = title
         if key != self._last:
             self._last = key
-            self.update(content)
+            self.update(content, layout=False)  # panels have fixed sizes: no relayout

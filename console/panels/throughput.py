@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import groupby
+
 from rich.text import Text
 
 from console.format import column_chart, nice_top, short_num
@@ -15,7 +17,9 @@ class ThroughputPanel(TextPanel):
     TITLE = "Throughput"
 
     def title_for(self, snap: EngineSnapshot) -> str:
-        return f"Throughput · {snap.throughput:.1f} done/s (10 s)"
+        if self.size.width >= 44:
+            return f"Throughput · {snap.throughput:.1f} done/s (10 s)"
+        return f"Throughput · {snap.throughput:.1f}/s"
 
     def render_snapshot(self, snap: EngineSnapshot) -> Text:
         metrics = snap.metrics
@@ -32,16 +36,19 @@ class ThroughputPanel(TextPanel):
             if i == height // 2 and height > 3:
                 label = short_num(top / 2)
             text.append(f"{label:>{AXIS}} ┤", style="dim")
-            for d, f in zip(d_row, f_row, strict=True):
-                if f != " ":
-                    text.append(f, style="red")
-                else:
-                    text.append(d, style="green")
+            # one span per run of same-coloured cells (a span per cell repaints slowly)
+            cells = [
+                (f, "red") if f != " " else (d, "green") for d, f in zip(d_row, f_row, strict=True)
+            ]
+            for style, run in groupby(cells, key=lambda cell: cell[1]):
+                text.append("".join(char for char, _ in run), style=style)
             text.append("\n")
         span = min(width, len(done))
         axis = f"-{span}s".ljust(width - 3) + "now" if span >= 8 else "now".rjust(width)
         text.append(" " * AXIS + " └" + axis, style="dim")
-        text.append("\n" + " " * (AXIS + 2))
-        text.append("█ done/s ", style="green")
-        text.append("█ failed/s", style="red")
+        unit = "/s" if width >= 20 else ""
+        legend = 15 + 2 * len(unit)
+        text.append("\n" + " " * min(AXIS + 2, max(0, self.content_region.width - legend)))
+        text.append(f"█ done{unit} ", style="green")
+        text.append(f"█ failed{unit}", style="red")
         return text

@@ -19,9 +19,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
+from console.screens.compact import CompactForm
 from engine import Engine, Handler, parse_priority
 from engine.codec import find_json_problem
 from engine.model import check_queue_name, check_seconds
@@ -104,7 +104,7 @@ class PayloadArea(TextArea):
             self.post_message(self.PasteRejected(size))
 
 
-class EnqueueScreen(ModalScreen[str | None]):
+class EnqueueScreen(CompactForm[str | None]):
     BINDINGS = [
         Binding("ctrl+s", "submit", "Enqueue", priority=True),
         Binding("escape", "cancel", "Cancel"),
@@ -134,7 +134,7 @@ class EnqueueScreen(ModalScreen[str | None]):
             yield Static("", id="payload-error", classes="error")
             with Horizontal(classes="fields"):
                 with Vertical():
-                    yield Label("Priority (0–9 or low/normal/high/critical)")
+                    yield Label("Priority (0–9 or name)")
                     yield Input(id="priority")
                 with Vertical():
                     yield Label("Queue")

@@ -26,6 +26,11 @@ def key_label(binding: Binding) -> str:
     return " / ".join(names.get(k, k) for k in binding.key.split(","))
 
 
+def describe(binding: Binding) -> str:
+    """The long description (the tooltip) when the footer's label is a short one."""
+    return binding.tooltip or binding.description
+
+
 def keys_table(groups: Iterable[tuple[str, Iterable[BindingType]]]) -> Table:
     table = Table(box=None, padding=(0, 2), show_header=False)
     table.add_column(style="bold cyan", no_wrap=True)
@@ -35,7 +40,7 @@ def keys_table(groups: Iterable[tuple[str, Iterable[BindingType]]]) -> Table:
         table.add_row(f"[b]{title}[/b]", "")
         for b in bindings:
             if isinstance(b, Binding) and b.description:
-                table.add_row(key_label(b), b.description)
+                table.add_row(key_label(b), describe(b))
     return table
 
 

@@ -15,9 +15,9 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, Switch
 
+from console.screens.compact import CompactForm
 from engine import Engine, Settings, SettingsError, SettingSpec
 
 REFRESH = "console_refresh_hz"
@@ -37,7 +37,7 @@ def value_text(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-class SettingsScreen(ModalScreen[float | None]):
+class SettingsScreen(CompactForm[float | None]):
     """Dismisses with the new console refresh rate (or None if it did not change)."""
 
     BINDINGS = [

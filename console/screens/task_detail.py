@@ -26,7 +26,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from console.format import ago, bar
-from engine import Engine, TaskRecord
+from engine import Engine, EngineNotRunning, StoreError, TaskRecord
 
 MAX_JSON_LINES = 400
 
@@ -130,12 +130,14 @@ class TaskDetailScreen(ModalScreen[None]):
     async def load(self) -> None:
         try:
             task = await self.engine.get(self.task_id)
+        except (EngineNotRunning, StoreError):
+            return  # the console is closing
         except LookupError:
             self.query_one("#detail", Static).update(
                 Text(f"task {self.task_id} no longer exists (purged or expired)", style="bold")
             )
             return
-        if task == self.record:
+        if task == self.record or not self.is_attached:
             return
         self.record = task
         self.query_one("#detail-title", Static).update(

@@ -220,6 +220,19 @@ class Store(Protocol):
 
     async def tasks(self, flt: TaskFilter) -> list[TaskRecord]: ...
 
+    async def position(self, task_id: int, flt: TaskFilter) -> int | None:
+        """Where ``task_id`` is in ``tasks(flt)``'s order (0 = first; the window is
+        ignored), or None when the task is not in that list."""
+        ...
+
+    async def around(
+        self, task_id: int, flt: TaskFilter, before: int
+    ) -> tuple[int, list[TaskRecord]] | None:
+        """``(offset, rows)``: ``flt.limit`` rows of ``tasks(flt)`` starting up to
+        ``before`` rows ahead of ``task_id``, and where they start; None when the task
+        is not in that list."""
+        ...
+
     async def counts(self) -> StoreCounts: ...
 
     @property

@@ -17,6 +17,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from engine.store.base import (
     StoreCounts,
     TaskFilter,
 )
+from engine.store.sqlite_keyset import Ordering, count_before, window_around
 from engine.store.sqlite_schema import FileInfo, create_private_file, inspect_file, migrate
 from engine.store.sqlite_txn import BatchResult, CountsReader, Op, WriterThread, run_batch
 
@@ -47,6 +49,7 @@ COLUMNS = (
     "id, handler, queue, priority, state, attempts, max_retries, payload, result, error, "
     "progress, progress_message, created_at, run_at, started_at, finished_at, worker"
 )
+COLUMN_NAMES = [name.strip() for name in COLUMNS.split(",")]
 _MAX_UNION_QUEUES = 64
 OLDEST_QUEUED = (
     "SELECT created_at FROM tasks WHERE id = (SELECT min(first) FROM ("
@@ -65,6 +68,15 @@ _LIST_ORDER: dict[TaskState | None, str] = {
     TaskState.RUNNING: "started_at, id",
     **dict.fromkeys(TERMINAL_STATES, "finished_at DESC, id DESC"),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """SQL for a page of tasks; ``reverse`` when it reads the page back to front."""
+
+    sql: str
+    params: list[Any]
+    reverse: bool = False
 
 
 def read_counts(conn: sqlite3.Connection) -> StoreCounts:
@@ -417,11 +429,13 @@ class SQLiteStore:
         return self._record(rows[0], with_timeline=True)
 
     async def tasks(self, flt: TaskFilter) -> list[TaskRecord]:
-        sql, params = self._list_query(flt)
-        rows = await self._read(sql, params)
-        return [self._record(row) for row in rows]
+        query = self._list_query(flt)
+        rows = await self._read(query.sql, query.params)
+        records = [self._record(row) for row in rows]
+        return records[::-1] if query.reverse else records
 
-    def _list_query(self, flt: TaskFilter) -> tuple[str, list[Any]]:
+    def _filter_where(self, flt: TaskFilter) -> tuple[list[str], list[Any]]:
+        """WHERE terms and their parameters for a filter (the queue is left to callers)."""
         where: list[str] = []
         params: list[Any] = []
         if flt.state is not None:
@@ -441,30 +455,113 @@ class SQLiteStore:
             digits = "".join(ch for ch in flt.id_prefix if ch.isdigit())
             where.append("CAST(id AS TEXT) LIKE ?")
             params.append(f"{digits}%" if digits == flt.id_prefix else "-")
-        window = [flt.limit, flt.offset]
-        if flt.state == TaskState.QUEUED and flt.queue is None:
-            queues = sorted(q for q, c in self._by_queue.items() if c[TaskState.QUEUED])
-            if 0 < len(queues) <= _MAX_UNION_QUEUES:
-                # Top rows per queue through the index, merged: fast at any queue length.
-                cond = " AND ".join(where)
-                parts, union_params = [], []
-                for q in queues:
-                    parts.append(
-                        f"SELECT * FROM (SELECT {COLUMNS} FROM tasks WHERE {cond} AND queue = ? "
-                        "ORDER BY priority DESC, id LIMIT ?)"
-                    )
-                    union_params += [*params, q, flt.limit + flt.offset]  # each part binds all
-                sql = " UNION ALL ".join(parts) + " ORDER BY priority DESC, id LIMIT ? OFFSET ?"
-                return sql, union_params + window
+        return where, params
+
+    def _keyed(
+        self, flt: TaskFilter
+    ) -> tuple[Ordering, str, list[Any], list[tuple[str, list[Any]]]]:
+        """The list's ordering, its WHERE, and the conditions to read it by key through
+        its indexes: one per queue for queued tasks (the ready index leads with it)."""
+        where, params = self._filter_where(flt)
         if flt.queue is not None:
             where.append("queue = ?")
             params.append(flt.queue)
+        ordering = Ordering.parse(_LIST_ORDER.get(flt.state, "id DESC"))
+        cond = " AND ".join(where) if where else "1"
+        queues = sorted(q for q, c in self._by_queue.items() if c[TaskState.QUEUED])
+        if (
+            flt.state == TaskState.QUEUED
+            and flt.queue is None
+            and 0 < len(queues) <= _MAX_UNION_QUEUES
+        ):
+            return ordering, cond, params, [(f"{cond} AND queue = ?", [*params, q]) for q in queues]
+        return ordering, cond, params, [(cond, params)]
+
+    async def _key_of(
+        self, task_id: int, ordering: Ordering, cond: str, params: list[Any]
+    ) -> list[Any] | None:
+        rows = await self._read(
+            f"SELECT {ordering.names} FROM tasks WHERE id = ? AND {cond}", [task_id, *params]
+        )
+        return list(rows[0]) if rows else None
+
+    async def position(self, task_id: int, flt: TaskFilter) -> int | None:
+        """How many tasks come before ``task_id`` in ``tasks(flt)``'s order; None when the
+        task is not in that list. Counted through the same indexes as the list."""
+        ordering, cond, params, conds = self._keyed(flt)
+        values = await self._key_of(task_id, ordering, cond, params)
+        if values is None:
+            return None
+        sql, sql_params = count_before(ordering, conds, values)
+        counted = await self._read(sql, sql_params)
+        return int(counted[0][0])
+
+    async def around(
+        self, task_id: int, flt: TaskFilter, before: int
+    ) -> tuple[int, list[TaskRecord]] | None:
+        """The task's position and ``flt.limit`` rows of ``tasks(flt)`` that start up to
+        ``before`` rows ahead of it (``flt.offset`` is ignored); None when the task is not
+        in that list. Read by key, so it costs the same anywhere in a long list."""
+        ordering, cond, params, conds = self._keyed(flt)
+        values = await self._key_of(task_id, ordering, cond, params)
+        if values is None:
+            return None
+        sql, sql_params = count_before(ordering, conds, values)
+        position = int((await self._read(sql, sql_params))[0][0])
+        before = min(before, position, max(0, flt.limit - 1))
+        sql, sql_params = window_around(
+            ordering, COLUMNS, conds, values, before, flt.limit - before
+        )
+        rows = await self._read(sql, sql_params)
+        at = [COLUMN_NAMES.index(name) for name, _ in ordering.columns]
+        rows.sort(key=lambda row: ordering.sort_key(tuple(row[i] for i in at)))
+        ahead = next((i for i, row in enumerate(rows) if row[0] == task_id), before)
+        return position - ahead, [self._record(row) for row in rows]
+
+    def _list_query(self, flt: TaskFilter) -> ListQuery:
+        where, params = self._filter_where(flt)
+        queue = flt.queue
+        if flt.state == TaskState.QUEUED and queue is None:
+            queues = sorted(q for q, c in self._by_queue.items() if c[TaskState.QUEUED])
+            if len(queues) == 1:
+                queue = queues[0]  # the same rows, straight from one index range
+            elif 0 < len(queues) <= _MAX_UNION_QUEUES:
+                return self._merged_queues_query(flt, where, params, queues)
+        if queue is not None:
+            where.append("queue = ?")
+            params.append(queue)
         order = _LIST_ORDER.get(flt.state, "id DESC")
         cond = f"WHERE {' AND '.join(where)}" if where else ""
-        return (
+        return ListQuery(
             f"SELECT {COLUMNS} FROM tasks {cond} ORDER BY {order} LIMIT ? OFFSET ?",
-            params + window,
+            [*params, flt.limit, flt.offset],
         )
+
+    def _merged_queues_query(
+        self, flt: TaskFilter, where: list[str], params: list[Any], queues: list[str]
+    ) -> ListQuery:
+        """Queued tasks of every queue in claim order: the top ids of each queue through
+        its index (keys only), merged, then those rows. A window in the back half of a
+        long list is read from the end, in reverse, so its cost stays small too."""
+        order, reverse_order = "priority DESC, id", "priority ASC, id DESC"
+        offset, limit, reverse = flt.offset, flt.limit, False
+        if not (flt.handler or flt.text or flt.id_prefix):  # the count is known exactly
+            total = sum(self._by_queue[q][TaskState.QUEUED] for q in queues)
+            if offset + limit // 2 > total // 2:
+                limit = max(0, min(limit, total - offset))
+                offset, reverse = max(0, total - offset - limit), True
+                order, reverse_order = reverse_order, order
+        cond = " AND ".join(where)
+        parts, union_params = [], []
+        for q in queues:
+            parts.append(
+                f"SELECT * FROM (SELECT priority, id FROM tasks WHERE {cond} AND queue = ? "
+                f"ORDER BY {order} LIMIT ?)"
+            )
+            union_params += [*params, q, limit + offset]  # each part binds all
+        keys = " UNION ALL ".join(parts) + f" ORDER BY {order} LIMIT ? OFFSET ?"
+        sql = f"SELECT {COLUMNS} FROM tasks WHERE id IN (SELECT id FROM ({keys})) ORDER BY {order}"
+        return ListQuery(sql, [*union_params, limit, offset], reverse)
 
     def _record(self, row: Any, with_timeline: bool = False) -> TaskRecord:
         decode = self.codec.decode
