@@ -88,6 +88,8 @@ CHANGES_ENGINE = frozenset(
         "autoscale", "settings", "apply_finding", "failed",
     }
 )  # fmt: skip
+#: Actions on the dashboard's panels: off (and out of the footer) on other screens.
+DASHBOARD_ONLY = CHANGES_ENGINE | {"filter", "clear_filter", "show_state"}
 PRIORITY_KEYS = Binding.Group("Priority", compact=True)
 POOL_KEYS = Binding.Group("Workers", compact=True)
 STATE_KEYS = {str(i + 1): state for i, state in enumerate(TaskState)}
@@ -109,22 +111,64 @@ class ConsoleApp(App[int]):
     COMMANDS = App.COMMANDS | {ActionsProvider}
     BINDINGS = [
         Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("e", "enqueue", "Enqueue"),
-        Binding("c", "cancel", "Cancel"),
-        Binding("plus", "priority(1)", "Priority +", key_display="+", group=PRIORITY_KEYS),
-        Binding("minus", "priority(-1)", "Priority −", key_display="-", group=PRIORITY_KEYS),
-        Binding("right_square_bracket", "workers(1)", "Worker +", key_display="]", group=POOL_KEYS),
-        Binding("left_square_bracket", "workers(-1)", "Worker −", key_display="[", group=POOL_KEYS),
-        Binding("w", "set_workers", "Workers…", show=False),
-        Binding("s", "settings", "Settings"),
+        Binding("e", "enqueue", "Enqueue", tooltip="Enqueue a task (a form)"),
+        Binding("c", "cancel", "Cancel", tooltip="Cancel the selected task"),
+        Binding(
+            "plus",
+            "priority(1)",
+            "Priority +",
+            key_display="+",
+            group=PRIORITY_KEYS,
+            tooltip="Raise the selected task's priority",
+        ),
+        Binding(
+            "minus",
+            "priority(-1)",
+            "Priority −",
+            key_display="-",
+            group=PRIORITY_KEYS,
+            tooltip="Lower the selected task's priority",
+        ),
+        Binding(
+            "right_square_bracket",
+            "workers(1)",
+            "Worker +",
+            key_display="]",
+            group=POOL_KEYS,
+            tooltip="One worker more",
+        ),
+        Binding(
+            "left_square_bracket",
+            "workers(-1)",
+            "Worker −",
+            key_display="[",
+            group=POOL_KEYS,
+            tooltip="One worker less",
+        ),
+        Binding("w", "set_workers", "Workers…", show=False, tooltip="Set the worker count"),
+        Binding("s", "settings", "Settings", tooltip="Change runtime settings"),
         Binding("p", "queues", "Pause", tooltip="Pause or resume a queue"),
-        Binding("r", "retry", "Retry", show=False),
-        Binding("a", "autoscale", "Autoscale", show=False),
-        Binding("x", "apply_finding", "Apply fix", show=False),
-        Binding("f", "failed", "Failed"),
-        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding(
+            "r", "retry", "Retry", show=False, tooltip="Retry the selected failed or cancelled task"
+        ),
+        Binding("a", "autoscale", "Autoscale", show=False, tooltip="Autoscaler on or off"),
+        Binding(
+            "x",
+            "apply_finding",
+            "Apply fix",
+            show=False,
+            tooltip="Apply the selected bottleneck's suggestion",
+        ),
+        Binding("f", "failed", "Failed", tooltip="Failed and cancelled tasks: retry, purge"),
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            key_display="/",
+            tooltip="Filter by handler, queue, id prefix or text",
+        ),
         Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("q", "quit_dialog", "Quit"),
+        Binding("q", "quit_dialog", "Quit", tooltip="Quit: finish running tasks or stop now"),
         *(
             Binding(k, f"show_state('{s.value}')", f"Show {s.value}", show=False)
             for k, s in STATE_KEYS.items()
@@ -208,8 +252,11 @@ class ConsoleApp(App[int]):
         self._timer = self.set_interval(1.0 / hz, self.refresh_tick)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """While the engine shuts down only looking and quitting are allowed (the footer
-        greys the other keys out)."""
+        """Dashboard keys work only on the dashboard (the failed-tasks screen has its
+        own); while the engine shuts down only looking and quitting are allowed (the
+        footer greys the other keys out)."""
+        if action in DASHBOARD_ONLY and self.screen is not self.dashboard:
+            return False
         return not (self._stopping and action in CHANGES_ENGINE)
 
     def action_set_refresh_rate(self, hz: float) -> None:
@@ -255,7 +302,10 @@ class ConsoleApp(App[int]):
         box.display = small
         footer = self.dashboard.query_one(Footer)
         footer.compact = width < 140  # every key still fits at 100 columns
-        footer.show_command_palette = width >= 140
+        palette = width >= 140
+        if footer.show_command_palette != palette:
+            footer.show_command_palette = palette
+            footer.refresh(recompose=True)  # the footer only recomposes on new bindings
         if small:
             self.query_one("#too-small-text", Static).update(
                 f"Terminal too small: {width}×{height}.\n"

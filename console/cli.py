@@ -273,6 +273,8 @@ def _each(args: argparse.Namespace, verb: str) -> int:
 def cmd_screenshot(args: argparse.Namespace) -> int:
     from console.screenshot import take_screenshots
 
+    if not 0 <= args.seconds <= 600:
+        raise UserError(f"--seconds must be from 0 to 600; got {args.seconds:g}")
     written = asyncio.run(take_screenshots(Path(args.out), seconds=args.seconds))
     for path in written:
         print(path)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from console.screenshot import SHOTS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -97,6 +99,7 @@ def test_headless_runs_the_demo_and_stops_cleanly_on_sigterm(tmp_path: Path) -> 
         (["run", "--headless", "--app", "nocolon"], 2, "must look like module:attribute"),
         (["run", "--headless", "--workers", "-1"], 2, "--workers must be 0 or more"),
         (["enqueue", "images.resize", "{bad", "--store", ":memory:"], 2, "not valid JSON"),
+        (["screenshot", "--seconds", "-1"], 2, "--seconds must be from 0 to 600"),
     ],
 )
 def test_user_mistakes_get_one_line_and_an_exit_code(
@@ -190,3 +193,69 @@ def test_enqueue_to_an_unknown_handler_names_the_close_ones(tmp_path: Path) -> N
     assert result.returncode == 1
     assert "images.resise" in result.stderr and "images.resize" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_screenshot_writes_every_screen(tmp_path: Path) -> None:
+    result = taskdeck("screenshot", "--out", str(tmp_path / "shots"), "--seconds", "1")
+    assert result.returncode == 0, result.stderr
+    names = {p.name for p in (tmp_path / "shots").glob("*.svg")}
+    assert names == {f"{name}.svg" for name in SHOTS}
+    assert {"dashboard-100x30", "enqueue-form", "task-detail", "failed-tasks", "help"} <= set(SHOTS)
+    dashboard = (tmp_path / "shots" / "dashboard-160x50.svg").read_text()
+    assert "Queue" in dashboard and "Workers" in dashboard and "Bottlenecks" in dashboard
+    form = (tmp_path / "shots" / "enqueue-form.svg").read_text()
+    assert "Expecting" in form  # the payload error is on screen
+
+
+def test_console_in_a_terminal_starts_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """``taskdeck console`` in a real pseudo-terminal: it draws the dashboard, works the
+    demo load, and SIGTERM drains and exits 0 with the store left consistent."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    store = tmp_path / "console.db"
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "console.cli", "console", "--store", str(store)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=ROOT,
+        env={**os.environ, "TERM": "xterm-256color"},
+        start_new_session=True,
+    )
+    os.close(slave)
+    screen = b""
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline and b"Bottlenecks" not in screen:
+            try:
+                screen += os.read(master, 65536)
+            except OSError:
+                break
+        assert b"Queue" in screen and b"Bottlenecks" in screen
+        done = 0
+        while time.monotonic() < deadline and done == 0:  # the demo load gets worked
+            status = taskdeck("status", "--json", "--store", str(store))
+            if status.returncode == 0:
+                done = sum(q["succeeded"] for q in json.loads(status.stdout)["queues"].values())
+            time.sleep(0.3)
+        assert done > 0
+        proc.send_signal(signal.SIGTERM)
+        while proc.poll() is None and time.monotonic() < deadline + 15:
+            try:
+                if not os.read(master, 65536):
+                    break
+            except OSError:
+                break
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    status = taskdeck("status", "--json", "--store", str(store))
+    queues = json.loads(status.stdout)["queues"]
+    assert sum(q["running"] for q in queues.values()) == 0  # nothing left running

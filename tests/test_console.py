@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input, Select, Static, Switch, Tab
+from textual.widgets import Footer, Input, Select, Static, Switch, Tab
+from textual.widgets._footer import FooterKey
 
 from console.app import ConsoleApp
 from console.panels.bottlenecks import BottlenecksPanel
@@ -301,6 +302,13 @@ async def test_failed_screen_retries_and_purges_after_asking(db_path: Path) -> N
         await settle(pilot)
         assert isinstance(app.screen, FailedScreen)
         assert "4 failed" in text_of(app.screen.query_one("#failed-summary"))
+        # the dashboard's keys are not offered here (they act on the dashboard's table)
+        shown = {key.description for key in app.screen.query_one(Footer).query(FooterKey)}
+        assert {"Retry", "Retry all shown", "Purge all shown"} <= shown
+        assert not shown & {"Cancel", "Enqueue", "Settings", "Priority", "Workers"}, shown
+        await pilot.press("c", "plus")
+        await settle(pilot)
+        assert engine.snapshot().counts[TaskState.FAILED] == 4
         await pilot.press("r")  # retry the selected one
         await settle(pilot)
         assert engine.snapshot().counts[TaskState.QUEUED] == 1
@@ -355,18 +363,20 @@ async def test_help_lists_every_key(engine: Engine) -> None:
         assert isinstance(app.screen, HelpScreen)
         text = "".join(text_of(s) for s in app.screen.query(Static))
         for description in (
-            "Enqueue",
-            "Cancel",
-            "Priority +",
-            "Worker +",
-            "Workers…",
-            "Settings",
+            "Enqueue a task",
+            "Cancel the selected task",
+            "Raise the selected task's priority",
+            "Lower the selected task's priority",
+            "One worker more",
+            "One worker less",
+            "Set the worker count",
+            "Change runtime settings",
             "Pause or resume a queue",
-            "Retry",
-            "Autoscale",
-            "Failed",
-            "Filter",
-            "Quit",
+            "Retry the selected failed or cancelled task",
+            "Autoscaler on or off",
+            "Failed and cancelled tasks",
+            "Filter by handler",
+            "Quit: finish running tasks or stop now",
             "Open the task",
             "Apply suggestion",
         ):
@@ -401,8 +411,10 @@ async def test_apply_a_bottleneck_suggestion_with_x(db_path: Path) -> None:
             if app.query_one(BottlenecksPanel).findings:
                 break
             await pilot.pause(0.1)
-        finding = app.query_one(BottlenecksPanel).selected
+        panel = app.query_one(BottlenecksPanel)
+        finding = panel.selected
         assert finding is not None and finding.action == ("resume", {"queue": "images"})
+        assert panel.border_subtitle == "x: apply the suggestion"
         await pilot.press("x")
         await settle(pilot)
         assert "images" not in engine.snapshot().paused_queues
@@ -435,3 +447,11 @@ async def test_terminal_too_small_notice(engine: Engine) -> None:
         await pilot.resize_terminal(100, 30)
         await pilot.pause()
         assert not notice.display
+        # at the smallest supported size every footer key is fully on screen
+        await settle(pilot)
+        keys = list(app.dashboard.query_one(Footer).query(FooterKey))
+        assert {key.description for key in keys} >= {"Help", "Enqueue", "Quit"}
+        assert all(key.region.right <= 100 for key in keys), [
+            (key.description, key.region) for key in keys
+        ]
+        assert not any(key.has_class("-command-palette") for key in keys)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+from textual import on
 from textual.binding import Binding
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
@@ -30,8 +31,6 @@ def finding_text(f: Finding) -> Text:
     text.append(f" {f.title}", style="bold")
     text.append(f"\n{f.evidence}", style="dim")
     text.append(f"\n→ {f.suggestion}")
-    if f.action is not None:
-        text.append("  [x: apply]", style="bold cyan")
     return text
 
 
@@ -87,6 +86,15 @@ class BottlenecksPanel(OptionList):
             f"Bottlenecks · {len(self.findings)}" if self.findings else "Bottlenecks"
         )
         self.set_class(worst == "critical", "-critical")
+        self._show_apply_hint()
+
+    @on(OptionList.OptionHighlighted)
+    def _show_apply_hint(self) -> None:
+        """``x apply`` under the panel while the highlighted finding has a command."""
+        finding = self.selected
+        hint = "x: apply the suggestion" if finding and finding.action else ""
+        if self.border_subtitle != hint:
+            self.border_subtitle = hint
 
     @property
     def selected(self) -> Finding | None:
