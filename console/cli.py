@@ -10,7 +10,8 @@
     taskdeck screenshot              SVG (and PNG) screenshots of the console into screenshots/
 
 Common options: ``--store URL``, ``--workers N``, ``--app module:attribute`` (your own
-Engine), ``--key-file PATH`` (or ``TASKDECK_KEY``). Settings come from
+Engine), ``--key-file PATH`` (or ``TASKDECK_KEY_FILE``; or the keys in ``TASKDECK_KEY``).
+Settings come from
 ``TASKDECK_<SETTING>`` environment variables (e.g. ``TASKDECK_LEASE_TTL=30``).
 User mistakes print one clear line to stderr and exit non-zero, never a traceback.
 """
@@ -53,7 +54,9 @@ class UserError(Exception):
 
 
 def read_keys(key_file: str | None) -> list[str] | None:
-    """Keys from ``--key-file`` or ``TASKDECK_KEY`` (comma-separated: new first)."""
+    """Keys from ``--key-file`` (or ``TASKDECK_KEY_FILE``) or ``TASKDECK_KEY``
+    (comma-separated: new first)."""
+    key_file = key_file or os.environ.get("TASKDECK_KEY_FILE")
     if key_file:
         path = Path(key_file)
         try:
@@ -289,7 +292,9 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--store", help=f"store URL or path (default {DEFAULT_URL})")
     common.add_argument("--workers", type=int, help="worker slots (default 8)")
     common.add_argument("--app", help="your engine as module:attribute (default: the demo)")
-    common.add_argument("--key-file", help="file with the encryption key(s) (or TASKDECK_KEY)")
+    common.add_argument(
+        "--key-file", help="file with the encryption key(s) (or TASKDECK_KEY_FILE, TASKDECK_KEY)"
+    )
     common.add_argument(
         "--log-level",
         default="WARNING",

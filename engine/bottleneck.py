@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.metrics import MetricsView
 from engine.resources import ResourceSample
@@ -31,6 +31,10 @@ class Inputs:
     settings: Settings
     window: int  # seconds of utilization history in the view
     handler_queues: dict[str, str]  # handler -> the queue it mostly runs in
+    #: (what, seconds failing, latest error) for each kind of write the store refuses
+    store_errors: tuple[tuple[str, float, str], ...] = ()
+    #: handler -> queued tasks (of those looked at) that no handler here can run
+    unclaimable: dict[str, int] = field(default_factory=dict)
 
 
 def _n(value: float) -> str:
@@ -185,6 +189,50 @@ def paused_backlog(i: Inputs) -> Iterable[Finding]:
         )
 
 
+def store_refusing(i: Inputs) -> Iterable[Finding]:
+    for what, seconds, error in i.store_errors:
+        text = error.lower()
+        if "full" in text:
+            suggestion = (
+                "Free disk space (or raise the store's size limit). Claiming is paused and "
+                "finished tasks are kept in memory and saved as soon as the store takes writes."
+            )
+        elif "corrupt" in text or "malformed" in text:
+            suggestion = (
+                "Stop the engine and restore the file from a backup (or `sqlite3 FILE "
+                ".recover`); Taskdeck never overwrites it."
+            )
+        elif "locked" in text:
+            suggestion = "Another process holds a long write transaction on the store: end it."
+        else:
+            suggestion = "Check the store's disk and permissions; writes are retried with backoff."
+        yield Finding(
+            severity="critical",
+            title=f"The store refuses {what}",
+            evidence=f"failing for {_s(seconds)}: {error}",
+            suggestion=suggestion,
+            rule="store_error",
+        )
+
+
+def unclaimable(i: Inputs) -> Iterable[Finding]:
+    if not i.unclaimable:
+        return
+    names = sorted(i.unclaimable, key=lambda h: -i.unclaimable[h])
+    shown = ", ".join(f"{h} ({i.unclaimable[h]:,})" for h in names[:5])
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    yield Finding(
+        severity="warning",
+        title="Queued tasks name handlers no worker here has",
+        evidence=f"queued tasks by handler: {shown}{more}; they stay queued",
+        suggestion=(
+            "Register these handlers in a worker engine (@engine.task), or run a node that "
+            "has them; handlers are never imported by name."
+        ),
+        rule="unclaimable",
+    )
+
+
 # -- handler-level rules ---------------------------------------------------------------
 
 
@@ -313,12 +361,14 @@ def slow_waits(i: Inputs) -> Iterable[Finding]:
 
 
 RULES: tuple[Callable[[Inputs], Iterable[Finding]], ...] = (
+    store_refusing,
     saturated,
     memory_pressure,
     loop_blocked,
     retry_storm,
     store_latency,
     paused_backlog,
+    unclaimable,
     slow_waits,
     cpu_bound,
     dominant,

@@ -19,6 +19,7 @@ from engine.completions import Completer
 from engine.enqueue import Preparer
 from engine.errors import EngineNotRunning
 from engine.events import EventBus, EventKind, Subscription
+from engine.faults import FaultPlan
 from engine.metrics import Metrics
 from engine.model import (
     TERMINAL_STATES,
@@ -90,7 +91,9 @@ class Engine:
     ``keys=[new, old]``: Fernet keys for payloads, results and errors at rest.
     ``strict_handlers=False`` lets a producer enqueue handler names it has not
     registered. ``resource_sampler`` replaces the psutil sampler (tests script CPU
-    spikes with it). Other keyword arguments are settings (see :class:`Settings`).
+    spikes with it). ``faults`` (crash tests only) makes the process die at a named
+    point (see :mod:`engine.faults`). Other keyword arguments are settings (see
+    :class:`Settings`).
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         name: str | None = None,
         resource_sampler: Sampler | None = None,
+        faults: FaultPlan | None = None,
         **overrides: Any,
     ) -> None:
         if encryption_key is not None and keys is not None:
@@ -118,7 +122,7 @@ class Engine:
         )
         self.node = name or _node_name()
         self._clock = clock
-        self._store: Store = open_store(store, self._codec, clock, by=self.node)
+        self._store: Store = open_store(store, self._codec, clock, by=self.node, faults=faults)
         self._registry = Registry()
         self._bus = EventBus(self._settings.event_buffer)
         self._preparer = Preparer(
@@ -769,6 +773,7 @@ class Engine:
 
     # -- callbacks from the parts ---------------------------------------------------
     def _on_report(self, report: CompletionReport) -> None:
+        self._metrics.record_store_ok("completions")
         emit = self._bus.has_subscribers
         for c in report.applied:
             if c.release:
@@ -812,6 +817,7 @@ class Engine:
             self._progress.set()
 
     def _on_store_error(self, exc: Exception) -> None:
+        self._metrics.record_store_error("completions", exc)
         self._bus.emit(EventKind.STORE_ERROR, message=str(exc))
 
     def _on_rescued(self, rescued: list[Rescued]) -> None:

@@ -229,8 +229,20 @@ class Metrics:
         self._last_second = {"enqueued": 0.0, "done": 0.0, "failed": 0.0}
         self._last_tick: float | None = None
         self._last_busy = 0.0
+        #: what -> (monotonic time it started failing, the latest error): writes the
+        #: store is refusing now ("claims", "completions"); cleared on the next success.
+        self.store_errors: dict[str, tuple[float, str]] = {}
 
     # -- recording (hot path) -----------------------------------------------------
+    def record_store_error(self, what: str, exc: BaseException) -> None:
+        """The store refused ``what`` (claims, completions): full, corrupted, locked."""
+        since = self.store_errors.get(what, (self._clock(), ""))[0]
+        self.store_errors[what] = (since, str(exc))
+
+    def record_store_ok(self, what: str) -> None:
+        if self.store_errors:
+            self.store_errors.pop(what, None)
+
     def handler(self, name: str, executor: str) -> _HandlerMetrics:
         entry = self._handlers.get(name)
         if entry is None:

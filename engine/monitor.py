@@ -65,6 +65,8 @@ class Monitor(Service):
         self.tick_cost = 0.0  # CPU seconds spent on the loop summarising, in total
         self._oldest: dict[str, float] = {}
         self._oldest_read = float("-inf")
+        self._idle_ticks = 0  # ticks in a row with idle workers and a ready backlog
+        self._unclaimable: dict[str, int] = {}
         self._last_decision = float("-inf")
         self._last_reason = ""
 
@@ -91,6 +93,7 @@ class Monitor(Service):
         if now - self._oldest_read >= OLDEST_EVERY:
             self._oldest_read = now
             self._oldest = await self.store.oldest_queued()
+        await self._look_for_unclaimable(depths, counts.paused)
         wall = time.time()
         queues = [
             (
@@ -119,6 +122,11 @@ class Monitor(Service):
                 settings,
                 self.metrics.utilization_window,
                 self._handler_queues(),
+                tuple(
+                    (what, now - since, error)
+                    for what, (since, error) in sorted(self.metrics.store_errors.items())
+                ),
+                self._unclaimable,
             )
         )
         self._announce(found)
@@ -127,6 +135,19 @@ class Monitor(Service):
         if settings.autoscale and now - self._last_decision >= settings.scale_interval:
             self._last_decision = now
             await self._autoscale(view, settings, now)
+
+    async def _look_for_unclaimable(self, depths: dict[str, int], paused: frozenset[str]) -> None:
+        """Idle workers next to a ready backlog, twice in a row, usually means tasks for
+        handlers this engine lacks (claims skip them): find which. Only then, so the
+        query never scans a backlog the workers are busy with."""
+        idle = self.pool.size > self.pool.busy and any(
+            n for q, n in depths.items() if q not in paused
+        )
+        self._idle_ticks = self._idle_ticks + 1 if idle else 0
+        if self._idle_ticks >= 2 and not self.metrics.store_errors:
+            self._unclaimable = await self.store.unclaimable(list(self._handler_queues()))
+        elif not idle:
+            self._unclaimable = {}
 
     def _sample(self) -> ResourceSample:
         """Runs on a worker thread: psutil reads /proc, which blocks."""

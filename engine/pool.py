@@ -199,10 +199,12 @@ class WorkerPool:
             except Exception as exc:
                 backoff = min(5.0, max(0.05, backoff * 2))
                 log.error("claiming tasks failed (%s); retrying in %.2f s", exc, backoff)
+                self._metrics.record_store_error("claims", exc)
                 self._bus.emit(EventKind.STORE_ERROR, message=f"claim failed: {exc}")
                 await asyncio.sleep(backoff)
                 continue
             backoff = 0.0
+            self._metrics.record_store_ok("claims")
             self.claim_gen += 1
             for task in claimed:
                 self._start(task)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,21 @@ async def make_engine(db_path: Path) -> AsyncIterator[EngineFactory]:
     yield factory
     for engine in made:
         await engine.stop(grace=0)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def taskdeck(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the ``taskdeck`` command as a user would; ``env`` is added to the environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "console.cli", *args],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:

@@ -14,18 +14,9 @@ import pytest
 
 from console.screenshot import SHOTS
 
+from .conftest import taskdeck
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def taskdeck(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "console.cli", *args],
-        cwd=ROOT,
-        text=True,
-        capture_output=True,
-        env=env,
-        timeout=60,
-    )
 
 
 def start_headless(

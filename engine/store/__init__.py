@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 from engine.codec import Codec
 from engine.errors import StoreOpenError
+from engine.faults import FaultPlan
 from engine.store.base import Store
 
 DEFAULT_URL = "sqlite:///taskdeck.db"
@@ -47,14 +48,16 @@ def open_store(
     codec: Codec | None = None,
     clock: Callable[[], float] = time.time,
     by: str = "engine",
+    faults: FaultPlan | None = None,
 ) -> Store:
-    """Create (not yet open) the store for ``url``; raises ``StoreOpenError`` if unusable."""
+    """Create (not yet open) the store for ``url``; raises ``StoreOpenError`` if unusable.
+    ``faults``: a crash test's fault plan (see :mod:`engine.faults`)."""
     scheme = "" if isinstance(url, Path) or "://" not in str(url) else str(url).split("://")[0]
     scheme = scheme.lower()
     if scheme in ("", "sqlite", "sqlite3"):
         from engine.store.sqlite import SQLiteStore
 
-        return SQLiteStore(sqlite_path(url), codec, clock, url=str(url), by=by)
+        return SQLiteStore(sqlite_path(url), codec, clock, url=str(url), by=by, faults=faults)
     if scheme in ("postgres", "postgresql"):
         raise StoreOpenError(
             "PostgreSQL stores are not available in this version of Taskdeck yet; "

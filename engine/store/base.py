@@ -216,6 +216,10 @@ class Store(Protocol):
     async def oldest_queued(self) -> dict[str, float]:
         """Per queue, when its oldest queued task was created (Unix seconds)."""
 
+    async def unclaimable(self, handlers: Sequence[str], limit: int = 1000) -> dict[str, int]:
+        """Handlers of queued tasks (the first ``limit`` found) not in ``handlers``, with
+        how many of those tasks each has."""
+
     async def get(self, task_id: int) -> TaskRecord: ...
 
     async def tasks(self, flt: TaskFilter) -> list[TaskRecord]: ...

@@ -20,12 +20,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from engine.codec import Codec
 from engine.errors import EncryptionKeyError, EngineNotRunning, TaskNotFound
+from engine.faults import FaultPlan, hook
 from engine.metrics import Reservoir, percentile
 from engine.model import TERMINAL_STATES, TaskRecord, TaskState, parse_timeline
 from engine.store import sqlite_ops as ops
@@ -41,9 +42,18 @@ from engine.store.base import (
 )
 from engine.store.sqlite_keyset import Ordering, count_before, window_around
 from engine.store.sqlite_schema import FileInfo, create_private_file, inspect_file, migrate
-from engine.store.sqlite_txn import BatchResult, CountsReader, Op, WriterThread, run_batch
+from engine.store.sqlite_txn import (
+    BatchResult,
+    CountsReader,
+    Op,
+    WriterThread,
+    describe_sqlite_error,
+    run_batch,
+)
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 COLUMNS = (
     "id, handler, queue, priority, state, attempts, max_retries, payload, result, error, "
@@ -98,8 +108,10 @@ class SQLiteStore:
         *,
         url: str | None = None,
         by: str = "engine",
+        faults: FaultPlan | None = None,
     ) -> None:
         self.path = Path(path).expanduser().absolute()
+        self._fault = hook(faults)
         self.url = url or f"sqlite:///{self.path}"
         self.codec = codec or Codec()
         self.clock = clock
@@ -193,7 +205,7 @@ class SQLiteStore:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL (got {mode})")
-            migrate(conn, info.version)  # waits up to busy_timeout for another process
+            migrate(conn, info.version, self._fault)  # waits up to busy_timeout for others
             token = self.codec.key_check_token()
             if token is not None and info.key_check is None:
                 conn.execute(
@@ -236,7 +248,9 @@ class SQLiteStore:
 
     def _run_ops(self, conn: sqlite3.Connection, ops: list[Op]) -> BatchResult:
         """On the writer thread: one group commit (see :func:`run_batch`)."""
-        return run_batch(conn, ops, self.clock, self._lock_timeout, self._counts_reader)
+        return run_batch(
+            conn, ops, self.clock, self._lock_timeout, self._counts_reader, self._fault
+        )
 
     def _deliver(
         self,
@@ -389,10 +403,13 @@ class SQLiteStore:
         reader = self._reader
         if reader is None:
             raise EngineNotRunning("the store is not open; start the engine first")
-        if self._reader_busy != self._busy_timeout:
-            self._reader_busy = self._busy_timeout
-            await reader.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-        return list(await reader.execute_fetchall(sql, params))
+        try:
+            if self._reader_busy != self._busy_timeout:
+                self._reader_busy = self._busy_timeout
+                await reader.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            return list(await reader.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:  # corrupted, locked …: a StoreError saying so
+            raise describe_sqlite_error(exc) from exc
 
     async def counts(self) -> StoreCounts:
         """Read every count now. Runs on the writer thread, in order with the writes,
@@ -402,6 +419,13 @@ class SQLiteStore:
         counts = await self._writer.submit(read_counts)
         self._set_counts(counts)
         return counts
+
+    async def on_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on the writer thread between batches (maintenance;
+        tests use it to set ``PRAGMA max_page_count`` and fill the store)."""
+        if self._writer is None:
+            raise EngineNotRunning("the store is not open; start the engine first")
+        return await self._writer.submit(fn)
 
     def latency_p99(self) -> float | None:
         """p99 of recent write transactions (BEGIN to COMMIT, including lock waits)."""
@@ -421,6 +445,14 @@ class SQLiteStore:
             if rows and rows[0][0] is not None:
                 out[queue] = rows[0][0]
         return out
+
+    async def unclaimable(self, handlers: Sequence[str], limit: int = 1000) -> dict[str, int]:
+        rows = await self._read(
+            "SELECT handler, count(*) FROM (SELECT handler FROM tasks WHERE state = 'queued' "
+            "AND handler NOT IN (SELECT value FROM json_each(?)) LIMIT ?) GROUP BY handler",
+            (json.dumps(list(handlers)), limit),
+        )
+        return {handler: n for handler, n in rows}
 
     async def get(self, task_id: int) -> TaskRecord:
         rows = await self._read(f"SELECT {COLUMNS}, timeline FROM tasks WHERE id = ?", (task_id,))

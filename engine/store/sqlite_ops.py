@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from engine.errors import InvalidTransition, TaskNotFound
+from engine.faults import no_fault
 from engine.model import CREATED, TERMINAL_STATES, TaskState, timeline_line
 from engine.store.base import ClaimedTask, Completion, Expired, NewTask, Rescued
 from engine.store.sqlite_txn import Txn
@@ -57,6 +58,7 @@ def enqueue(txn: Txn, tasks: Sequence[NewTask], by: str) -> list[str]:
     packed = json.dumps(rows, separators=(",", ":"))
     last = txn.execute(INSERT, {"now": now, "rows": packed}).lastrowid
     assert last is not None
+    txn.fault("enqueue_many.mid")
     # AUTOINCREMENT ids are consecutive within one write transaction.
     return [str(i) for i in range(last - len(rows) + 1, last + 1)]
 
@@ -230,6 +232,11 @@ def complete(txn: Txn, completions: Sequence[Completion]) -> tuple[list[int], li
         )
     conn = txn.conn
     conn.execute("SAVEPOINT complete")
+    if len(rows) > 1 and txn.fault is not no_fault:  # a crash test: stop halfway
+        half = len(rows) // 2
+        conn.executemany(COMPLETE_MANY, rows[:half])
+        txn.fault("complete.mid_batch")
+        conn.execute("ROLLBACK TO complete")
     if conn.executemany(COMPLETE_MANY, rows).rowcount == len(rows):
         conn.execute("RELEASE complete")
         for c in completions:
@@ -257,7 +264,9 @@ RENEW = (
 
 
 def renew_leases(txn: Txn, owner: str, lease_ttl: float) -> set[int]:
-    return {row[0] for row in txn.execute(RENEW, (txn.now + lease_ttl, owner))}
+    renewed = {row[0] for row in txn.execute(RENEW, (txn.now + lease_ttl, owner))}
+    txn.fault("lease.renew")
+    return renewed
 
 
 EXPIRED_LEASES = (
@@ -301,6 +310,7 @@ def rescue(txn: Txn, exclude_owner: str, seal: Callable[[str], str]) -> list[Res
         if changed:
             txn.moved(queue, TaskState.RUNNING, state)
             out.append(Rescued(task_id, handler, queue, state, attempts, max_retries, owner))
+            txn.fault("rescue.mid")
     return out
 
 
@@ -480,6 +490,8 @@ def purge_expired(txn: Txn, result_ttl: float, failed_ttl: float, limit: int) ->
         for r in txn.execute(PURGE_EXPIRED, (state.value, txn.now - ttl, room)).fetchall():
             txn.moved(r[2], r[3], "")
             out.append(Expired(str(r[0]), r[1], r[2], TaskState(r[3]), r[4]))
+        if out:
+            txn.fault("purge.mid")
     return out
 
 
@@ -511,4 +523,6 @@ def purge(
     rows = txn.execute(sql, params).fetchall()
     for queue_name, state in rows:
         txn.moved(queue_name, state, "")
+    if rows:
+        txn.fault("purge.mid")
     return len(rows)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import StoreOpenError
+from engine.faults import no_fault
 from engine.model import TERMINAL_STATES, TaskState, transition_check_sql
 
 APPLICATION_ID = 0x54534B44  # "TSKD"
@@ -175,7 +177,9 @@ def create_private_file(path: Path) -> None:
     os.close(fd)
 
 
-def migrate(conn: sqlite3.Connection, from_version: int) -> int:
+def migrate(
+    conn: sqlite3.Connection, from_version: int, fault: Callable[[str], None] = no_fault
+) -> int:
     """Apply the missing migrations, each in its own transaction; returns the version."""
     version = from_version
     for target, script in MIGRATIONS:
@@ -188,9 +192,11 @@ def migrate(conn: sqlite3.Connection, from_version: int) -> int:
             if target <= version:
                 conn.execute("COMMIT")
                 continue
-            for statement in script.split(";\n"):
-                if statement.strip():
-                    conn.execute(statement)
+            statements = [st for st in script.split(";\n") if st.strip()]
+            for index, statement in enumerate(statements):
+                if index == len(statements) // 2:
+                    fault("schema.migrate.mid")
+                conn.execute(statement)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {target}")
             conn.execute("COMMIT")

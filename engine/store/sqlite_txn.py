@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from engine.aio import settle
 from engine.errors import StoreError
+from engine.faults import no_fault
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,14 @@ class Txn:
     changes that deltas do not describe, such as pausing a queue).
     """
 
-    __slots__ = ("_deltas", "conn", "now", "refresh_counts")
+    __slots__ = ("_deltas", "conn", "fault", "now", "refresh_counts")
 
-    def __init__(self, conn: sqlite3.Connection, now: float) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, now: float, fault: Callable[[str], None] = no_fault
+    ) -> None:
         self.conn = conn
         self.now = now
+        self.fault = fault  # a crash test's named fault point (see engine.faults)
         self.refresh_counts = False
         self._deltas: defaultdict[tuple[str, str], int] = defaultdict(int)
 
@@ -251,13 +255,15 @@ def run_batch(
     now: Callable[[], float],
     lock_timeout: float,
     counts: CountsReader,
+    fault: Callable[[str], None] = no_fault,
 ) -> BatchResult:
     """Run ``ops`` in one transaction; on an unexpected error, one transaction each."""
     batch = BatchResult([])
     refresh = False
     started = time.perf_counter()
+    once = partial(_run_once, fault=fault)
     try:
-        refresh = _with_lock_retry(conn, ops, now, lock_timeout, batch)
+        refresh = _with_lock_retry(conn, ops, now, lock_timeout, batch, once)
     except Exception as exc:
         batch = BatchResult([])
         if len(ops) == 1:
@@ -268,7 +274,7 @@ def run_batch(
             )
             for op in ops:
                 try:
-                    refresh |= _with_lock_retry(conn, [op], now, lock_timeout, batch)
+                    refresh |= _with_lock_retry(conn, [op], now, lock_timeout, batch, once)
                 except Exception as single:
                     batch.results.append(_as_store_error(single))
     batch.elapsed = time.perf_counter() - started
@@ -286,12 +292,13 @@ def _with_lock_retry(
     now: Callable[[], float],
     lock_timeout: float,
     into: BatchResult,
+    run_once: Callable[[sqlite3.Connection, list[Op], Callable[[], float], BatchResult], bool],
 ) -> bool:
     deadline = time.monotonic() + lock_timeout
     pause = 0.00005
     while True:
         try:
-            return _run_once(conn, ops, now, into)
+            return run_once(conn, ops, now, into)
         except sqlite3.OperationalError as exc:
             if not is_busy(exc) or time.monotonic() >= deadline:
                 raise
@@ -300,20 +307,38 @@ def _with_lock_retry(
             pause = min(pause * 2, 0.01)
 
 
+#: Operations with named fault points around their commit (see engine.faults).
+_COMMIT_POINTS = {"claim": "claim", "enqueue_and_claim": "claim", "complete": "complete"}
+
+
+def _commit_points(ops: list[Op]) -> set[str]:
+    names = (getattr(getattr(op, "func", op), "__name__", "") for op in ops)
+    return {_COMMIT_POINTS[name] for name in names if name in _COMMIT_POINTS}
+
+
 def _run_once(
-    conn: sqlite3.Connection, ops: list[Op], now: Callable[[], float], into: BatchResult
+    conn: sqlite3.Connection,
+    ops: list[Op],
+    now: Callable[[], float],
+    into: BatchResult,
+    fault: Callable[[str], None] = no_fault,
 ) -> bool:
     """One transaction; on commit, appends results and deltas to ``into``."""
     conn.execute("BEGIN IMMEDIATE")
+    points = _commit_points(ops) if fault is not no_fault else set()
     try:
-        txn = Txn(conn, now())
+        txn = Txn(conn, now(), fault)
         results = [op(txn) for op in ops]
         deltas = txn.flush_counts()
+        for point in points:
+            fault(f"{point}.before_commit")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    for point in points:
+        fault(f"{point}.after_commit")
     into.results.extend(results)
     for key, n in deltas.items():
         into.deltas[key] = into.deltas.get(key, 0) + n
