@@ -108,10 +108,13 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
             save("enqueue-form")
             await pilot.press("escape")
 
-            await pilot.press("s")
-            await pilot.pause(0.4)
-            save("settings")
-            await pilot.press("escape")
+            async def open_and_save(key: str, name: str, settle: float) -> None:
+                await pilot.press(key)
+                await pilot.pause(settle)
+                save(name)
+                await pilot.press("escape")
+
+            await open_and_save("s", "settings", 0.4)
 
             failed = await engine.tasks(state=TaskState.FAILED, limit=1)
             if failed:
@@ -122,15 +125,8 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
             else:
                 log.warning("no failed task yet: skipped the task-detail screenshot")
 
-            await pilot.press("f")
-            await pilot.pause(0.8)
-            save("failed-tasks")
-            await pilot.press("escape")
-
-            await pilot.press("question_mark")
-            await pilot.pause(0.3)
-            save("help")
-            await pilot.press("escape")
+            await open_and_save("f", "failed-tasks", 0.8)
+            await open_and_save("question_mark", "help", 0.3)
             if app.demo is not None:
                 await app.demo.stop()
         with contextlib.suppress(Exception):

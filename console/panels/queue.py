@@ -20,6 +20,7 @@ from textual.widgets import Input, Static, Tab, Tabs
 
 from console.format import num, short_num
 from console.panels.task_table import TaskTable, header_text
+from console.task_actions import cancel_task, retry_task
 from engine import (
     Engine,
     EngineNotRunning,
@@ -327,13 +328,8 @@ class QueuePanel(Vertical):
         task = self._need_selection("cancel")
         if task is None:
             return
-        try:
-            previous = await self.engine.cancel(task.id)
-        except (LookupError, ValueError) as exc:
-            self.app.notify(f"cannot cancel: {exc}", severity="warning")
-            return
-        self.app.notify(f"task {task.id} cancelled (was {previous.value}); r retries it")
-        self.reload()
+        if await cancel_task(self.app, self.engine, task.id, "; r retries it"):
+            self.reload()
 
     @work(group="task-action")
     async def change_priority(self, delta: int) -> None:
@@ -364,10 +360,5 @@ class QueuePanel(Vertical):
         task = self._need_selection("retry")
         if task is None:
             return
-        try:
-            await self.engine.retry(task.id)
-        except (LookupError, ValueError) as exc:
-            self.app.notify(f"cannot retry: {exc}", severity="warning")
-            return
-        self.app.notify(f"task {task.id} queued again (was {task.state.value})")
-        self.reload()
+        if await retry_task(self.app, self.engine, task.id):
+            self.reload()

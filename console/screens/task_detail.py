@@ -26,6 +26,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from console.format import ago, bar
+from console.task_actions import cancel_task, retry_task
 from engine import Engine, EngineNotRunning, StoreError, TaskRecord
 
 MAX_JSON_LINES = 400
@@ -147,23 +148,13 @@ class TaskDetailScreen(ModalScreen[None]):
 
     @work(exclusive=True, group="detail-action")
     async def action_cancel_task(self) -> None:
-        try:
-            previous = await self.engine.cancel(self.task_id)
-        except (LookupError, ValueError) as exc:
-            self.app.notify(f"cannot cancel: {exc}", severity="warning")
-            return
-        self.app.notify(f"task {self.task_id} cancelled (was {previous.value})")
-        self.load()
+        if await cancel_task(self.app, self.engine, self.task_id):
+            self.load()
 
     @work(exclusive=True, group="detail-action")
     async def action_retry_task(self) -> None:
-        try:
-            await self.engine.retry(self.task_id)
-        except (LookupError, ValueError) as exc:
-            self.app.notify(f"cannot retry: {exc}", severity="warning")
-            return
-        self.app.notify(f"task {self.task_id} queued again")
-        self.load()
+        if await retry_task(self.app, self.engine, self.task_id):
+            self.load()
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -350,16 +350,9 @@ class SQLiteStore:
         ids: Sequence[int] | None,
         batch: int = 1000,
     ) -> int:
-        total = 0
-        while True:
-            n: int = await self._write(
-                partial(
-                    ops.purge, states=states, queue=queue, handler=handler, ids=ids, limit=batch
-                )
-            )
-            total += n
-            if n < batch:
-                return total
+        return await self._in_batches(
+            partial(ops.purge, states=states, queue=queue, handler=handler, ids=ids), batch
+        )
 
     async def retry_where(
         self,
@@ -369,13 +362,16 @@ class SQLiteStore:
         by: str,
         batch: int = 1000,
     ) -> int:
+        return await self._in_batches(
+            partial(ops.retry_where, states=states, queue=queue, handler=handler, by=by), batch
+        )
+
+    async def _in_batches(self, op: Callable[..., int], batch: int) -> int:
+        """Run ``op(txn, limit=batch)`` in one transaction after another until a run does
+        fewer than ``batch`` rows (so no transaction holds the writer for long)."""
         total = 0
         while True:
-            n: int = await self._write(
-                partial(
-                    ops.retry_where, states=states, queue=queue, handler=handler, by=by, limit=batch
-                )
-            )
+            n: int = await self._write(partial(op, limit=batch))
             total += n
             if n < batch:
                 return total
@@ -414,9 +410,7 @@ class SQLiteStore:
     async def counts(self) -> StoreCounts:
         """Read every count now. Runs on the writer thread, in order with the writes,
         so it never races the deltas this process applies."""
-        if self._writer is None:
-            raise EngineNotRunning("the store is not open; start the engine first")
-        counts = await self._writer.submit(read_counts)
+        counts = await self.on_writer(read_counts)
         self._set_counts(counts)
         return counts
 
