@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, overload
 
 from engine.aio import wait_event
-from engine.codec import Codec
+from engine.codec import Codec, to_json
 from engine.completions import Completer
 from engine.enqueue import Preparer
 from engine.errors import EngineNotRunning
@@ -25,6 +25,8 @@ from engine.model import (
     TERMINAL_STATES,
     TaskRecord,
     TaskState,
+    WorkflowRecord,
+    check_handler_name,
     check_queue_name,
     check_seconds,
     parse_priority,
@@ -34,6 +36,16 @@ from engine.monitor import Monitor
 from engine.pool import WorkerPool
 from engine.registry import Handler, Registry, TaskHandle, build_handler
 from engine.resources import Sampler
+from engine.schedule import (
+    ScheduleInfo,
+    Scheduler,
+    ScheduleSpec,
+    check_cron,
+    check_every,
+    check_tz,
+    make_spec,
+    next_run,
+)
 from engine.services import (
     Cleaner,
     ExpireHook,
@@ -47,7 +59,15 @@ from engine.services import (
 from engine.settings import Settings
 from engine.snapshot import EngineSnapshot, QueueInfo
 from engine.store import DEFAULT_URL, open_store
-from engine.store.base import CompletionReport, Rescued, Store, TaskFilter
+from engine.store.base import (
+    CompletionReport,
+    NewTask,
+    Rescued,
+    Store,
+    StoredSchedule,
+    TaskFilter,
+)
+from engine.workflow import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +164,9 @@ class Engine:
         self._metrics = Metrics()
         self._sampler = resource_sampler
         self._monitor: Monitor | None = None
+        self._schedules: dict[str, ScheduleSpec] = {}
+        self._scheduler: Scheduler | None = None
+        self._background: set[asyncio.Task[Any]] = set()
         self._stats = {"stale_completions": 0, "rescued": 0, "interrupted": 0, "retries": 0}
 
     # -- registration -----------------------------------------------------------
@@ -164,9 +187,163 @@ class Engine:
             handler = self._registry.add(build_handler(func, options))
             if self._pool is not None:
                 self._pool.kick()
-            return TaskHandle(handler, self.enqueue)
+            return TaskHandle(handler, self.enqueue, self)
 
         return register if fn is None else register(fn)
+
+    def periodic(
+        self,
+        every: float | None = None,
+        *,
+        cron: str | None = None,
+        tz: str = "UTC",
+        schedule_name: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+        **task_options: Any,
+    ) -> Callable[[Callable[..., Any] | TaskHandle], TaskHandle]:
+        """Register a handler that runs on a schedule: ``@engine.periodic(every=300)`` or
+        ``@engine.periodic(cron="0 2 * * *", tz="Europe/Berlin")``.
+
+        The schedule is stored, so a restart neither skips nor doubles a run, and with
+        several engine processes on one store each run is enqueued exactly once.
+        ``payload`` gives the handler's arguments; other keyword arguments are the
+        ``@engine.task`` options (name, queue, priority, retries, …). The schedule is
+        named after the handler unless ``schedule_name`` says otherwise.
+        """
+        if (every is None) == (cron is None):
+            raise TypeError(
+                "a periodic task needs every=<seconds> or cron='<expression>' (exactly one)"
+            )
+        if every is not None:
+            check_every(every)
+        if cron is not None:
+            check_cron(cron)
+        check_tz(tz)
+
+        def register(fn: Callable[..., Any] | TaskHandle) -> TaskHandle:
+            handle = fn if isinstance(fn, TaskHandle) else self.task(**task_options)(fn)
+            self.add_schedule(
+                handle.name,
+                every=every,
+                cron=cron,
+                tz=tz,
+                name=schedule_name,
+                payload=payload,
+                queue=task_options.get("queue"),
+                priority=task_options.get("priority"),
+            )
+            return handle
+
+        return register
+
+    def add_schedule(
+        self,
+        handler: str,
+        *,
+        every: float | None = None,
+        cron: str | None = None,
+        tz: str = "UTC",
+        name: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+        queue: str | None = None,
+        priority: int | str | None = None,
+    ) -> ScheduleSpec:
+        """Define a periodic run of ``handler`` (see :meth:`periodic`); the store learns
+        of it when the engine starts (at once if it is running)."""
+        new = self._preparer.prepare(handler, payload, priority=priority, queue=queue)
+        spec = make_spec(
+            handler,
+            every=every,
+            cron=cron,
+            tz=tz,
+            name=name,
+            payload=dict(payload or {}),
+            queue=new.queue,
+            priority=new.priority,
+            retries=new.retries,
+        )
+        self._schedules[spec.name] = spec
+        if self._running:
+            task = asyncio.get_running_loop().create_task(self._sync_schedules([spec]))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return spec
+
+    async def _sync_schedules(self, specs: Iterable[ScheduleSpec]) -> None:
+        now = self._clock()
+        stored = [
+            StoredSchedule(
+                s.name,
+                s.handler,
+                self._codec.seal(to_json(s.payload, "payload")),
+                to_json(s.payload, "payload"),
+                s.queue,
+                s.priority,
+                s.retries,
+                s.every,
+                s.cron,
+                s.tz,
+                s.first_run(now),
+            )
+            for s in specs
+        ]
+        if not stored:
+            return
+        changed = await self._store.sync_schedules(stored)
+        for name in changed:
+            self._bus.emit(
+                EventKind.SCHEDULE_CHANGED,
+                message=f"schedule {name}: {self._schedules[name].rule}",
+            )
+        if self._scheduler is not None:
+            self._scheduler.notify()
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        """Every stored schedule: rule, next run, last run and its task's state, paused."""
+        self._require_running()
+        return await self._store.schedules()
+
+    async def pause_schedule(self, name: str) -> bool:
+        """Stop a schedule's runs; returns False if it was already paused."""
+        return await self._set_schedule_paused(name, True)
+
+    async def resume_schedule(self, name: str) -> bool:
+        """Start a paused schedule again from its next time after now (missed runs are
+        not made up); returns False if it was not paused."""
+        return await self._set_schedule_paused(name, False)
+
+    async def _set_schedule_paused(self, name: str, paused: bool) -> bool:
+        check_handler_name(name)
+        self._require_running()
+        changed = await self._store.set_schedule_paused(name, paused, next_run)
+        if changed:
+            verb = "paused" if paused else "resumed"
+            self._bus.emit(EventKind.SCHEDULE_CHANGED, message=f"schedule {name} {verb}")
+            if self._scheduler is not None:
+                self._scheduler.notify()
+        return changed
+
+    async def trigger_schedule(self, name: str) -> str:
+        """Enqueue one run of a schedule now (its next scheduled run stays); returns the
+        task id."""
+        check_handler_name(name)
+        self._require_running()
+        task_id = await self._store.trigger_schedule(name, "operator")
+        self._on_fired([(name, task_id, "")], by="operator")
+        return task_id
+
+    def _on_fired(self, fired: list[tuple[str, str, str]], by: str = "schedule") -> None:
+        for name, task_id, queue in fired:
+            if queue:
+                self._metrics.record_enqueued(queue, 1)
+            self._bus.emit(
+                EventKind.SCHEDULE_FIRED,
+                task_id=task_id,
+                queue=queue or None,
+                message=f"{name}: run enqueued" + (" by operator" if by == "operator" else ""),
+            )
+        if self._pool is not None:
+            self._pool.kick()
 
     @property
     def handlers(self) -> list[Handler]:
@@ -220,7 +397,10 @@ class Engine:
         self._pool = pool
         settings = self._current_settings
         self._promoter = Promoter(self._store, settings, self._bus, self._clock, self._on_promoted)
+        await self._sync_schedules(self._schedules.values())
+        self._scheduler = Scheduler(self._store, settings, self._bus, self._clock, self._on_fired)
         self._services = [
+            self._scheduler,
             LeaseKeeper(self._store, settings, self._bus, pool, self.node),
             Rescuer(self._store, settings, self._bus, self.node, self._on_rescued),
             self._promoter,
@@ -268,9 +448,9 @@ class Engine:
                 )
         finally:
             await self._completer.stop()
-            for task in self._service_tasks:
+            for task in [*self._service_tasks, *self._background]:
                 task.cancel()
-            await asyncio.gather(*self._service_tasks, return_exceptions=True)
+            await asyncio.gather(*self._service_tasks, *self._background, return_exceptions=True)
             self._service_tasks = []
             await self._store.close()
             self._running = False
@@ -314,14 +494,30 @@ class Engine:
         queue: str | None = None,
         delay: float | None = None,
         run_at: Any = None,
+        unique_key: str | None = None,
+        webhook: str | None = None,
     ) -> str:
-        """Enqueue one task; returns its id once the task is durably stored."""
+        """Enqueue one task; returns its id once the task is durably stored.
+
+        ``run_at``: a timezone-aware datetime (or ``delay`` seconds from now).
+        ``unique_key``: at most one active (queued, scheduled or running) task holds a
+        key; enqueueing a held key adds nothing and returns the holder's id with
+        ``.deduplicated == True``. ``webhook``: an http(s) URL that receives the final
+        task record as JSON (POSTed by a task of its own, with retries).
+        """
         new = self._preparer.prepare(
-            handler, payload, priority=priority, queue=queue, delay=delay, run_at=run_at
+            handler,
+            payload,
+            priority=priority,
+            queue=queue,
+            delay=delay,
+            run_at=run_at,
+            unique_key=unique_key,
+            webhook=webhook,
         )
         self._require_running()
         pool = self._pool
-        handoff = new.run_at is None and new.handler in self._registry
+        handoff = new.run_at is None and new.plain and new.handler in self._registry
         if pool is None or not handoff or not pool.reserve():
             ids = await self._store.enqueue([new])
             self._after_enqueue([new], ids)
@@ -349,12 +545,48 @@ class Engine:
         self._after_enqueue(tasks, ids)
         return ids
 
+    async def enqueue_workflow(self, flow: Workflow) -> WorkflowRecord:
+        """Store a ``chain(...)`` or ``group(...)`` and all its steps in one transaction.
+
+        Every step is checked first (handler, arguments, where the previous result
+        goes); an error names the step. Returns the workflow with its task ids.
+        """
+        tasks = self._preparer.prepare_workflow(flow)
+        self._require_running()
+        workflow_id, ids = await self._store.enqueue_workflow(flow.kind, tasks)
+        self._after_enqueue(tasks, ids)
+        steps = " → ".join(t.handler for t in tasks)
+        self._bus.emit(
+            EventKind.WORKFLOW_ENQUEUED,
+            task_id=ids[0],
+            message=f"{flow.kind} {workflow_id}: {steps}",
+            data={"workflow_id": str(workflow_id), "task_ids": list(ids)},
+        )
+        return await self._store.workflow(workflow_id)
+
+    async def workflow(self, workflow_id: str | int) -> WorkflowRecord:
+        """A chain or group with each step's task and state; ``LookupError`` if none."""
+        wid = parse_task_id(workflow_id)
+        self._require_running()
+        return await self._store.workflow(wid)
+
     def _after_enqueue(
-        self, tasks: Sequence[Any], ids: Sequence[str], started: bool = False
+        self, tasks: Sequence[NewTask], ids: Sequence[str], started: bool = False
     ) -> None:
         ready = False
         per_queue: dict[str, int] = {}
-        for task in tasks:
+        for task, task_id in zip(tasks, ids, strict=True):
+            if getattr(task_id, "deduplicated", False):
+                self._bus.emit(
+                    EventKind.DEDUPLICATED,
+                    task_id=task_id,
+                    handler=task.handler,
+                    queue=task.queue,
+                    message=f"unique key {task.unique_key!r} is held by task {task_id}",
+                )
+                continue
+            if task.waiting:
+                continue
             per_queue[task.queue] = per_queue.get(task.queue, 0) + 1
             if task.run_at is not None and task.run_at > self._clock():
                 if self._promoter is not None:
@@ -367,6 +599,8 @@ class Engine:
             self._pool.kick()
         if self._bus.has_subscribers:
             for task, task_id in zip(tasks, ids, strict=True):
+                if getattr(task_id, "deduplicated", False):
+                    continue
                 self._bus.emit(
                     EventKind.ENQUEUED,
                     task_id=task_id,
@@ -790,6 +1024,8 @@ class Engine:
                     self._stats["retries"] += 1
             if c.state in TERMINAL_STATES:
                 self._finished(c.task_id)
+                if (c.workflow_id is not None or c.webhook is not None) and self._pool:
+                    self._pool.kick()  # the next step or a webhook task may be queued
             if emit:
                 self._bus.emit(
                     kind,

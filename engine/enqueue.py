@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from engine.codec import Codec, to_json
 from engine.model import (
@@ -24,9 +25,36 @@ from engine.model import (
 )
 from engine.registry import ENQUEUE_OPTIONS, Registry, payload_object, unknown_option_error
 from engine.store.base import NewTask
+from engine.workflow import Chain, Group, Signature, Workflow, receiving_parameter
 
 MAX_DELAY = 10 * 365 * 86400.0
 DEFAULT_RETRIES = 3
+MAX_UNIQUE_KEY = 200
+
+
+def check_unique_key(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"unique_key must be a str; got {type(value).__name__}")
+    if not value or len(value) > MAX_UNIQUE_KEY or not value.isprintable():
+        raise ValueError(
+            f"unique_key must be 1–{MAX_UNIQUE_KEY} printable characters; got {value[:40]!r}"
+        )
+    return value
+
+
+def check_webhook_url(value: object) -> str:
+    """An http(s) URL with a host, or ``ValueError`` saying what is wrong."""
+    if not isinstance(value, str):
+        raise TypeError(
+            f"webhook must be an http:// or https:// URL (str); got {type(value).__name__}"
+        )
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(value) > 2048:
+        raise ValueError(
+            f"webhook must be an http:// or https:// URL with a host (at most 2048 characters); "
+            f"got {value[:80]!r}"
+        )
+    return value
 
 
 @lru_cache(maxsize=4096)
@@ -53,6 +81,8 @@ class Preparer:
         queue: Any = None,
         delay: Any = None,
         run_at: Any = None,
+        unique_key: Any = None,
+        webhook: Any = None,
     ) -> NewTask:
         registered = self.registry.find(handler) if isinstance(handler, str) else None
         if registered is not None:
@@ -71,6 +101,18 @@ class Preparer:
         else:
             queue_name = _queue(queue) if isinstance(queue, str) else check_queue_name(queue)
         due = None if delay is None and run_at is None else self._due_time(delay, run_at)
+        return NewTask(
+            handler,
+            queue_name,
+            prio,
+            self._seal(payload),
+            retries,
+            due,
+            None if unique_key is None else check_unique_key(unique_key),
+            None if webhook is None else check_webhook_url(webhook),
+        )
+
+    def _seal(self, payload: Any) -> str:
         text = to_json(payload, "payload")
         limit = self.max_payload_bytes()
         if len(text) > limit:
@@ -78,7 +120,60 @@ class Preparer:
                 f"payload is {len(text):,} bytes as JSON; the limit is {limit:,} bytes "
                 "(max_payload_bytes)"
             )
-        return NewTask(handler, queue_name, prio, self.codec.seal(text), retries, due)
+        return self.codec.seal(text)
+
+    def prepare_workflow(self, flow: Workflow) -> list[NewTask]:
+        """Check every step of a chain or group; errors name the step."""
+        if not isinstance(flow, Chain | Group):
+            raise TypeError(
+                f"enqueue_workflow takes chain(...) or group(...); got {type(flow).__name__}"
+            )
+        out = []
+        for index, sig in enumerate(flow.steps):
+            if flow.kind == "chain":
+                where, waits = f"chain step {index + 1} ({sig.handler})", index > 0
+            elif index < len(flow.members):  # type: ignore[union-attr]
+                where, waits = f"group member {index + 1} ({sig.handler})", False
+            else:
+                where, waits = f"group callback ({sig.handler})", True
+            try:
+                task = (
+                    self._waiting_step(sig, flow.kind == "group")
+                    if waits
+                    else self.prepare(sig.handler, dict(sig.payload), **sig.options)
+                )
+            except (TypeError, ValueError, LookupError) as exc:
+                text = str(exc)
+                raise type(exc)(text if text.startswith(where) else f"{where}: {text}") from None
+            task.step = index
+            out.append(task)
+        return out
+
+    def _waiting_step(self, sig: Signature, many: bool) -> NewTask:
+        """A step that waits for earlier ones: its own arguments are checked now, the
+        rest arrives with the previous result."""
+        registered = self.registry.find(sig.handler)
+        given = payload_object(dict(sig.payload))
+        if registered is not None:
+            receives = receiving_parameter(registered, given, "arguments", many)
+            default_queue, default_priority = registered.queue, registered.priority
+            retries = registered.retries
+        else:
+            check_handler_name(sig.handler)
+            if self.strict:
+                raise LookupError(self.registry.unknown_message(sig.handler))
+            receives = "results" if many else ""
+            default_queue, default_priority, retries = "default", DEFAULT_PRIORITY, DEFAULT_RETRIES
+        priority, queue = sig.options.get("priority"), sig.options.get("queue")
+        return NewTask(
+            sig.handler,
+            default_queue if queue is None else check_queue_name(queue),
+            default_priority if priority is None else parse_priority(priority),
+            self._seal(given),
+            retries,
+            receives=receives,
+            waiting=True,
+        )
 
     def _due_time(self, delay: Any, run_at: Any) -> float | None:
         if delay is not None and run_at is not None:

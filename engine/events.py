@@ -54,6 +54,10 @@ class EventKind(enum.StrEnum):
     HOOK_ERROR = "hook_error"
     FINDING = "finding"
     AUTOSCALED = "autoscaled"
+    DEDUPLICATED = "deduplicated"
+    WORKFLOW_ENQUEUED = "workflow_enqueued"
+    SCHEDULE_FIRED = "schedule_fired"
+    SCHEDULE_CHANGED = "schedule_changed"
 
 
 @dataclass(frozen=True, slots=True)

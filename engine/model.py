@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from engine.errors import InvalidTransition, TaskNotFound
 
@@ -57,7 +57,9 @@ ALLOWED_TRANSITIONS: Mapping[str, frozenset[TaskState]] = {
         }
     ),
     TaskState.FAILED: frozenset({TaskState.QUEUED}),
-    TaskState.CANCELLED: frozenset({TaskState.QUEUED}),
+    # cancelled -> scheduled: a workflow step stopped with its workflow waits again
+    # when the step that stopped it is retried.
+    TaskState.CANCELLED: frozenset({TaskState.QUEUED, TaskState.SCHEDULED}),
     TaskState.SUCCEEDED: frozenset(),
 }
 
@@ -280,6 +282,13 @@ class TaskRecord:
     progress_message: str | None = None
     run_at: float | None = None
     timeline: tuple[TimelineEntry, ...] = field(default=(), compare=False)
+    unique_key: str | None = None
+    webhook: str | None = None
+    #: the workflow (chain or group) this task is a step of, and which step (0 = first)
+    workflow_id: str | None = None
+    step: int | None = None
+    #: True while a workflow step waits for earlier steps
+    waiting: bool = False
 
     @property
     def is_terminal(self) -> bool:
@@ -303,9 +312,108 @@ class TaskRecord:
         return max(0.0, self.finished_at - self.started_at)
 
 
+class TaskId(str):
+    """A task id (a decimal string) as ``enqueue`` returns it.
+
+    ``deduplicated`` is True when the enqueue named a ``unique_key`` that an active
+    task already holds: no task was added and this is that task's id.
+    """
+
+    __slots__ = ("deduplicated",)
+    deduplicated: bool
+
+    def __new__(cls, value: object, deduplicated: bool = False) -> TaskId:
+        self = super().__new__(cls, value)
+        self.deduplicated = deduplicated
+        return self
+
+
 def count_by_state(pairs: Iterable[tuple[str, int]]) -> dict[TaskState, int]:
     """A dict with every state present (0 where absent)."""
     counts = dict.fromkeys(TaskState, 0)
     for state, n in pairs:
         counts[TaskState(state)] += n
     return counts
+
+
+# ---------------------------------------------------------------------------
+# Workflow and schedule records
+
+WorkflowKind = Literal["chain", "group"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowStep:
+    """One step of a stored workflow and the state of its task."""
+
+    index: int  # 0 = first
+    task_id: str
+    handler: str
+    state: TaskState
+    waiting: bool  # waits for earlier steps (scheduled, or cancelled when it stopped)
+    callback: bool = False
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRecord:
+    """A stored chain or group with its steps."""
+
+    id: str
+    kind: WorkflowKind
+    created_at: float
+    steps: tuple[WorkflowStep, ...]
+
+    @property
+    def task_ids(self) -> list[str]:
+        return [s.task_id for s in self.steps]
+
+    @property
+    def state(self) -> str:
+        """running, succeeded, failed or cancelled (any step failed: failed)."""
+        steps = self.steps
+        if any(
+            s.state in (TaskState.QUEUED, TaskState.RUNNING)
+            or (s.state == TaskState.SCHEDULED and not s.waiting)
+            for s in steps
+        ):
+            return "running"
+        if all(s.state == TaskState.SUCCEEDED for s in steps):
+            return "succeeded"
+        if any(s.state == TaskState.FAILED for s in steps):
+            return "failed"
+        if any(s.state == TaskState.CANCELLED and not s.waiting for s in steps):
+            return "cancelled"
+        return "running"
+
+
+def schedule_rule(every: float | None, cron: str | None, tz: str) -> str:
+    """``every 5 min`` or ``cron 0 2 * * * (UTC)``."""
+    if every is not None:
+        for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+            if every >= size and every % size == 0:
+                return f"every {every / size:g} {unit}"
+        return f"every {every:g} s"
+    return f"cron {cron} ({tz})"
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    """A stored schedule as the console and ``engine.schedules()`` show it."""
+
+    name: str
+    handler: str
+    queue: str
+    every: float | None
+    cron: str | None
+    tz: str
+    next_run: float
+    last_run: float | None
+    last_task_id: str | None
+    last_state: str | None  # state of the last run's task; "expired" once it is purged
+    paused: bool
+
+    @property
+    def rule(self) -> str:
+        return schedule_rule(self.every, self.cron, self.tz)

@@ -433,6 +433,8 @@ class WorkerPool:
             release=release,
             handler=ctx.handler,
             queue=ctx.queue,
+            workflow_id=rt.claimed.workflow_id,
+            webhook=rt.claimed.webhook,
         )
 
     def _after_cancel(self, rt: RunningTask) -> Completion | None:

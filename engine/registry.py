@@ -12,7 +12,7 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from engine.model import (
     DEFAULT_PRIORITY,
@@ -23,6 +23,9 @@ from engine.model import (
 )
 from engine.retry import DEFAULT_RETRY, RetryPolicy, check_exception_types
 from engine.settings import suggest
+
+if TYPE_CHECKING:
+    from engine.workflow import Signature
 
 Executor: TypeAlias = Literal["async", "thread", "process"]
 EXECUTORS: tuple[Executor, ...] = ("async", "thread", "process")
@@ -37,7 +40,7 @@ TASK_OPTIONS = (
     "soft_timeout",
     "executor",
 )
-ENQUEUE_OPTIONS = ("priority", "queue", "delay", "run_at")
+ENQUEUE_OPTIONS = ("priority", "queue", "delay", "run_at", "unique_key", "webhook")
 MAX_RETRIES = 1000
 
 _POSITIONAL_ONLY = inspect.Parameter.POSITIONAL_ONLY
@@ -254,9 +257,10 @@ class TaskHandle:
     """What ``@engine.task`` returns: still callable as the plain function, plus
     ``.enqueue(payload, **options)`` and Celery-style ``.delay(*args, **kwargs)``."""
 
-    def __init__(self, handler: Handler, enqueue: EnqueueFn) -> None:
+    def __init__(self, handler: Handler, enqueue: EnqueueFn, engine: Any = None) -> None:
         self.handler = handler
         self._enqueue = enqueue
+        self.engine = engine
         self.__wrapped__ = handler.fn
         self.__name__ = getattr(handler.fn, "__name__", handler.name)
         self.__qualname__ = getattr(handler.fn, "__qualname__", handler.name)
@@ -283,6 +287,13 @@ class TaskHandle:
                 )
             payload = kwargs
         return await self._enqueue(self.handler.name, payload, **options)
+
+    def s(self, **arguments: Any) -> Signature:
+        """A workflow step with these arguments (the previous result fills the rest):
+        ``chain(download.s(url=u), resize.s(width=8))``."""
+        from engine.workflow import Signature  # workflow builds on this module
+
+        return Signature(self.handler.name, arguments, {}, self.engine)
 
     async def delay(self, *args: Any, **kwargs: Any) -> str:
         """Enqueue with the handler's own arguments, bound by its signature."""

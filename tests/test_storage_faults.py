@@ -23,7 +23,7 @@ import pytest
 
 from engine import Engine, StoreError, StoreOpenError, TaskState
 from engine.store.sqlite import SQLiteStore
-from engine.store.sqlite_schema import APPLICATION_ID
+from engine.store.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
 
 from .conftest import FAST, EngineFactory, until
 
@@ -92,7 +92,7 @@ async def test_other_program_and_newer_schema_left_unchanged_via_cli(tmp_path: P
     conn.close()
     for path, message in (
         (other, "an SQLite database of another program (tables: users)"),
-        (newer, "created by a newer Taskdeck (schema 7 > 1)"),
+        (newer, f"created by a newer Taskdeck (schema 7 > {SCHEMA_VERSION})"),
     ):
         before = digest(path)
         assert_one_line_refusal(cli_status(path, "status"), message)

@@ -194,7 +194,7 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     conn.execute("CREATE TABLE tasks (id INTEGER PRIMARY KEY)")
     conn.commit()
     conn.close()
-    await _refused(path, r"newer Taskdeck \(schema 99 > 1\)")
+    await _refused(path, rf"newer Taskdeck \(schema 99 > {SCHEMA_VERSION}\)")
 
 
 async def test_missing_directory_and_directory_paths(tmp_path: Path) -> None:

@@ -8,11 +8,18 @@ taken from the store's clock so tests can move time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from engine.model import TaskRecord, TaskState
+from engine.model import ScheduleInfo, TaskRecord, TaskState, WorkflowRecord
+
+if TYPE_CHECKING:
+    from engine.workflow import WorkflowRecord
+
+#: The due time of a workflow step that waits for earlier steps (year 3000): never
+#: promoted by time, and sorted after every real due time.
+WAITING_RUN_AT = 32_503_680_000.0
 
 
 @dataclass(slots=True)
@@ -25,6 +32,35 @@ class NewTask:
     payload: str
     retries: int
     run_at: float | None = None
+    unique_key: str | None = None
+    webhook: str | None = None
+    #: workflow steps (see :mod:`engine.workflow`): index, how the step takes the
+    #: previous result, and whether it waits for earlier steps
+    step: int | None = None
+    receives: str | None = None
+    waiting: bool = False
+
+    @property
+    def plain(self) -> bool:
+        """No unique key, webhook or workflow: the bulk insert path applies."""
+        return self.unique_key is None and self.webhook is None and self.step is None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSchedule:
+    """A schedule definition as the store keeps it (payload sealed)."""
+
+    name: str
+    handler: str
+    payload: str  # sealed
+    payload_json: str  # the same, as plain JSON, to compare with what is stored
+    queue: str
+    priority: int
+    retries: int
+    every: float | None
+    cron: str | None
+    tz: str
+    first_run: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +77,8 @@ class ClaimedTask:
     created_at: float
     run_at: float | None
     started_at: float
+    workflow_id: int | None = None
+    webhook: str | None = None
 
 
 @dataclass(slots=True)
@@ -67,6 +105,9 @@ class Completion:
     release: bool = False
     handler: str = ""
     queue: str = ""
+    #: what a final state sets off: the next workflow step, a webhook task
+    workflow_id: int | None = None
+    webhook: str | None = None
 
 
 @dataclass(slots=True)
@@ -150,6 +191,33 @@ class Store(Protocol):
     # -- writes -------------------------------------------------------------
     async def enqueue(self, tasks: Sequence[NewTask]) -> list[str]:
         """Insert all tasks in one transaction (all or nothing); returns their ids."""
+
+    async def enqueue_workflow(self, kind: str, tasks: Sequence[NewTask]) -> tuple[int, list[str]]:
+        """Store a workflow (``chain`` or ``group``) and its steps in one transaction;
+        returns its id and the steps' task ids."""
+
+    async def workflow(self, workflow_id: int) -> WorkflowRecord:
+        """A workflow with the state of each step; ``LookupError`` if there is none."""
+
+    # -- periodic schedules (see engine.schedule) ------------------------------
+    async def sync_schedules(self, schedules: Sequence[StoredSchedule]) -> list[str]:
+        """Store the schedules defined in code; returns those added or changed."""
+
+    async def fire_schedules(
+        self, next_run: Callable[..., float]
+    ) -> tuple[list[tuple[str, str, str]], float | None]:
+        """Enqueue every due periodic run (each exactly once, whatever the number of
+        processes); returns (schedule, task id, queue) per run and the next due time."""
+
+    async def set_schedule_paused(
+        self, name: str, paused: bool, next_run: Callable[..., float]
+    ) -> bool:
+        """Pause or resume a schedule; returns whether anything changed."""
+
+    async def trigger_schedule(self, name: str, by: str) -> str:
+        """Enqueue a run of ``name`` now; returns the task id."""
+
+    async def schedules(self) -> list[ScheduleInfo]: ...
 
     async def enqueue_and_claim(
         self, task: NewTask, owner: str, lease_ttl: float

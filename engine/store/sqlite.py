@@ -28,8 +28,17 @@ from engine.codec import Codec
 from engine.errors import EncryptionKeyError, EngineNotRunning, TaskNotFound
 from engine.faults import FaultPlan, hook
 from engine.metrics import Reservoir, percentile
-from engine.model import TERMINAL_STATES, TaskRecord, TaskState, parse_timeline
+from engine.model import (
+    TERMINAL_STATES,
+    ScheduleInfo,
+    TaskRecord,
+    TaskState,
+    WorkflowRecord,
+    WorkflowStep,
+    parse_timeline,
+)
 from engine.store import sqlite_ops as ops
+from engine.store import sqlite_schedules as sched
 from engine.store.base import (
     ClaimedTask,
     Completion,
@@ -38,6 +47,7 @@ from engine.store.base import (
     NewTask,
     Rescued,
     StoreCounts,
+    StoredSchedule,
     TaskFilter,
 )
 from engine.store.sqlite_keyset import Ordering, count_before, window_around
@@ -57,7 +67,8 @@ T = TypeVar("T")
 
 COLUMNS = (
     "id, handler, queue, priority, state, attempts, max_retries, payload, result, error, "
-    "progress, progress_message, created_at, run_at, started_at, finished_at, worker"
+    "progress, progress_message, created_at, run_at, started_at, finished_at, worker, "
+    "unique_key, webhook, workflow_id, step, waiting"
 )
 COLUMN_NAMES = [name.strip() for name in COLUMNS.split(",")]
 _MAX_UNION_QUEUES = 64
@@ -69,6 +80,10 @@ OLDEST_QUEUED = (
         for p in range(10)
     )
     + "))"
+)
+WORKFLOW_STEPS = (
+    "SELECT id, handler, state, step, waiting, receives, started_at, finished_at FROM tasks "
+    "WHERE workflow_id = ? ORDER BY step"
 )
 #: How ``tasks()`` orders each state: claim order for queued, due time for
 #: scheduled, newest first for finished tasks (and for no state filter).
@@ -285,6 +300,12 @@ class SQLiteStore:
         result: list[str] = await self._write(partial(ops.enqueue, tasks=tasks, by=self._by))
         return result
 
+    async def enqueue_workflow(self, kind: str, tasks: Sequence[NewTask]) -> tuple[int, list[str]]:
+        result: tuple[int, list[str]] = await self._write(
+            partial(ops.enqueue_workflow, kind=kind, tasks=tasks, by=self._by)
+        )
+        return result
+
     async def enqueue_and_claim(
         self, task: NewTask, owner: str, lease_ttl: float
     ) -> tuple[str, ClaimedTask | None]:
@@ -305,7 +326,9 @@ class SQLiteStore:
     async def complete(self, completions: Sequence[Completion]) -> CompletionReport:
         if not completions:
             return CompletionReport()
-        applied, stale = await self._write(partial(ops.complete, completions=completions))
+        applied, stale = await self._write(
+            partial(ops.complete, completions=completions, codec=self.codec, by=self._by)
+        )
         return CompletionReport([completions[i] for i in applied], [completions[i] for i in stale])
 
     async def renew_leases(self, owner: str, lease_ttl: float) -> set[int]:
@@ -316,7 +339,7 @@ class SQLiteStore:
 
     async def rescue(self, exclude_owner: str) -> list[Rescued]:
         result: list[Rescued] = await self._write(
-            partial(ops.rescue, exclude_owner=exclude_owner, seal=self.codec.seal)
+            partial(ops.rescue, exclude_owner=exclude_owner, codec=self.codec)
         )
         return result
 
@@ -326,7 +349,7 @@ class SQLiteStore:
 
     async def cancel(self, task_id: int, by: str, note: str) -> TaskState:
         result: TaskState = await self._write(
-            partial(ops.cancel, task_id=task_id, by=by, note=note)
+            partial(ops.cancel, task_id=task_id, by=by, note=note, codec=self.codec)
         )
         return result
 
@@ -394,6 +417,49 @@ class SQLiteStore:
         result: bool = await self._write(partial(ops.set_paused, queue=queue, paused=paused))
         return result
 
+    # -- periodic schedules ------------------------------------------------------
+    async def sync_schedules(self, schedules: Sequence[StoredSchedule]) -> list[str]:
+        result: list[str] = await self._write(
+            partial(sched.sync, schedules=schedules, codec=self.codec)
+        )
+        return result
+
+    async def fire_schedules(
+        self, next_run: sched.NextRun
+    ) -> tuple[list[tuple[str, str, str]], float | None]:
+        result: tuple[list[tuple[str, str, str]], float | None] = await self._write(
+            partial(sched.fire_due, next_run=next_run, by=self._by)
+        )
+        return result
+
+    async def set_schedule_paused(self, name: str, paused: bool, next_run: sched.NextRun) -> bool:
+        result: bool = await self._write(
+            partial(sched.set_paused, name=name, paused=paused, next_run=next_run)
+        )
+        return result
+
+    async def trigger_schedule(self, name: str, by: str) -> str:
+        result: str = await self._write(partial(sched.trigger, name=name, by=by))
+        return result
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        return [
+            ScheduleInfo(
+                name=r[0],
+                handler=r[1],
+                queue=r[2],
+                every=r[3],
+                cron=r[4],
+                tz=r[5],
+                next_run=r[6],
+                last_run=r[7],
+                last_task_id=None if r[8] is None else str(r[8]),
+                last_state=r[10] if r[10] is not None else ("expired" if r[8] else None),
+                paused=bool(r[9]),
+            )
+            for r in await self._read(sched.LIST)
+        ]
+
     # -- reads ----------------------------------------------------------------
     async def _read(self, sql: str, params: Any = ()) -> list[Any]:
         reader = self._reader
@@ -447,6 +513,29 @@ class SQLiteStore:
             (json.dumps(list(handlers)), limit),
         )
         return {handler: n for handler, n in rows}
+
+    async def workflow(self, workflow_id: int) -> WorkflowRecord:
+        head = await self._read(
+            "SELECT kind, created_at FROM workflows WHERE id = ?", (workflow_id,)
+        )
+        if not head:
+            raise LookupError(f"no workflow with id '{workflow_id}'")
+        rows = await self._read(WORKFLOW_STEPS, (workflow_id,))
+        kind = head[0][0]
+        steps = tuple(
+            WorkflowStep(
+                index=step,
+                task_id=str(task_id),
+                handler=handler,
+                state=TaskState(state),
+                waiting=bool(waiting),
+                callback=kind == "group" and receives is not None,
+                started_at=started_at,
+                finished_at=finished_at,
+            )
+            for task_id, handler, state, step, waiting, receives, started_at, finished_at in rows
+        )
+        return WorkflowRecord(str(workflow_id), kind, head[0][1], steps)
 
     async def get(self, task_id: int) -> TaskRecord:
         rows = await self._read(f"SELECT {COLUMNS}, timeline FROM tasks WHERE id = ?", (task_id,))
@@ -605,9 +694,14 @@ class SQLiteStore:
             progress=row[10],
             progress_message=row[11],
             created_at=row[12],
-            run_at=row[13],
+            run_at=None if row[21] else row[13],
             started_at=row[14],
             finished_at=row[15],
             worker=row[16],
-            timeline=parse_timeline(row[17], row[12]) if with_timeline else (),
+            timeline=parse_timeline(row[22], row[12]) if with_timeline else (),
+            unique_key=row[17],
+            webhook=row[18],
+            workflow_id=None if row[19] is None else str(row[19]),
+            step=row[20],
+            waiting=bool(row[21]),
         )

@@ -9,12 +9,15 @@ exceptions (see :mod:`engine.store.sqlite_txn`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 
+from engine.codec import Codec
 from engine.errors import InvalidTransition, TaskNotFound
 from engine.faults import no_fault
-from engine.model import CREATED, TERMINAL_STATES, TaskState, timeline_line
+from engine.model import TERMINAL_STATES, TaskState, timeline_line
+from engine.store import sqlite_followups as followups
+from engine.store import sqlite_insert
 from engine.store.base import ClaimedTask, Completion, Expired, NewTask, Rescued
 from engine.store.sqlite_txn import Txn
 
@@ -29,38 +32,17 @@ def _entry(state: str, attempt: str = "attempts", note: str = "") -> str:
 
 # -- enqueue -----------------------------------------------------------------
 
-# The whole batch travels as one JSON array, unpacked by SQLite in C: about 1.6×
-# the rows/s of executemany, which binds every row from Python. Everything in it
-# is ASCII (names are restricted; payloads are ASCII JSON or Fernet tokens).
-INSERT = (
-    "INSERT INTO tasks (handler, queue, priority, state, max_retries, retries, payload, "
-    "created_at, run_at, timeline) "
-    "SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>4, value->>5, "
-    ":now, value->>6, value->>7 FROM json_each(:rows)"
-)
+enqueue = sqlite_insert.enqueue
+WORKFLOW = "INSERT INTO workflows (kind, steps, created_at) VALUES (?, ?, ?)"
 
 
-def enqueue(txn: Txn, tasks: Sequence[NewTask], by: str) -> list[str]:
-    now = txn.now
-    rows = []
-    for t in tasks:
-        if t.run_at is not None and t.run_at > now:
-            state, line = (
-                TaskState.SCHEDULED,
-                timeline_line(now, TaskState.SCHEDULED, 0, by, CREATED),
-            )
-        else:
-            state, line = TaskState.QUEUED, ""  # the creation entry is derived from created_at
-        rows.append(
-            (t.handler, t.queue, t.priority, state.value, t.retries, t.payload, t.run_at, line)
-        )
-        txn.moved(t.queue, "", state)
-    packed = json.dumps(rows, separators=(",", ":"))
-    last = txn.execute(INSERT, {"now": now, "rows": packed}).lastrowid
-    assert last is not None
-    txn.fault("enqueue_many.mid")
-    # AUTOINCREMENT ids are consecutive within one write transaction.
-    return [str(i) for i in range(last - len(rows) + 1, last + 1)]
+def enqueue_workflow(
+    txn: Txn, kind: str, tasks: Sequence[NewTask], by: str
+) -> tuple[int, list[str]]:
+    """Store a workflow and all its steps (later ones waiting) in one transaction."""
+    workflow_id = txn.execute(WORKFLOW, (kind, len(tasks), txn.now)).lastrowid
+    assert workflow_id is not None
+    return workflow_id, [sqlite_insert.insert_one(txn, t, by, workflow_id) for t in tasks]
 
 
 # -- claim -------------------------------------------------------------------
@@ -96,7 +78,8 @@ def claim_sql(queue_count: int) -> str:
         "progress = NULL, progress_message = NULL, "
         f"timeline = timeline || {_entry(repr('running'), 'attempts + 1')} "
         f"WHERE id IN ({pick}) "
-        "RETURNING id, handler, queue, priority, attempts, max_retries, payload, created_at, run_at"
+        "RETURNING id, handler, queue, priority, attempts, max_retries, payload, created_at, "
+        "run_at, workflow_id, webhook"
     )
 
 
@@ -114,7 +97,9 @@ def claim(txn: Txn, owner: str, limit: int, handlers: str, lease_ttl: float) -> 
     out = []
     for r in rows:
         txn.moved(r[2], TaskState.QUEUED, TaskState.RUNNING)
-        out.append(ClaimedTask(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], now))
+        out.append(
+            ClaimedTask(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], now, r[9], r[10])
+        )
     return out
 
 
@@ -145,6 +130,7 @@ def enqueue_and_claim(
     if (
         ready is not None
         or task.run_at is not None
+        or not task.plain
         or txn.execute(QUEUE_PAUSED, (task.queue,)).fetchone()
     ):
         return enqueue(txn, [task], by)[0], None
@@ -199,8 +185,13 @@ COMPLETE_MANY = COMPLETE
 COMPLETE += " RETURNING queue"
 
 
-def complete(txn: Txn, completions: Sequence[Completion]) -> tuple[list[int], list[int]]:
+def complete(
+    txn: Txn, completions: Sequence[Completion], codec: Codec | None = None, by: str = "engine"
+) -> tuple[list[int], list[int]]:
     """Apply completions whose lease is still held; returns (applied, stale) indexes.
+
+    Final states of workflow steps and tasks with webhooks set off their follow-ups
+    (see :mod:`engine.store.sqlite_followups`) in the same transaction.
 
     Fast path: one ``executemany`` inside a savepoint. If any row did not match
     (a stale completion: the lease was lost), roll back to the savepoint and apply
@@ -241,6 +232,7 @@ def complete(txn: Txn, completions: Sequence[Completion]) -> tuple[list[int], li
         conn.execute("RELEASE complete")
         for c in completions:
             txn.moved(c.queue, TaskState.RUNNING, c.state)
+        _follow_up(txn, completions, codec, by)
         return list(range(len(rows))), []
     conn.execute("ROLLBACK TO complete")
     conn.execute("RELEASE complete")
@@ -253,7 +245,20 @@ def complete(txn: Txn, completions: Sequence[Completion]) -> tuple[list[int], li
         else:
             applied.append(index)
             txn.moved(found[0], TaskState.RUNNING, completions[index].state)
+    _follow_up(txn, [completions[i] for i in applied], codec, by)
     return applied, stale
+
+
+def _follow_up(txn: Txn, completions: Sequence[Completion], codec: Codec | None, by: str) -> None:
+    finished = [
+        followups.Finished(c.task_id, c.state, c.workflow_id, c.webhook, c.result)
+        for c in completions
+        if (c.workflow_id is not None or c.webhook is not None)
+        and c.state in TERMINAL_STATES
+        and not c.release
+    ]
+    if finished:
+        followups.after_final(txn, finished, codec or Codec(), by)
 
 
 # -- leases ------------------------------------------------------------------
@@ -270,7 +275,8 @@ def renew_leases(txn: Txn, owner: str, lease_ttl: float) -> set[int]:
 
 
 EXPIRED_LEASES = (
-    "SELECT id, handler, queue, attempts, max_retries, lease_owner FROM tasks "
+    "SELECT id, handler, queue, attempts, max_retries, lease_owner, workflow_id, webhook "
+    "FROM tasks "
     "WHERE state = 'running' AND lease_expires_at < ? AND lease_owner != ? "
     "ORDER BY lease_expires_at LIMIT 500"
 )
@@ -281,11 +287,12 @@ RESCUE = (
 )
 
 
-def rescue(txn: Txn, exclude_owner: str, seal: Callable[[str], str]) -> list[Rescued]:
+def rescue(txn: Txn, exclude_owner: str, codec: Codec) -> list[Rescued]:
     """Requeue tasks whose lease expired; fail those that used their last attempt."""
     now = txn.now
     out = []
-    for task_id, handler, queue, attempts, max_retries, owner in txn.execute(
+    final = []
+    for task_id, handler, queue, attempts, max_retries, owner, workflow_id, webhook in txn.execute(
         EXPIRED_LEASES, (now, exclude_owner)
     ).fetchall():
         lost = f"worker lost during attempt {attempts}/{max_retries + 1} (lease expired)"
@@ -299,7 +306,7 @@ def rescue(txn: Txn, exclude_owner: str, seal: Callable[[str], str]) -> list[Res
             (
                 state.value,
                 finished,
-                seal(lost),
+                codec.seal(lost),
                 run_at,
                 timeline_line(now, state, attempts, None, note),
                 task_id,
@@ -310,7 +317,11 @@ def rescue(txn: Txn, exclude_owner: str, seal: Callable[[str], str]) -> list[Res
         if changed:
             txn.moved(queue, TaskState.RUNNING, state)
             out.append(Rescued(task_id, handler, queue, state, attempts, max_retries, owner))
+            if state == TaskState.FAILED and (workflow_id is not None or webhook is not None):
+                final.append(followups.Finished(task_id, state, workflow_id, webhook, None))
             txn.fault("rescue.mid")
+    if final:
+        followups.after_final(txn, final, codec, exclude_owner)
     return out
 
 
@@ -335,7 +346,10 @@ def promote_due(txn: Txn) -> tuple[list[tuple[int, str]], float | None]:
 
 # -- operator commands -------------------------------------------------------
 
-STATE_OF = "SELECT state, queue, priority, attempts, max_retries, retries FROM tasks WHERE id = ?"
+STATE_OF = (
+    "SELECT state, queue, priority, attempts, max_retries, retries, waiting, workflow_id, step "
+    "FROM tasks WHERE id = ?"
+)
 
 
 def _missing(task_id: int) -> TaskNotFound:
@@ -344,16 +358,22 @@ def _missing(task_id: int) -> TaskNotFound:
 
 CANCEL = (
     "UPDATE tasks SET state = 'cancelled', prev_state = state, finished_at = :now, "
-    "lease_owner = NULL, lease_expires_at = NULL, "
+    "lease_owner = NULL, lease_expires_at = NULL, waiting = 0, "
     f"timeline = timeline || {_entry(repr('cancelled'), note=':note')} "
-    "WHERE id = :id AND state IN ('queued', 'scheduled', 'running') RETURNING prev_state, queue"
+    "WHERE id = :id AND state IN ('queued', 'scheduled', 'running') "
+    "RETURNING prev_state, queue, workflow_id, webhook"
 )
 
 
-def cancel(txn: Txn, task_id: int, by: str, note: str) -> TaskState | Exception:
+def cancel(
+    txn: Txn, task_id: int, by: str, note: str, codec: Codec | None = None
+) -> TaskState | Exception:
     row = txn.execute(CANCEL, {"now": txn.now, "by": by, "note": note, "id": task_id}).fetchone()
     if row is not None:
         txn.moved(row[1], row[0], TaskState.CANCELLED)
+        if row[2] is not None or row[3] is not None:
+            done = followups.Finished(task_id, TaskState.CANCELLED, row[2], row[3], None)
+            followups.after_final(txn, [done], codec or Codec(), by)
         return TaskState(row[0])
     found = txn.execute(STATE_OF, (task_id,)).fetchone()
     if found is None:
@@ -401,12 +421,19 @@ def retry(txn: Txn, task_id: int, by: str, retries: int | None) -> TaskState | E
         return InvalidTransition(
             f"task {task_id} is {state}; only failed or cancelled tasks can be retried"
         )
+    if found[6]:
+        return InvalidTransition(
+            f"task {task_id} is step {found[8] + 1} of workflow {found[7]} and waits for an "
+            "earlier step; retry the step that failed and this one follows"
+        )
     budget = found[5] if retries is None else retries
     txn.execute(
         RETRY,
         {"now": txn.now, "retries": budget, "by": by, "note": f"retried by {by}", "id": task_id},
     )
     txn.moved(queue, state, TaskState.QUEUED)
+    if found[7] is not None:
+        followups.resume(txn, found[7], task_id, by)
     return TaskState(state)
 
 
@@ -414,7 +441,8 @@ RETRY_WHERE = (
     "UPDATE tasks SET state = 'queued', prev_state = state, finished_at = NULL, result = NULL, "
     "run_at = :now, max_retries = MAX(max_retries, attempts + retries), "
     f"timeline = timeline || {_entry(repr('queued'), note=':note')} "
-    "WHERE id IN (SELECT id FROM tasks WHERE {where} LIMIT :limit) RETURNING queue, prev_state"
+    "WHERE id IN (SELECT id FROM tasks WHERE {where} LIMIT :limit) "
+    "RETURNING queue, prev_state, id, workflow_id"
 )
 
 
@@ -427,7 +455,7 @@ def retry_where(
     limit: int,
 ) -> int:
     """Queue up to ``limit`` failed or cancelled tasks again; returns how many."""
-    where = ["state IN (SELECT value FROM json_each(:states))"]
+    where = ["state IN (SELECT value FROM json_each(:states))", "waiting = 0"]
     params: dict[str, object] = {
         "states": json.dumps([s.value for s in states]),
         "now": txn.now,
@@ -442,8 +470,10 @@ def retry_where(
         where.append("handler = :handler")
         params["handler"] = handler
     rows = txn.execute(RETRY_WHERE.format(where=" AND ".join(where)), params).fetchall()
-    for queue_name, old in rows:
+    for queue_name, old, task_id, workflow_id in rows:
         txn.moved(queue_name, old, TaskState.QUEUED)
+        if workflow_id is not None:
+            followups.resume(txn, workflow_id, task_id, by)
     return len(rows)
 
 

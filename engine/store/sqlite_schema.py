@@ -20,7 +20,7 @@ from engine.faults import no_fault
 from engine.model import TERMINAL_STATES, TaskState, transition_check_sql
 
 APPLICATION_ID = 0x54534B44  # "TSKD"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIN_SQLITE = (3, 38, 0)  # RETURNING (3.35), the ->> operator (3.38)
 
 _STATES = ", ".join(f"'{s.value}'" for s in TaskState)
@@ -85,8 +85,110 @@ CREATE TABLE queues (
 ) WITHOUT ROWID;
 """
 
+_ACTIVE = "'queued', 'scheduled', 'running'"
+_V1_COLUMNS = (
+    "id, handler, queue, priority, state, prev_state, attempts, max_retries, retries, "
+    "payload, result, error, progress, progress_message, created_at, run_at, started_at, "
+    "finished_at, worker, lease_owner, lease_expires_at, timeline"
+)
+
+# Version 2: unique tasks, workflows, completion webhooks, periodic schedules and flow
+# control. The tasks table is rebuilt (SQLite cannot change a CHECK in place) because a
+# workflow step may now move cancelled → scheduled: it waits again when the step that
+# stopped its workflow is retried. The id sequence is carried over, so no id is reused.
+_V2 = f"""
+CREATE TABLE tasks_v2 (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    handler          TEXT    NOT NULL,
+    queue            TEXT    NOT NULL,
+    priority         INTEGER NOT NULL CHECK (priority BETWEEN 0 AND 9),
+    state            TEXT    NOT NULL CHECK (state IN ({_STATES})),
+    prev_state       TEXT    NOT NULL DEFAULT '',
+    attempts         INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    max_retries      INTEGER NOT NULL CHECK (max_retries >= 0),
+    retries          INTEGER NOT NULL CHECK (retries >= 0),
+    payload          TEXT    NOT NULL,
+    result           TEXT,
+    error            TEXT,
+    progress         REAL,
+    progress_message TEXT,
+    created_at       REAL    NOT NULL,
+    run_at           REAL,
+    started_at       REAL,
+    finished_at      REAL,
+    worker           TEXT,
+    lease_owner      TEXT,
+    lease_expires_at REAL,
+    timeline         TEXT    NOT NULL DEFAULT '',
+    unique_key       TEXT,
+    webhook          TEXT,
+    workflow_id      INTEGER,
+    step             INTEGER,
+    -- how a workflow step takes the previous result: a parameter name, or '' to merge
+    receives         TEXT,
+    -- 1 while a workflow step waits for earlier steps (scheduled; or cancelled when its
+    -- workflow stopped, until the step that stopped it is retried)
+    waiting          INTEGER NOT NULL DEFAULT 0 CHECK (waiting IN (0, 1)),
+    -- every state change must be an allowed transition (see engine/model.py)
+    CHECK ({transition_check_sql()}),
+    CHECK ((state IN ({_TERMINAL})) = (finished_at IS NOT NULL)),
+    CHECK ((state = 'running') = (lease_owner IS NOT NULL AND lease_expires_at IS NOT NULL)),
+    CHECK (state != 'scheduled' OR run_at IS NOT NULL)
+);
+INSERT INTO tasks_v2 ({_V1_COLUMNS}) SELECT {_V1_COLUMNS} FROM tasks;
+DELETE FROM sqlite_sequence WHERE name = 'tasks_v2';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'tasks_v2', seq FROM sqlite_sequence
+    WHERE name = 'tasks';
+DROP TABLE tasks;
+ALTER TABLE tasks_v2 RENAME TO tasks;
+
+CREATE INDEX tasks_ready    ON tasks(queue, priority DESC, id) WHERE state = 'queued';
+CREATE INDEX tasks_due      ON tasks(run_at)                  WHERE state = 'scheduled';
+CREATE INDEX tasks_running  ON tasks(lease_expires_at)        WHERE state = 'running';
+CREATE INDEX tasks_finished ON tasks(state, finished_at)      WHERE finished_at IS NOT NULL;
+-- at most one active task per unique key: the index is the check, so no race
+CREATE UNIQUE INDEX tasks_unique ON tasks(unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ({_ACTIVE});
+CREATE INDEX tasks_workflow ON tasks(workflow_id, step) WHERE workflow_id IS NOT NULL;
+
+CREATE TABLE workflows (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind       TEXT    NOT NULL CHECK (kind IN ('chain', 'group')),
+    steps      INTEGER NOT NULL CHECK (steps > 0),
+    created_at REAL    NOT NULL
+);
+
+CREATE TABLE schedules (
+    name       TEXT    PRIMARY KEY,
+    handler    TEXT    NOT NULL,
+    payload    TEXT    NOT NULL,
+    queue      TEXT    NOT NULL,
+    priority   INTEGER NOT NULL CHECK (priority BETWEEN 0 AND 9),
+    retries    INTEGER NOT NULL CHECK (retries >= 0),
+    every      REAL    CHECK (every > 0),
+    cron       TEXT,
+    tz         TEXT    NOT NULL DEFAULT 'UTC',
+    next_run   REAL    NOT NULL,
+    last_run   REAL,
+    last_task  INTEGER,
+    paused     INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1)),
+    updated_at REAL    NOT NULL,
+    CHECK ((every IS NULL) != (cron IS NULL))
+) WITHOUT ROWID;
+
+-- token buckets of the rate limits, shared by every process on the store
+CREATE TABLE rate_buckets (
+    key        TEXT PRIMARY KEY,
+    tokens     REAL NOT NULL,
+    updated_at REAL NOT NULL
+) WITHOUT ROWID;
+
+-- weighted fair share between queues: each queue's virtual time of service
+ALTER TABLE queues ADD COLUMN served REAL NOT NULL DEFAULT 0
+"""
+
 #: (version, script) pairs, applied in order inside one transaction each.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1),)
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2))
 
 
 @dataclass(frozen=True)

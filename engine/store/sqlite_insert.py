@@ -1,0 +1,120 @@
+"""Inserting tasks: the bulk path for plain tasks, row by row for the rest.
+
+Plain tasks (no unique key, webhook or workflow) travel as one JSON array that
+SQLite unpacks in C. A task with a ``unique_key`` is inserted with
+``ON CONFLICT … DO NOTHING`` against the partial unique index over active tasks:
+the index is the check, so two processes racing on one key cannot both insert,
+and the loser gets the holder's id back (marked ``deduplicated``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from engine.model import CREATED, TaskId, TaskState, timeline_line
+from engine.store.base import WAITING_RUN_AT, NewTask
+from engine.store.sqlite_txn import Txn
+
+# The whole batch travels as one JSON array, unpacked by SQLite in C: about 1.6×
+# the rows/s of executemany, which binds every row from Python. Everything in it
+# is ASCII (names are restricted; payloads are ASCII JSON or Fernet tokens).
+INSERT = (
+    "INSERT INTO tasks (handler, queue, priority, state, max_retries, retries, payload, "
+    "created_at, run_at, timeline) "
+    "SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>4, value->>5, "
+    ":now, value->>6, value->>7 FROM json_each(:rows)"
+)
+INSERT_ONE = (
+    "INSERT INTO tasks (handler, queue, priority, state, max_retries, retries, payload, "
+    "created_at, run_at, timeline, unique_key, webhook, workflow_id, step, receives, waiting) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+ACTIVE = "'queued', 'scheduled', 'running'"
+ON_DUPLICATE = (
+    f" ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ({ACTIVE}) "
+    "DO NOTHING RETURNING id"
+)
+HOLDER = f"SELECT id FROM tasks WHERE unique_key = ? AND state IN ({ACTIVE})"
+
+
+def _first_state(task: NewTask, now: float, by: str) -> tuple[TaskState, str, float | None]:
+    """The state a new task starts in, its first timeline line, and its due time."""
+    if task.waiting:
+        note = f"waiting for step {task.step}" if task.step else "waiting"
+        line = timeline_line(now, TaskState.SCHEDULED, 0, by, CREATED)
+        return (
+            TaskState.SCHEDULED,
+            line + timeline_line(now, "scheduled", 0, by, note),
+            (WAITING_RUN_AT),
+        )
+    if task.run_at is not None and task.run_at > now:
+        return (
+            TaskState.SCHEDULED,
+            timeline_line(now, TaskState.SCHEDULED, 0, by, CREATED),
+            task.run_at,
+        )
+    return TaskState.QUEUED, "", task.run_at  # the creation entry is derived from created_at
+
+
+def enqueue(
+    txn: Txn, tasks: Sequence[NewTask], by: str, workflow_id: int | None = None
+) -> list[str]:
+    """Insert ``tasks`` in order; returns their ids (a holder's id for a duplicate)."""
+    if all(t.plain for t in tasks) and workflow_id is None:
+        return _bulk(txn, tasks, by)
+    return [insert_one(txn, t, by, workflow_id) for t in tasks]
+
+
+def _bulk(txn: Txn, tasks: Sequence[NewTask], by: str) -> list[str]:
+    now = txn.now
+    rows = []
+    for t in tasks:
+        if t.run_at is None or t.run_at <= now:  # the common case, kept inline
+            row = (t.handler, t.queue, t.priority, "queued", t.retries, t.payload, t.run_at, "")
+            txn.moved(t.queue, "", TaskState.QUEUED)
+        else:
+            state, line, run_at = _first_state(t, now, by)
+            row = (t.handler, t.queue, t.priority, state.value, t.retries, t.payload, run_at, line)
+            txn.moved(t.queue, "", state)
+        rows.append(row)
+    packed = json.dumps(rows, separators=(",", ":"))
+    last = txn.execute(INSERT, {"now": now, "rows": packed}).lastrowid
+    assert last is not None
+    txn.fault("enqueue_many.mid")
+    # AUTOINCREMENT ids are consecutive within one write transaction.
+    return [str(i) for i in range(last - len(rows) + 1, last + 1)]
+
+
+def insert_one(txn: Txn, t: NewTask, by: str, workflow_id: int | None = None) -> TaskId:
+    now = txn.now
+    state, line, run_at = _first_state(t, now, by)
+    row = (
+        t.handler,
+        t.queue,
+        t.priority,
+        state.value,
+        t.retries,
+        t.retries,
+        t.payload,
+        now,
+        run_at,
+        line,
+        t.unique_key,
+        t.webhook,
+        workflow_id,
+        t.step,
+        t.receives,
+        int(t.waiting),
+    )
+    if t.unique_key is None:
+        task_id = txn.execute(INSERT_ONE, row).lastrowid
+    else:
+        found = txn.execute(INSERT_ONE + ON_DUPLICATE, row).fetchone()
+        if found is None:
+            (holder,) = txn.execute(HOLDER, (t.unique_key,)).fetchone()
+            return TaskId(holder, deduplicated=True)
+        task_id = found[0]
+    assert task_id is not None
+    txn.moved(t.queue, "", state)
+    return TaskId(task_id)
