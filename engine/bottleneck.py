@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from engine.limits import parse_rate
 from engine.metrics import MetricsView
 from engine.resources import ResourceSample
 from engine.settings import Settings
@@ -35,6 +36,8 @@ class Inputs:
     store_errors: tuple[tuple[str, float, str], ...] = ()
     #: handler -> queued tasks (of those looked at) that no handler here can run
     unclaimable: dict[str, int] = field(default_factory=dict)
+    #: queue -> tasks running in it (on every process of the store)
+    running: dict[str, int] = field(default_factory=dict)
 
 
 def _n(value: float) -> str:
@@ -186,6 +189,44 @@ def paused_backlog(i: Inputs) -> Iterable[Finding]:
             suggestion=f"Resume queue {q.name} when whatever it waits for is ready.",
             action=("resume", {"queue": q.name}),
             rule="paused_backlog",
+        )
+
+
+def rate_limited(i: Inputs) -> Iterable[Finding]:
+    """A queue whose backlog is held back by its rate limit, and how long it will take."""
+    limits = i.settings.queue_rate_limits
+    for q in i.view.queues.values():
+        if q.paused or q.name not in limits:
+            continue
+        rate = parse_rate(limits[q.name])
+        if q.depth <= rate.burst:
+            continue
+        drain = q.depth / rate.per_second
+        yield Finding(
+            severity="warning" if drain > 600 else "info",
+            title=f"Queue {q.name} is rate-limited: {rate}",
+            evidence=f"{rate}, backlog {q.depth:,}, {_s(drain)} to drain",
+            suggestion=(
+                f"Raise queue_rate_limits for {q.name} in settings if the service it protects "
+                "allows more; otherwise the backlog drains at this pace."
+            ),
+            rule="rate_limited",
+        )
+
+
+def concurrency_limited(i: Inputs) -> Iterable[Finding]:
+    """A queue with a backlog that runs at its concurrency limit."""
+    limits = i.settings.queue_concurrency
+    for q in i.view.queues.values():
+        limit = limits.get(q.name)
+        if q.paused or limit is None or q.depth == 0 or i.running.get(q.name, 0) < limit:
+            continue
+        yield Finding(
+            severity="info",
+            title=f"Queue {q.name} runs at its concurrency limit ({limit})",
+            evidence=f"{i.running.get(q.name, 0)} running, backlog {q.depth:,}",
+            suggestion=f"Raise queue_concurrency for {q.name} in settings to run more at once.",
+            rule="concurrency_limited",
         )
 
 
@@ -345,6 +386,11 @@ def slow_waits(i: Inputs) -> Iterable[Finding]:
             continue
         if wait < s.wait_ratio_threshold * max(run, 0.001):
             continue
+        queue = i.handler_queues.get(h.name)
+        if h.name in s.handler_rate_limits or queue in s.queue_rate_limits:
+            continue  # waiting is what a rate limit does; rate_limited reports the queue
+        if queue in s.queue_concurrency:
+            continue
         yield Finding(
             severity="warning",
             title=f"{h.name} tasks wait much longer than they run",
@@ -373,6 +419,8 @@ RULES: tuple[Callable[[Inputs], Iterable[Finding]], ...] = (
     cpu_bound,
     dominant,
     idle_capacity,
+    rate_limited,
+    concurrency_limited,
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import secrets
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, overload
 
+from engine import webhook
 from engine.aio import wait_event
 from engine.codec import Codec, to_json
 from engine.completions import Completer
@@ -20,6 +22,7 @@ from engine.enqueue import Preparer
 from engine.errors import EngineNotRunning
 from engine.events import EventBus, EventKind, Subscription
 from engine.faults import FaultPlan
+from engine.limits import FlowLimits, flow_limits
 from engine.metrics import Metrics
 from engine.model import (
     TERMINAL_STATES,
@@ -165,9 +168,17 @@ class Engine:
         self._sampler = resource_sampler
         self._monitor: Monitor | None = None
         self._schedules: dict[str, ScheduleSpec] = {}
+        self._flow: FlowLimits | None = None
+        self._flow_key: tuple[Settings, int] | None = None
         self._scheduler: Scheduler | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._stats = {"stale_completions": 0, "rescued": 0, "interrupted": 0, "retries": 0}
+        self.task(
+            name=webhook.WEBHOOK_HANDLER,
+            queue=webhook.WEBHOOK_QUEUE,
+            retries=webhook.WEBHOOK_RETRIES,
+            retry=webhook.RETRY,
+        )(webhook.make_handler(self.get, lambda: self._settings.webhook_timeout))
 
     # -- registration -----------------------------------------------------------
     @overload
@@ -347,7 +358,8 @@ class Engine:
 
     @property
     def handlers(self) -> list[Handler]:
-        return [self._registry.get(n) for n in self._registry.names()]
+        """The handlers registered here (not the built-in ``taskdeck.*`` ones)."""
+        return [self._registry.get(n) for n in self._registry.names() if not _builtin(n)]
 
     @property
     def registry(self) -> Registry:
@@ -369,6 +381,20 @@ class Engine:
     @property
     def settings(self) -> Settings:
         return self._settings
+
+    def flow_limits(self) -> FlowLimits | None:
+        """The rate limits, concurrency limits and weights in force (None: none), from
+        the settings and the handlers' ``rate_limit`` options (settings win)."""
+        key = (self._settings, len(self._registry))
+        if self._flow_key != key:
+            s = self._settings
+            handler_rates = {h.name: h.rate_limit for h in self._registry if h.rate_limit}
+            handler_rates.update(s.handler_rate_limits)
+            limits = flow_limits(
+                s.queue_rate_limits, handler_rates, s.queue_concurrency, s.queue_weights
+            )
+            self._flow, self._flow_key = (limits or None), key
+        return self._flow
 
     def _current_settings(self) -> Settings:
         """For the parts, which read settings each cycle (so runtime changes apply)."""
@@ -393,6 +419,7 @@ class Engine:
             settings=self._current_settings,
             clock=self._clock,
             metrics=self._metrics,
+            flow=self.flow_limits,
         )
         self._pool = pool
         settings = self._current_settings
@@ -446,6 +473,8 @@ class Engine:
                     "gave up saving %d completions at shutdown; their leases will expire",
                     self._completer.pending,
                 )
+            if self._background:  # completion hooks still running
+                await asyncio.wait(self._background, timeout=max(wait, 0.1))
         finally:
             await self._completer.stop()
             for task in [*self._service_tasks, *self._background]:
@@ -1024,6 +1053,7 @@ class Engine:
                     self._stats["retries"] += 1
             if c.state in TERMINAL_STATES:
                 self._finished(c.task_id)
+                self._call_hook(c.handler, c.state, c.task_id)
                 if (c.workflow_id is not None or c.webhook is not None) and self._pool:
                     self._pool.kick()  # the next step or a webhook task may be queued
             if emit:
@@ -1052,6 +1082,34 @@ class Engine:
         if self._progress is not None:
             self._progress.set()
 
+    def _call_hook(self, handler_name: str, state: TaskState, task_id: int) -> None:
+        """Run the handler's on_success / on_failure hook, off the completion path."""
+        handler = self._registry.find(handler_name)
+        if handler is None:
+            return
+        hook = handler.on_success if state == TaskState.SUCCEEDED else None
+        if state == TaskState.FAILED:
+            hook = handler.on_failure
+        if hook is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._run_hook(hook, handler_name, task_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _run_hook(self, hook: Callable[[Any], Any], handler: str, task_id: int) -> None:
+        try:
+            outcome = hook(await self._store.get(task_id))
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception as exc:
+            log.exception("the %s hook of %s failed for task %s", hook.__name__, handler, task_id)
+            self._bus.emit(
+                EventKind.HOOK_ERROR,
+                task_id=str(task_id),
+                handler=handler,
+                message=f"{getattr(hook, '__name__', 'hook')} failed: {exc}",
+            )
+
     def _on_store_error(self, exc: Exception) -> None:
         self._metrics.record_store_error("completions", exc)
         self._bus.emit(EventKind.STORE_ERROR, message=str(exc))
@@ -1072,6 +1130,7 @@ class Engine:
                 self._metrics.failed.add()
                 self._metrics.done.add()
                 self._finished(r.id)
+                self._call_hook(r.handler, r.state, r.id)
         if self._pool is not None:
             self._pool.kick()
 
@@ -1089,6 +1148,10 @@ class Engine:
     def __repr__(self) -> str:
         state = "running" if self._running else "stopped"
         return f"<Engine {self.node} {self.store_url} {state} workers={self.worker_count}>"
+
+
+def _builtin(name: str) -> bool:
+    return name.startswith("taskdeck.")
 
 
 def _parse_state(value: TaskState | str | None) -> TaskState | None:

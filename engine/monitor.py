@@ -127,6 +127,7 @@ class Monitor(Service):
                     for what, (since, error) in sorted(self.metrics.store_errors.items())
                 ),
                 self._unclaimable,
+                {q: per.get(TaskState.RUNNING, 0) for q, per in counts.by_queue.items()},
             )
         )
         self._announce(found)

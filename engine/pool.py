@@ -28,6 +28,7 @@ from engine.context import TaskContext
 from engine.errors import PayloadDecodeError, ResultNotSerializable
 from engine.events import EventBus, EventKind
 from engine.executors import ProcessRunner, RemoteError, ThreadRunner, WorkerProcessLost
+from engine.limits import FlowLimits
 from engine.metrics import Metrics
 from engine.model import TaskState
 from engine.registry import Handler, Registry
@@ -87,7 +88,9 @@ class WorkerPool:
         clock: Callable[[], float],
         metrics: Metrics,
         rng: random.Random | None = None,
+        flow: Callable[[], FlowLimits | None] = lambda: None,
     ) -> None:
+        self._flow = flow
         self._store = store
         self._registry = registry
         self._codec = codec
@@ -194,7 +197,7 @@ class WorkerPool:
             self._wake.clear()
             try:
                 claimed = await self._store.claim(
-                    self._node, n, self._registry.names(), settings.lease_ttl
+                    self._node, n, self._registry.names(), settings.lease_ttl, self._flow()
                 )
             except Exception as exc:
                 backoff = min(5.0, max(0.05, backoff * 2))
@@ -209,8 +212,15 @@ class WorkerPool:
             for task in claimed:
                 self._start(task)
             if len(claimed) < n and not self._stopping:
-                # Out of ready work: sleep until kicked (local enqueue …) or the poll interval.
-                await wait_event(self._wake, settings.poll_interval)
+                # Out of ready work: sleep until kicked (local enqueue …) or the poll interval
+                # (or until a rate limit that held tasks back has a token again).
+                retry_in = getattr(claimed, "retry_in", None)
+                wait = (
+                    settings.poll_interval
+                    if retry_in is None
+                    else min(settings.poll_interval, retry_in)
+                )
+                await wait_event(self._wake, wait)
 
     def reserve(self) -> bool:
         """Promise an idle slot to a task being enqueued-and-claimed; False if none."""

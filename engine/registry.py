@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+from engine.limits import parse_rate
 from engine.model import (
     DEFAULT_PRIORITY,
     MAX_HANDLER_NAME,
@@ -39,6 +40,9 @@ TASK_OPTIONS = (
     "timeout",
     "soft_timeout",
     "executor",
+    "rate_limit",
+    "on_success",
+    "on_failure",
 )
 ENQUEUE_OPTIONS = ("priority", "queue", "delay", "run_at", "unique_key", "webhook")
 MAX_RETRIES = 1000
@@ -85,6 +89,11 @@ class Handler:
     params: tuple[str, ...]
     required: frozenset[str]
     accepts_any: bool
+    rate_limit: str | None = None
+    #: called (in this process) with the TaskRecord once a task of this handler
+    #: succeeded / failed for good; sync or async
+    on_success: Callable[[Any], Any] | None = None
+    on_failure: Callable[[Any], Any] | None = None
 
     @property
     def is_async(self) -> bool:
@@ -234,6 +243,18 @@ def build_handler(fn: Callable[..., Any], options: Mapping[str, Any]) -> Handler
             f"import them; {fn.__qualname__} is defined inside another function"
         )
     params, required, accepts_any = _analyse_signature(fn)
+    rate_limit = options.get("rate_limit")
+    if rate_limit is not None:
+        rate_limit = str(parse_rate(rate_limit))
+    hooks = {}
+    for hook in ("on_success", "on_failure"):
+        value = options.get(hook)
+        if value is not None and not callable(value):
+            raise TypeError(
+                f"{hook} must be a function called with the task's record; "
+                f"got {type(value).__name__}"
+            )
+        hooks[hook] = value
     return Handler(
         name=name,
         fn=fn,
@@ -247,6 +268,8 @@ def build_handler(fn: Callable[..., Any], options: Mapping[str, Any]) -> Handler
         params=params,
         required=required,
         accepts_any=accepts_any,
+        rate_limit=rate_limit,
+        **hooks,
     )
 
 

@@ -21,6 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import SettingsError
+from engine.limits import (
+    HANDLER_RATES,
+    QUEUE_COUNTS,
+    QUEUE_RATES,
+    QUEUE_WEIGHTS,
+    LimitKind,
+    LimitMap,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +49,14 @@ class SettingSpec:
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] = ()
+    limit: LimitKind | None = None  # a name → limit map (flow control)
 
     def describe_range(self) -> str:
+        if self.limit is not None:
+            return (
+                f"{self.limit.keys}=value pairs separated by commas, e.g. "
+                f"'{self.limit.example}'; empty for none"
+            )
         if self.kind is bool:
             return "true or false"
         if self.choices:
@@ -147,6 +161,22 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("store_latency_threshold", float, 0.2, "s",
                 "Store transaction time (p99) above which the store is reported slow.",
                 0.001, 60.0),
+    SettingSpec("webhook_timeout", float, 10.0, "s",
+                "How long a completion webhook waits for its endpoint before the attempt "
+                "counts as failed (it is then retried with backoff).", 0.1, 300.0),
+    # -- flow control (held across every process on the store)
+    SettingSpec("queue_rate_limits", LimitMap, LimitMap(), "",
+                "Most tasks started per second/minute/hour in a queue (a token bucket).",
+                limit=QUEUE_RATES),
+    SettingSpec("handler_rate_limits", LimitMap, LimitMap(), "",
+                "Most tasks of a handler started per period; overrides @task(rate_limit=).",
+                limit=HANDLER_RATES),
+    SettingSpec("queue_concurrency", LimitMap, LimitMap(), "",
+                "Most tasks of a queue running at once.", limit=QUEUE_COUNTS),
+    SettingSpec("queue_weights", LimitMap, LimitMap(), "",
+                "Share of the workers each busy queue gets (unlisted queues weigh 1); with "
+                "none, the highest priority runs first whatever its queue.",
+                limit=QUEUE_WEIGHTS),
 )
 # fmt: on
 
@@ -163,6 +193,11 @@ def suggest(name: str, options: list[str] | tuple[str, ...]) -> str:
 
 def _check(spec: SettingSpec, value: Any) -> tuple[Any, str | None]:
     """Return (normalised value, error or None)."""
+    if spec.limit is not None:
+        try:
+            return spec.limit.parse(value), None
+        except (TypeError, ValueError) as exc:
+            return value, f"{exc}"
     if spec.kind is bool:
         if not isinstance(value, bool):
             return value, f"must be true or false; got {value!r}"
@@ -240,6 +275,11 @@ class Settings:
     rss_limit: int
     wait_ratio_threshold: float
     store_latency_threshold: float
+    webhook_timeout: float
+    queue_rate_limits: LimitMap[str]
+    handler_rate_limits: LimitMap[str]
+    queue_concurrency: LimitMap[int]
+    queue_weights: LimitMap[float]
 
     __slots__ = tuple(spec.name for spec in SPECS)
 
@@ -301,7 +341,7 @@ class Settings:
         if spec is None:
             raise SettingsError({name: "unknown setting" + suggest(name, list(SPEC_BY_NAME))})
         raw = text.strip()
-        if spec.kind is str:
+        if spec.kind is str or spec.limit is not None:
             return raw
         if spec.kind is bool:
             flag = raw.lower()

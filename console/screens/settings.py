@@ -25,6 +25,8 @@ REFRESH_RANGE = (0.5, 10.0)
 
 
 def default_text(spec: SettingSpec) -> str:
+    if spec.limit is not None:
+        return str(spec.default) or "none"
     if spec.kind is bool:
         return "on" if spec.default else "off"
     if spec.kind is str:

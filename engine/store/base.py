@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from engine.limits import FlowLimits
 from engine.model import ScheduleInfo, TaskRecord, TaskState, WorkflowRecord
 
 if TYPE_CHECKING:
@@ -20,6 +21,11 @@ if TYPE_CHECKING:
 #: The due time of a workflow step that waits for earlier steps (year 3000): never
 #: promoted by time, and sorted after every real due time.
 WAITING_RUN_AT = 32_503_680_000.0
+
+#: The built-in handler that POSTs a finished task's record to its webhook URL.
+WEBHOOK_HANDLER = "taskdeck.webhook"
+WEBHOOK_QUEUE = "webhooks"
+WEBHOOK_RETRIES = 5
 
 
 @dataclass(slots=True)
@@ -226,10 +232,17 @@ class Store(Protocol):
         leased to ``owner`` (an idle worker takes it without another round trip)."""
 
     async def claim(
-        self, owner: str, limit: int, handlers: Sequence[str], lease_ttl: float
+        self,
+        owner: str,
+        limit: int,
+        handlers: Sequence[str],
+        lease_ttl: float,
+        flow: FlowLimits | None = None,
     ) -> list[ClaimedTask]:
         """Lease up to ``limit`` queued tasks of the given handlers from unpaused queues,
-        highest priority first, FIFO within a priority. Counts an attempt for each."""
+        highest priority first, FIFO within a priority. Counts an attempt for each.
+        ``flow``: rate limits, concurrency limits and queue weights, enforced across
+        every process on the store."""
 
     async def complete(self, completions: Sequence[Completion]) -> CompletionReport: ...
 

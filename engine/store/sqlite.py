@@ -27,6 +27,7 @@ import aiosqlite
 from engine.codec import Codec
 from engine.errors import EncryptionKeyError, EngineNotRunning, TaskNotFound
 from engine.faults import FaultPlan, hook
+from engine.limits import FlowLimits
 from engine.metrics import Reservoir, percentile
 from engine.model import (
     TERMINAL_STATES,
@@ -37,6 +38,7 @@ from engine.model import (
     WorkflowStep,
     parse_timeline,
 )
+from engine.store import sqlite_flow as flow_ops
 from engine.store import sqlite_ops as ops
 from engine.store import sqlite_schedules as sched
 from engine.store.base import (
@@ -315,12 +317,27 @@ class SQLiteStore:
         return result
 
     async def claim(
-        self, owner: str, limit: int, handlers: Sequence[str], lease_ttl: float
+        self,
+        owner: str,
+        limit: int,
+        handlers: Sequence[str],
+        lease_ttl: float,
+        flow: FlowLimits | None = None,
     ) -> list[ClaimedTask]:
-        names = json.dumps(list(handlers))
-        result: list[ClaimedTask] = await self._write(
-            partial(ops.claim, owner=owner, limit=limit, handlers=names, lease_ttl=lease_ttl)
-        )
+        op: Op
+        if flow:
+            op = partial(
+                flow_ops.claim,
+                owner=owner,
+                limit=limit,
+                handlers=list(handlers),
+                lease_ttl=lease_ttl,
+                flow=flow,
+            )
+        else:
+            names = json.dumps(list(handlers))
+            op = partial(ops.claim, owner=owner, limit=limit, handlers=names, lease_ttl=lease_ttl)
+        result: list[ClaimedTask] = await self._write(op)
         return result
 
     async def complete(self, completions: Sequence[Completion]) -> CompletionReport:

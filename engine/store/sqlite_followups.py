@@ -20,13 +20,15 @@ from typing import Any
 
 from engine.codec import Codec, to_json
 from engine.model import TaskState, timeline_line
-from engine.store.base import WAITING_RUN_AT, NewTask
+from engine.store.base import (
+    WAITING_RUN_AT,
+    WEBHOOK_HANDLER,
+    WEBHOOK_QUEUE,
+    WEBHOOK_RETRIES,
+    NewTask,
+)
 from engine.store.sqlite_insert import insert_one
 from engine.store.sqlite_txn import Txn
-
-WEBHOOK_HANDLER = "taskdeck.webhook"
-WEBHOOK_QUEUE = "webhooks"
-WEBHOOK_RETRIES = 5
 
 
 @dataclass(frozen=True, slots=True)

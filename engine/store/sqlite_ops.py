@@ -55,23 +55,24 @@ ACTIVE_QUEUES = (
 _READY = (
     "SELECT id, priority FROM tasks WHERE state = 'queued' AND queue = :q{i} "
     "AND handler IN (SELECT value FROM json_each(:handlers)) "
-    "ORDER BY priority DESC, id LIMIT :n"
+    "ORDER BY priority DESC, id LIMIT :n{cap}"
 )
 
 
-@lru_cache(maxsize=64)
-def claim_sql(queue_count: int) -> str:
+@lru_cache(maxsize=128)
+def claim_sql(queue_count: int, per_queue: bool = False) -> str:
     """One UPDATE that leases the best ``:n`` tasks across ``queue_count`` queues.
 
-    Each queue contributes its own top ``n`` through the ``tasks_ready`` index; the
+    Each queue contributes its own top ``n`` (``:n{i}`` with ``per_queue``: flow
+    control gives each queue its own share) through the ``tasks_ready`` index; the
     union is ordered once more and cut to ``n``.
     """
-    parts = [f"SELECT id, priority FROM ({_READY.format(i=i)})" for i in range(queue_count)]
-    pick = " UNION ALL ".join(parts)
+    ready = [_READY.format(i=i, cap=i if per_queue else "") for i in range(queue_count)]
     if queue_count > 1:
-        pick = f"SELECT id FROM ({pick}) ORDER BY priority DESC, id LIMIT :n"
+        parts = " UNION ALL ".join(f"SELECT id, priority FROM ({r})" for r in ready)
+        pick = f"SELECT id FROM ({parts}) ORDER BY priority DESC, id LIMIT :n"
     else:
-        pick = f"SELECT id FROM ({_READY.format(i=0)})"
+        pick = f"SELECT id FROM ({ready[0]})"
     return (
         "UPDATE tasks SET state = 'running', prev_state = 'queued', attempts = attempts + 1, "
         "lease_owner = :owner, lease_expires_at = :expires, started_at = :now, worker = :owner, "
@@ -88,11 +89,17 @@ def claim(txn: Txn, owner: str, limit: int, handlers: str, lease_ttl: float) -> 
     if not queues or limit <= 0:
         return []
     params: dict[str, object] = {f"q{i}": q for i, q in enumerate(queues)}
+    params["n"] = limit
+    return run_claim(txn, claim_sql(len(queues)), params, owner, handlers, lease_ttl)
+
+
+def run_claim(
+    txn: Txn, sql: str, params: dict[str, object], owner: str, handlers: str, lease_ttl: float
+) -> list[ClaimedTask]:
+    """Run a claim statement; the leased tasks, best first."""
     now = txn.now
-    params.update(
-        n=limit, handlers=handlers, owner=owner, by=owner, now=now, expires=now + lease_ttl
-    )
-    rows = txn.execute(claim_sql(len(queues)), params).fetchall()
+    params.update(handlers=handlers, owner=owner, by=owner, now=now, expires=now + lease_ttl)
+    rows = txn.execute(sql, params).fetchall()
     rows.sort(key=lambda r: (-r[3], r[0]))
     out = []
     for r in rows:
