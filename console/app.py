@@ -20,6 +20,7 @@ mount if it is not running, and stops it on quit.
 | x | apply the selected bottleneck's suggestion |
 | enter | task detail |
 | f | failed tasks |
+| t | schedules (periodic tasks): pause, resume, run now |
 | / | filter the queue |
 | 1 … 6 | show queued, scheduled, running, succeeded, failed, cancelled |
 | ? | help |
@@ -51,6 +52,7 @@ from console.commands import ActionsProvider
 from console.demo import DemoPipeline
 from console.panels.bottlenecks import BottlenecksPanel
 from console.panels.events import EventsPanel
+from console.panels.footer import DashboardFooter
 from console.panels.header import HeaderBar
 from console.panels.queue import QueuePanel
 from console.panels.resources import ResourcesPanel
@@ -63,6 +65,7 @@ from console.screens.failed import FailedScreen
 from console.screens.help import HelpScreen
 from console.screens.queues import QueuesScreen
 from console.screens.quit import QuitChoice, QuitScreen
+from console.screens.schedules import SchedulesScreen, ScheduleTable
 from console.screens.settings import SettingsScreen
 from console.screens.task_detail import TaskDetailScreen
 from console.screens.workers import WorkerCountScreen
@@ -85,7 +88,7 @@ SNAPSHOT_PANELS: tuple[
 CHANGES_ENGINE = frozenset(
     {
         "enqueue", "cancel", "priority", "retry", "workers", "set_workers", "queues",
-        "autoscale", "settings", "apply_finding", "failed",
+        "autoscale", "settings", "apply_finding", "failed", "schedules",
     }
 )  # fmt: skip
 #: Actions on the dashboard's panels: off (and out of the footer) on other screens.
@@ -161,6 +164,9 @@ class ConsoleApp(App[int]):
         ),
         Binding("f", "failed", "Failed", tooltip="Failed and cancelled tasks: retry, purge"),
         Binding(
+            "t", "schedules", "Schedules", tooltip="Periodic tasks: next/last run, pause, run now"
+        ),
+        Binding(
             "slash",
             "filter",
             "Filter",
@@ -203,7 +209,7 @@ class ConsoleApp(App[int]):
             yield ThroughputPanel(id="throughput", classes="panel")
             yield BottlenecksPanel(id="bottlenecks", classes="panel")
         yield EventsPanel(id="events", classes="panel")
-        yield Footer()
+        yield DashboardFooter()
         with Vertical(id="too-small"):
             yield Static("", id="too-small-text")
 
@@ -443,12 +449,16 @@ class ConsoleApp(App[int]):
     def action_failed(self) -> None:
         self.push_screen(FailedScreen(self.engine))
 
+    def action_schedules(self) -> None:
+        self.push_screen(SchedulesScreen(self.engine, self.now))
+
     def action_help(self) -> None:
         groups = [
             ("Dashboard", list(self.BINDINGS)),
             ("Queue table", list(TaskTable.BINDINGS)),
             ("Bottlenecks", list(BottlenecksPanel.BINDINGS)),
             ("Failed tasks (f)", list(FailedScreen.BINDINGS)),
+            ("Schedules (t)", [*SchedulesScreen.BINDINGS, *ScheduleTable.BINDINGS]),
             ("Enqueue form (e)", list(EnqueueScreen.BINDINGS)),
             ("Settings (s)", list(SettingsScreen.BINDINGS)),
             ("Task detail (enter)", list(TaskDetailScreen.BINDINGS)),

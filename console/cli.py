@@ -7,6 +7,9 @@
     taskdeck status [--json]         counts per queue and state
     taskdeck tasks [--state S]       a page of tasks (no payloads: list views never show them)
     taskdeck cancel ID… / retry ID…  act on tasks
+    taskdeck schedules [--json]      periodic schedules: rule, next and last run, last state
+    taskdeck schedule pause|resume|run NAME   steer one schedule
+    taskdeck workflow ID [--json]    a chain or group with each step's state
     taskdeck screenshot              SVG (and PNG) screenshots of the console into screenshots/
 
 Common options: ``--store URL``, ``--workers N``, ``--app module:attribute`` (your own
@@ -28,6 +31,8 @@ import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +102,9 @@ def load_app(spec: str) -> Engine:
     return target
 
 
-def build_engine(args: argparse.Namespace, *, workers: int) -> Engine:
-    """The user's Engine (``--app``), or one on ``--store`` with the demo handlers."""
+def build_engine(args: argparse.Namespace, *, workers: int, client: bool = False) -> Engine:
+    """The user's Engine (``--app``), or one on ``--store`` with the demo handlers
+    (and, unless it is a ``client`` of the store, the demo's schedules)."""
     if args.app:
         if args.store:
             raise UserError("--store cannot be combined with --app: your Engine chooses its store")
@@ -109,13 +115,13 @@ def build_engine(args: argparse.Namespace, *, workers: int) -> Engine:
         keys=read_keys(args.key_file),
         settings=Settings.from_env(),
     )
-    register_demo(engine)
+    register_demo(engine, schedules=not client)
     return engine
 
 
 def run_client(args: argparse.Namespace, work: Callable[[Engine], Awaitable[int]]) -> int:
     """Open the store without running any worker, do ``work``, close."""
-    engine = build_engine(args, workers=0)
+    engine = build_engine(args, workers=0, client=True)
 
     async def main() -> int:
         await engine.set_workers(0)
@@ -174,9 +180,115 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         options["queue"] = args.queue
     if args.delay is not None:
         options["delay"] = args.delay
+    if args.run_at is not None:
+        options["run_at"] = parse_run_at(args.run_at)
+    if args.unique_key is not None:
+        options["unique_key"] = args.unique_key
+    if args.webhook is not None:
+        options["webhook"] = args.webhook
 
     async def work(engine: Engine) -> int:
-        print(await engine.enqueue(args.handler, payload, **options))
+        task_id = await engine.enqueue(args.handler, payload, **options)
+        if getattr(task_id, "deduplicated", False):
+            print(
+                f"taskdeck: unique key {args.unique_key!r} is held by active task {task_id}; "
+                "nothing was enqueued",
+                file=sys.stderr,
+            )
+        print(task_id)
+        return 0
+
+    return run_client(args, work)
+
+
+def parse_run_at(text: str) -> datetime:
+    """An ISO 8601 time with its UTC offset (``2026-11-23T02:00:00+01:00`` or ``…Z``)."""
+    try:
+        at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(
+            f"--run-at must be an ISO 8601 time with a UTC offset, e.g. "
+            f"2026-11-23T02:00:00+01:00 or 2026-11-23T01:00:00Z; got {text!r}"
+        ) from None
+    if at.tzinfo is None:
+        raise UserError(
+            f"--run-at {text!r} has no UTC offset, so it is ambiguous; add one, e.g. "
+            f"{text.strip()}+00:00"
+        )
+    return at
+
+
+def _when(at: float | None, now: float) -> str:
+    if at is None:
+        return "never"
+    delta = at - now
+    size = abs(delta)
+    text = (
+        f"{size:,.0f}s"
+        if size < 120
+        else f"{size / 60:,.0f}m"
+        if size < 7200
+        else f"{size / 3600:,.1f}h"
+    )
+    return f"in {text}" if delta >= 0 else f"{text} ago"
+
+
+def cmd_schedules(args: argparse.Namespace) -> int:
+    async def work(engine: Engine) -> int:
+        rows = await engine.schedules()
+        if args.json:
+            print(json.dumps({"schedules": [asdict(r) | {"rule": r.rule} for r in rows]}))
+            return 0
+        if not rows:
+            print("no schedules (define one with @engine.periodic(every=300))")
+            return 0
+        now = time.time()
+        print(f"{'name':<28} {'rule':<28} {'next':>10} {'last':>10}  last state")
+        for r in rows:
+            nxt = "paused" if r.paused else _when(r.next_run, now)
+            state = r.last_state or "–"
+            if r.last_task_id:
+                state += f" (task {r.last_task_id})"
+            last = _when(r.last_run, now)
+            print(f"{r.name[:28]:<28} {r.rule[:28]:<28} {nxt:>10} {last:>10}  {state}")
+        return 0
+
+    return run_client(args, work)
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    async def work(engine: Engine) -> int:
+        if args.action == "run":
+            print(f"{args.name}: run enqueued as task {await engine.trigger_schedule(args.name)}")
+        elif args.action == "pause":
+            changed = await engine.pause_schedule(args.name)
+            print(f"{args.name}: {'paused' if changed else 'was already paused'}")
+        else:
+            changed = await engine.resume_schedule(args.name)
+            print(f"{args.name}: {'resumed' if changed else 'was not paused'}")
+        return 0
+
+    return run_client(args, work)
+
+
+def cmd_workflow(args: argparse.Namespace) -> int:
+    async def work(engine: Engine) -> int:
+        flow = await engine.workflow(args.id)
+        if args.json:
+            steps = [asdict(s) | {"state": s.state.value} for s in flow.steps]
+            print(
+                json.dumps({"id": flow.id, "kind": flow.kind, "state": flow.state, "steps": steps})
+            )
+            return 0
+        print(f"{flow.kind} {flow.id} · {flow.state}")
+        for step in flow.steps:
+            notes = ", ".join(
+                n for n, on in (("waiting", step.waiting), ("callback", step.callback)) if on
+            )
+            print(
+                f"  {step.index + 1:>3}. task {step.task_id:>8}  {step.handler[:32]:<32} "
+                f"{step.state.value:<10} {notes}"
+            )
         return 0
 
     return run_client(args, work)
@@ -326,7 +438,24 @@ def parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--priority", help="0–9 or low/normal/high/critical")
     enqueue.add_argument("--queue", help="queue (default: the handler's)")
     enqueue.add_argument("--delay", type=float, help="seconds from now")
+    enqueue.add_argument("--run-at", help="when, ISO 8601 with offset: 2026-11-23T02:00:00+01:00")
+    enqueue.add_argument("--unique-key", help="at most one active task per key")
+    enqueue.add_argument("--webhook", help="http(s) URL that receives the final record (POST)")
     enqueue.set_defaults(func=cmd_enqueue)
+
+    schedules = sub.add_parser("schedules", parents=[common], help="list periodic schedules")
+    schedules.add_argument("--json", action="store_true", help="print JSON")
+    schedules.set_defaults(func=cmd_schedules)
+
+    schedule = sub.add_parser("schedule", parents=[common], help="pause, resume or run one")
+    schedule.add_argument("action", choices=["pause", "resume", "run"], help="what to do")
+    schedule.add_argument("name", help="schedule name (see taskdeck schedules)")
+    schedule.set_defaults(func=cmd_schedule)
+
+    workflow = sub.add_parser("workflow", parents=[common], help="a workflow's steps")
+    workflow.add_argument("id", help="workflow id")
+    workflow.add_argument("--json", action="store_true", help="print JSON")
+    workflow.set_defaults(func=cmd_workflow)
 
     status = sub.add_parser("status", parents=[common], help="counts per queue and state")
     status.add_argument("--json", action="store_true", help="print JSON")

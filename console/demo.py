@@ -3,9 +3,12 @@
 An image-processing pipeline: download → resize → filter → upload → notify, with
 varied run times, I/O-bound steps (async), a blocking step (thread), one
 CPU-heavy step on the process executor, and transient failures that retry.
-Each step's result feeds the next; :class:`DemoPipeline` enqueues the next step
-when one succeeds. Handlers are module-level functions so a worker process can
-import the CPU-heavy one.
+Each image is one chain (:func:`image_chain`): the engine passes each step's
+result on to the next (an object result's keys fill the next step's open
+parameters), and a step that fails for good stops the rest. A periodic task,
+``images.report``, sums up every 30 s what was delivered (and once more at 02:00
+UTC, as the schedule ``images.nightly-report``). Handlers are module-level
+functions so a worker process can import the CPU-heavy one.
 """
 
 from __future__ import annotations
@@ -18,12 +21,17 @@ import random
 import time
 from typing import Any
 
-from engine import Engine, EventKind, RetryPolicy, current_task
+from engine import Engine, RetryPolicy, current_task
+from engine.model import WorkflowRecord
+from engine.workflow import Chain, Signature, chain
 
 log = logging.getLogger(__name__)
 
 STEPS = ("images.download", "images.resize", "images.filter", "images.upload", "images.notify")
 SIZES = ((320, 240), (640, 480), (1280, 720))
+REPORT_EVERY = 30
+#: What this process has delivered (images.notify counts, images.report reads).
+DELIVERED = {"images": 0, "links": 0}
 
 
 class UnsupportedImage(ValueError):
@@ -84,11 +92,29 @@ async def upload(image_id: str, variants: list[str], checksum: str) -> dict[str,
 async def notify(image_id: str, urls: list[str]) -> str:
     """Fast: tell the customer their images are ready."""
     await asyncio.sleep(random.uniform(0.01, 0.05))
+    DELIVERED["images"] += 1
+    DELIVERED["links"] += len(urls)
     return f"sent {len(urls)} links for {image_id}"
 
 
-def register_demo(engine: Engine) -> None:
-    """Register the demo handlers on ``engine`` (idempotent per engine)."""
+async def report() -> dict[str, int]:
+    """Periodic and fast: how many images (and links) were delivered so far."""
+    return dict(DELIVERED)
+
+
+def image_chain(image_id: str, url: str, priority: int = 5) -> Chain:
+    """One image through every step, each at ``priority``: download(image_id, url)
+    returns {image_id, bytes} for resize, which returns {image_id, variants} for
+    filter, then {image_id, variants, checksum} for upload, {image_id, urls} for notify."""
+    first = Signature(STEPS[0], {"image_id": image_id, "url": url})
+    steps = (first, *(Signature(name) for name in STEPS[1:]))
+    return chain(*(step.set(priority=priority) for step in steps))
+
+
+def register_demo(engine: Engine, schedules: bool = True) -> None:
+    """Register the demo handlers and (unless ``schedules=False``: a command-line
+    client must not write the demo's schedules into a store) the report's two
+    schedules on ``engine`` (idempotent per engine)."""
     if "images.download" in engine.registry:
         return
     transient = RetryPolicy.exponential(base=0.5, cap=10, retry_on=(ConnectionError,))
@@ -106,11 +132,15 @@ def register_demo(engine: Engine) -> None:
     )
     engine.task(name="images.upload", queue="uploads", retries=4, retry=transient)(upload)
     engine.task(name="images.notify", queue="notifications", priority="high")(notify)
+    if not schedules:
+        engine.task(name="images.report", queue="reports")(report)
+        return
+    handle = engine.periodic(every=REPORT_EVERY, name="images.report", queue="reports")(report)
+    engine.periodic(cron="0 2 * * *", tz="UTC", schedule_name="images.nightly-report")(handle)
 
 
 class DemoPipeline:
-    """Feeds the demo: new downloads at a varying rate (with bursts), and the next
-    pipeline step whenever one succeeds."""
+    """Feeds the demo: one chain per new image, at a varying rate (with bursts)."""
 
     def __init__(self, engine: Engine, rate: float = 3.0, seed: int | None = None) -> None:
         self.engine = engine
@@ -120,8 +150,7 @@ class DemoPipeline:
         self.submitted = 0
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._generate()), loop.create_task(self._advance())]
+        self._tasks = [asyncio.get_running_loop().create_task(self._generate())]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -130,42 +159,24 @@ class DemoPipeline:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def submit(self) -> WorkflowRecord:
+        """Enqueue the chain of the next image (about 3 % are HEIC files that fail)."""
+        self.submitted += 1
+        image = f"img-{self.submitted:05d}"
+        ext = "heic" if self.rng.random() < 0.03 else "raw"
+        priority = self.rng.choice([2, 5, 5, 5, 7])
+        url = f"https://photos.example/{image}.{ext}"
+        return await self.engine.enqueue_workflow(image_chain(image, url, priority))
+
     async def _generate(self) -> None:
         tick = 0
         while True:
             tick += 1
             burst = 12 if tick % 40 == 0 else 0  # a burst every ~20 s
             count = burst + (1 if self.rng.random() < self.rate * 0.5 else 0)
-            items = []
-            for _ in range(count):
-                self.submitted += 1
-                image = f"img-{self.submitted:05d}"
-                ext = "heic" if self.rng.random() < 0.03 else "raw"
-                items.append(
-                    (
-                        "images.download",
-                        {"image_id": image, "url": f"https://photos.example/{image}.{ext}"},
-                        {"priority": self.rng.choice([2, 5, 5, 5, 7])},
-                    )
-                )
-            if items:
-                try:
-                    await self.engine.enqueue_many(items)
-                except Exception as exc:  # the engine may be stopping
-                    log.warning("demo load generator: %s", exc)
+            try:
+                for _ in range(count):
+                    await self.submit()
+            except Exception as exc:  # the engine may be stopping
+                log.warning("demo load generator: %s", exc)
             await asyncio.sleep(0.5)
-
-    async def _advance(self) -> None:
-        async with self.engine.events(kinds=[EventKind.SUCCEEDED], maxsize=100_000) as events:
-            async for event in events:
-                if event.handler not in STEPS[:-1] or event.task_id is None:
-                    continue
-                try:
-                    record = await self.engine.get(event.task_id)
-                    next_step = STEPS[STEPS.index(event.handler) + 1]
-                    payload = dict(record.result)
-                    if next_step == "images.notify":
-                        payload = {"image_id": payload["image_id"], "urls": payload["urls"]}
-                    await self.engine.enqueue(next_step, payload, priority=record.priority)
-                except Exception as exc:
-                    log.warning("demo pipeline could not advance task %s: %s", event.task_id, exc)

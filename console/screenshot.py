@@ -3,8 +3,10 @@
 It runs the demo on a temporary store for a few seconds (with a burst, so the queue
 has a backlog, and one image that fails for good, so there is a traceback to show),
 then saves the dashboard at 160×50 and 100×30, the enqueue form with a payload
-error, settings, a failed task's detail, the failed tasks, and help, each as SVG and,
-when a renderer is installed (see ``console.svg_to_png``), as PNG.
+error, settings, a failed task's detail, the detail of a step in the middle of an
+image's chain, the schedules (after running one now and pausing another) at 160×50
+and 100×30, the failed tasks, and help, each as SVG and, when a renderer is
+installed (see ``console.svg_to_png``), as PNG.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from console.app import ConsoleApp
-from console.demo import register_demo
+from console.demo import image_chain, register_demo
 from console.screens.enqueue import PayloadArea
 from console.screens.task_detail import TaskDetailScreen
 from console.svg_to_png import to_png
@@ -30,6 +32,9 @@ SHOTS = (
     "enqueue-form",
     "settings",
     "task-detail",
+    "task-detail-chain",
+    "schedules-160x50",
+    "schedules-100x30",
     "failed-tasks",
     "help",
 )
@@ -40,6 +45,21 @@ BAD_PAYLOAD = """{
   "url": "https://photos.example/img-0007.raw"
   "size": 3
 }"""
+
+
+async def middle_step(engine: Engine) -> str | None:
+    """A step of an image's chain, best one in the middle (filter or upload) that is
+    running, so there are steps done before it and waiting after it."""
+    steps = [
+        task
+        for state in (TaskState.RUNNING, TaskState.QUEUED)
+        for task in await engine.tasks(state=state, limit=200)
+        if task.workflow_id is not None
+    ]
+    if not steps:
+        return None
+    best = max(steps, key=lambda t: (t.step in (2, 3), t.state == TaskState.RUNNING, t.step or 0))
+    return best.id
 
 
 def write_all(out: Path, shots: dict[str, str]) -> list[Path]:
@@ -67,30 +87,18 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
         def save(name: str) -> None:
             shots[name] = app.export_screenshot(title=f"Taskdeck · {name}")
 
-        async with app.run_test(size=(160, 50)) as pilot:
+        async with app.run_test(size=(160, 50), notifications=True) as pilot:
             while not engine.running:
                 await pilot.pause(0.05)
-            await engine.enqueue(
-                "images.download",
-                {
-                    "image_id": "img-vacation-0042",
-                    "url": "https://photos.example/img-vacation-0042.heic",
-                },
-                priority="critical",
+            vacation = "img-vacation-0042"
+            await engine.enqueue_workflow(
+                image_chain(vacation, f"https://photos.example/{vacation}.heic", priority=9)
             )
-            await engine.enqueue_many(
-                [
-                    (
-                        "images.download",
-                        {
-                            "image_id": f"img-burst-{i:03d}",
-                            "url": f"https://photos.example/img-burst-{i:03d}.raw",
-                        },
-                        {"priority": (i * 7) % 10},
-                    )
-                    for i in range(160)
-                ]
-            )
+            for i in range(160):
+                image = f"img-burst-{i:03d}"
+                await engine.enqueue_workflow(
+                    image_chain(image, f"https://photos.example/{image}.raw", (i * 7) % 10)
+                )
             await asyncio.sleep(seconds)
             await pilot.pause(0.6)
             save("dashboard-160x50")
@@ -124,6 +132,28 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
                 await pilot.press("escape")
             else:
                 log.warning("no failed task yet: skipped the task-detail screenshot")
+
+            step = await middle_step(engine)
+            if step is not None:
+                await app.push_screen(TaskDetailScreen(engine, step))
+                await pilot.pause(0.6)
+                save("task-detail-chain")
+                await pilot.press("escape")
+            else:
+                log.warning("no chain half done yet: skipped the task-detail-chain screenshot")
+
+            await pilot.press("t")
+            await pilot.pause(0.5)
+            await pilot.press("p", "down", "n")  # pause the nightly one, run the other now
+            await pilot.pause(1.0)
+            save("schedules-160x50")
+            app.clear_notifications()  # shown above; here they would cover the line below
+            await pilot.resize_terminal(100, 30)
+            await pilot.pause(0.8)
+            save("schedules-100x30")
+            await pilot.resize_terminal(160, 50)
+            await pilot.press("escape")
+            await pilot.pause(0.3)
 
             await open_and_save("f", "failed-tasks", 0.8)
             await open_and_save("question_mark", "help", 0.3)

@@ -15,27 +15,34 @@ from engine.errors import (
     TaskNotFound,
 )
 from engine.events import Event, EventKind, Subscription
+from engine.limits import Rate, parse_rate
 from engine.model import (
     ACTIVE_STATES,
     ALLOWED_TRANSITIONS,
     PRIORITY_NAMES,
     TERMINAL_STATES,
     Priority,
+    ScheduleInfo,
+    TaskId,
     TaskRecord,
     TaskState,
     TimelineEntry,
+    WorkflowRecord,
+    WorkflowStep,
     parse_priority,
 )
 from engine.registry import Handler, TaskHandle
 from engine.retry import RetryPolicy
 from engine.settings import Settings, SettingSpec
 from engine.snapshot import EngineSnapshot, Finding, QueueInfo, WorkerInfo
+from engine.workflow import Chain, Group, Signature, chain, group
 
 __all__ = [
     "ACTIVE_STATES",
     "ALLOWED_TRANSITIONS",
     "PRIORITY_NAMES",
     "TERMINAL_STATES",
+    "Chain",
     "EncryptionKeyError",
     "Engine",
     "EngineNotRunning",
@@ -43,28 +50,38 @@ __all__ = [
     "Event",
     "EventKind",
     "Finding",
+    "Group",
     "Handler",
     "InvalidTransition",
     "PayloadDecodeError",
     "Priority",
     "QueueInfo",
+    "Rate",
     "ResultNotSerializable",
     "RetryPolicy",
+    "ScheduleInfo",
     "SettingSpec",
     "Settings",
     "SettingsError",
+    "Signature",
     "StoreError",
     "StoreOpenError",
     "Subscription",
     "TaskContext",
     "TaskHandle",
+    "TaskId",
     "TaskNotFound",
     "TaskPage",
     "TaskRecord",
     "TaskState",
     "TimelineEntry",
     "WorkerInfo",
+    "WorkflowRecord",
+    "WorkflowStep",
+    "chain",
     "current_task",
     "generate_key",
+    "group",
     "parse_priority",
+    "parse_rate",
 ]

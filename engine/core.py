@@ -546,7 +546,13 @@ class Engine:
         )
         self._require_running()
         pool = self._pool
-        handoff = new.run_at is None and new.plain and new.handler in self._registry
+        flow = self.flow_limits()
+        handoff = (
+            new.run_at is None
+            and new.plain
+            and new.handler in self._registry
+            and not (flow and flow.holds(new.queue, new.handler))  # limits apply at claim
+        )
         if pool is None or not handoff or not pool.reserve():
             ids = await self._store.enqueue([new])
             self._after_enqueue([new], ids)
@@ -628,8 +634,8 @@ class Engine:
             self._pool.kick()
         if self._bus.has_subscribers:
             for task, task_id in zip(tasks, ids, strict=True):
-                if getattr(task_id, "deduplicated", False):
-                    continue
+                if task.waiting or getattr(task_id, "deduplicated", False):
+                    continue  # a waiting step is announced when it is queued
                 self._bus.emit(
                     EventKind.ENQUEUED,
                     task_id=task_id,

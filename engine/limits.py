@@ -128,7 +128,7 @@ class LimitMap(Mapping[str, V]):
         )
 
     def __repr__(self) -> str:
-        return f"LimitMap({self._items!r})"
+        return repr(self._items)
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,14 @@ class FlowLimits:
     handler_rates: Mapping[str, Rate] = field(default_factory=dict)
     queue_concurrency: Mapping[str, int] = field(default_factory=dict)
     queue_weights: Mapping[str, float] = field(default_factory=dict)
+
+    def holds(self, queue: str, handler: str) -> bool:
+        """Whether a rate or concurrency limit applies to this queue or handler."""
+        return (
+            queue in self.queue_rates
+            or queue in self.queue_concurrency
+            or handler in self.handler_rates
+        )
 
     def __bool__(self) -> bool:
         return bool(

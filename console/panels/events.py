@@ -28,6 +28,9 @@ STYLE = {
     EventKind.QUEUE_PAUSED: "cyan",
     EventKind.QUEUE_RESUMED: "cyan",
     EventKind.CANCELLED: "cyan",
+    EventKind.SCHEDULE_FIRED: "blue",
+    EventKind.SCHEDULE_CHANGED: "cyan",
+    EventKind.DEDUPLICATED: "dim",
 }
 #: Shown one by one only up to this many per batch; beyond it, task events are summed up.
 MAX_PER_BATCH = 40
@@ -40,6 +43,7 @@ TASK_NOISE = frozenset(
         EventKind.PROGRESS,
         EventKind.SUCCEEDED,
         EventKind.PROMOTED,
+        EventKind.WORKFLOW_ENQUEUED,
     }
 )
 
@@ -47,7 +51,7 @@ TASK_NOISE = frozenset(
 def event_line(event: Event) -> Text:
     stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
     text = Text(f"{stamp} ", style="dim")
-    text.append(f"{event.kind.value:<16}", style=STYLE.get(event.kind, ""))
+    text.append(f"{event.kind.value:<17}", style=STYLE.get(event.kind, ""))
     if event.task_id is not None:
         text.append(f" #{event.task_id}")
     if event.handler:

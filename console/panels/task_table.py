@@ -93,8 +93,11 @@ def header_text(width: int) -> str:
 
 
 def age_text(task: TaskRecord, now: float) -> str:
-    """Waiting time for queued tasks, due time for scheduled, elapsed for running,
-    and how long ago for finished ones."""
+    """Waiting time for queued tasks, due time for scheduled ("waiting" for a workflow
+    step waiting for earlier steps), elapsed for running, and how long ago for finished
+    ones."""
+    if task.state == TaskState.SCHEDULED and task.waiting:
+        return "waiting"
     if task.state == TaskState.QUEUED:
         return ago(now - (task.run_at or task.created_at))
     if task.state == TaskState.SCHEDULED:

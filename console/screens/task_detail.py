@@ -1,10 +1,12 @@
-"""One task in full: fields, payload, result, error with its traceback, and the
-timeline of every state change. Refreshes while open.
+"""One task in full: fields, payload, result, error with its traceback, the
+workflow it is a step of (every step with its state), and the timeline of every
+state change. Refreshes while open.
 
 | Key | Does |
 | --- | --- |
 | c | cancel the task |
-| r | retry it (failed or cancelled) |
+| r | retry it (failed or cancelled; a stopped workflow goes on after it) |
+| [ / ] | the previous / next step of its workflow |
 | escape | close |
 """
 
@@ -12,9 +14,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Group, RenderableType
+from rich.style import Style
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
@@ -26,10 +30,17 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from console.format import ago, bar
+from console.states import state_style
 from console.task_actions import cancel_task, retry_task
-from engine import Engine, EngineNotRunning, StoreError, TaskRecord
+from engine import Engine, EngineNotRunning, StoreError, TaskRecord, TaskState
+from engine.model import WorkflowRecord, WorkflowStep
 
 MAX_JSON_LINES = 400
+KEYS = "[b]c[/b] cancel · [b]r[/b] retry · [b]esc[/b] close"
+#: The keys line of a workflow step (``\\[`` is a literal bracket in Textual markup).
+STEP_KEYS = KEYS.replace(" · [b]esc", " · [b]\\[[/b] / [b]][/b] previous / next step · [b]esc")
+
+StyleOf = Callable[[str], Style]
 
 
 def when(at: float | None, now: float) -> str:
@@ -50,7 +61,50 @@ def json_block(value: Any) -> RenderableType:
     return Syntax(text, "json", word_wrap=True, background_color="default")
 
 
-def detail(task: TaskRecord, now: float) -> RenderableType:
+def step_note(step: WorkflowStep) -> str:
+    """What the state alone does not say: waiting for earlier steps, stopped before it ran."""
+    notes = ["callback"] if step.callback else []
+    if step.waiting and step.state == TaskState.SCHEDULED:
+        notes.append("waiting")
+    elif step.waiting and step.state == TaskState.CANCELLED:
+        notes.append("never ran")
+    return ", ".join(notes)
+
+
+def workflow_section(
+    flow: WorkflowRecord, task_id: str, style_of: StyleOf, now: float
+) -> list[RenderableType]:
+    """``chain 12 · running`` and a row per step, this task marked."""
+    steps = Table(
+        "", "step", "task", "handler", "state", "ran", "", box=None, padding=(0, 2),
+        header_style="bold dim",
+    )  # fmt: skip
+    for step in flow.steps:
+        here = step.task_id == task_id
+        ran = ""
+        if step.started_at is not None:
+            ran = ago((step.finished_at or now) - step.started_at)
+        steps.add_row(
+            Text("▶", style="bold") if here else "",
+            str(step.index + 1),
+            Text(f"#{step.task_id}", style="bold" if here else ""),
+            Text(step.handler, style="bold" if here else ""),
+            Text(step.state.value, style=style_of(step.state.value)),
+            ran,
+            Text(step_note(step) + (" ← this task" if here else ""), style="dim"),
+        )
+    head = Text(f"{flow.kind} {flow.id} · ")
+    head.append(flow.state, style=style_of(flow.state))
+    head.append(f" · {len(flow.steps)} steps", style="dim")
+    return [Text("\nWorkflow", style="bold underline"), head, steps]
+
+
+def detail(
+    task: TaskRecord,
+    now: float,
+    flow: WorkflowRecord | None = None,
+    style_of: StyleOf = lambda state: Style(),
+) -> RenderableType:
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column()
@@ -59,21 +113,33 @@ def detail(task: TaskRecord, now: float) -> RenderableType:
         progress = (
             f"{bar(task.progress, 20)} {task.progress * 100:.0f}% {task.progress_message or ''}"
         )
-    for label, value in (
-        ("state", task.state.value),
+    due = when(task.run_at, now) if task.run_at else "–"
+    if task.waiting and task.state == TaskState.SCHEDULED:
+        due = "when the steps before it have succeeded"
+    rows: list[tuple[str, str | Text]] = [
+        ("state", Text(task.state.value, style=style_of(task.state.value))),
         ("handler", task.handler),
         ("queue", task.queue),
         ("priority", str(task.priority)),
         ("attempts", f"{task.attempts} of {task.max_attempts}"),
         ("worker", task.worker or "–"),
         ("created", when(task.created_at, now)),
-        ("due", when(task.run_at, now) if task.run_at else "–"),
+        ("due", due),
         ("started", when(task.started_at, now)),
         ("finished", when(task.finished_at, now)),
         ("waited", ago(task.wait_time)),
         ("ran", ago(task.run_time)),
         ("progress", progress or "–"),
-    ):
+    ]
+    if task.workflow_id is not None:
+        kind = flow.kind if flow is not None else "workflow"
+        of = f" of {len(flow.steps)}" if flow is not None else ""
+        rows.insert(4, ("workflow", f"{kind} {task.workflow_id}, step {(task.step or 0) + 1}{of}"))
+    if task.unique_key is not None:
+        rows.append(("unique key", task.unique_key))
+    if task.webhook is not None:
+        rows.append(("webhook", task.webhook))
+    for label, value in rows:
         fields.add_row(label, value)
     timeline = Table(
         "when", "state", "attempt", "by", "note", box=None, padding=(0, 2), header_style="bold dim"
@@ -85,8 +151,10 @@ def detail(task: TaskRecord, now: float) -> RenderableType:
         timeline.add_row(
             stamp, entry.state.value, str(entry.attempt), entry.by or "", entry.note or ""
         )
-    parts: list[RenderableType] = [
-        fields,
+    parts: list[RenderableType] = [fields]
+    if flow is not None:
+        parts += workflow_section(flow, task.id, style_of, now)
+    parts += [
         Text("\nPayload", style="bold underline"),
         json_block(task.payload),
         Text("\nResult", style="bold underline"),
@@ -105,6 +173,20 @@ class TaskDetailScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("c", "cancel_task", "Cancel task"),
         Binding("r", "retry_task", "Retry"),
+        Binding(
+            "left_square_bracket",
+            "step(-1)",
+            "Previous step",
+            key_display="[",
+            tooltip="Show the previous step of the task's workflow",
+        ),
+        Binding(
+            "right_square_bracket",
+            "step(1)",
+            "Next step",
+            key_display="]",
+            tooltip="Show the next step of the task's workflow",
+        ),
         Binding("escape", "close", "Close"),
     ]
 
@@ -113,15 +195,14 @@ class TaskDetailScreen(ModalScreen[None]):
         self.engine = engine
         self.task_id = task_id
         self.record: TaskRecord | None = None
+        self.workflow: WorkflowRecord | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide tall"):
             yield Static(f"Task #{self.task_id}", id="detail-title", classes="dialog-title")
             with VerticalScroll(id="detail-body"):
                 yield Static("loading…", id="detail")
-            yield Static(
-                "[b]c[/b] cancel · [b]r[/b] retry · [b]esc[/b] close", classes="dialog-keys"
-            )
+            yield Static(KEYS, id="detail-keys", classes="dialog-keys")
 
     def on_mount(self) -> None:
         self.load()
@@ -129,22 +210,54 @@ class TaskDetailScreen(ModalScreen[None]):
 
     @work(exclusive=True, group="detail")
     async def load(self) -> None:
+        task_id = self.task_id
+        flow = None
         try:
-            task = await self.engine.get(self.task_id)
+            task = await self.engine.get(task_id)
+            if task.workflow_id is not None:
+                flow = await self.engine.workflow(task.workflow_id)
         except (EngineNotRunning, StoreError):
             return  # the console is closing
         except LookupError:
             self.query_one("#detail", Static).update(
-                Text(f"task {self.task_id} no longer exists (purged or expired)", style="bold")
+                Text(f"task {task_id} no longer exists (purged or expired)", style="bold")
             )
             return
-        if task == self.record or not self.is_attached:
+        unchanged = task == self.record and flow == self.workflow
+        if unchanged or task_id != self.task_id or not self.is_attached:
             return
-        self.record = task
+        self.record, self.workflow = task, flow
         self.query_one("#detail-title", Static).update(
             f"Task #{task.id} · {task.handler} · {task.state.value}"
         )
-        self.query_one("#detail", Static).update(detail(task, time.time()))
+        body = self.query_one("#detail", Static)
+        body.update(detail(task, time.time(), flow, lambda state: state_style(body, state)))
+        self.query_one("#detail-keys", Static).update(STEP_KEYS if flow else KEYS)
+
+    def action_step(self, delta: int) -> None:
+        """Show the step ``delta`` places before or after this one in its workflow."""
+        task, flow = self.record, self.workflow
+        if task is None:
+            self.app.notify("the task is still loading", severity="warning", timeout=2)
+            return
+        if flow is None:
+            self.app.notify(
+                f"task #{task.id} is not a step of a chain or group: no other steps to show",
+                severity="warning",
+            )
+            return
+        ids = flow.task_ids
+        target = ids.index(task.id) + delta if task.id in ids else -1
+        if not 0 <= target < len(ids):
+            edge = "first" if delta < 0 else "last"
+            self.app.notify(
+                f"task #{task.id} is the {edge} step of {flow.kind} {flow.id}", timeout=2
+            )
+            return
+        self.task_id = ids[target]
+        self.query_one("#detail-title", Static).update(f"Task #{self.task_id}")
+        self.query_one("#detail-body", VerticalScroll).scroll_home(animate=False)
+        self.load()
 
     @work(exclusive=True, group="detail-action")
     async def action_cancel_task(self) -> None:
