@@ -31,6 +31,7 @@ SHOTS = (
     "dashboard-100x30",
     "enqueue-form",
     "settings",
+    "settings-flow-control",
     "task-detail",
     "task-detail-chain",
     "schedules-160x50",
@@ -123,6 +124,18 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
                 await pilot.press("escape")
 
             await open_and_save("s", "settings", 0.4)
+
+            await engine.update_settings(
+                queue_rate_limits={"uploads": "120/m"},
+                queue_concurrency={"reports": 1},
+                queue_weights={"downloads": 3, "images": 2},
+            )
+            await pilot.press("s")
+            await pilot.pause(0.4)
+            app.screen.query_one("#settings-list").scroll_end(animate=False)
+            await pilot.pause(0.3)
+            save("settings-flow-control")
+            await pilot.press("escape")
 
             failed = await engine.tasks(state=TaskState.FAILED, limit=1)
             if failed:
