@@ -77,8 +77,16 @@ def next_run(every: float | None, cron: str | None, tz: str, due: float, now: fl
             return due + every
         return due + every * (math.floor((now - due) / every) + 1)
     assert cron is not None
-    start = dt.datetime.fromtimestamp(max(due, now), ZoneInfo(tz))
-    return float(croniter(cron, start).get_next(float))
+    zone = ZoneInfo(tz)
+    times = croniter(cron, dt.datetime.fromtimestamp(max(due, now), zone))
+    following = float(times.get_next(float))
+    # Where clocks go back an hour, its wall-clock times come twice. As in cron, a job at
+    # a fixed minute and hour runs at the first of them only (a daily 02:30 job runs
+    # once that night); jobs with a wildcard there run by the clock as it reads.
+    minute, hour = cron.split()[:2]
+    while "*" not in minute + hour and dt.datetime.fromtimestamp(following, zone).fold:
+        following = float(times.get_next(float))
+    return following
 
 
 @dataclass(frozen=True)

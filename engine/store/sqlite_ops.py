@@ -419,6 +419,14 @@ RETRY = (
 )
 
 
+#: The active task holding the unique key of a task (not itself), if any.
+KEY_HOLDER = (
+    "SELECT h.id, h.state, h.unique_key FROM tasks t JOIN tasks h "
+    "ON h.unique_key = t.unique_key AND h.state IN ('queued', 'scheduled', 'running') "
+    "WHERE t.id = ? AND t.unique_key IS NOT NULL AND h.id != t.id"
+)
+
+
 def retry(txn: Txn, task_id: int, by: str, retries: int | None) -> TaskState | Exception:
     found = txn.execute(STATE_OF, (task_id,)).fetchone()
     if found is None:
@@ -433,6 +441,12 @@ def retry(txn: Txn, task_id: int, by: str, retries: int | None) -> TaskState | E
             f"task {task_id} is step {found[8] + 1} of workflow {found[7]} and waits for an "
             "earlier step; retry the step that failed and this one follows"
         )
+    holder = txn.execute(KEY_HOLDER, (task_id,)).fetchone()
+    if holder is not None:
+        return InvalidTransition(
+            f"task {task_id} cannot be retried: its unique key {holder[2]!r} is held by task "
+            f"{holder[0]}, which is {holder[1]}; retry once that task has finished"
+        )
     budget = found[5] if retries is None else retries
     txn.execute(
         RETRY,
@@ -444,12 +458,20 @@ def retry(txn: Txn, task_id: int, by: str, retries: int | None) -> TaskState | E
     return TaskState(state)
 
 
+# OR IGNORE: of several tasks with one unique key, only the first is queued again
 RETRY_WHERE = (
-    "UPDATE tasks SET state = 'queued', prev_state = state, finished_at = NULL, result = NULL, "
-    "run_at = :now, max_retries = MAX(max_retries, attempts + retries), "
+    "UPDATE OR IGNORE tasks SET state = 'queued', prev_state = state, finished_at = NULL, "
+    "result = NULL, run_at = :now, max_retries = MAX(max_retries, attempts + retries), "
     f"timeline = timeline || {_entry(repr('queued'), note=':note')} "
     "WHERE id IN (SELECT id FROM tasks WHERE {where} LIMIT :limit) "
     "RETURNING queue, prev_state, id, workflow_id"
+)
+
+
+#: A task whose unique key (if any) no active task holds: it can be queued again.
+KEY_FREE = (
+    "(unique_key IS NULL OR NOT EXISTS (SELECT 1 FROM tasks h WHERE h.unique_key = "
+    "tasks.unique_key AND h.state IN ('queued', 'scheduled', 'running')))"
 )
 
 
@@ -462,7 +484,7 @@ def retry_where(
     limit: int,
 ) -> int:
     """Queue up to ``limit`` failed or cancelled tasks again; returns how many."""
-    where = ["state IN (SELECT value FROM json_each(:states))", "waiting = 0"]
+    where = ["state IN (SELECT value FROM json_each(:states))", "waiting = 0", KEY_FREE]
     params: dict[str, object] = {
         "states": json.dumps([s.value for s in states]),
         "now": txn.now,
