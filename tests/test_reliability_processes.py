@@ -630,3 +630,38 @@ def test_a_thread_that_never_returns_times_out_leaks_and_keeps_capacity(
     assert node.wait(timeout=30) == 0
     assert time.monotonic() - signalled < FAST["shutdown_grace"] + 1.0
     clean(node.stderr)
+
+
+_OPEN_FRESH = """
+import asyncio, sys
+from engine import Engine
+
+async def main() -> None:
+    async with Engine(sys.argv[1], workers=1):
+        pass
+
+asyncio.run(main())
+"""
+
+
+def test_processes_creating_one_new_store_at_once_all_open_it(tmp_path: Path) -> None:
+    """Several engines started together on a file that does not exist yet: one creates
+    and migrates it, the others wait and open it (none mistakes the half-made file for
+    another program's, none fails on the switch to WAL)."""
+    for round_ in range(6):
+        store = tmp_path / f"fresh-{round_}.db"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _OPEN_FRESH, str(store)],
+                cwd=ROOT,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        for proc in procs:
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+        conn = sqlite3.connect(store)
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        conn.close()

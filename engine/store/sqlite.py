@@ -60,6 +60,7 @@ from engine.store.sqlite_txn import (
     Op,
     WriterThread,
     describe_sqlite_error,
+    is_busy,
     run_batch,
 )
 
@@ -112,6 +113,28 @@ def read_counts(conn: sqlite3.Connection) -> StoreCounts:
         by_queue.setdefault(queue, dict.fromkeys(TaskState, 0))[TaskState(state)] = n
     paused = frozenset(r[0] for r in conn.execute("SELECT name FROM queues WHERE paused = 1"))
     return StoreCounts(by_queue, paused)
+
+
+def switch_to_wal(conn: sqlite3.Connection, path: Path, wait: float) -> None:
+    """Put the file in WAL mode. Switching needs the file to itself, and SQLite may
+    refuse at once (no busy wait) while another process opens or creates the same
+    store, so a refusal is retried for up to ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    delay = 0.005
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)  # on the writer thread, before it serves anything
+            delay = min(0.1, delay * 2)
+            continue
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot switch {path} to WAL (got {mode})")
+        return
 
 
 class SQLiteStore:
@@ -219,9 +242,7 @@ class SQLiteStore:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             if info.is_new:
                 conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL (got {mode})")
+            switch_to_wal(conn, self.path, self._busy_timeout)
             migrate(conn, info.version, self._fault)  # waits up to busy_timeout for others
             token = self.codec.key_check_token()
             if token is not None and info.key_check is None:

@@ -245,13 +245,18 @@ def inspect_file(path: Path) -> FileInfo:
     except sqlite3.Error as exc:
         raise _refuse(path, f"it cannot be opened ({exc})") from None
     try:
+        # One read transaction, so every answer comes from the same snapshot: another
+        # process may be creating the store right now (its tables and its id commit
+        # together; read apart, the tables could be seen without the id).
+        conn.execute("BEGIN")
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         key_check = None
         if app_id == APPLICATION_ID and "meta" in tables:
             row = conn.execute("SELECT value FROM meta WHERE key='key_check'").fetchone()
             key_check = row[0] if row else None
+        conn.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
         message = str(exc)
         if "not a database" in message:
