@@ -169,7 +169,8 @@ class Engine:
         self._monitor: Monitor | None = None
         self._schedules: dict[str, ScheduleSpec] = {}
         self._flow: FlowLimits | None = None
-        self._flow_key: tuple[Settings, int] | None = None
+        self._flow_settings: Settings | None = None
+        self._flow_handlers = 0
         self._scheduler: Scheduler | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._stats = {"stale_completions": 0, "rescued": 0, "interrupted": 0, "retries": 0}
@@ -385,15 +386,15 @@ class Engine:
     def flow_limits(self) -> FlowLimits | None:
         """The rate limits, concurrency limits and weights in force (None: none), from
         the settings and the handlers' ``rate_limit`` options (settings win)."""
-        key = (self._settings, len(self._registry))
-        if self._flow_key != key:
-            s = self._settings
+        s = self._settings  # replaced on update, never changed: identity says "same"
+        if self._flow_settings is not s or self._flow_handlers != len(self._registry):
             handler_rates = {h.name: h.rate_limit for h in self._registry if h.rate_limit}
             handler_rates.update(s.handler_rate_limits)
             limits = flow_limits(
                 s.queue_rate_limits, handler_rates, s.queue_concurrency, s.queue_weights
             )
-            self._flow, self._flow_key = (limits or None), key
+            self._flow = limits or None
+            self._flow_settings, self._flow_handlers = s, len(self._registry)
         return self._flow
 
     def _current_settings(self) -> Settings:
