@@ -156,7 +156,7 @@ class PeriodicCommands:
                 message=f"schedule {name}: {self._schedules[name].rule}",
             )
         if self._scheduler is not None:
-            self._scheduler.notify()
+            self._scheduler.wake()
 
     async def schedules(self) -> list[ScheduleInfo]:
         """Every stored schedule: rule, next run, last run and its task's state, paused."""
@@ -180,7 +180,7 @@ class PeriodicCommands:
             verb = "paused" if paused else "resumed"
             self._bus.emit(EventKind.SCHEDULE_CHANGED, message=f"schedule {name} {verb}")
             if self._scheduler is not None:
-                self._scheduler.notify()
+                self._scheduler.wake()
         return changed
 
     async def trigger_schedule(self, name: str) -> str:

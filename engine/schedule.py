@@ -9,7 +9,6 @@ no engine was running is made up once on start (not once per missed time).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import math
 from collections.abc import Callable
@@ -19,10 +18,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from engine.aio import wait_event
 from engine.events import EventBus
 from engine.model import ScheduleInfo, check_handler_name, schedule_rule
-from engine.services import Service
+from engine.services import TimedService
 from engine.settings import Settings
 from engine.store.base import Store
 
@@ -143,10 +141,9 @@ def make_spec(
     )
 
 
-class Scheduler(Service):
-    """Enqueues due periodic runs. Sleeps until the next run is due (woken early by
-    :meth:`notify`), looking at least every ``poll_interval × 4`` for schedules that
-    other processes changed."""
+class Scheduler(TimedService):
+    """Enqueues due periodic runs, on a timer set for the next one (see
+    :class:`~engine.services.TimedService`); :meth:`wake` after a schedule changed."""
 
     name = "periodic"
 
@@ -158,25 +155,9 @@ class Scheduler(Service):
         clock: Callable[[], float],
         on_fired: Callable[[list[tuple[str, str, str]]], None],
     ) -> None:
-        super().__init__(store, settings, bus)
-        self.clock = clock
+        super().__init__(store, settings, bus, clock)
         self.on_fired = on_fired
-        self.next_due: float | None = None
-        self._wake = asyncio.Event()
         self.fired = 0
-
-    def notify(self) -> None:
-        self._wake.set()
-
-    def interval(self) -> float:
-        horizon = self.settings().poll_interval * 4
-        if self.next_due is None:
-            return horizon
-        return max(0.0, min(horizon, self.next_due - self.clock()))
-
-    async def sleep(self) -> None:
-        self._wake.clear()
-        await wait_event(self._wake, self.interval())
 
     async def run_once(self) -> None:
         fired, self.next_due = await self.store.fire_schedules(next_run)

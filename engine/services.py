@@ -126,10 +126,40 @@ class Rescuer(Service):
             self.on_rescued(rescued)
 
 
-class Promoter(Service):
-    """Scheduled → queued when due. Sleeps until the next due time (woken early by
-    :meth:`notify` when this process schedules something sooner), so a delayed task
-    starts on time without polling every few milliseconds."""
+class TimedService(Service):
+    """A service that sleeps until its next due time (woken early by :meth:`wake`),
+    and looks at least every ``poll_interval × 4`` for what other processes changed."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Callable[[], Settings],
+        bus: EventBus,
+        clock: Callable[[], float],
+    ) -> None:
+        super().__init__(store, settings, bus)
+        self.clock = clock
+        self.next_due: float | None = None
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def interval(self) -> float:
+        horizon = self.settings().poll_interval * 4
+        if self.next_due is None:
+            return horizon
+        return max(0.0, min(horizon, self.next_due - self.clock()))
+
+    async def sleep(self) -> None:
+        self._wake.clear()
+        await wait_event(self._wake, self.interval())
+
+
+class Promoter(TimedService):
+    """Scheduled → queued when due, on a timer set for the earliest due time (reset
+    by :meth:`notify` when this process schedules something sooner), so a delayed
+    task starts on time without polling every few milliseconds."""
 
     name = "scheduler"
 
@@ -141,27 +171,13 @@ class Promoter(Service):
         clock: Callable[[], float],
         on_promoted: Callable[[list[tuple[int, str]]], None],
     ) -> None:
-        super().__init__(store, settings, bus)
-        self.clock = clock
+        super().__init__(store, settings, bus, clock)
         self.on_promoted = on_promoted
-        self.next_due: float | None = None
-        self._wake = asyncio.Event()
 
     def notify(self, run_at: float) -> None:
         if self.next_due is None or run_at < self.next_due:
             self.next_due = run_at
-            self._wake.set()
-
-    def interval(self) -> float:
-        # Other processes may schedule tasks too; look at least every poll_interval × 4.
-        horizon = self.settings().poll_interval * 4
-        if self.next_due is None:
-            return horizon
-        return max(0.0, min(horizon, self.next_due - self.clock()))
-
-    async def sleep(self) -> None:
-        self._wake.clear()
-        await wait_event(self._wake, self.interval())
+            self.wake()
 
     async def run_once(self) -> None:
         moved, self.next_due = await self.store.promote_due()
