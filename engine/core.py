@@ -16,6 +16,8 @@ from typing import Any, overload
 
 from engine import webhook
 from engine.aio import wait_event
+from engine.cluster import NodeKeeper
+from engine.cluster_commands import ClusterCommands
 from engine.codec import Codec
 from engine.completions import Completer
 from engine.enqueue import Preparer
@@ -99,7 +101,7 @@ def _check_workers(n: object, limit: int) -> int:
     return n
 
 
-class Engine(PeriodicCommands):
+class Engine(PeriodicCommands, ClusterCommands):
     """A durable task engine. Use ``async with engine:`` to run it.
 
     ``store``: ``sqlite:///path.db`` (default ``sqlite:///taskdeck.db``) or a path.
@@ -165,6 +167,7 @@ class Engine(PeriodicCommands):
         self._flow_settings: Settings | None = None
         self._flow_handlers = 0
         self._scheduler: Scheduler | None = None
+        self._node_keeper: NodeKeeper | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._stats = {"stale_completions": 0, "rescued": 0, "interrupted": 0, "retries": 0}
         self.task(
@@ -245,6 +248,7 @@ class Engine(PeriodicCommands):
         if self._running:
             return
         await self._store.open()
+        self._started_at = self._clock()
         self._configure_store()
         self._progress = asyncio.Event()
         self._completer = Completer(self._store, self._on_report, self._on_store_error)
@@ -264,6 +268,9 @@ class Engine(PeriodicCommands):
         self._pool = pool
         settings = self._current_settings
         self._promoter = Promoter(self._store, settings, self._bus, self._clock, self._on_promoted)
+        self._node_keeper = NodeKeeper(
+            self._store, settings, self._bus, self._describe_node, self._apply_command, self._clock
+        )
         await self._sync_schedules(self._schedules.values())
         self._scheduler = Scheduler(self._store, settings, self._bus, self._clock, self._on_fired)
         self._services = [
@@ -273,6 +280,7 @@ class Engine(PeriodicCommands):
             self._promoter,
             Cleaner(self._store, settings, self._bus, self._on_expire),
             ProgressReporter(self._store, settings, self._bus, pool, self.node),
+            self._node_keeper,
         ]
         self._monitor = Monitor(
             self._store,
@@ -321,6 +329,11 @@ class Engine(PeriodicCommands):
                 task.cancel()
             await asyncio.gather(*self._service_tasks, *self._background, return_exceptions=True)
             self._service_tasks = []
+            if self._node_keeper is not None and self._node_keeper.joined:
+                try:
+                    await self._store.node_stopped(self.node)
+                except Exception as exc:  # the store may be what failed; leases cover it
+                    log.warning("could not mark node %s stopped: %s", self.node, exc)
             await self._store.close()
             self._running = False
             for futures in self._waiters.values():
@@ -638,11 +651,20 @@ class Engine(PeriodicCommands):
         self._require_running()
         note = reason or "cancelled by operator"
         previous = await self._store.cancel(tid, by="operator", note=note)
-        if previous == TaskState.RUNNING and self._pool is not None:
-            self._pool.cancel_local(tid)
+        local = self._pool is not None and self._pool.cancel_local(tid)
+        if previous == TaskState.RUNNING and not local:
+            await self._stop_elsewhere(tid)
         self._finished(tid)
         self._bus.emit(EventKind.CANCELLED, task_id=str(tid), message=f"was {previous}: {note}")
         return previous
+
+    async def _stop_elsewhere(self, task_id: int) -> None:
+        """A cancelled task running on another node: tell that node to stop it now
+        (its lease renewal would notice too, but later)."""
+        worker = (await self._store.get(task_id)).worker or ""
+        owner = worker.split("/", 1)[0]
+        if owner and owner != self.node:
+            await self.send_command("stop_task", {"task_id": task_id}, node=owner)
 
     async def reprioritize(self, task_id: str | int, priority: int | str) -> int:
         """Change a queued or scheduled task's priority (applies on the next claim);

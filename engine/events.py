@@ -58,6 +58,9 @@ class EventKind(enum.StrEnum):
     WORKFLOW_ENQUEUED = "workflow_enqueued"
     SCHEDULE_FIRED = "schedule_fired"
     SCHEDULE_CHANGED = "schedule_changed"
+    COMMAND_SENT = "command_sent"
+    COMMAND_APPLIED = "command_applied"
+    COMMAND_FAILED = "command_failed"
 
 
 @dataclass(frozen=True, slots=True)

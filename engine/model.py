@@ -417,3 +417,55 @@ class ScheduleInfo:
     @property
     def rule(self) -> str:
         return schedule_rule(self.every, self.cron, self.tz)
+
+
+# ---------------------------------------------------------------------------
+# Cluster records
+
+NodeState = Literal["alive", "stopped", "dead"]
+#: Operator commands a node carries out (see :mod:`engine.cluster`).
+COMMAND_ACTIONS = ("set_workers", "pause", "resume", "update_settings", "stop_task")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """One engine process on the store, as its last heartbeat described it."""
+
+    id: str
+    host: str
+    pid: int
+    version: str
+    started_at: float
+    last_seen: float
+    state: NodeState
+    workers: int
+    busy: int
+    #: compact picture: throughput, failures_per_minute, cpu, rss, paused, queues
+    snapshot: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def throughput(self) -> float:
+        return float(self.snapshot.get("throughput", 0.0))
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCommand:
+    """An operator command for one node (``target`` = its id) or all (``"*"``)."""
+
+    id: int
+    target: str
+    action: str
+    args: Mapping[str, Any]
+    created_at: float
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What one node did with a command."""
+
+    command_id: int
+    node: str
+    done_at: float
+    ok: bool
+    outcome: str

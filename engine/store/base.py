@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from engine.limits import FlowLimits
-from engine.model import ScheduleInfo, TaskRecord, TaskState, WorkflowRecord
+from engine.model import (
+    CommandResult,
+    NodeCommand,
+    NodeInfo,
+    ScheduleInfo,
+    TaskRecord,
+    TaskState,
+    WorkflowRecord,
+)
 
 if TYPE_CHECKING:
     from engine.workflow import WorkflowRecord
@@ -224,6 +232,26 @@ class Store(Protocol):
         """Enqueue a run of ``name`` now; returns the task id."""
 
     async def schedules(self) -> list[ScheduleInfo]: ...
+
+    # -- cluster (see engine.cluster) ------------------------------------------
+    async def heartbeat(self, node: NodeInfo, dead_after: float) -> list[NodeCommand]:
+        """Save this node's row (alive), mark nodes silent for ``dead_after`` seconds
+        as dead, and return the commands for this node it has not answered yet."""
+
+    async def node_stopped(self, node_id: str) -> None:
+        """Mark a node as stopped (a graceful stop)."""
+
+    async def send_command(self, target: str, action: str, args: str, by: str) -> int:
+        """Store a command (``args`` as JSON) for one node or ``"*"``; returns its id."""
+
+    async def record_command(self, result: CommandResult) -> None:
+        """Save what a node did with a command."""
+
+    async def nodes(self, dead_after: float) -> list[NodeInfo]:
+        """Every node row, alive ones first; an alive one silent for ``dead_after``
+        seconds is reported dead."""
+
+    async def command_results(self, command_id: int) -> list[CommandResult]: ...
 
     async def enqueue_and_claim(
         self, task: NewTask, owner: str, lease_ttl: float

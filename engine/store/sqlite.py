@@ -31,6 +31,9 @@ from engine.limits import FlowLimits
 from engine.metrics import Reservoir, percentile
 from engine.model import (
     TERMINAL_STATES,
+    CommandResult,
+    NodeCommand,
+    NodeInfo,
     ScheduleInfo,
     TaskRecord,
     TaskState,
@@ -38,6 +41,7 @@ from engine.model import (
     WorkflowStep,
     parse_timeline,
 )
+from engine.store import sqlite_cluster as cluster_ops
 from engine.store import sqlite_flow as flow_ops
 from engine.store import sqlite_ops as ops
 from engine.store import sqlite_schedules as sched
@@ -497,6 +501,33 @@ class SQLiteStore:
             )
             for r in await self._read(sched.LIST)
         ]
+
+    # -- cluster --------------------------------------------------------------
+    async def heartbeat(self, node: NodeInfo, dead_after: float) -> list[NodeCommand]:
+        result: list[NodeCommand] = await self._write(
+            partial(cluster_ops.heartbeat, node=node, dead_after=dead_after)
+        )
+        return result
+
+    async def node_stopped(self, node_id: str) -> None:
+        await self._write(partial(cluster_ops.node_stopped, node_id=node_id))
+
+    async def send_command(self, target: str, action: str, args: str, by: str) -> int:
+        result: int = await self._write(
+            partial(cluster_ops.send_command, target=target, action=action, args=args, by=by)
+        )
+        return result
+
+    async def record_command(self, result: CommandResult) -> None:
+        await self._write(partial(cluster_ops.record_command, result=result))
+
+    async def nodes(self, dead_after: float) -> list[NodeInfo]:
+        silent = self.clock() - dead_after
+        return [cluster_ops.node_from_row(r, silent) for r in await self._read(cluster_ops.NODES)]
+
+    async def command_results(self, command_id: int) -> list[CommandResult]:
+        rows = await self._read(cluster_ops.RESULTS, (command_id,))
+        return [CommandResult(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
 
     # -- reads ----------------------------------------------------------------
     async def _read(self, sql: str, params: Any = ()) -> list[Any]:

@@ -20,7 +20,7 @@ from engine.faults import no_fault
 from engine.model import TERMINAL_STATES, TaskState, transition_check_sql
 
 APPLICATION_ID = 0x54534B44  # "TSKD"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIN_SQLITE = (3, 38, 0)  # RETURNING (3.35), the ->> operator (3.38)
 
 _STATES = ", ".join(f"'{s.value}'" for s in TaskState)
@@ -187,8 +187,45 @@ CREATE TABLE rate_buckets (
 ALTER TABLE queues ADD COLUMN served REAL NOT NULL DEFAULT 0
 """
 
+# Version 3: the cluster. Every engine process is a node with a heartbeat row; the
+# commands table carries operator commands to one node or all ('*'), and each node
+# records its outcome in command_results.
+_V3 = """
+CREATE TABLE nodes (
+    id         TEXT PRIMARY KEY,
+    host       TEXT NOT NULL,
+    pid        INTEGER NOT NULL,
+    version    TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    last_seen  REAL NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('alive', 'stopped', 'dead')),
+    workers    INTEGER NOT NULL,
+    busy       INTEGER NOT NULL,
+    snapshot   TEXT NOT NULL DEFAULT '{}'
+) WITHOUT ROWID;
+
+CREATE TABLE commands (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    target     TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    args       TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    by         TEXT NOT NULL
+);
+CREATE INDEX commands_recent ON commands(created_at);
+
+CREATE TABLE command_results (
+    command_id INTEGER NOT NULL,
+    node       TEXT    NOT NULL,
+    done_at    REAL    NOT NULL,
+    ok         INTEGER NOT NULL CHECK (ok IN (0, 1)),
+    outcome    TEXT    NOT NULL,
+    PRIMARY KEY (command_id, node)
+) WITHOUT ROWID
+"""
+
 #: (version, script) pairs, applied in order inside one transaction each.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,125 @@
+"""Many engine processes on one store: node rows and the operator command channel.
+
+Every engine is a *node*. Twice a second its :class:`NodeKeeper` writes the node's
+row (host, pid, workers busy/total and a compact snapshot) and, in the same
+transaction, picks up the commands addressed to it or to every node (``"*"``),
+so a command is carried out within a second; each outcome is recorded with the
+command. A node silent for :data:`DEAD_AFTER` seconds is marked dead; its running
+tasks come back through the usual lease expiry. A console attached to the store
+reads the node rows and sends commands, so one terminal steers the cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from importlib import metadata
+from typing import Any
+
+from engine.events import EventBus, EventKind
+from engine.model import COMMAND_ACTIONS, CommandResult, NodeCommand, NodeInfo
+from engine.services import Service
+from engine.settings import Settings
+from engine.store.base import Store
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT = 0.5  # seconds between a node's heartbeats (and command pickups)
+DEAD_AFTER = 5.0  # a node silent this long is marked dead
+
+
+def version() -> str:
+    try:
+        return metadata.version("taskdeck")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+def check_command(action: str, args: Mapping[str, Any]) -> None:
+    """Refuse a command no node could carry out, before it is sent."""
+    if action not in COMMAND_ACTIONS:
+        raise ValueError(f"unknown command {action!r}; allowed: {', '.join(COMMAND_ACTIONS)}")
+    needed = {"set_workers": "n", "pause": "queue", "resume": "queue", "stop_task": "task_id"}
+    key = needed.get(action)
+    if key is not None and key not in args:
+        raise ValueError(f"command {action} needs {key}=…; got {dict(args)!r}")
+    if action == "update_settings" and not args:
+        raise ValueError("command update_settings needs at least one setting")
+
+
+class NodeKeeper(Service):
+    """The heartbeat of one node, and the carrying out of its commands.
+
+    An engine joins the cluster (gets a node row) once it has workers: a producer,
+    a command-line client or an attached console (0 workers) writes nothing here.
+    Once joined, it stays a node until it stops, even at 0 workers, so it can be
+    sent ``set_workers`` again."""
+
+    name = "node heartbeat"
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Callable[[], Settings],
+        bus: EventBus,
+        describe: Callable[[], NodeInfo],
+        apply: Callable[[NodeCommand], Awaitable[str]],
+        clock: Callable[[], float],
+    ) -> None:
+        super().__init__(store, settings, bus)
+        self.describe = describe
+        self.apply = apply
+        self.clock = clock
+        self.applied = 0
+        self.joined = False
+
+    def interval(self) -> float:
+        return HEARTBEAT
+
+    async def run_once(self) -> None:
+        node = self.describe()
+        if not self.joined and node.workers == 0:
+            return
+        self.joined = True
+        for command in await self.store.heartbeat(node, DEAD_AFTER):
+            try:
+                outcome, ok = await self.apply(command), True
+            except Exception as exc:  # a bad command must not stop the heartbeat
+                outcome, ok = str(exc), False
+            self.applied += 1
+            await self.store.record_command(
+                CommandResult(command.id, node.id, self.clock(), ok, outcome)
+            )
+            self.bus.emit(
+                EventKind.COMMAND_APPLIED if ok else EventKind.COMMAND_FAILED,
+                message=f"{command.action} from {command.by}: {outcome}",
+                data={"command_id": command.id, "action": command.action},
+            )
+
+
+def node_info(node: str, started_at: float, snapshot: Any, now: float) -> NodeInfo:
+    """This node's row, from its :class:`~engine.snapshot.EngineSnapshot`."""
+    resources = snapshot.resources
+    compact: dict[str, Any] = {
+        "throughput": round(snapshot.throughput, 2),
+        "failures_per_minute": snapshot.failures_per_minute,
+        "paused": sorted(snapshot.paused_queues),
+        "autoscale": snapshot.settings.autoscale,
+    }
+    if resources is not None:
+        compact["cpu"] = round(resources.process_cpu, 1)
+        compact["rss"] = resources.rss
+    return NodeInfo(
+        id=node,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        version=version(),
+        started_at=started_at,
+        last_seen=now,
+        state="alive",
+        workers=snapshot.worker_count,
+        busy=snapshot.busy_workers,
+        snapshot=compact,
+    )

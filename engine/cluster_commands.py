@@ -1,0 +1,83 @@
+"""The cluster half of the Engine's API: the nodes on the store and the commands an
+operator sends them. A mixin of :class:`engine.core.Engine`, kept apart so each file
+reads in one go."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from engine.cluster import DEAD_AFTER, check_command, node_info
+from engine.events import EventBus, EventKind
+from engine.model import CommandResult, NodeCommand, NodeInfo, check_handler_name
+from engine.store.base import Store
+
+if TYPE_CHECKING:
+    from engine.pool import WorkerPool
+    from engine.snapshot import EngineSnapshot
+
+
+class ClusterCommands:
+    """``nodes``, ``send_command`` and ``command_results``; applying commands here."""
+
+    node: str
+    _store: Store
+    _bus: EventBus
+    _clock: Callable[[], float]
+    _pool: WorkerPool | None
+    _started_at: float
+
+    def snapshot(self) -> EngineSnapshot:
+        raise NotImplementedError
+
+    def _require_running(self) -> None:
+        raise NotImplementedError
+
+    async def apply_action(self, action: tuple[str, Mapping[str, Any]]) -> str:
+        raise NotImplementedError
+
+    async def nodes(self) -> list[NodeInfo]:
+        """Every engine process on this store (alive first), from their heartbeats."""
+        self._require_running()
+        return await self._store.nodes(DEAD_AFTER)
+
+    async def send_command(
+        self, action: str, args: Mapping[str, Any] | None = None, *, node: str = "*"
+    ) -> int:
+        """Send an operator command to one node (its id) or every node (``"*"``):
+        ``set_workers`` {n}, ``pause`` / ``resume`` {queue}, ``update_settings``
+        {name: value}, ``stop_task`` {task_id}. Each node carries it out within a
+        second and records the outcome (see :meth:`command_results`). Returns its id."""
+        payload = dict(args or {})
+        check_command(action, payload)
+        if node != "*":
+            check_handler_name(node)  # node ids follow the same rule as names
+        self._require_running()
+        command_id = await self._store.send_command(
+            node, action, json.dumps(payload, separators=(",", ":")), "operator"
+        )
+        self._bus.emit(
+            EventKind.COMMAND_SENT,
+            message=f"{action} {payload} → {'every node' if node == '*' else node}",
+            data={"command_id": command_id},
+        )
+        return command_id
+
+    async def command_results(self, command_id: int) -> list[CommandResult]:
+        """What each node did with a command so far."""
+        self._require_running()
+        return await self._store.command_results(command_id)
+
+    def _describe_node(self) -> NodeInfo:
+        return node_info(self.node, self._started_at, self.snapshot(), self._clock())
+
+    async def _apply_command(self, command: NodeCommand) -> str:
+        """Carry out one command here; returns what was done (raises if refused)."""
+        args = command.args
+        if command.action == "stop_task":
+            task_id = int(args["task_id"])
+            if self._pool is not None and self._pool.cancel_local(task_id):
+                return f"stopped task {task_id}"
+            return f"task {task_id} is not running here"
+        return await self.apply_action((command.action, args))
