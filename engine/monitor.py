@@ -85,7 +85,8 @@ class Monitor(Service):
         tick_start = time.thread_time()
         sample = dataclasses.replace(sample, loop_lag=self.lag.take())
         self.history.add(sample)
-        counts = self.store.last_counts
+        # Read afresh: other processes on the store (nodes, CLI) change the counts too.
+        counts = await self.store.counts()
         depths = {q: per.get(TaskState.QUEUED, 0) for q, per in counts.by_queue.items()}
         depth = sum(depths.values())
         self.metrics.tick(depth, self.pool.busy_seconds(), self.pool.size, depths)
