@@ -498,6 +498,17 @@ class Engine(PeriodicCommands, ClusterCommands):
                 )
 
     # -- reading ------------------------------------------------------------------
+    async def counts(self, queue: str | None = None) -> dict[TaskState, int]:
+        """Tasks per state now, read from the store (every process's work included),
+        for one queue or all."""
+        if queue is not None:
+            check_queue_name(queue)
+        self._require_running()
+        counts = await self._store.counts()
+        if queue is None:
+            return counts.totals()
+        return {s: counts.by_queue.get(queue, {}).get(s, 0) for s in TaskState}
+
     async def get(self, task_id: str | int) -> TaskRecord:
         """The task's record (with its timeline); ``LookupError`` if there is none."""
         tid = parse_task_id(task_id)

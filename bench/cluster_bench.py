@@ -1,0 +1,144 @@
+"""Throughput of 1, 2 and 3 engine node processes on one store; prints JSON.
+
+    python bench/cluster_bench.py                      # SQLite and PostgreSQL
+    python bench/cluster_bench.py --backend sqlite     # one backend
+    python bench/cluster_bench.py --quick              # fewer tasks
+
+Each node is the product's headless runner (`taskdeck run --headless`) on the app
+in tests/node_worker.py: one handler, `job`, that returns at once ("noop") or
+sleeps 5 ms ("io", an I/O-bound task). The nodes start and go idle first; then a
+producer enqueues every task in batches and the clock runs until the store counts
+them all succeeded. PostgreSQL runs on 127.0.0.1:5432, database `test`, in a
+fresh schema per run (dropped afterwards).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine import Engine, TaskState
+
+ROOT = Path(__file__).resolve().parent.parent
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+WORKLOADS = {"noop": 0.0, "io": 0.005}
+
+
+def start_node(store: str, index: int, workers: int, sleep: float) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "NODE_STORE": store,
+        "NODE_NAME": f"bench-{index}",
+        "NODE_WORKERS": str(workers),
+        "NODE_SLEEP": str(sleep),
+        "TASKDECK_POLL_INTERVAL": "0.05",
+    }
+    command = [sys.executable, "-m", "console.cli", "run", "--headless", "--interval", "600"]
+    return subprocess.Popen(
+        [*command, "--app", "tests.node_worker:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def one_run(store: str, nodes: int, workers: int, sleep: float, tasks: int) -> float:
+    producer = Engine(store, workers=0, strict_handlers=False, name="bench-producer")
+    async with producer:
+        procs = [start_node(store, i, workers, sleep) for i in range(nodes)]
+        try:
+            deadline = time.monotonic() + 60
+            while len([n for n in await producer.nodes() if n.state == "alive"]) < nodes:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the nodes did not start")
+                await asyncio.sleep(0.1)
+            t0 = time.perf_counter()
+            for start in range(0, tasks, 1000):
+                await producer.enqueue_many(
+                    [("job", {"n": n}) for n in range(start, min(tasks, start + 1000))]
+                )
+            while True:
+                counts = await producer.counts()
+                if counts[TaskState.SUCCEEDED] >= tasks:
+                    return tasks / (time.perf_counter() - t0)
+                await asyncio.sleep(0.05)
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                proc.wait(timeout=60)
+
+
+def _pg_schema_url() -> tuple[str, str]:
+    schema = f"bench_{secrets.token_hex(4)}"
+    return f"{PG}?schema={schema}", schema
+
+
+def _drop_schema(schema: str) -> None:
+    subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-qc",
+            f"DROP SCHEMA IF EXISTS {schema} CASCADE",
+        ],
+        check=False,
+        capture_output=True,
+    )
+
+
+async def bench(backends: list[str], quick: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"cpus": os.cpu_count(), "workers_per_node": {"noop": 8, "io": 4}}
+    sizes = {"noop": 3000 if quick else 20_000, "io": 1500 if quick else 8000}
+    for backend in backends:
+        results: dict[str, Any] = {}
+        for workload, sleep in WORKLOADS.items():
+            workers = out["workers_per_node"][workload]
+            rates = {}
+            for nodes in (1, 2, 3):
+                with tempfile.TemporaryDirectory() as tmp:
+                    if backend == "sqlite":
+                        store, schema = str(Path(tmp) / "cluster.db"), ""
+                    else:
+                        store, schema = _pg_schema_url()
+                    try:
+                        rate = await one_run(store, nodes, workers, sleep, sizes[workload])
+                    finally:
+                        if schema:
+                            _drop_schema(schema)
+                rates[f"{nodes}_nodes"] = round(rate)
+            rates["3_vs_1"] = round(rates["3_nodes"] / rates["1_nodes"], 2)
+            results[workload] = {"tasks": sizes[workload], "tasks_per_s": rates}
+        out[backend] = results
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], action="append")
+    parser.add_argument("--quick", action="store_true", help="fewer tasks")
+    args = parser.parse_args()
+    backends = args.backend or ["sqlite", "postgres"]
+    print(json.dumps(asyncio.run(bench(backends, args.quick)), indent=2))
+
+
+if __name__ == "__main__":
+    main()
