@@ -6,17 +6,22 @@ the panels; one task bridges ``engine.events()`` into Textual messages. Nothing 
 touches the store: every command is an Engine method. The app starts the engine on
 mount if it is not running, and stops it on quit.
 
+``attach=True`` watches a cluster instead (``taskdeck console --attach``): the engine
+runs no workers; a Nodes panel takes the place of Workers (its rows read with
+``engine.nodes()`` on the tick), and the worker keys, the autoscaler and settings
+become commands to the nodes (see :mod:`console.attach`).
+
 | Key | Does |
 | --- | --- |
 | e | enqueue a task |
 | c | cancel the selected task |
 | + / - | raise / lower its priority |
-| ] / [ | one worker more / fewer |
-| w | set the worker count |
-| s | settings |
-| p | pause or resume a queue |
+| ] / [ | one worker more / fewer (attached: on the node selected in Nodes) |
+| w | set the worker count (attached: the selected node's) |
+| s | settings (attached: sent to every node) |
+| p | pause or resume a queue (stored: every node on the store sees it) |
 | r | retry the selected failed or cancelled task |
-| a | autoscaler on / off |
+| a | autoscaler on / off (attached: on every node) |
 | x | apply the selected bottleneck's suggestion |
 | enter | task detail |
 | f | failed tasks |
@@ -39,7 +44,7 @@ from pathlib import Path
 
 from textual import on, work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.events import Resize
@@ -48,12 +53,15 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
+from console.attach import ATTACHED_KEYS, ClusterControl
+from console.cluster import Cluster
 from console.commands import ActionsProvider
 from console.demo import DemoPipeline
 from console.panels.bottlenecks import BottlenecksPanel
 from console.panels.events import EventsPanel
 from console.panels.footer import DashboardFooter
 from console.panels.header import HeaderBar
+from console.panels.nodes import NodesPanel
 from console.panels.queue import QueuePanel
 from console.panels.resources import ResourcesPanel
 from console.panels.task_table import TaskTable
@@ -69,13 +77,12 @@ from console.screens.schedules import SchedulesScreen, ScheduleTable
 from console.screens.settings import SettingsScreen
 from console.screens.task_detail import TaskDetailScreen
 from console.screens.workers import WorkerCountScreen
-from engine import Engine, Event, TaskState
+from engine import Engine, EngineNotRunning, Event, StoreError, TaskState
 
 MIN_SIZE = (100, 30)
+PanelType = type[HeaderBar | QueuePanel | TextPanel | BottlenecksPanel | EventsPanel | NodesPanel]
 #: The panels fed from each snapshot, in the order they are updated.
-SNAPSHOT_PANELS: tuple[
-    type[HeaderBar | QueuePanel | TextPanel | BottlenecksPanel | EventsPanel], ...
-] = (
+SNAPSHOT_PANELS: tuple[PanelType, ...] = (
     HeaderBar,
     QueuePanel,
     WorkersPanel,
@@ -84,6 +91,10 @@ SNAPSHOT_PANELS: tuple[
     BottlenecksPanel,
     EventsPanel,
 )
+#: Attached to a cluster: the nodes in place of this engine's (absent) workers.
+ATTACHED_PANELS = tuple(NodesPanel if p is WorkersPanel else p for p in SNAPSHOT_PANELS)
+#: What a read of the node rows refreshes.
+CLUSTER_PANELS: tuple[PanelType, ...] = (HeaderBar, NodesPanel, ThroughputPanel)
 #: Actions refused while the engine stops (they would change it).
 CHANGES_ENGINE = frozenset(
     {
@@ -189,7 +200,10 @@ class ConsoleApp(App[int]):
         demo_rate: float = 3.0,
         refresh_hz: float = 2.0,
         now: Callable[[], float] = time.time,
+        attach: bool = False,
     ) -> None:
+        """``attach``: watch and steer the nodes on the engine's store (the engine
+        should run no workers of its own: ``Engine(url, workers=0)``)."""
         super().__init__()
         self.engine = engine
         self.demo = DemoPipeline(engine, rate=demo_rate) if demo else None
@@ -197,16 +211,39 @@ class ConsoleApp(App[int]):
         self.now = now
         self._timer: Timer | None = None
         self._stopping = False
+        self.cluster = Cluster()
+        self.control = (
+            ClusterControl(
+                self,
+                engine,
+                self.cluster,
+                lambda: self.dashboard.query_one(NodesPanel),
+                self.read_nodes,
+            )
+            if attach
+            else None
+        )
+        self._panels = ATTACHED_PANELS if attach else SNAPSHOT_PANELS
+        self._reading = False
+
+    @property
+    def attached(self) -> bool:
+        return self.control is not None
 
     # -- layout ---------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield HeaderBar(id="header")
-        with Horizontal(id="top"):
+        cluster = self.cluster if self.attached else None
+        yield HeaderBar(cluster, id="header")
+        with Horizontal(id="top", classes="-attached" if self.attached else ""):
             yield QueuePanel(self.engine, self.now, id="queue", classes="panel")
-            yield WorkersPanel(id="workers", classes="panel")
+            if self.attached:
+                yield NodesPanel(self.cluster, id="nodes", classes="panel")
+            else:
+                yield WorkersPanel(id="workers", classes="panel")
         with Horizontal(id="middle"):
-            yield ResourcesPanel(id="resources", classes="panel")
-            yield ThroughputPanel(id="throughput", classes="panel")
+            resources = "Resources (console)" if self.attached else None
+            yield ResourcesPanel(title=resources, id="resources", classes="panel")
+            yield ThroughputPanel(cluster, id="throughput", classes="panel")
             yield BottlenecksPanel(id="bottlenecks", classes="panel")
         yield EventsPanel(id="events", classes="panel")
         yield DashboardFooter()
@@ -273,14 +310,35 @@ class ConsoleApp(App[int]):
         """Feed every panel from one snapshot (skipped while a dialog covers them)."""
         if not self.engine.running or self._stopping or len(self.screen_stack) > 1:
             return
+        self._feed(self._panels)
+        if self.control is not None:
+            self.read_nodes()
+
+    def _feed(self, kinds: tuple[PanelType, ...]) -> None:
         snap = self.engine.snapshot()
         board = self.dashboard
         try:
-            panels = [board.query_one(kind) for kind in SNAPSHOT_PANELS]
+            panels = [board.query_one(kind) for kind in kinds]
         except NoMatches:  # a tick while the app is still mounting or already closing
             return
         for panel in panels:
             panel.update_from(snap)
+
+    @work(group="nodes")
+    async def read_nodes(self) -> None:
+        """Read the node rows (attached), then redraw what shows them; a read still
+        under way is not doubled (a slow store gets one read at a time)."""
+        if self.control is None or self._reading or not self.engine.running:
+            return
+        self._reading = True
+        try:
+            await self.control.read_nodes()
+        except (StoreError, EngineNotRunning):
+            return  # the next tick tries again; the store error shows as a finding
+        finally:
+            self._reading = False
+        if not self._stopping and len(self.screen_stack) == 1:
+            self._feed(CLUSTER_PANELS)
 
     @work(group="events")
     async def bridge_events(self) -> None:
@@ -333,15 +391,22 @@ class ConsoleApp(App[int]):
     def action_retry(self) -> None:
         self.queue.retry_selected()
 
-    def action_enqueue(self) -> None:
-        if not self.engine.handlers:
-            self.notify(
-                "no handlers are registered in this engine: nothing to enqueue", severity="warning"
-            )
-            return
+    @work(group="enqueue")
+    async def action_enqueue(self) -> None:
         selected = self.queue.selected
+        known: list[str] = []
+        if not self.engine.handlers:
+            if not self.attached:
+                self.notify(
+                    "no handlers are registered in this engine: nothing to enqueue",
+                    severity="warning",
+                )
+                return
+            with contextlib.suppress(StoreError, EngineNotRunning):  # suggestions only
+                known = sorted({t.handler for t in await self.engine.tasks(limit=500)})
         self.push_screen(
-            EnqueueScreen(self.engine, selected.handler if selected else None), self._enqueued
+            EnqueueScreen(self.engine, selected.handler if selected else None, known),
+            self._enqueued,
         )
 
     def _enqueued(self, task_id: str | None) -> None:
@@ -378,6 +443,9 @@ class ConsoleApp(App[int]):
     # -- pool and queue actions -------------------------------------------------------
     @work(group="workers")
     async def action_workers(self, delta: int) -> None:
+        if self.control is not None:  # the selected node's workers
+            await self.control.change_workers(delta)
+            return
         current = self.engine.worker_count
         target = current + delta
         limit = self.engine.settings.max_workers
@@ -391,6 +459,10 @@ class ConsoleApp(App[int]):
         self.refresh_tick()
 
     def action_set_workers(self) -> None:
+        if self.control is not None:
+            self._set_node_workers(self.control)
+            return
+
         def chosen(n: int | None) -> None:
             if n is not None:
                 self.action_workers(n - self.engine.worker_count)
@@ -399,12 +471,29 @@ class ConsoleApp(App[int]):
             WorkerCountScreen(self.engine.worker_count, self.engine.settings.max_workers), chosen
         )
 
+    def _set_node_workers(self, control: ClusterControl) -> None:
+        node = control.selected()
+        if node is None:
+            return
+
+        def chosen(n: int | None) -> None:
+            if n is not None:
+                self.run_worker(control.set_workers(node, n), group="workers")
+
+        self.push_screen(
+            WorkerCountScreen(control.workers_of(node), control.max_workers(), node=node.id),
+            chosen,
+        )
+
     def action_queues(self) -> None:
         selected = self.queue.selected
         self.push_screen(QueuesScreen(self.engine, selected.queue if selected else None))
 
     @work(group="settings")
     async def action_autoscale(self) -> None:
+        if self.control is not None:  # every node's autoscaler
+            await self.control.toggle_autoscale()
+            return
         on_now = not self.engine.settings.autoscale
         await self.engine.update_settings(autoscale=on_now)
         self.refresh_tick()
@@ -420,10 +509,18 @@ class ConsoleApp(App[int]):
         )
 
     def action_settings(self) -> None:
-        self.push_screen(
-            SettingsScreen(self.engine, self.refresh_hz),
-            lambda hz: self.set_refresh(hz) if hz is not None else None,
+        control = self.control
+        screen = (
+            SettingsScreen(self.engine, self.refresh_hz)
+            if control is None
+            else SettingsScreen(
+                self.engine,
+                self.refresh_hz,
+                base=control.settings_base(),
+                send=control.send_settings,
+            )
         )
+        self.push_screen(screen, lambda hz: self.set_refresh(hz) if hz is not None else None)
 
     @work(group="finding")
     async def action_apply_finding(self) -> None:
@@ -439,6 +536,8 @@ class ConsoleApp(App[int]):
                 timeout=8,
             )
             return
+        if self.control is not None and self.control.refuses(finding):
+            return
         try:
             done = await self.engine.apply_action(finding.action)
         except (ValueError, TypeError, LookupError) as exc:
@@ -453,7 +552,7 @@ class ConsoleApp(App[int]):
         self.push_screen(SchedulesScreen(self.engine, self.now))
 
     def action_help(self) -> None:
-        groups = [
+        groups: list[tuple[str, list[BindingType]]] = [
             ("Dashboard", list(self.BINDINGS)),
             ("Queue table", list(TaskTable.BINDINGS)),
             ("Bottlenecks", list(BottlenecksPanel.BINDINGS)),
@@ -464,6 +563,8 @@ class ConsoleApp(App[int]):
             ("Task detail (enter)", list(TaskDetailScreen.BINDINGS)),
             ("Quit dialog (q)", list(QuitScreen.BINDINGS)),
         ]
+        if self.attached:
+            groups.insert(0, ("Attached to a cluster", list(ATTACHED_KEYS)))
         self.push_screen(HelpScreen(groups))
 
     # -- quitting -------------------------------------------------------------------
@@ -473,7 +574,10 @@ class ConsoleApp(App[int]):
                 self.shutdown(choice)
 
         snap = self.engine.snapshot()
-        self.push_screen(QuitScreen(snap.busy_workers, snap.settings.shutdown_grace), chosen)
+        self.push_screen(
+            QuitScreen(snap.busy_workers, snap.settings.shutdown_grace, attached=self.attached),
+            chosen,
+        )
 
     async def action_quit(self) -> None:
         """ctrl+q and SIGTERM: a graceful stop without asking."""

@@ -2,6 +2,8 @@
 
     taskdeck                         the console on ./taskdeck.db with the demo handlers and load
     taskdeck console [--no-demo]     the console (on your engine with --app)
+    taskdeck console --attach        the console on the nodes of a store (--store URL):
+                                     runs no workers; steers the engines that do
     taskdeck run --headless          the engine as a service (status line; --json for JSON lines)
     taskdeck enqueue HANDLER [JSON]  enqueue one task; prints its id
     taskdeck status [--json]         counts per queue and state
@@ -134,14 +136,41 @@ def run_client(args: argparse.Namespace, work: Callable[[Engine], Awaitable[int]
 # -- commands -----------------------------------------------------------------------
 
 
+def attached_engine(args: argparse.Namespace) -> Engine:
+    """The engine of ``console --attach``: no workers (so it is no node itself), no
+    handlers (any name can be enqueued for the nodes to run), its autoscaler off."""
+    if args.app:
+        raise UserError(
+            "--attach cannot be combined with --app: the attached console runs no handlers; "
+            "give the store with --store"
+        )
+    if args.workers is not None:
+        raise UserError(
+            "--attach runs no workers: choose a node in the Nodes panel and use ] [ w instead "
+            "of --workers"
+        )
+    return Engine(
+        args.store or DEFAULT_URL,
+        workers=0,
+        keys=read_keys(args.key_file),
+        settings=Settings.from_env().replace(autoscale=False),
+        strict_handlers=False,
+    )
+
+
 def cmd_console(args: argparse.Namespace) -> int:
     from console.app import ConsoleApp  # Textual loads only when the console runs
 
-    demo = not args.app and not getattr(args, "no_demo", False)
-    engine = build_engine(args, workers=args.workers if args.workers is not None else 8)
-    if args.app and args.workers is not None:
-        asyncio.run(engine.set_workers(args.workers))
-    app = ConsoleApp(engine, demo=demo, refresh_hz=getattr(args, "refresh", 2.0))
+    attach = getattr(args, "attach", False)
+    refresh = getattr(args, "refresh", 2.0)
+    if attach:
+        app = ConsoleApp(attached_engine(args), attach=True, refresh_hz=refresh)
+    else:
+        demo = not args.app and not getattr(args, "no_demo", False)
+        engine = build_engine(args, workers=args.workers if args.workers is not None else 8)
+        if args.app and args.workers is not None:
+            asyncio.run(engine.set_workers(args.workers))
+        app = ConsoleApp(engine, demo=demo, refresh_hz=refresh)
     code = app.run()
     if app.return_code and app.return_code != 0:
         return app.return_code
@@ -421,6 +450,11 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command")
     console = sub.add_parser("console", parents=[common], help="the terminal console (default)")
     console.add_argument("--no-demo", action="store_true", help="do not generate demo load")
+    console.add_argument(
+        "--attach",
+        action="store_true",
+        help="watch and steer the engines (nodes) on --store; run no workers here",
+    )
     console.add_argument("--refresh", type=float, default=2.0, help="refreshes per second")
     console.set_defaults(func=cmd_console)
 

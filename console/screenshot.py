@@ -5,7 +5,9 @@ has a backlog, and one image that fails for good, so there is a traceback to sho
 then saves the dashboard at 160×50 and 100×30, the enqueue form with a payload
 error, settings, a failed task's detail, the detail of a step in the middle of an
 image's chain, the schedules (after running one now and pausing another) at 160×50
-and 100×30, the failed tasks, and help, each as SVG and, when a renderer is
+and 100×30, the failed tasks, and help; then three demo engines (nodes) on another
+store with a console attached to them (``console --attach``), after ``]`` on one
+node, at 160×50 and 100×30. Each is saved as SVG and, when a renderer is
 installed (see ``console.svg_to_png``), as PNG.
 """
 
@@ -18,7 +20,8 @@ import tempfile
 from pathlib import Path
 
 from console.app import ConsoleApp
-from console.demo import image_chain, register_demo
+from console.demo import DemoPipeline, image_chain, register_demo
+from console.panels.nodes import NodesPanel
 from console.screens.enqueue import PayloadArea
 from console.screens.task_detail import TaskDetailScreen
 from console.svg_to_png import to_png
@@ -38,7 +41,11 @@ SHOTS = (
     "schedules-100x30",
     "failed-tasks",
     "help",
+    "attached-160x50",
+    "attached-100x30",
 )
+#: The nodes of the attached screenshots and their worker counts.
+NODES = {"node-a": 3, "node-b": 4, "node-c": 4}
 
 
 BAD_PAYLOAD = """{
@@ -174,4 +181,47 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
                 await app.demo.stop()
         with contextlib.suppress(Exception):
             await engine.stop(grace=0)
+        shots.update(await attached_shots(Path(tmp) / "cluster.db", seconds))
     return await asyncio.to_thread(write_all, out, shots)
+
+
+async def attached_shots(store: Path, seconds: float) -> dict[str, str]:
+    """Three demo engines on ``store`` (in this process) under load, and a console
+    attached to them; ``]`` on the second node, so its toasts show the routing."""
+    shots: dict[str, str] = {}
+    nodes = []
+    for name, workers in NODES.items():
+        node = Engine(store, workers=workers, name=name)
+        register_demo(node)
+        nodes.append(node)
+    console = Engine(store, workers=0, strict_handlers=False, name="console")
+    app = ConsoleApp(console, attach=True)
+    load = DemoPipeline(nodes[0], rate=6.0, seed=7)
+    try:
+        for node in nodes:
+            await node.start()
+        for i in range(60):
+            image = f"img-batch-{i:03d}"
+            await nodes[0].enqueue_workflow(
+                image_chain(image, f"https://photos.example/{image}.raw", (i * 3) % 10)
+            )
+        load.start()
+        async with app.run_test(size=(160, 50), notifications=True) as pilot:
+            await asyncio.sleep(max(3.0, min(seconds, 8.0)))
+            panel = app.query_one(NodesPanel)
+            panel.focus()
+            await pilot.press("down", "right_square_bracket")
+            for worker in [w for w in app.workers if w.group == "workers"]:
+                await worker.wait()  # until the node's outcome is reported
+            await pilot.pause(1.2)  # and its next heartbeat is on screen
+            shots["attached-160x50"] = app.export_screenshot(title="Taskdeck · attached-160x50")
+            app.clear_notifications()
+            await pilot.resize_terminal(100, 30)
+            await pilot.pause(1.2)
+            shots["attached-100x30"] = app.export_screenshot(title="Taskdeck · attached-100x30")
+    finally:
+        await load.stop()
+        for engine in (console, *nodes):
+            with contextlib.suppress(Exception):
+                await engine.stop(grace=0)
+    return shots

@@ -54,9 +54,8 @@ class ClusterCommands:
         if node != "*":
             check_handler_name(node)  # node ids follow the same rule as names
         self._require_running()
-        command_id = await self._store.send_command(
-            node, action, json.dumps(payload, separators=(",", ":")), "operator"
-        )
+        text = json.dumps(payload, separators=(",", ":"), default=_plain)
+        command_id = await self._store.send_command(node, action, text, "operator")
         self._bus.emit(
             EventKind.COMMAND_SENT,
             message=f"{action} {payload} → {'every node' if node == '*' else node}",
@@ -81,3 +80,10 @@ class ClusterCommands:
                 return f"stopped task {task_id}"
             return f"task {task_id} is not running here"
         return await self.apply_action((command.action, args))
+
+
+def _plain(value: object) -> object:
+    """JSON for setting values that are mappings (rate limits, weights …)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"a command argument must be JSON; got {type(value).__name__}")

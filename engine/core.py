@@ -266,6 +266,11 @@ class Engine(PeriodicCommands, ClusterCommands):
             flow=self.flow_limits,
         )
         self._pool = pool
+        # A store shared by several processes (PostgreSQL; see store.base.Wakeable) wakes
+        # the pool when another node makes tasks ready; one without the hook is polled.
+        set_wakeup = getattr(self._store, "set_wakeup", None)
+        if set_wakeup is not None:
+            set_wakeup(pool.kick)
         settings = self._current_settings
         self._promoter = Promoter(self._store, settings, self._bus, self._clock, self._on_promoted)
         self._node_keeper = NodeKeeper(

@@ -80,17 +80,19 @@ def check_transition(old: str, new: str) -> None:
         )
 
 
-def transition_check_sql(old: str = "prev_state", new: str = "state") -> str:
+def transition_check_sql(old: str = "prev_state", new: str = "state", false: str = "0") -> str:
     """An SQL expression true exactly for the allowed transitions (used in a CHECK).
 
     A CASE on the old state costs nothing measurable per row, unlike a string
-    concatenation tested against a list of pairs.
+    concatenation tested against a list of pairs. A state with no way out is
+    ``false`` (not ``IN (NULL)``: NULL would pass a CHECK). ``false``: the dialect's
+    false literal (``0`` in SQLite, ``false`` in PostgreSQL).
     """
     arms = []
     for source, targets in ALLOWED_TRANSITIONS.items():
         allowed = ", ".join(f"'{t.value}'" for t in sorted(targets))
-        arms.append(f"WHEN '{source}' THEN {new} IN ({allowed or 'NULL'})")
-    return f"CASE {old} {' '.join(arms)} ELSE 0 END"
+        arms.append(f"WHEN '{source}' THEN " + (f"{new} IN ({allowed})" if allowed else false))
+    return f"CASE {old} {' '.join(arms)} ELSE {false} END"
 
 
 # ---------------------------------------------------------------------------

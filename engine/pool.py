@@ -191,7 +191,13 @@ class WorkerPool:
             if n == 0 or not self._completer.healthy or not len(self._registry):
                 self._wake.clear()
                 self._waiting_for_slot = n == 0
-                await wait_event(self._wake, settings.poll_interval)
+                # Nothing kicks the pool when the store takes completions again: while
+                # it refuses them, look again soon rather than after a long poll_interval.
+                healthy = self._completer.healthy
+                await wait_event(
+                    self._wake,
+                    settings.poll_interval if healthy else min(settings.poll_interval, 0.1),
+                )
                 self._waiting_for_slot = False
                 continue
             self._wake.clear()

@@ -14,6 +14,8 @@ import pytest
 
 from engine import Engine, EventKind, Subscription
 
+from .pg_fixtures import pg_url  # noqa: F401
+
 #: Short leases and intervals so crash/rescue behaviour shows within a test.
 FAST: dict[str, Any] = {
     "lease_ttl": 2.0,

@@ -91,6 +91,8 @@ def test_headless_runs_the_demo_and_stops_cleanly_on_sigterm(tmp_path: Path) -> 
         (["run", "--headless", "--workers", "-1"], 2, "--workers must be 0 or more"),
         (["enqueue", "images.resize", "{bad", "--store", ":memory:"], 2, "not valid JSON"),
         (["screenshot", "--seconds", "-1"], 2, "--seconds must be from 0 to 600"),
+        (["console", "--attach", "--app", "x:y"], 2, "--attach cannot be combined with --app"),
+        (["console", "--attach", "--workers", "3"], 2, "--attach runs no workers"),
     ],
 )
 def test_user_mistakes_get_one_line_and_an_exit_code(
@@ -250,3 +252,70 @@ def test_console_in_a_terminal_starts_and_stops_cleanly_on_sigterm(tmp_path: Pat
     status = taskdeck("status", "--json", "--store", str(store))
     queues = json.loads(status.stdout)["queues"]
     assert sum(q["running"] for q in queues.values()) == 0  # nothing left running
+
+
+def test_attached_console_steers_a_headless_engine_in_another_process(tmp_path: Path) -> None:
+    """``taskdeck console --attach --store X`` in a real pseudo-terminal, next to a
+    headless engine on the same SQLite file: it shows the engine as a node, ``]`` gives
+    that engine one more worker, and SIGTERM ends the console (not the engine)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+
+    store = tmp_path / "cluster.db"
+    engine = start_headless("--store", str(store), "--workers", "2", "--no-demo")
+    assert engine.stdout is not None
+    assert json.loads(engine.stdout.readline())["workers"] == 2
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+    console = subprocess.Popen(
+        [sys.executable, "-m", "console.cli", "console", "--attach", "--store", str(store)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=ROOT,
+        env={**os.environ, "TERM": "xterm-256color"},
+        start_new_session=True,
+    )
+    os.close(slave)
+    screen = bytearray()
+    seen = threading.Event()
+
+    def drain() -> None:  # keep reading, or the console blocks on a full terminal
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            screen.extend(chunk)
+            if b"attached" in screen and b"alive" in screen:
+                seen.set()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        assert seen.wait(30), "the console did not show the node"
+        assert b"Nodes" in screen
+        os.write(master, b"]")  # the only node is the selected one
+        deadline = time.monotonic() + 15
+        workers = 2
+        while time.monotonic() < deadline and workers != 3:
+            workers = json.loads(engine.stdout.readline())["workers"]
+        assert workers == 3
+        console.send_signal(signal.SIGTERM)
+        assert console.wait(timeout=15) == 0
+        assert engine.poll() is None  # the engine runs on
+    finally:
+        for proc in (console, engine):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        engine.communicate(timeout=20)
+        if console.poll() is None:
+            console.kill()
+        os.close(master)
+        reader.join(timeout=5)
+    assert engine.returncode == 0

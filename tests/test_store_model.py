@@ -1,27 +1,43 @@
-"""A Hypothesis state machine: the SQLite store against a plain-Python model.
+"""A Hypothesis state machine: each store backend against a plain-Python model.
 
 Random enqueues, claims, completions (success, retry, failure, stale), cancels,
 retries, reprioritisations, clock jumps, promotions, rescues and restarts. After
-every step: the store's counts equal both the model's and ``COUNT(*) GROUP BY``,
-every task's state matches, attempts never decrease, only allowed transitions occur.
+every step: the store's counts (``last_counts`` and a fresh ``counts()``) equal the
+model's (and, on SQLite, ``COUNT(*) GROUP BY``), every task's state matches, attempts
+never decrease, only allowed transitions occur. Runs on every backend the contract
+suite does (see ``test_store_contract.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
-import tempfile
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar, TypeVar
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
+from engine.codec import Codec
 from engine.errors import InvalidTransition, TaskNotFound
-from engine.model import TERMINAL_STATES, TaskState, is_allowed
-from engine.store.base import ClaimedTask, Completion, NewTask, TaskFilter
-from engine.store.sqlite import SQLiteStore
+from engine.model import ACTIVE_STATES, TERMINAL_STATES, TaskState, is_allowed
+from engine.store import open_store
+from engine.store.base import ClaimedTask, Completion, NewTask, Store, TaskFilter
+
+from .test_store_contract import BACKENDS, FakeClock, postgres_built
+
+T = TypeVar("T")
 
 QUEUES = ("a", "b")
 OWNERS = ("node-1", "node-2")
@@ -40,38 +56,63 @@ class ModelTask:
     run_at: float | None = None
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
+@dataclass
+class Backend:
+    """Where each example's store lives: ``database()`` gives the URL for a new example
+    (an SQLite file of its own; PostgreSQL reuses the test's schema, emptied through
+    the Store protocol), ``raw_counts`` counts the rows behind the store's back."""
 
-    def __call__(self) -> float:
-        return self.now
+    database: Callable[[], str | Path]
+    raw_counts: Callable[[str | Path], dict[TaskState, int]] | None = None
+
+
+def sqlite_row_counts(path: str | Path) -> dict[TaskState, int]:
+    conn = sqlite3.connect(path)
+    try:
+        rows = dict(conn.execute("SELECT state, count(*) FROM tasks GROUP BY state"))
+    finally:
+        conn.close()
+    return {TaskState(k): v for k, v in rows.items()}
 
 
 class StoreMachine(RuleBasedStateMachine):
+    #: set on a subclass per backend (see ``test_store_machine``)
+    backend: ClassVar[Backend]
+
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
-        self.dir = tempfile.TemporaryDirectory()
-        self.path = Path(self.dir.name) / "model.db"
-        self.clock = Clock()
+        self.url = self.backend.database()
+        self.clock = FakeClock()
         self.store = self._open()
+        self._empty()
         self.model: dict[int, ModelTask] = {}
         self.held: dict[int, ClaimedTask] = {}
         self.seen_attempts: dict[int, int] = {}
 
-    def _open(self) -> SQLiteStore:
-        store = SQLiteStore(self.path, clock=self.clock)
+    def _open(self) -> Store:
+        store = open_store(self.url, Codec(), self.clock)
         self.loop.run_until_complete(store.open())
         return store
 
-    def run(self, coro):  # type: ignore[no-untyped-def]
+    def _empty(self) -> None:
+        """Remove what an earlier example left in a reused database."""
+        for record in self.run(self.store.tasks(TaskFilter(limit=100_000))):
+            if record.state in ACTIVE_STATES:
+                self.run(self.store.cancel(int(record.id), "model", "new example"))
+        self.run(self.store.purge(list(TERMINAL_STATES), None, None, None))
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
 
     def teardown(self) -> None:
         self.run(self.store.close())
         self.loop.close()
-        self.dir.cleanup()
+
+    def some_id(self, data: st.DataObject) -> int:
+        """A task id: one of the model's, or one no task has."""
+        unknown = max(self.model, default=0) + 1
+        return data.draw(st.sampled_from([*sorted(self.model), unknown, unknown + 1]))
 
     def move(self, task_id: int, new: TaskState) -> None:
         task = self.model[task_id]
@@ -168,7 +209,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
-        task_id = data.draw(st.integers(1, max(1, len(self.model) + 2)))
+        task_id = self.some_id(data)
         task = self.model.get(task_id)
         try:
             previous = self.run(self.store.cancel(task_id, "op", "test"))
@@ -185,7 +226,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def retry(self, data: st.DataObject) -> None:
-        task_id = data.draw(st.integers(1, max(1, len(self.model) + 2)))
+        task_id = self.some_id(data)
         task = self.model.get(task_id)
         try:
             self.run(self.store.retry(task_id, "op", None))
@@ -201,7 +242,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), priority=st.integers(0, 9))
     def reprioritize(self, data: st.DataObject, priority: int) -> None:
-        task_id = data.draw(st.integers(1, max(1, len(self.model) + 2)))
+        task_id = self.some_id(data)
         task = self.model.get(task_id)
         try:
             old = self.run(self.store.reprioritize(task_id, priority, "op"))
@@ -254,14 +295,10 @@ class StoreMachine(RuleBasedStateMachine):
         for task in self.model.values():
             expected[task.state] += 1
         assert self.store.last_counts.totals() == expected
-        conn = sqlite3.connect(self.path)
-        try:
-            rows = dict(conn.execute("SELECT state, count(*) FROM tasks GROUP BY state"))
-        finally:
-            conn.close()
-        assert {TaskState(k): v for k, v in rows.items()} == {
-            k: v for k, v in expected.items() if v
-        }
+        assert self.run(self.store.counts()).totals() == expected
+        if self.backend.raw_counts is not None:
+            rows = self.backend.raw_counts(self.url)
+            assert rows == {k: v for k, v in expected.items() if v}
 
     @invariant()
     def states_and_attempts_match(self) -> None:
@@ -274,10 +311,28 @@ class StoreMachine(RuleBasedStateMachine):
             self.seen_attempts[int(record.id)] = record.attempts
 
 
-TestStoreMachine = StoreMachine.TestCase
-TestStoreMachine.settings = settings(
+SETTINGS = settings(
     max_examples=100,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        numbers = itertools.count()
+        return Backend(lambda: tmp_path / f"model-{next(numbers)}.db", sqlite_row_counts)
+    if not postgres_built():
+        pytest.skip("PostgreSQL store not built yet")
+    url: str = request.getfixturevalue("pg_url")
+    return Backend(lambda: url)
+
+
+def test_store_machine(backend: Backend) -> None:
+    class Machine(StoreMachine):
+        pass
+
+    Machine.backend = backend
+    run_state_machine_as_test(Machine, settings=SETTINGS)

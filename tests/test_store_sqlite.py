@@ -62,6 +62,20 @@ async def test_schema_refuses_illegal_transitions_even_from_raw_sql(db_path: Pat
     conn.execute(
         "UPDATE tasks SET prev_state = state, state = 'cancelled', finished_at = 1 WHERE id = 1"
     )
+    # succeeded is final: no way out, not even back to queued.
+    conn.execute(
+        "UPDATE tasks SET prev_state = state, state = 'running', lease_owner = 'w', "
+        "lease_expires_at = 9 WHERE id = 2"
+    )
+    conn.execute(
+        "UPDATE tasks SET prev_state = state, state = 'succeeded', finished_at = 1, "
+        "lease_owner = NULL, lease_expires_at = NULL WHERE id = 2"
+    )
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        conn.execute(
+            "UPDATE tasks SET prev_state = state, state = 'queued', finished_at = NULL "
+            "WHERE id = 2"
+        )
 
 
 def _plan(conn: sqlite3.Connection, sql: str, params: object) -> list[str]:

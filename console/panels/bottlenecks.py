@@ -34,6 +34,11 @@ def finding_text(f: Finding) -> Text:
     return text
 
 
+def all_clear() -> Option:
+    text = Text("All clear: nothing is holding the engine back.", style="dim")
+    return Option(text, disabled=True)
+
+
 #: Seconds between redraws when only a finding's numbers change.
 NUMBERS_EVERY = 5.0
 
@@ -52,6 +57,7 @@ class BottlenecksPanel(OptionList):
 
     def on_mount(self) -> None:
         self.border_title = "Bottlenecks"
+        self.add_option(all_clear())  # until a snapshot says otherwise
 
     def update_from(self, snap: EngineSnapshot) -> None:
         """Redraw when the findings change; when only their numbers move, at most every
@@ -72,12 +78,7 @@ class BottlenecksPanel(OptionList):
         self._drawn_at = snap.at
         self.clear_options()
         if not self.findings:
-            self.add_option(
-                Option(
-                    Text("All clear: nothing is holding the engine back.", style="dim"),
-                    disabled=True,
-                )
-            )
+            self.add_option(all_clear())
         else:
             self.add_options([Option(finding_text(f)) for f in self.findings])
             self.highlighted = min(keep or 0, len(self.findings) - 1)

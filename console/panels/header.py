@@ -1,9 +1,15 @@
-"""The top line: node, store, workers busy/total, rates, encryption, autoscale, pauses."""
+"""The top line: node, store, workers busy/total, rates, encryption, autoscale, pauses.
+
+Attached to a cluster (``cluster`` given) it says so, with the number of nodes, and
+the workers, rates and autoscaler are the sums over the alive nodes."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 
+from console.cluster import Cluster
 from console.format import rate
 from console.panels.text_panel import TextPanel
 from engine import EngineSnapshot
@@ -14,10 +20,16 @@ class HeaderBar(TextPanel):
     HeaderBar { height: 1; padding: 0 1; background: $panel; color: $text; dock: top; }
     """
 
+    def __init__(self, cluster: Cluster | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cluster = cluster
+
     def render_snapshot(self, snap: EngineSnapshot) -> Text:
         text = Text()
         text.append("taskdeck ", style="bold")
         store = snap.store if self.size.width >= 150 else snap.store.rsplit("/", 1)[-1]
+        if self.cluster is not None:
+            return self._cluster_line(text, snap, self.cluster, store)
         node = f"{snap.node} · " if self.size.width >= 120 else ""
         text.append(f"{node}{store} · ")
         text.append(f"workers {snap.busy_workers}/{snap.worker_count}", style="bold")
@@ -26,8 +38,32 @@ class HeaderBar(TextPanel):
         )
         text.append(" · 🔒 encrypted" if snap.encrypted else " · plain")
         text.append(" · autoscale " + ("on" if snap.settings.autoscale else "off"))
+        self._tail(text, snap)
+        return text
+
+    def _cluster_line(self, text: Text, snap: EngineSnapshot, cluster: Cluster, store: str) -> Text:
+        t = cluster.totals()
+        text.append(f"attached · {cluster.describe()}", style="bold")
+        if self.size.width >= 120:
+            text.append(f" · {store}")
+        text.append(" · ")
+        text.append(f"workers {t.busy}/{t.workers}", style="bold")
+        text.append(f" · {rate(t.throughput)} done/s · {t.failures_per_minute:.0f} failed/min")
+        if self.size.width >= 120:
+            text.append(" · 🔒 encrypted" if snap.encrypted else " · plain")
+        if not t.autoscaling:
+            scale = "off"
+        elif t.autoscaling == t.alive:
+            scale = "on"
+        else:
+            scale = f"on {t.autoscaling}/{t.alive}"
+        text.append(f" · autoscale {scale}")
+        self._tail(text, snap)
+        return text
+
+    @staticmethod
+    def _tail(text: Text, snap: EngineSnapshot) -> None:
         if snap.paused_queues:
             text.append(" · paused: " + ", ".join(sorted(snap.paused_queues)), style="bold")
         if not snap.running:
             text.append(" · stopped", style="bold")
-        return text

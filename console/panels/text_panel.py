@@ -21,8 +21,10 @@ class TextPanel(Static):
 
     TITLE = ""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, title: str | None = None, **kwargs: Any) -> None:
         super().__init__("", **kwargs)
+        if title is not None:
+            self.TITLE = title
         self._last: str | None = None
         # No links in these panels: skip the per-line restyling Textual does for them.
         self.set_reactive(TextPanel.auto_links, False)

@@ -1,11 +1,14 @@
-"""Done/s and failed/s over time, as a column chart with axes."""
+"""Done/s and failed/s over time, as a column chart with axes (attached to a cluster:
+the sums over its nodes, from their heartbeats)."""
 
 from __future__ import annotations
 
 from itertools import groupby
+from typing import Any
 
 from rich.text import Text
 
+from console.cluster import Cluster
 from console.format import column_chart, nice_top, short_num
 from console.panels.text_panel import TextPanel
 from engine import EngineSnapshot
@@ -16,15 +19,31 @@ AXIS = 6  # width of the y-axis labels
 class ThroughputPanel(TextPanel):
     TITLE = "Throughput"
 
+    def __init__(self, cluster: Cluster | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cluster = cluster
+
     def title_for(self, snap: EngineSnapshot) -> str:
+        if self.cluster is not None:
+            done = self.cluster.totals().throughput
+            if self.size.width >= 44:
+                return f"Throughput · {done:.1f} done/s (all nodes)"
+            return f"Throughput · {done:.1f}/s"
         if self.size.width >= 44:
             return f"Throughput · {snap.throughput:.1f} done/s (10 s)"
         return f"Throughput · {snap.throughput:.1f}/s"
 
-    def render_snapshot(self, snap: EngineSnapshot) -> Text:
+    def series(self, snap: EngineSnapshot) -> tuple[list[float], list[float]]:
+        """Done/s and failed/s, one value a second, oldest first."""
+        if self.cluster is not None:
+            return list(self.cluster.done), list(self.cluster.failed)
         metrics = snap.metrics
         done = list(metrics.series.get("done", ())) if metrics else []
         failed = list(metrics.series.get("failed", ())) if metrics else []
+        return done, failed
+
+    def render_snapshot(self, snap: EngineSnapshot) -> Text:
+        done, failed = self.series(snap)
         width = max(10, self.size.width - AXIS - 3)
         height = max(2, self.size.height - 2)
         top = nice_top(max([*done[-width:], *failed[-width:], 1.0]))

@@ -2,6 +2,10 @@
 (line and column of a syntax error; missing or unexpected arguments), priority by
 number or name, queue, delay.
 
+An engine with no handlers of its own (an attached console) takes the handler by
+name instead, with the names seen in the store as suggestions; its payload is
+checked as JSON only (the signature lives with the nodes that run it).
+
 | Key | Does |
 | --- | --- |
 | ctrl+s | enqueue (the form stays open, with the error, if anything is wrong) |
@@ -11,6 +15,7 @@ number or name, queue, delay.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +24,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
 from console.screens.compact import CompactForm
 from engine import Engine, Handler, parse_priority
 from engine.codec import find_json_problem
-from engine.model import check_queue_name, check_seconds
+from engine.model import check_handler_name, check_queue_name, check_seconds
 
 
 @dataclass
@@ -41,12 +47,23 @@ class FormCheck:
 
 
 def check_form(
-    handler: Handler | None, payload: str, priority: str, queue: str, delay: str, limit: int
+    handler: Handler | str | None,
+    payload: str,
+    priority: str,
+    queue: str,
+    delay: str,
+    limit: int,
 ) -> FormCheck:
-    """Validate the form's fields; every problem is reported against its field."""
+    """Validate the form's fields; every problem is reported against its field. A
+    handler given by name (not registered here) is checked as a name only."""
     check = FormCheck()
     if handler is None:
         check.errors["handler"] = "choose a handler"
+    elif isinstance(handler, str):
+        try:
+            check_handler_name(handler)
+        except (ValueError, TypeError) as exc:
+            check.errors["handler"] = str(exc)
     size = len(payload.encode("utf-8"))
     if size > limit:
         check.errors["payload"] = (
@@ -63,7 +80,7 @@ def check_form(
         problem = find_json_problem(check.payload, "payload")
         if problem:
             check.errors["payload"] = problem
-        elif handler is not None:
+        elif isinstance(handler, Handler):
             try:
                 handler.check_payload(check.payload)
             except TypeError as exc:
@@ -110,10 +127,15 @@ class EnqueueScreen(CompactForm[str | None]):
         Binding("escape", "cancel", "Cancel"),
     ]
 
-    def __init__(self, engine: Engine, handler: str | None = None) -> None:
+    def __init__(
+        self, engine: Engine, handler: str | None = None, known: Sequence[str] = ()
+    ) -> None:
+        """``known``: handler names to suggest when the engine has none registered."""
         super().__init__()
         self.engine = engine
         self.initial = handler
+        self.known = list(known)
+        self.by_name = not engine.handlers
 
     def compose(self) -> ComposeResult:
         names = [h.name for h in self.engine.handlers]
@@ -122,13 +144,27 @@ class EnqueueScreen(CompactForm[str | None]):
         with Vertical(classes="dialog wide", id="enqueue-form"):
             yield Static("Enqueue a task", classes="dialog-title")
             yield Label("Handler")
-            yield Select(
-                [(n, n) for n in names],
-                value=first or Select.NULL,
-                id="handler",
-                allow_blank=not first,
-            )
-            yield Static("", id="signature", classes="dialog-text")
+            if self.by_name:
+                yield Input(
+                    self.initial or "",
+                    placeholder="handler name (→ completes a name seen in the store)",
+                    id="handler-name",
+                    suggester=SuggestFromList(self.known, case_sensitive=True),
+                )
+                yield Static(
+                    "Not registered in this console: the payload is checked as JSON only; "
+                    "a node that has this handler runs it.",
+                    id="signature",
+                    classes="dialog-text",
+                )
+            else:
+                yield Select(
+                    [(n, n) for n in names],
+                    value=first or Select.NULL,
+                    id="handler",
+                    allow_blank=not first,
+                )
+                yield Static("", id="signature", classes="dialog-text")
             yield Label("Payload (JSON object)")
             yield PayloadArea(limit, id="payload", soft_wrap=True)
             yield Static("", id="payload-error", classes="error")
@@ -148,20 +184,26 @@ class EnqueueScreen(CompactForm[str | None]):
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
-        self._handler_changed(self._handler())
+        handler = self._handler()
+        if isinstance(handler, Handler):
+            self._handler_changed(handler)
+        else:
+            self._validate()
         self.query_one("#payload", PayloadArea).focus()
 
-    def _handler(self) -> Handler | None:
+    def _handler(self) -> Handler | str | None:
+        if self.by_name:
+            return self.query_one("#handler-name", Input).value.strip() or None
         value = self.query_one("#handler", Select).value
         return self.engine.registry.find(str(value)) if isinstance(value, str) else None
 
     @on(Select.Changed, "#handler")
     def _select_changed(self, event: Select.Changed) -> None:
-        self._handler_changed(self._handler())
+        handler = self._handler()
+        if isinstance(handler, Handler):
+            self._handler_changed(handler)
 
-    def _handler_changed(self, handler: Handler | None) -> None:
-        if handler is None:
-            return
+    def _handler_changed(self, handler: Handler) -> None:
         self.query_one("#signature", Static).update(
             f"{handler.signature_text()} · queue {handler.queue} · priority {handler.priority} "
             f"· {handler.executor} · retries {handler.retries}"
@@ -214,7 +256,7 @@ class EnqueueScreen(CompactForm[str | None]):
             return
         handler = self._handler()
         assert handler is not None
-        self.enqueue(handler.name, check)
+        self.enqueue(handler if isinstance(handler, str) else handler.name, check)
 
     @work(exclusive=True)
     async def enqueue(self, name: str, check: FormCheck) -> None:

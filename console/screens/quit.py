@@ -27,14 +27,24 @@ class QuitScreen(ModalScreen[QuitChoice | None]):
         Binding("escape", "choose(None)", "Stay"),
     ]
 
-    def __init__(self, running: int, grace: float) -> None:
+    def __init__(self, running: int, grace: float, *, attached: bool = False) -> None:
         super().__init__()
         self.running = running
         self.grace = grace
+        self.attached = attached
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static("Quit Taskdeck?", classes="dialog-title")
+            if self.attached:
+                yield Static(
+                    "This console is attached: the nodes keep running, and nothing on them "
+                    "changes when it quits.\n\n"
+                    "[b]enter[/b]  quit\n"
+                    "[b]esc[/b]    stay",
+                    classes="dialog-text",
+                )
+                return
             yield Static(
                 f"{self.running} tasks are running. Queued tasks stay in the store.\n\n"
                 f"[b]enter[/b]  let running tasks finish (up to {self.grace:g} s), then quit\n"

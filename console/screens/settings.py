@@ -1,6 +1,10 @@
 """Every runtime setting with its doc, default and unit; validated together and
 applied all or nothing. Also the console's own refresh rate.
 
+Attached to a cluster, the form starts from the settings last sent to the nodes and
+hands the changed ones to ``send`` (which sends them to every node) instead of
+changing this engine.
+
 | Key | Does |
 | --- | --- |
 | ctrl+s | apply (nothing changes if any field is invalid; each bad field says why) |
@@ -9,6 +13,7 @@ applied all or nothing. Also the console's own refresh rate.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from textual import on, work
@@ -47,17 +52,32 @@ class SettingsScreen(CompactForm[float | None]):
         Binding("escape", "close", "Close"),
     ]
 
-    def __init__(self, engine: Engine, refresh_hz: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        refresh_hz: float,
+        *,
+        base: Settings | None = None,
+        send: Callable[[dict[str, Any]], Awaitable[str]] | None = None,
+    ) -> None:
+        """``base``: the values the form starts from (default: the engine's settings);
+        ``send``: carries the changes out instead of ``engine.update_settings`` and
+        returns what it did ("sent to every node"); a ValueError keeps the form open."""
         super().__init__()
         self.engine = engine
         self.refresh_hz = refresh_hz
+        self.base = base
+        self.send = send
+
+    @property
+    def current(self) -> Settings:
+        return self.base if self.base is not None else self.engine.settings
 
     def compose(self) -> ComposeResult:
-        current = self.engine.settings
+        current = self.current
+        where = "sends the changes to every node" if self.send else "applies all or nothing"
         with Vertical(classes="dialog wide tall"):
-            yield Static(
-                "Settings · ctrl+s applies all or nothing · esc closes", classes="dialog-title"
-            )
+            yield Static(f"Settings · ctrl+s {where} · esc closes", classes="dialog-title")
             with VerticalScroll(id="settings-list"):
                 with Vertical(classes="setting"):
                     yield Label(f"[b]{REFRESH}[/b]  (console only)")
@@ -94,7 +114,7 @@ class SettingsScreen(CompactForm[float | None]):
     def _texts(self) -> dict[str, str]:
         """Every engine setting's field, as text (only the ones that differ matter)."""
         out = {}
-        for spec, value in self.engine.settings:
+        for spec, value in self.current:
             widget = self.query_one(f"#in-{spec.name}")
             if isinstance(widget, Switch):
                 text = "true" if widget.value else "false"
@@ -116,7 +136,7 @@ class SettingsScreen(CompactForm[float | None]):
         texts = self._texts()
         new: Settings | None = None
         try:
-            new = Settings.from_texts(texts, base=self.engine.settings)
+            new = Settings.from_texts(texts, base=self.current)
         except SettingsError as exc:
             errors.update(exc.errors)
         if errors:
@@ -146,12 +166,19 @@ class SettingsScreen(CompactForm[float | None]):
 
     @work(exclusive=True)
     async def apply(self, changes: dict[str, Any], refresh: float | None) -> None:
-        if changes:
+        done = "applied"
+        if changes and self.send is not None:
+            try:
+                done = await self.send(changes)
+            except ValueError as exc:
+                self.app.notify(f"nothing changed: {exc}", severity="error")
+                return
+        elif changes:
             await self.engine.update_settings(**changes)
         parts = [f"{k}={value_text(v)}" for k, v in changes.items()]
         if refresh is not None:
             parts.append(f"refresh {refresh:g} Hz")
-        self.app.notify("applied: " + ", ".join(parts) if parts else "nothing to change")
+        self.app.notify(f"{done}: " + ", ".join(parts) if parts else "nothing to change")
         self.dismiss(refresh)
 
     @on(Button.Pressed, "#close")

@@ -1,4 +1,4 @@
-"""Set the worker count.
+"""Set the worker count (of this engine, or of one node of a cluster).
 
 | Key | Does |
 | --- | --- |
@@ -20,14 +20,16 @@ from textual.widgets import Input, Static
 class WorkerCountScreen(ModalScreen[int | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, current: int, maximum: int) -> None:
+    def __init__(self, current: int, maximum: int, node: str | None = None) -> None:
         super().__init__()
         self.current = current
         self.maximum = maximum
+        self.node = node
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static("Worker count", classes="dialog-title")
+            title = f"Worker count of node {self.node}" if self.node else "Worker count"
+            yield Static(title, classes="dialog-title")
             yield Static(
                 f"now {self.current}; from 0 (enqueue only) to {self.maximum} (max_workers)",
                 classes="dialog-text",

@@ -59,11 +59,13 @@ def open_store(
 
         return SQLiteStore(sqlite_path(url), codec, clock, url=str(url), by=by, faults=faults)
     if scheme in ("postgres", "postgresql"):
-        raise StoreOpenError(
-            "PostgreSQL stores are not available in this version of Taskdeck yet; "
-            f"use an SQLite file ({_URL_HELP})"
-        )
-    raise StoreOpenError(f"unsupported store URL scheme {scheme!r} in {url!r}; {_URL_HELP}")
+        from engine.store.postgres import PostgresStore
+
+        return PostgresStore(str(url), codec, clock, by=by, faults=faults)
+    raise StoreOpenError(
+        f"unsupported store URL scheme {scheme!r} in {url!r}; {_URL_HELP}, "
+        "or postgresql://user@host:port/database[?schema=name]"
+    )
 
 
 __all__ = ["DEFAULT_URL", "Store", "open_store", "sqlite_path"]

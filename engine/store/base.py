@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from engine.limits import FlowLimits
 from engine.model import (
@@ -351,3 +351,13 @@ class Store(Protocol):
     @property
     def last_counts(self) -> StoreCounts:
         """Counts as of the latest transaction this process committed or read."""
+
+
+@runtime_checkable
+class Wakeable(Protocol):
+    """An optional part of the Store contract: a store shared by several processes
+    (PostgreSQL) calls ``callback`` when another process has made tasks ready, so an
+    idle pool wakes at once instead of at its next poll. A store without it (SQLite:
+    this process's own writes already wake its pool) is polled."""
+
+    def set_wakeup(self, callback: Callable[[], None]) -> None: ...

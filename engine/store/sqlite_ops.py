@@ -71,8 +71,8 @@ def claim_sql(queue_count: int, per_queue: bool = False) -> str:
     if queue_count > 1:
         parts = " UNION ALL ".join(f"SELECT id, priority FROM ({r})" for r in ready)
         pick = f"SELECT id FROM ({parts}) ORDER BY priority DESC, id LIMIT :n"
-    else:
-        pick = f"SELECT id FROM ({ready[0]})"
+    else:  # with per-queue shares the queue's share may exceed n: cut to n as well
+        pick = f"SELECT id FROM ({ready[0]})" + (" LIMIT :n" if per_queue else "")
     return (
         "UPDATE tasks SET state = 'running', prev_state = 'queued', attempts = attempts + 1, "
         "lease_owner = :owner, lease_expires_at = :expires, started_at = :now, worker = :owner, "
@@ -483,7 +483,11 @@ def retry_where(
     by: str,
     limit: int,
 ) -> int:
-    """Queue up to ``limit`` failed or cancelled tasks again; returns how many."""
+    """Queue up to ``limit`` failed or cancelled tasks again; returns how many (other
+    states in ``states`` are ignored: only failed and cancelled tasks can be retried)."""
+    states = [s for s in states if s in (TaskState.FAILED, TaskState.CANCELLED)]
+    if not states:
+        return 0
     where = ["state IN (SELECT value FROM json_each(:states))", "waiting = 0", KEY_FREE]
     params: dict[str, object] = {
         "states": json.dumps([s.value for s in states]),

@@ -1,0 +1,187 @@
+"""The attached console's hold on a cluster (``taskdeck console --attach``).
+
+It reads the node rows for the Nodes panel, and turns the operator's pool keys into
+commands to the nodes: ``]`` / ``[`` / ``w`` go to the node selected in Nodes, ``a``
+and settings go to every node. Each command is announced when sent and its outcome
+when the nodes report it (within :data:`~console.node_actions.RESULT_WAIT`); a
+refused one says why (no node selected, the node is dead, nothing alive). Pausing a
+queue and cancelling a task need none of this: they are stored, so every node sees
+them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+
+from console.cluster import Cluster
+from console.node_actions import command_text, refusal, report, send
+from console.panels.nodes import NodesPanel
+from engine import Engine, Finding, Settings
+from engine.model import NodeInfo
+
+#: The keys that mean something else when attached (for the help screen).
+ATTACHED_KEYS = [
+    Binding(
+        "right_square_bracket,left_square_bracket",
+        "workers",
+        "Workers",
+        tooltip="One worker more / less on the node selected in Nodes (tab to it, then ↑ ↓)",
+    ),
+    Binding("w", "set_workers", "Workers…", tooltip="Set the selected node's worker count"),
+    Binding("a", "autoscale", "Autoscale", tooltip="Autoscaler on / off on every node"),
+    Binding("s", "settings", "Settings", tooltip="Settings: the changes go to every node"),
+    Binding("p", "queues", "Pause", tooltip="Pause or resume a queue: every node sees it"),
+    Binding("c", "cancel", "Cancel", tooltip="Cancel a task: a running one stops on its node"),
+    Binding(
+        "x",
+        "apply_finding",
+        "Apply fix",
+        tooltip="Apply a suggestion (a worker count: use ] [ w on a node)",
+    ),
+]
+#: How long a worker count just asked for stands in for the node's reported one (so
+#: ``]`` pressed twice in a row asks for +2, not +1 twice).
+PENDING_FOR = 3.0
+
+
+class ClusterControl:
+    def __init__(
+        self,
+        app: App[Any],
+        engine: Engine,
+        cluster: Cluster,
+        panel: Callable[[], NodesPanel],
+        changed: Callable[[], object],
+    ) -> None:
+        """``panel`` finds the Nodes panel; ``changed`` asks for a fresh read of the
+        nodes (after a node carried a command out)."""
+        self.app = app
+        self.engine = engine
+        self.cluster = cluster
+        self.panel = panel
+        self.changed = changed
+        self.sent_settings: dict[str, Any] = {}
+        self._pending: dict[str, tuple[int, float]] = {}
+
+    async def read_nodes(self) -> None:
+        self.cluster.update(await self.engine.nodes(), time.time())
+
+    # -- one node's workers -------------------------------------------------------
+    def selected(self) -> NodeInfo | None:
+        """The node under the Nodes panel's cursor, or None (with a toast saying why)
+        when it cannot take a command."""
+        node = self.panel().selected
+        reason = refusal(node, time.time())
+        if reason is not None:
+            self.app.notify(reason, severity="warning")
+            return None
+        return node
+
+    def workers_of(self, node: NodeInfo) -> int:
+        """The node's worker count, or the one just asked for if it has not shown yet."""
+        target, at = self._pending.get(node.id, (node.workers, 0.0))
+        return target if time.monotonic() - at < PENDING_FOR else node.workers
+
+    def max_workers(self) -> int:
+        return self.engine.settings.max_workers
+
+    async def change_workers(self, delta: int) -> None:
+        node = self.selected()
+        if node is None:
+            return
+        current = self.workers_of(node)
+        target = current + delta
+        if target < 0:
+            self.app.notify(f"{node.id}: workers already at 0", severity="warning")
+            return
+        if target > self.max_workers():
+            self.app.notify(
+                f"{node.id}: workers already at the maximum ({self.max_workers()}, max_workers)",
+                severity="warning",
+            )
+            return
+        await self.set_workers(node, target)
+
+    async def set_workers(self, node: NodeInfo, n: int) -> None:
+        """Send ``set_workers n`` to ``node``; toast it, then what the node did."""
+        self._pending[node.id] = (n, time.monotonic())
+        command_id = await self._send("set_workers", {"n": n}, [node])
+        if command_id is None:
+            self._pending.pop(node.id, None)
+            return
+        done = await report(self.app, self.engine, command_id, "set_workers", [node.id])
+        if not any(r.ok for r in done):
+            self._pending.pop(node.id, None)
+        elif node.snapshot.get("autoscale"):
+            self.app.notify(f"{node.id}: its autoscaler is on and may change this", timeout=4)
+        self.changed()
+
+    # -- every node -----------------------------------------------------------------
+    async def toggle_autoscale(self) -> None:
+        alive = list(self.cluster.alive)
+        if not alive:
+            self.app.notify("no node is alive: no autoscaler to switch", severity="warning")
+            return
+        on = not all(n.snapshot.get("autoscale") for n in alive)
+        command_id = await self._send("update_settings", {"autoscale": on}, alive, every=True)
+        if command_id is None:
+            return
+        self.sent_settings["autoscale"] = on
+        await report(self.app, self.engine, command_id, "update_settings", [n.id for n in alive])
+        self.changed()
+
+    def settings_base(self) -> Settings:
+        """What the settings form starts from: this console's settings with what it sent
+        to the nodes since it started, and the autoscaler as the nodes report it (the
+        node rows carry no other settings)."""
+        alive = self.cluster.alive
+        base = self.engine.settings.replace(**self.sent_settings)
+        if alive:
+            base = base.replace(autoscale=all(n.snapshot.get("autoscale") for n in alive))
+        return base
+
+    async def send_settings(self, changes: dict[str, Any]) -> str:
+        """Send changed settings to every node (for the settings form); raises
+        ValueError when nothing can take them."""
+        alive = list(self.cluster.alive)
+        if not alive:
+            raise ValueError("no node is alive to apply them")
+        try:
+            command_id = await send(self.engine, "update_settings", changes, "*")
+        except (ValueError, TypeError, LookupError, RuntimeError) as exc:
+            raise ValueError(str(exc)) from None
+        self.sent_settings.update(changes)
+        self.app.run_worker(
+            report(self.app, self.engine, command_id, "update_settings", [n.id for n in alive]),
+            group="commands",
+        )
+        return f"sent to every node ({len(alive)} alive)"
+
+    def refuses(self, finding: Finding) -> bool:
+        """A finding whose fix is a worker count: this console has no workers to change
+        (its findings see only the store), so say where that is done instead."""
+        if finding.action is not None and finding.action[0] == "set_workers":
+            self.app.notify(
+                "attached: choose a node in Nodes and use ] [ w to change its workers",
+                severity="warning",
+            )
+            return True
+        return False
+
+    async def _send(
+        self, action: str, args: dict[str, Any], nodes: list[NodeInfo], *, every: bool = False
+    ) -> int | None:
+        target = "*" if every else nodes[0].id
+        try:
+            command_id = await send(self.engine, action, args, target)
+        except (ValueError, TypeError, LookupError, RuntimeError) as exc:
+            self.app.notify(f"not sent: {exc}", severity="error")
+            return None
+        where = f"every node ({len(nodes)} alive)" if every else nodes[0].id
+        self.app.notify(f"{where}: {command_text(action, args)} sent", timeout=3)
+        return command_id
