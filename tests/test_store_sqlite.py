@@ -73,8 +73,7 @@ async def test_schema_refuses_illegal_transitions_even_from_raw_sql(db_path: Pat
     )
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         conn.execute(
-            "UPDATE tasks SET prev_state = state, state = 'queued', finished_at = NULL "
-            "WHERE id = 2"
+            "UPDATE tasks SET prev_state = state, state = 'queued', finished_at = NULL WHERE id = 2"
         )
 
 
