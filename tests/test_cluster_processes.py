@@ -134,3 +134,7 @@ async def _check_timelines(producer: Engine, killed_at: float) -> None:
 
 def test_three_nodes_run_20000_tasks_and_survive_a_sigkill_sqlite(tmp_path: Path) -> None:
     asyncio.run(run_cluster(str(tmp_path / "cluster.db")))
+
+
+def test_three_nodes_run_20000_tasks_and_survive_a_sigkill_postgres(pg_url: str) -> None:
+    asyncio.run(run_cluster(pg_url))
