@@ -105,12 +105,13 @@ def _drop_schema(schema: str) -> None:
     )
 
 
-async def bench(backends: list[str], quick: bool) -> dict[str, Any]:
+async def bench(backends: list[str], quick: bool, workloads: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"cpus": os.cpu_count(), "workers_per_node": {"noop": 8, "io": 4}}
     sizes = {"noop": 3000 if quick else 20_000, "io": 1500 if quick else 8000}
     for backend in backends:
         results: dict[str, Any] = {}
-        for workload, sleep in WORKLOADS.items():
+        for workload in workloads:
+            sleep = WORKLOADS[workload]
             workers = out["workers_per_node"][workload]
             rates = {}
             for nodes in (1, 2, 3):
@@ -134,10 +135,12 @@ async def bench(backends: list[str], quick: bool) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgres"], action="append")
+    parser.add_argument("--workload", choices=list(WORKLOADS), action="append")
     parser.add_argument("--quick", action="store_true", help="fewer tasks")
     args = parser.parse_args()
     backends = args.backend or ["sqlite", "postgres"]
-    print(json.dumps(asyncio.run(bench(backends, args.quick)), indent=2))
+    workloads = args.workload or list(WORKLOADS)
+    print(json.dumps(asyncio.run(bench(backends, args.quick, workloads)), indent=2))
 
 
 if __name__ == "__main__":
