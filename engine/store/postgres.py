@@ -62,6 +62,7 @@ from engine.store import postgres_flow as flow_ops
 from engine.store import postgres_ops as ops
 from engine.store import postgres_reads as reads
 from engine.store import postgres_schedules as sched
+from engine.store import rows as records
 from engine.store.base import (
     ClaimedTask,
     Completion,
@@ -269,22 +270,7 @@ class PostgresStore(PgSession):
         return await self._run(partial(sched.trigger, name=name, by=by))
 
     async def schedules(self) -> list[ScheduleInfo]:
-        return [
-            ScheduleInfo(
-                name=r[0],
-                handler=r[1],
-                queue=r[2],
-                every=r[3],
-                cron=r[4],
-                tz=r[5],
-                next_run=r[6],
-                last_run=r[7],
-                last_task_id=None if r[8] is None else str(r[8]),
-                last_state=r[10] if r[10] is not None else ("expired" if r[8] else None),
-                paused=bool(r[9]),
-            )
-            for r in await self._read(sched.LIST)
-        ]
+        return [records.schedule(r) for r in await self._read(sched.LIST)]
 
     # -- cluster: node rows and commands (see engine.store.postgres_cluster) ---------
     async def heartbeat(self, node: NodeInfo, dead_after: float) -> list[NodeCommand]:

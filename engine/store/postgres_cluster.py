@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from engine.model import CommandResult, NodeCommand, NodeInfo
+from engine.store import rows as records
 
 #: Version 2 of the PostgreSQL schema (see postgres_schema.MIGRATIONS).
 CLUSTER_DDL = """
@@ -133,21 +134,7 @@ async def record_command(conn: Any, result: CommandResult) -> None:
 
 
 async def nodes(conn: Any, silent_since: float) -> list[NodeInfo]:
-    return [
-        NodeInfo(
-            id=r[0],
-            host=r[1],
-            pid=r[2],
-            version=r[3],
-            started_at=r[4],
-            last_seen=r[5],
-            state="dead" if r[6] == "alive" and r[5] < silent_since else r[6],
-            workers=r[7],
-            busy=r[8],
-            snapshot=json.loads(r[9] or "{}"),
-        )
-        for r in await conn.fetch(NODES)
-    ]
+    return [records.node(r, silent_since) for r in await conn.fetch(NODES)]
 
 
 async def command_results(conn: Any, command_id: int) -> list[CommandResult]:

@@ -16,10 +16,11 @@ import math
 from collections.abc import Mapping
 
 from engine.limits import FlowLimits, Rate
+from engine.store import flow_plan as plan_
 from engine.store.base import ClaimedTask
+from engine.store.flow_plan import Claimed
 from engine.store.postgres_conn import Txn
 from engine.store.postgres_ops import READY_QUEUES, claim_shares
-from engine.store.sqlite_flow import Claimed, shares
 
 __all__ = ["Claimed", "claim"]
 
@@ -63,15 +64,7 @@ async def _tokens(txn: Txn, rates: Mapping[str, Rate]) -> dict[str, float]:
     keys = sorted(rates)
     await txn.execute(NEW_BUCKETS, keys, [rates[k].burst for k in keys], now)
     stored = {key: (tokens, at) for key, tokens, at in await txn.fetch(BUCKETS, keys)}
-    out = {}
-    for key, rate in rates.items():
-        tokens, at = stored.get(key, (rate.burst, now))
-        out[key] = min(rate.burst, tokens + max(0.0, now - at) * rate.per_second)
-    return out
-
-
-def _token_wait(tokens: float, rate: Rate, floor: float) -> float:
-    return max(floor, (1.0 - tokens) / rate.per_second)
+    return plan_.refill(stored, rates, now)
 
 
 async def claim(
@@ -91,64 +84,40 @@ async def claim(
     ready = {q: int(n) for q, n in await txn.fetch(READY_COUNTS)}
     if not ready:
         return out
-    waits: list[float] = []
     running = {q: int(n) for q, n in await txn.fetch(RUNNING_COUNTS)}
-    rates = {f"q:{q}": r for q, r in flow.queue_rates.items() if q in ready}
-    rates.update({f"h:{h}": r for h, r in flow.handler_rates.items() if h in handlers})
+    rates = plan_.bucket_keys(flow, ready, handlers)
     tokens = await _tokens(txn, rates) if rates else {}
-    caps: dict[str, int] = {}
-    for queue, count in ready.items():
-        cap = min(count, limit)
-        if queue in flow.queue_concurrency:
-            cap = min(cap, flow.queue_concurrency[queue] - running.get(queue, 0))
-        if f"q:{queue}" in tokens:
-            have = tokens[f"q:{queue}"]
-            if have < cap:
-                waits.append(_token_wait(have - math.floor(have), flow.queue_rates[queue], 0.005))
-            cap = min(cap, math.floor(have))
-        if cap > 0:
-            caps[queue] = cap
-    held = {h: r for h, r in flow.handler_rates.items() if f"h:{h}" in tokens}
-    waits += [
-        _token_wait(tokens[f"h:{h}"], r, 0.05) for h, r in held.items() if tokens[f"h:{h}"] < 1
-    ]
-    out.retry_in = min(waits, default=None)
+    caps, out.retry_in = plan_.plan(flow, ready, running, tokens, limit)
     if not caps:
         return out
-    weighted = bool(flow.queue_weights)
     start: dict[str, float] = {}
-    if weighted:
+    if flow.queue_weights:
         row = await txn.fetchval(VTIME)
         vtime = float(row) if row is not None else 0.0
         served = {name: float(s) for name, s in await txn.fetch(SERVED)}
         start = {q: max(served.get(q, 0.0), vtime) for q in caps}
-        caps = shares(caps, flow.queue_weights, start, limit)
+        caps = plan_.shares(caps, flow.queue_weights, start, limit)
     free = [h for h in handlers if f"h:{h}" not in tokens]
     claimed: list[ClaimedTask] = []
     if free:
         claimed = await claim_shares(txn, owner, caps, limit, free, lease_ttl)
-    per_queue: dict[str, int] = {}
-    for task in claimed:
-        per_queue[task.queue] = per_queue.get(task.queue, 0) + 1
+    taken = plan_.per_queue(claimed)
     # Rate-limited handlers: each gets at most its whole tokens, from what is left.
     for handler in (h for h in handlers if f"h:{h}" in tokens):
         room = min(limit - len(claimed), math.floor(tokens[f"h:{handler}"]))
-        left = {q: c - per_queue.get(q, 0) for q, c in caps.items() if c > per_queue.get(q, 0)}
+        left = {q: c - taken.get(q, 0) for q, c in caps.items() if c > taken.get(q, 0)}
         if room <= 0 or not left:
             continue
         got = await claim_shares(txn, owner, left, room, [handler], lease_ttl)
         tokens[f"h:{handler}"] -= len(got)
-        for task in got:
-            per_queue[task.queue] = per_queue.get(task.queue, 0) + 1
         claimed += got
-    for queue, count in per_queue.items():
-        if f"q:{queue}" in tokens:
-            tokens[f"q:{queue}"] -= count
+        taken = plan_.per_queue(claimed)
+    plan_.spend(tokens, taken)
     if tokens:
         keys = sorted(tokens)
         await txn.execute(SAVE_BUCKETS, keys, [tokens[k] for k in keys], txn.now)
-    if weighted:
-        after = {q: start[q] + per_queue.get(q, 0) / flow.queue_weights.get(q, 1.0) for q in start}
+    if flow.queue_weights:
+        after = plan_.served_after(start, taken, flow.queue_weights)
         names = sorted(after)
         await txn.execute(SAVE_SERVED, names, [after[q] for q in names])
         await txn.execute(SAVE_VTIME, repr(min(after.values())))

@@ -41,6 +41,7 @@ from engine.model import (
     WorkflowStep,
     parse_timeline,
 )
+from engine.store import rows as records
 from engine.store import sqlite_cluster as cluster_ops
 from engine.store import sqlite_flow as flow_ops
 from engine.store import sqlite_ops as ops
@@ -485,22 +486,7 @@ class SQLiteStore:
         return result
 
     async def schedules(self) -> list[ScheduleInfo]:
-        return [
-            ScheduleInfo(
-                name=r[0],
-                handler=r[1],
-                queue=r[2],
-                every=r[3],
-                cron=r[4],
-                tz=r[5],
-                next_run=r[6],
-                last_run=r[7],
-                last_task_id=None if r[8] is None else str(r[8]),
-                last_state=r[10] if r[10] is not None else ("expired" if r[8] else None),
-                paused=bool(r[9]),
-            )
-            for r in await self._read(sched.LIST)
-        ]
+        return [records.schedule(r) for r in await self._read(sched.LIST)]
 
     # -- cluster --------------------------------------------------------------
     async def heartbeat(self, node: NodeInfo, dead_after: float) -> list[NodeCommand]:
@@ -523,7 +509,7 @@ class SQLiteStore:
 
     async def nodes(self, dead_after: float) -> list[NodeInfo]:
         silent = self.clock() - dead_after
-        return [cluster_ops.node_from_row(r, silent) for r in await self._read(cluster_ops.NODES)]
+        return [records.node(r, silent) for r in await self._read(cluster_ops.NODES)]
 
     async def command_results(self, command_id: int) -> list[CommandResult]:
         rows = await self._read(cluster_ops.RESULTS, (command_id,))

@@ -8,7 +8,6 @@ to every node) that it has not answered and that were sent after it started.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from engine.model import CommandResult, NodeCommand, NodeInfo
 from engine.store.sqlite_txn import Txn
@@ -89,19 +88,3 @@ RESULTS = (
     "SELECT command_id, node, done_at, ok, outcome FROM command_results "
     "WHERE command_id = ? ORDER BY done_at"
 )
-
-
-def node_from_row(row: Any, silent_since: float) -> NodeInfo:
-    """A node row; an alive node not seen since ``silent_since`` is reported dead."""
-    return NodeInfo(
-        id=row[0],
-        host=row[1],
-        pid=row[2],
-        version=row[3],
-        started_at=row[4],
-        last_seen=row[5],
-        state="dead" if row[6] == "alive" and row[5] < silent_since else row[6],
-        workers=row[7],
-        busy=row[8],
-        snapshot=json.loads(row[9] or "{}"),
-    )
