@@ -84,6 +84,9 @@ MAX_ID = 2**63 - 1
 class PostgresStore(PgSession):
     """Taskdeck's Store on a PostgreSQL schema, shared by any number of nodes."""
 
+    #: claim every free worker slot at once (see WorkerPool._dispatch)
+    split_claims = False
+
     # -- writes ---------------------------------------------------------------
     async def enqueue(self, tasks: Sequence[NewTask]) -> list[str]:
         if not tasks:
