@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from engine.limits import FlowLimits
 from engine.model import (
+    CREATED,
     CommandResult,
     NodeCommand,
     NodeInfo,
@@ -21,6 +22,7 @@ from engine.model import (
     TaskRecord,
     TaskState,
     WorkflowRecord,
+    timeline_line,
 )
 
 if TYPE_CHECKING:
@@ -75,6 +77,24 @@ class StoredSchedule:
     cron: str | None
     tz: str
     first_run: float
+
+
+def first_state(task: NewTask, now: float, by: str) -> tuple[TaskState, str, float | None]:
+    """The state a new task starts in, its first timeline line(s), and its due time:
+    a waiting workflow step, a task due later (scheduled), or queued (whose creation
+    entry is derived from created_at, so nothing is stored for it)."""
+    if task.waiting:
+        note = f"waiting for step {task.step}" if task.step else "waiting"
+        line = timeline_line(now, TaskState.SCHEDULED, 0, by, CREATED)
+        return (
+            TaskState.SCHEDULED,
+            line + timeline_line(now, "scheduled", 0, by, note),
+            (WAITING_RUN_AT),
+        )
+    if task.run_at is not None and task.run_at > now:
+        line = timeline_line(now, TaskState.SCHEDULED, 0, by, CREATED)
+        return TaskState.SCHEDULED, line, task.run_at
+    return TaskState.QUEUED, "", task.run_at
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,6 @@ from engine.model import (
     TaskRecord,
     TaskState,
     WorkflowRecord,
-    WorkflowStep,
 )
 from engine.store import postgres_cluster as cluster
 from engine.store import postgres_commands as commands
@@ -323,23 +322,8 @@ class PostgresStore(PgSession):
         )
         if not head:
             raise LookupError(f"no workflow with id '{workflow_id}'")
-        kind = head[0][0]
-        steps = tuple(
-            WorkflowStep(
-                index=step,
-                task_id=str(task_id),
-                handler=handler,
-                state=TaskState(state),
-                waiting=bool(waiting),
-                callback=kind == "group" and receives is not None,
-                started_at=started_at,
-                finished_at=finished_at,
-            )
-            for task_id, handler, state, step, waiting, receives, started_at, finished_at in (
-                await self._read(reads.WORKFLOW_STEPS, workflow_id)
-            )
-        )
-        return WorkflowRecord(str(workflow_id), kind, head[0][1], steps)
+        steps = await self._read(reads.WORKFLOW_STEPS, workflow_id)
+        return records.workflow(workflow_id, head[0][0], head[0][1], steps)
 
     async def get(self, task_id: int) -> TaskRecord:
         _check_id(task_id)

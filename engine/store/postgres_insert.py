@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from engine.model import CREATED, TaskId, TaskState, timeline_line
-from engine.store.base import WAITING_RUN_AT, NewTask
+from engine.model import TaskId
+from engine.store.base import NewTask, first_state
 from engine.store.postgres_conn import Txn
 
 ACTIVE = "'queued', 'scheduled', 'running'"
@@ -64,22 +64,6 @@ ON_DUPLICATE = (
 )
 HOLDER = f"SELECT id FROM tasks WHERE unique_key = $1 AND state IN ({ACTIVE})"
 WORKFLOW = "INSERT INTO workflows (kind, steps, created_at) VALUES ($1, $2, $3) RETURNING id"
-
-
-def first_state(task: NewTask, now: float, by: str) -> tuple[TaskState, str, float | None]:
-    """The state a new task starts in, its first timeline line(s), and its due time."""
-    if task.waiting:
-        note = f"waiting for step {task.step}" if task.step else "waiting"
-        line = timeline_line(now, TaskState.SCHEDULED, 0, by, CREATED)
-        return (
-            TaskState.SCHEDULED,
-            line + timeline_line(now, "scheduled", 0, by, note),
-            WAITING_RUN_AT,
-        )
-    if task.run_at is not None and task.run_at > now:
-        line = timeline_line(now, TaskState.SCHEDULED, 0, by, CREATED)
-        return TaskState.SCHEDULED, line, task.run_at
-    return TaskState.QUEUED, "", task.run_at  # the creation entry is derived from created_at
 
 
 async def enqueue(

@@ -8,11 +8,11 @@ each run is enqueued exactly once however many nodes share the store.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from engine.codec import Codec
 from engine.errors import TaskNotFound
+from engine.store import rows as records
 from engine.store.base import NewTask, StoredSchedule
 from engine.store.postgres_conn import Txn
 from engine.store.postgres_insert import insert_one
@@ -39,11 +39,8 @@ async def sync(txn: Txn, schedules: Sequence[StoredSchedule], codec: Codec) -> l
         row = await txn.fetchrow(
             f"SELECT {COLUMNS} FROM schedules WHERE name = $1 FOR UPDATE", s.name
         )
-        if row is not None:
-            same_payload = json.loads(codec.unseal(row[1])) == json.loads(s.payload_json)
-            wanted = (s.handler, s.queue, s.priority, s.retries, s.every, s.cron, s.tz)
-            if same_payload and (row[0], *row[2:]) == wanted:
-                continue
+        if records.schedule_unchanged(row, s, codec):
+            continue
         await txn.execute(
             UPSERT,
             s.name,

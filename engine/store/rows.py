@@ -7,7 +7,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from engine.model import NodeInfo, ScheduleInfo
+from engine.codec import Codec
+from engine.model import NodeInfo, ScheduleInfo, TaskState, WorkflowRecord, WorkflowStep
+from engine.store.base import StoredSchedule
 
 Row = Sequence[Any]
 
@@ -44,3 +46,39 @@ def node(r: Row, silent_since: float) -> NodeInfo:
         busy=r[8],
         snapshot=json.loads(r[9] or "{}"),
     )
+
+
+def workflow(
+    workflow_id: int, kind: str, created_at: float, steps: Sequence[Row]
+) -> WorkflowRecord:
+    """A workflow from its head and its step rows: id, handler, state, step, waiting,
+    receives, started_at, finished_at (a group's callback is the step that receives)."""
+    return WorkflowRecord(
+        str(workflow_id),
+        kind,  # type: ignore[arg-type]  # the schema allows only chain and group
+        created_at,
+        tuple(
+            WorkflowStep(
+                index=step,
+                task_id=str(task_id),
+                handler=handler,
+                state=TaskState(state),
+                waiting=bool(waiting),
+                callback=kind == "group" and receives is not None,
+                started_at=started_at,
+                finished_at=finished_at,
+            )
+            for task_id, handler, state, step, waiting, receives, started_at, finished_at in steps
+        ),
+    )
+
+
+def schedule_unchanged(row: Row | None, wanted: StoredSchedule, codec: Codec) -> bool:
+    """Whether a stored schedule (handler, payload, queue, priority, retries, every,
+    cron, tz) already is what the code defines (payloads compared as JSON: sealing
+    is randomised)."""
+    if row is None:
+        return False
+    same_payload = json.loads(codec.unseal(row[1])) == json.loads(wanted.payload_json)
+    defined = (wanted.handler, wanted.queue, wanted.priority, wanted.retries)
+    return same_payload and (row[0], *row[2:]) == (*defined, wanted.every, wanted.cron, wanted.tz)

@@ -38,7 +38,6 @@ from engine.model import (
     TaskRecord,
     TaskState,
     WorkflowRecord,
-    WorkflowStep,
     parse_timeline,
 )
 from engine.store import rows as records
@@ -575,22 +574,8 @@ class SQLiteStore:
         )
         if not head:
             raise LookupError(f"no workflow with id '{workflow_id}'")
-        rows = await self._read(WORKFLOW_STEPS, (workflow_id,))
-        kind = head[0][0]
-        steps = tuple(
-            WorkflowStep(
-                index=step,
-                task_id=str(task_id),
-                handler=handler,
-                state=TaskState(state),
-                waiting=bool(waiting),
-                callback=kind == "group" and receives is not None,
-                started_at=started_at,
-                finished_at=finished_at,
-            )
-            for task_id, handler, state, step, waiting, receives, started_at, finished_at in rows
-        )
-        return WorkflowRecord(str(workflow_id), kind, head[0][1], steps)
+        steps = await self._read(WORKFLOW_STEPS, (workflow_id,))
+        return records.workflow(workflow_id, head[0][0], head[0][1], steps)
 
     async def get(self, task_id: int) -> TaskRecord:
         rows = await self._read(f"SELECT {COLUMNS}, timeline FROM tasks WHERE id = ?", (task_id,))

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from engine.model import CREATED, TaskId, TaskState, timeline_line
-from engine.store.base import WAITING_RUN_AT, NewTask
+from engine.model import TaskId, TaskState
+from engine.store.base import NewTask, first_state
 from engine.store.sqlite_txn import Txn
 
 # The whole batch travels as one JSON array, unpacked by SQLite in C: about 1.6×
@@ -38,25 +38,6 @@ ON_DUPLICATE = (
 HOLDER = f"SELECT id FROM tasks WHERE unique_key = ? AND state IN ({ACTIVE})"
 
 
-def _first_state(task: NewTask, now: float, by: str) -> tuple[TaskState, str, float | None]:
-    """The state a new task starts in, its first timeline line, and its due time."""
-    if task.waiting:
-        note = f"waiting for step {task.step}" if task.step else "waiting"
-        line = timeline_line(now, TaskState.SCHEDULED, 0, by, CREATED)
-        return (
-            TaskState.SCHEDULED,
-            line + timeline_line(now, "scheduled", 0, by, note),
-            (WAITING_RUN_AT),
-        )
-    if task.run_at is not None and task.run_at > now:
-        return (
-            TaskState.SCHEDULED,
-            timeline_line(now, TaskState.SCHEDULED, 0, by, CREATED),
-            task.run_at,
-        )
-    return TaskState.QUEUED, "", task.run_at  # the creation entry is derived from created_at
-
-
 def enqueue(
     txn: Txn, tasks: Sequence[NewTask], by: str, workflow_id: int | None = None
 ) -> list[str]:
@@ -74,7 +55,7 @@ def _bulk(txn: Txn, tasks: Sequence[NewTask], by: str) -> list[str]:
             row = (t.handler, t.queue, t.priority, "queued", t.retries, t.payload, t.run_at, "")
             txn.moved(t.queue, "", TaskState.QUEUED)
         else:
-            state, line, run_at = _first_state(t, now, by)
+            state, line, run_at = first_state(t, now, by)
             row = (t.handler, t.queue, t.priority, state.value, t.retries, t.payload, run_at, line)
             txn.moved(t.queue, "", state)
         rows.append(row)
@@ -88,7 +69,7 @@ def _bulk(txn: Txn, tasks: Sequence[NewTask], by: str) -> list[str]:
 
 def insert_one(txn: Txn, t: NewTask, by: str, workflow_id: int | None = None) -> TaskId:
     now = txn.now
-    state, line, run_at = _first_state(t, now, by)
+    state, line, run_at = first_state(t, now, by)
     row = (
         t.handler,
         t.queue,

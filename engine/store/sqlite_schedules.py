@@ -7,11 +7,11 @@ enqueue the same run.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 
 from engine.codec import Codec
 from engine.errors import TaskNotFound
+from engine.store import rows as records
 from engine.store.base import NewTask, StoredSchedule
 from engine.store.sqlite_insert import insert_one
 from engine.store.sqlite_txn import Txn
@@ -36,11 +36,8 @@ def sync(txn: Txn, schedules: Sequence[StoredSchedule], codec: Codec) -> list[st
     changed = []
     for s in schedules:
         row = txn.execute(f"SELECT {COLUMNS} FROM schedules WHERE name = ?", (s.name,)).fetchone()
-        if row is not None:
-            same_payload = json.loads(codec.unseal(row[1])) == json.loads(s.payload_json)
-            wanted = (s.handler, s.queue, s.priority, s.retries, s.every, s.cron, s.tz)
-            if same_payload and (row[0], *row[2:]) == wanted:
-                continue
+        if records.schedule_unchanged(row, s, codec):
+            continue
         txn.execute(
             UPSERT,
             (
