@@ -248,6 +248,13 @@ class Engine(PeriodicCommands, ClusterCommands):
         if self._running:
             return
         await self._store.open()
+        try:
+            await self._start_on_open_store()
+        except BaseException:
+            await self._abort_start()
+            raise
+
+    async def _start_on_open_store(self) -> None:
         self._started_at = self._clock()
         self._configure_store()
         self._progress = asyncio.Event()
@@ -309,6 +316,23 @@ class Engine(PeriodicCommands, ClusterCommands):
             EventKind.ENGINE_STARTED,
             message=f"{self.node} on {self.store_url}, {self._workers} workers",
         )
+
+    async def _abort_start(self) -> None:
+        """Undo a start that failed after the store opened: nothing keeps running and
+        the store is closed, so the engine can be started again (or dropped)."""
+        if self._pool is not None:
+            await self._pool.stop(0)
+        if self._completer is not None:
+            await self._completer.stop()
+        for task in self._service_tasks:
+            task.cancel()
+        await asyncio.gather(*self._service_tasks, return_exceptions=True)
+        self._service_tasks = []
+        self._pool = self._completer = None
+        try:
+            await self._store.close()
+        except Exception as exc:  # the store may be what failed
+            log.warning("could not close the store after a failed start: %s", exc)
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful stop: finish or requeue running tasks (no attempt used), then close."""

@@ -27,11 +27,28 @@ from .console_helpers import settle, started, text_of, toasts
 
 WORKERS = {"node-a": 1, "node-b": 2, "node-c": 2}
 
+#: The acceptance tests run on a SQLite file and on a fresh PostgreSQL schema.
+BOTH_BACKENDS = pytest.mark.parametrize(
+    "store",
+    [pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")],
+    indirect=True,
+)
+
 
 @pytest.fixture
-async def nodes(db_path: Path) -> AsyncIterator[dict[str, Engine]]:
+def store(request: pytest.FixtureRequest, db_path: Path) -> str | Path:
+    """The cluster's store: a SQLite file, or a fresh PostgreSQL schema for tests
+    marked ``BOTH_BACKENDS``."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        url: str = request.getfixturevalue("pg_url")
+        return url
+    return db_path
+
+
+@pytest.fixture
+async def nodes(store: str | Path) -> AsyncIterator[dict[str, Engine]]:
     """Three engines with workers on the test's store, each a node of the cluster."""
-    engines = {name: Engine(db_path, workers=n, name=name, **FAST) for name, n in WORKERS.items()}
+    engines = {name: Engine(store, workers=n, name=name, **FAST) for name, n in WORKERS.items()}
     for engine in engines.values():
         await engine.start()
     yield engines
@@ -46,8 +63,8 @@ def table_text(panel: NodesPanel) -> str:
     return "\n".join([header, *rows])
 
 
-def attached(db_path: Path) -> ConsoleApp:
-    console = Engine(db_path, workers=0, strict_handlers=False, name="console", **FAST)
+def attached(store: str | Path) -> ConsoleApp:
+    console = Engine(store, workers=0, strict_handlers=False, name="console", **FAST)
     return ConsoleApp(console, attach=True)
 
 
@@ -69,10 +86,11 @@ async def nodes_shown(pilot: Pilot[ConsoleApp], alive: int) -> NodesPanel:
     return panel
 
 
+@BOTH_BACKENDS
 async def test_nodes_panel_shows_the_cluster_and_worker_keys_reach_the_selected_node(
-    db_path: Path, nodes: dict[str, Engine]
+    store: str | Path, nodes: dict[str, Engine]
 ) -> None:
-    app = attached(db_path)
+    app = attached(store)
     async with app.run_test(size=(160, 50)) as pilot:
         await started(pilot)
         panel = await nodes_shown(pilot, 3)
@@ -115,10 +133,11 @@ async def test_nodes_panel_shows_the_cluster_and_worker_keys_reach_the_selected_
         await shown(pilot, lambda: f"workers 0/{total}" in text_of(app.query_one("#header")))
 
 
+@BOTH_BACKENDS
 async def test_pause_reaches_every_node_and_enqueue_takes_a_name(
-    db_path: Path, nodes: dict[str, Engine]
+    store: str | Path, nodes: dict[str, Engine]
 ) -> None:
-    app = attached(db_path)
+    app = attached(store)
     async with app.run_test(size=(160, 50)) as pilot:
         await started(pilot)
         await nodes_shown(pilot, 3)

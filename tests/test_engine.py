@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from engine import EventKind, InvalidTransition, TaskState, current_task
+from engine import EventKind, InvalidTransition, StoreError, TaskState, current_task
 
 from .conftest import EngineFactory, started, until
 
@@ -610,3 +610,30 @@ async def test_text_filter_and_bulk_retry(make_engine: EngineFactory) -> None:
         assert engine.snapshot().counts[TaskState.QUEUED] == 5
         with pytest.raises(ValueError, match="only failed or cancelled tasks can be retried"):
             await engine.retry_all("succeeded")
+
+
+async def test_a_start_that_fails_after_the_store_opened_leaves_nothing_running(
+    make_engine: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(workers=2)
+
+    @engine.periodic(every=60)
+    async def tick() -> None:
+        return None
+
+    async def broken(*_: object) -> list[str]:
+        raise StoreError("disk I/O error while saving the schedules")
+
+    store = engine._store
+    monkeypatch.setattr(store, "sync_schedules", broken)
+    with pytest.raises(StoreError, match="disk I/O error"):
+        await engine.start()
+    assert not engine.running
+    assert not [t for t in threading.enumerate() if t.name.startswith("taskdeck-writer")]
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("taskdeck-")]
+
+    monkeypatch.undo()  # the fault is gone: the same engine starts and works
+    await engine.start()
+    assert engine.running
+    task_id = await tick.enqueue()
+    assert (await engine.wait(task_id, timeout=5)).state == "succeeded"
