@@ -481,8 +481,8 @@ async def test_a_commit_whose_reply_is_lost_is_neither_lost_nor_doubled(
     real_run = store._run
 
     def reply_lost_once(at_point: str) -> None:
-        async def run(op: Any, point: str = "") -> Any:
-            result = await real_run(op, point)
+        async def run(op: Any, point: str = "", **options: Any) -> Any:
+            result = await real_run(op, point, **options)
             if point == at_point:  # committed, but the reply never came back
                 monkeypatch.setattr(store, "_run", real_run)
                 raise AmbiguousCommit("lost the connection while committing", now)

@@ -124,11 +124,12 @@ class PostgresStore(PgSession):
             op = partial(
                 ops.claim, owner=owner, limit=limit, handlers=handlers, lease_ttl=lease_ttl
             )
-        return await self._leasing(owner, op)
+        return await self._leasing(owner, op, alone=not flow)
 
-    async def _leasing(self, owner: str, op: Op[T]) -> T:
-        """Run a claiming ``op``. If its commit's reply is lost with the connection, the
-        tasks it may have leased are given back at once (or with the next claim)."""
+    async def _leasing(self, owner: str, op: Op[T], alone: bool = False) -> T:
+        """Run a claiming ``op`` (``alone``: as one statement, see ``Txn.alone``). If its
+        commit's reply is lost with the connection, the tasks it may have leased are
+        given back at once (or with the next claim)."""
         pending = list(self._recover)
 
         async def run(txn: Txn) -> T:
@@ -137,7 +138,7 @@ class PostgresStore(PgSession):
             return await op(txn)
 
         try:
-            result = await self._run(run, "claim")
+            result = await self._run(run, "claim", alone=alone and not pending)
         except AmbiguousCommit as exc:
             self._recover.append((owner, exc.at))
             with contextlib.suppress(StoreError):
@@ -157,6 +158,7 @@ class PostgresStore(PgSession):
         applied, stale = await self._run(
             partial(ops.complete, completions=completions, codec=self.codec, by=self._by),
             "complete",
+            alone=ops.completes_alone(completions),
         )
         return CompletionReport([completions[i] for i in applied], [completions[i] for i in stale])
 

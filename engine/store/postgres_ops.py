@@ -16,7 +16,7 @@ from engine.codec import Codec
 from engine.model import TERMINAL_STATES, TaskState, timeline_line
 from engine.store import postgres_followups as followups
 from engine.store.base import ClaimedTask, Completion, NewTask, Rescued
-from engine.store.postgres_conn import Txn
+from engine.store.postgres_conn import Txn, counted
 from engine.store.postgres_insert import at_text, insert_one, js, line_sql
 from engine.store.postgres_insert import enqueue as enqueue
 from engine.store.postgres_insert import enqueue_workflow as enqueue_workflow
@@ -43,12 +43,18 @@ READY_QUEUES = (
 #: queue's own best through its ``tasks_ready`` range (locked, skipping rows another
 #: node is claiming), then the best of those. The CTE is materialised: a fence, so
 #: the planner cannot turn the lock-and-limit into a join that locks more rows.
-CLAIM = (
-    f"WITH ready AS ({READY_QUEUES}), "
+_PICK = (
+    f"ready AS ({READY_QUEUES}), "
     "picked AS MATERIALIZED (SELECT p.id FROM ready r CROSS JOIN LATERAL ("
     "SELECT id, priority FROM tasks WHERE state = 'queued' AND queue = r.queue "
     "AND handler = ANY($1::text[]) ORDER BY priority DESC, id LIMIT $7 "
-    "FOR UPDATE SKIP LOCKED) p ORDER BY p.priority DESC, p.id LIMIT $7) " + _LEASE
+    "FOR UPDATE SKIP LOCKED) p ORDER BY p.priority DESC, p.id LIMIT $7)"
+)
+CLAIM = f"WITH {_PICK} {_LEASE}"
+#: The same as a statement of its own (``Txn.alone``): it writes its count changes.
+CLAIM_ALONE = (
+    f"WITH {_PICK}, claimed AS ({_LEASE}), {counted('claimed', repr('queued'), repr('running'))} "
+    "SELECT * FROM claimed"
 )
 #: The same with each queue's share given (flow control): queues ``$7``, caps ``$8``.
 CLAIM_SHARES = (
@@ -80,7 +86,8 @@ async def claim(
 ) -> list[ClaimedTask]:
     if limit <= 0 or not handlers:
         return []
-    rows = await txn.fetch(CLAIM, *_lease_args(txn, owner, handlers, lease_ttl), limit)
+    statement = CLAIM_ALONE if txn.alone else CLAIM
+    rows = await txn.fetch(statement, *_lease_args(txn, owner, handlers, lease_ttl), limit)
     return _claimed(txn, rows)
 
 
@@ -190,6 +197,11 @@ FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::fl
 WHERE t.id = c.id AND t.state = 'running' AND t.lease_owner = c.owner AND t.attempts = c.attempt
 RETURNING c.ord, t.queue
 """
+#: The same as a statement of its own (``Txn.alone``): it writes its count changes.
+COMPLETE_ALONE = (
+    f"WITH done AS ({COMPLETE.strip()}, c.state), "
+    f"{counted('done', repr('running'), 'done.state')} SELECT ord, queue FROM done"
+)
 #: Stale completions that an earlier, ambiguous commit (connection lost while
 #: committing) did apply: their own timeline line is already there.
 ALREADY_APPLIED = """
@@ -230,7 +242,7 @@ async def complete(
             col.append(value)
     if len(completions) > 1:
         txn.fault("complete.mid_batch")
-    rows = await txn.fetch(COMPLETE, *cols)
+    rows = await txn.fetch(COMPLETE_ALONE if txn.alone else COMPLETE, *cols)
     applied = sorted(int(r[0]) - 1 for r in rows)
     for r in rows:
         txn.moved(r[1], TaskState.RUNNING, completions[int(r[0]) - 1].state)
@@ -245,6 +257,16 @@ async def complete(
         applied = sorted(done | earlier)
         stale = [i for i in stale if i not in earlier]
     return applied, stale
+
+
+def completes_alone(completions: Sequence[Completion]) -> bool:
+    """Whether ``complete`` can run as one statement (``Txn.alone``): no completion
+    makes its task ``queued`` (that needs a wake-up) or sets off follow-ups."""
+    return not any(
+        c.state == TaskState.QUEUED
+        or (c.state in TERMINAL_STATES and (c.workflow_id is not None or c.webhook is not None))
+        for c in completions
+    )
 
 
 async def _follow_up(txn: Txn, completions: Sequence[Completion], codec: Codec, by: str) -> None:

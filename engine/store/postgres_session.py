@@ -15,7 +15,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import asyncpg
@@ -24,6 +24,7 @@ from engine.codec import Codec
 from engine.errors import EncryptionKeyError, EngineNotRunning, StoreError, StoreOpenError
 from engine.faults import FaultPlan, hook
 from engine.metrics import Reservoir, percentile
+from engine.model import TaskState
 from engine.store.base import StoreCounts
 from engine.store.postgres_conn import (
     DRIVER_ERRORS,
@@ -276,10 +277,14 @@ class PgSession:
         self._seq += 1
         return self._seq
 
-    async def _run(self, op: Op[T], point: str = "") -> T:
+    async def _run(self, op: Op[T], point: str = "", *, alone: bool = False) -> T:
         """Run ``op`` in one transaction. Deadlocks and serialization failures are
         retried for up to ``lock_timeout``; a connection lost before COMMIT is retried
-        on a fresh connection (nothing was committed)."""
+        on a fresh connection (nothing was committed).
+
+        ``alone``: ``op`` runs one statement that is its own transaction (see
+        :class:`Txn`); a connection lost while it runs leaves its outcome unknown,
+        as a lost COMMIT does (:class:`AmbiguousCommit`)."""
         pool = self._require_pool()
         deadline = time.monotonic() + max(1.0, self._lock_timeout)
         tries = lost = 0
@@ -290,16 +295,23 @@ class PgSession:
             try:
                 started = time.perf_counter()
                 async with pool.acquire() as conn:
-                    txn = Txn(conn, now, self._token, self._target.channel, self._fault)
-                    transaction = conn.transaction()
+                    txn = Txn(conn, now, self._token, self._target.channel, self._fault, alone)
+                    transaction = None if alone else conn.transaction()
                     try:
-                        await transaction.start()
-                        result = await op(txn)
-                        counts = await txn.finish()
-                        if point:
-                            self._fault(f"{point}.before_commit")
-                        committing = True
-                        await transaction.commit()
+                        if transaction is None:
+                            if point:
+                                self._fault(f"{point}.before_commit")
+                            committing = True
+                            result = await op(txn)
+                            counts = None
+                        else:
+                            await transaction.start()
+                            result = await op(txn)
+                            counts = await txn.finish()
+                            if point:
+                                self._fault(f"{point}.before_commit")
+                            committing = True
+                            await transaction.commit()
                     except BaseException as exc:
                         await self._abandon(conn, transaction, exc, committing)
                         raise
@@ -325,17 +337,30 @@ class PgSession:
             self._latency.add(elapsed, elapsed)
             if counts is not None:
                 self._accept_counts(counts, self._next_seq())
+            elif alone:
+                self._add_to_counts(txn.deltas)
             return result
+
+    def _add_to_counts(self, deltas: Mapping[tuple[str, str], int]) -> None:
+        """Add a committed statement's count changes to ``last_counts`` (the next
+        read of the whole cluster's counts replaces them)."""
+        if not any(deltas.values()):
+            return
+        counts = self._counts
+        by_queue = {q: dict(c) for q, c in counts.by_queue.items()}
+        for (queue, state), n in deltas.items():
+            by_queue.setdefault(queue, dict.fromkeys(TaskState, 0))[TaskState(state)] += n
+        self._accept_counts(StoreCounts(by_queue, counts.paused), self._next_seq())
 
     @staticmethod
     async def _abandon(conn: Any, transaction: Any, exc: BaseException, committing: bool) -> None:
         """Roll back after a failure; a connection in an unknown state (cancelled in
         the middle of a statement, lost) is dropped: the server rolls back, and the
-        pool replaces it."""
+        pool replaces it. (A statement run alone was rolled back by the server.)"""
         if isinstance(exc, asyncio.CancelledError) or is_connection_lost(exc):
             with contextlib.suppress(asyncpg.InterfaceError):  # already closed and released
                 conn.terminate()
-        elif not committing:
+        elif not committing and transaction is not None:
             try:
                 await transaction.rollback()
             except DRIVER_ERRORS:
