@@ -40,6 +40,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from textual import on, work
@@ -94,7 +95,7 @@ SNAPSHOT_PANELS: tuple[PanelType, ...] = (
 #: Attached to a cluster: the nodes in place of this engine's (absent) workers.
 ATTACHED_PANELS = tuple(NodesPanel if p is WorkersPanel else p for p in SNAPSHOT_PANELS)
 #: What a read of the node rows refreshes.
-CLUSTER_PANELS: tuple[PanelType, ...] = (HeaderBar, NodesPanel, ThroughputPanel)
+CLUSTER_PANELS: tuple[PanelType, ...] = (HeaderBar, NodesPanel, ThroughputPanel, BottlenecksPanel)
 #: Actions refused while the engine stops (they would change it).
 CHANGES_ENGINE = frozenset(
     {
@@ -316,6 +317,8 @@ class ConsoleApp(App[int]):
 
     def _feed(self, kinds: tuple[PanelType, ...]) -> None:
         snap = self.engine.snapshot()
+        if self.attached:  # the nodes' own findings join what the store shows
+            snap = replace(snap, findings=self.cluster.findings(snap.findings))
         board = self.dashboard
         try:
             panels = [board.query_one(kind) for kind in kinds]
@@ -536,7 +539,7 @@ class ConsoleApp(App[int]):
                 timeout=8,
             )
             return
-        if self.control is not None and self.control.refuses(finding):
+        if self.control is not None and await self.control.handles(finding):
             return
         try:
             done = await self.engine.apply_action(finding.action)

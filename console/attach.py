@@ -41,7 +41,7 @@ ATTACHED_KEYS = [
         "x",
         "apply_finding",
         "Apply fix",
-        tooltip="Apply a suggestion (a worker count: use ] [ w on a node)",
+        tooltip="Apply a suggestion (a node's worker count goes to that node)",
     ),
 ]
 #: How long a worker count just asked for stands in for the node's reported one (so
@@ -162,16 +162,28 @@ class ClusterControl:
         )
         return f"sent to every node ({len(alive)} alive)"
 
-    def refuses(self, finding: Finding) -> bool:
-        """A finding whose fix is a worker count: this console has no workers to change
-        (its findings see only the store), so say where that is done instead."""
-        if finding.action is not None and finding.action[0] == "set_workers":
+    async def handles(self, finding: Finding) -> bool:
+        """Carry out a finding's suggestion where it belongs; False for one the console
+        applies itself (a queue pause is stored: every node sees it).
+
+        A node's worker-count suggestion goes to that node. One of the console's own
+        has no node to go to (this console runs no workers), so it says where that is
+        done instead; so does a suggestion for a node that is no longer alive."""
+        if finding.action is None or finding.action[0] != "set_workers":
+            return False
+        node = self.cluster.find(finding.node) if finding.node is not None else None
+        if node is None:
             self.app.notify(
                 "attached: choose a node in Nodes and use ] [ w to change its workers",
                 severity="warning",
             )
             return True
-        return False
+        reason = refusal(node, time.time())
+        if reason is not None:
+            self.app.notify(reason, severity="warning")
+            return True
+        await self.set_workers(node, int(finding.action[1]["n"]))
+        return True
 
     async def _send(
         self, action: str, args: dict[str, Any], nodes: list[NodeInfo], *, every: bool = False

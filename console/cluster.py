@@ -1,6 +1,7 @@
 """The cluster as an attached console sees it: the nodes on the store (from their
-heartbeats), their totals, and a per-second history of the cluster's done/s and
-failed/s for the throughput chart. Plain Python: the panels read it, the app fills it.
+heartbeats), their totals, their findings merged with the console's, and a
+per-second history of the cluster's done/s and failed/s for the throughput chart.
+Plain Python: the panels read it, the app fills it.
 """
 
 from __future__ import annotations
@@ -8,7 +9,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from engine.bottleneck import STORE_WIDE_RULES
+from engine.cluster import node_findings
 from engine.model import NodeInfo
+from engine.snapshot import SEVERITY_ORDER, Finding
 
 #: Seconds of cluster throughput kept for the chart (as much as an engine keeps).
 HISTORY = 600
@@ -57,6 +61,22 @@ class Cluster:
         self._second = second
         self.done.append(done)
         self.failed.append(failed)
+
+    def findings(self, own: tuple[Finding, ...]) -> tuple[Finding, ...]:
+        """The console's own findings (what the store shows) with those in the alive
+        nodes' heartbeats (what each node sees of itself), worst first. A store-wide
+        finding several nodes report alike is shown once."""
+        merged = list(own)
+        seen = {(f.rule, f.title) for f in own if f.rule in STORE_WIDE_RULES}
+        for node in self.alive:
+            for finding in node_findings(node):
+                if finding.rule in STORE_WIDE_RULES:
+                    if (finding.rule, finding.title) in seen:
+                        continue
+                    seen.add((finding.rule, finding.title))
+                merged.append(finding)
+        merged.sort(key=lambda f: SEVERITY_ORDER[f.severity])
+        return tuple(merged)
 
     def find(self, node_id: str) -> NodeInfo | None:
         return next((n for n in self.nodes if n.id == node_id), None)

@@ -424,6 +424,11 @@ RULES: tuple[Callable[[Inputs], Iterable[Finding]], ...] = (
 )
 
 
+#: Rules that read only the store (counts, pauses, limits): every node on a store, and
+#: a console attached to it, finds the same thing.
+STORE_WIDE_RULES = frozenset({"paused_backlog", "rate_limited", "concurrency_limited"})
+
+
 def find_bottlenecks(inputs: Inputs) -> tuple[Finding, ...]:
     """Every rule's findings, worst first (a stable order within a severity)."""
     found = [f for rule in RULES for f in rule(inputs)]

@@ -22,12 +22,14 @@ from engine.events import EventBus, EventKind
 from engine.model import COMMAND_ACTIONS, CommandResult, NodeCommand, NodeInfo
 from engine.services import Service
 from engine.settings import Settings
+from engine.snapshot import SEVERITY_ORDER, Finding
 from engine.store.base import Store
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT = 0.5  # seconds between a node's heartbeats (and command pickups)
 DEAD_AFTER = 5.0  # a node silent this long is marked dead
+NODE_FINDINGS = 3  # the worst findings a heartbeat carries
 
 
 def version() -> str:
@@ -99,6 +101,47 @@ class NodeKeeper(Service):
             )
 
 
+def _finding_json(finding: Finding) -> dict[str, Any]:
+    action = None if finding.action is None else [finding.action[0], dict(finding.action[1])]
+    return {
+        "severity": finding.severity,
+        "title": finding.title,
+        "evidence": finding.evidence,
+        "suggestion": finding.suggestion,
+        "rule": finding.rule,
+        "action": action,
+    }
+
+
+def node_findings(node: NodeInfo) -> tuple[Finding, ...]:
+    """The findings in ``node``'s last heartbeat (worst first), each naming the node.
+    Entries that do not have the expected shape (another version wrote them) are
+    left out."""
+    found = []
+    for item in node.snapshot.get("findings") or ():
+        try:
+            severity, action = item["severity"], item.get("action")
+            if severity not in SEVERITY_ORDER:
+                continue
+            if action is not None:
+                name, args = action
+                action = (str(name), dict(args))
+            found.append(
+                Finding(
+                    severity,
+                    str(item["title"]),
+                    str(item["evidence"]),
+                    str(item["suggestion"]),
+                    action,
+                    str(item.get("rule", "")),
+                    node.id,
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return tuple(found)
+
+
 def node_info(node: str, started_at: float, snapshot: Any, now: float) -> NodeInfo:
     """This node's row, from its :class:`~engine.snapshot.EngineSnapshot`."""
     resources = snapshot.resources
@@ -111,6 +154,8 @@ def node_info(node: str, started_at: float, snapshot: Any, now: float) -> NodeIn
     if resources is not None:
         compact["cpu"] = round(resources.process_cpu, 1)
         compact["rss"] = resources.rss
+    if snapshot.findings:
+        compact["findings"] = [_finding_json(f) for f in snapshot.findings[:NODE_FINDINGS]]
     return NodeInfo(
         id=node,
         host=socket.gethostname(),

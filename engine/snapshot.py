@@ -49,7 +49,9 @@ class Finding:
     """Something holding the engine back, the numbers that show it, and what to do.
 
     ``action`` is the engine command that applies the suggestion, e.g.
-    ``("set_workers", {"n": 12})``, or None when it takes a human.
+    ``("set_workers", {"n": 12})``, or None when it takes a human. ``node`` names
+    the node that reported it, for findings read from node rows (an attached
+    console); None for the engine's own.
     """
 
     severity: Severity
@@ -58,6 +60,7 @@ class Finding:
     suggestion: str
     action: tuple[str, Mapping[str, Any]] | None = None
     rule: str = ""
+    node: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from engine import Engine, EventKind, TaskState
+from engine.cluster import node_findings
+from engine.model import NodeInfo
 
 from .conftest import EngineFactory, until
 
@@ -132,3 +134,25 @@ async def test_producers_and_clients_are_not_nodes(make_engine: EngineFactory) -
         await until(lambda: worker._node_keeper is not None and worker._node_keeper.joined)
         await asyncio.sleep(0.6)
         assert [n.id for n in await producer.nodes()] == ["node-w"]
+
+
+def test_a_heartbeats_findings_are_read_back_and_odd_entries_left_out() -> None:
+    good = {
+        "severity": "warning",
+        "title": "Workers saturated and the backlog is growing",
+        "evidence": "busy 4/4",
+        "suggestion": "Add workers: 6",
+        "rule": "saturated",
+        "action": ["set_workers", {"n": 6}],
+    }
+    odd = [
+        {"severity": "dire", "title": "t", "evidence": "", "suggestion": ""},  # unknown level
+        {"severity": "info"},  # fields missing
+        "not a mapping",
+        {**good, "action": "set_workers"},  # action not a [name, args] pair
+    ]
+    node = NodeInfo("node-b", "host", 1, "1", 0.0, 0.0, "alive", 4, 4, {"findings": [*odd, good]})
+    [finding] = node_findings(node)
+    assert finding.node == "node-b" and finding.rule == "saturated"
+    assert finding.action == ("set_workers", {"n": 6})
+    assert node_findings(NodeInfo("n", "h", 1, "1", 0.0, 0.0, "alive", 0, 0, {})) == ()

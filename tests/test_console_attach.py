@@ -14,6 +14,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from console.app import ConsoleApp
+from console.panels.bottlenecks import BottlenecksPanel
 from console.panels.nodes import NodesPanel, fitted_columns
 from console.screens.enqueue import EnqueueScreen
 from console.screens.help import HelpScreen
@@ -203,6 +204,36 @@ async def test_autoscale_and_settings_go_to_every_node(
         await pilot.press("escape")
 
 
+async def test_a_nodes_own_finding_is_shown_and_its_fix_goes_to_that_node(
+    store: str | Path, nodes: dict[str, Engine]
+) -> None:
+    app = attached(store)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        await nodes_shown(pilot, 3)
+        panel = app.query_one(BottlenecksPanel)
+
+        def idle_reported() -> list[Finding]:
+            return [f for f in panel.findings if f.rule == "idle" and f.node == "node-b"]
+
+        # node-b and node-c have 2 idle workers each: after a few seconds of history
+        # their heartbeats carry an "Idle capacity" finding (node-a has only 1)
+        await shown(pilot, lambda: bool(idle_reported()), 12.0)
+        assert {f.node for f in panel.findings if f.rule == "idle"} <= {"node-b", "node-c"}
+        prompts = [str(panel.get_option_at_index(i).prompt) for i in range(panel.option_count)]
+        assert any(p.strip().startswith("INFO  node-b: Idle capacity") for p in prompts), prompts
+        panel.focus()
+        panel.highlighted = panel.findings.index(idle_reported()[0])
+        pressed = time.monotonic()
+        await pilot.press("x")
+        await until(lambda: nodes["node-b"].worker_count == 1, 1.0, "node-b shrinks")
+        assert time.monotonic() - pressed < 1.0
+        await settle(pilot)
+        assert nodes["node-c"].worker_count == 2 and nodes["node-a"].worker_count == 1
+        assert "node-b: set_workers 1 sent" in toasts(app)
+        assert "node-b: workers 2 → 1" in toasts(app)
+
+
 async def test_a_stopped_node_is_shown_and_refuses_commands(
     db_path: Path, nodes: dict[str, Engine]
 ) -> None:
@@ -226,7 +257,7 @@ async def test_a_stopped_node_is_shown_and_refuses_commands(
         # a set_workers suggestion has no meaning here: it says where that is done
         assert app.control is not None
         finding = Finding("info", "Idle capacity", "", "", ("set_workers", {"n": 1}))
-        assert app.control.refuses(finding)
+        assert await app.control.handles(finding)
         await pilot.pause()
         assert any("use ] [ w" in t for t in toasts(app))
 

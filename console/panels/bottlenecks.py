@@ -28,6 +28,8 @@ def finding_text(f: Finding) -> Text:
     label, style = BADGE[f.severity]
     text = Text()
     text.append(f" {label} ", style=style)
+    if f.node is not None:
+        text.append(f" {f.node}:", style="bold cyan")
     text.append(f" {f.title}", style="bold")
     text.append(f"\n{f.evidence}", style="dim")
     text.append(f"\n→ {f.suggestion}")
