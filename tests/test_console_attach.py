@@ -5,6 +5,7 @@ and the autoscaler, settings and pauses reach every node."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -79,6 +80,16 @@ async def shown(pilot: Pilot[ConsoleApp], check: Callable[[], bool], timeout: fl
         await settle(pilot)
 
 
+@contextlib.asynccontextmanager
+async def console_on(store: str | Path) -> AsyncIterator[tuple[ConsoleApp, Pilot[ConsoleApp]]]:
+    """An attached console on ``store`` (160×50), started, once it shows the 3 nodes."""
+    app = attached(store)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        await nodes_shown(pilot, 3)
+        yield app, pilot
+
+
 async def nodes_shown(pilot: Pilot[ConsoleApp], alive: int) -> NodesPanel:
     """Refresh until the Nodes panel shows ``alive`` alive nodes."""
     app = pilot.app
@@ -91,10 +102,8 @@ async def nodes_shown(pilot: Pilot[ConsoleApp], alive: int) -> NodesPanel:
 async def test_nodes_panel_shows_the_cluster_and_worker_keys_reach_the_selected_node(
     store: str | Path, nodes: dict[str, Engine]
 ) -> None:
-    app = attached(store)
-    async with app.run_test(size=(160, 50)) as pilot:
-        await started(pilot)
-        panel = await nodes_shown(pilot, 3)
+    async with console_on(store) as (app, pilot):
+        panel = app.query_one(NodesPanel)
         assert not app.query("#workers")  # the Nodes panel takes the Workers panel's place
         table = table_text(panel)
         for name, n in WORKERS.items():
@@ -138,10 +147,7 @@ async def test_nodes_panel_shows_the_cluster_and_worker_keys_reach_the_selected_
 async def test_pause_reaches_every_node_and_enqueue_takes_a_name(
     store: str | Path, nodes: dict[str, Engine]
 ) -> None:
-    app = attached(store)
-    async with app.run_test(size=(160, 50)) as pilot:
-        await started(pilot)
-        await nodes_shown(pilot, 3)
+    async with console_on(store) as (app, pilot):
         # no node has this handler: the task waits, so its queue stays on screen
         await pilot.press("e")
         await settle(pilot)
@@ -171,10 +177,7 @@ async def test_pause_reaches_every_node_and_enqueue_takes_a_name(
 async def test_autoscale_and_settings_go_to_every_node(
     db_path: Path, nodes: dict[str, Engine]
 ) -> None:
-    app = attached(db_path)
-    async with app.run_test(size=(160, 50)) as pilot:
-        await started(pilot)
-        await nodes_shown(pilot, 3)
+    async with console_on(db_path) as (app, pilot):
         await pilot.press("a")
         await until(lambda: all(e.settings.autoscale for e in nodes.values()), 1.5, "autoscale")
         await settle(pilot)
@@ -207,10 +210,7 @@ async def test_autoscale_and_settings_go_to_every_node(
 async def test_a_nodes_own_finding_is_shown_and_its_fix_goes_to_that_node(
     store: str | Path, nodes: dict[str, Engine]
 ) -> None:
-    app = attached(store)
-    async with app.run_test(size=(160, 50)) as pilot:
-        await started(pilot)
-        await nodes_shown(pilot, 3)
+    async with console_on(store) as (app, pilot):
         panel = app.query_one(BottlenecksPanel)
 
         def idle_reported() -> list[Finding]:
@@ -237,10 +237,7 @@ async def test_a_nodes_own_finding_is_shown_and_its_fix_goes_to_that_node(
 async def test_a_stopped_node_is_shown_and_refuses_commands(
     db_path: Path, nodes: dict[str, Engine]
 ) -> None:
-    app = attached(db_path)
-    async with app.run_test(size=(160, 50)) as pilot:
-        await started(pilot)
-        panel = await nodes_shown(pilot, 3)
+    async with console_on(db_path) as (app, pilot):
         await nodes["node-c"].stop()
         panel = await nodes_shown(pilot, 2)
         assert "2 of 3 nodes alive" in text_of(app.query_one("#header"))
