@@ -308,8 +308,9 @@ class ConsoleApp(App[int]):
         self.notify(f"refreshing {hz:g} times a second", timeout=2)
 
     def refresh_tick(self) -> None:
-        """Feed every panel from one snapshot (skipped while a dialog covers them)."""
-        if not self.engine.running or self._stopping or len(self.screen_stack) > 1:
+        """Feed every panel from one snapshot (skipped while a dialog covers them, and
+        while the app closes: its screens are gone then)."""
+        if not self.engine.running or self._stopping or len(self.screen_stack) != 1:
             return
         self._feed(self._panels)
         if self.control is not None:

@@ -12,6 +12,8 @@
     taskdeck schedules [--json]      periodic schedules: rule, next and last run, last state
     taskdeck schedule pause|resume|run NAME   steer one schedule
     taskdeck workflow ID [--json]    a chain or group with each step's state
+    taskdeck nodes [--json]          the engines (nodes) on the store: workers, done/s, CPU …
+    taskdeck node NODE|all VERB …    set-workers N, pause/resume QUEUE, settings NAME=VALUE
     taskdeck screenshot              SVG (and PNG) screenshots of the console into screenshots/
 
 Common options: ``--store URL``, ``--workers N``, ``--app module:attribute`` (your own
@@ -38,6 +40,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from console.cli_nodes import add_parsers as add_node_parsers
+from console.cli_nodes import command_nodes, list_nodes
 from console.demo import register_demo
 from console.headless import run_headless
 from engine import (
@@ -349,6 +353,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     return run_client(args, work)
 
 
+def cmd_nodes(args: argparse.Namespace) -> int:
+    return run_client(args, lambda engine: list_nodes(engine, args.json))
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    return run_client(args, lambda engine: command_nodes(engine, args))
+
+
 def task_row(task: TaskRecord) -> dict[str, Any]:
     """A task for list output: no payload, no result (they may be sensitive)."""
     return {
@@ -508,6 +520,8 @@ def parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(verb, parents=[common], help=f"{verb} tasks by id")
         cmd.add_argument("ids", nargs="+", help="task ids")
         cmd.set_defaults(func=lambda a, verb=verb: _each(a, verb))
+
+    add_node_parsers(sub, common, cmd_nodes, cmd_node)
 
     shot = sub.add_parser("screenshot", help="write console screenshots (SVG, and PNG if possible)")
     shot.add_argument("--out", default="screenshots", help="directory (default screenshots/)")

@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from typing import Any
-
-from textual.app import App
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine import Engine
 from engine.model import CommandResult, NodeInfo
+
+if TYPE_CHECKING:  # the command line uses this module without loading Textual
+    from textual.app import App
+
+Severity = Literal["information", "warning", "error"]
 
 #: How long the console waits for the nodes' outcomes of a command.
 RESULT_WAIT = 2.0
@@ -71,25 +74,38 @@ async def report(
     except RuntimeError as exc:  # the store failed, or the engine is stopping
         app.notify(f"could not read what the nodes did with {action}: {exc}", severity="warning")
         return []
+    for text, severity in outcome_lines(done, action, targets, "see Nodes"):
+        if severity == "information":
+            app.notify(text, timeout=4)
+        else:
+            app.notify(text, severity=severity)
+    return done
+
+
+def outcome_lines(
+    done: list[CommandResult], action: str, targets: list[str], look: str
+) -> list[tuple[str, Severity]]:
+    """What ``targets`` did with a command, as (text, severity) lines: one line for a
+    command every node carried out alike, a refusal per node that refused, and who did
+    not answer (``look`` says where to look for them)."""
+    lines: list[tuple[str, Severity]] = []
     ok = [r for r in done if r.ok]
-    same = len({r.outcome for r in ok}) == 1
-    if len(ok) > 1 and same:  # one toast for a command every node carried out alike
-        app.notify(f"{len(ok)} nodes: {ok[0].outcome}", timeout=4)
+    if len(ok) > 1 and len({r.outcome for r in ok}) == 1:
+        lines.append((f"{len(ok)} nodes: {ok[0].outcome}", "information"))
     else:
-        for result in ok:
-            app.notify(f"{result.node}: {result.outcome}", timeout=4)
-    for result in done:
-        if not result.ok:
-            app.notify(f"{result.node} refused {action}: {result.outcome}", severity="error")
+        lines += [(f"{r.node}: {r.outcome}", "information") for r in ok]
+    lines += [(f"{r.node} refused {action}: {r.outcome}", "error") for r in done if not r.ok]
     answered = {r.node for r in done}
     silent = [t for t in targets if t not in answered]
     if silent:
-        app.notify(
-            f"no answer to {action} within {RESULT_WAIT:g} s from {', '.join(silent)} "
-            "(it may be overloaded or gone: see Nodes)",
-            severity="warning",
+        lines.append(
+            (
+                f"no answer to {action} within {RESULT_WAIT:g} s from {', '.join(silent)} "
+                f"(it may be overloaded or gone: {look})",
+                "warning",
+            )
         )
-    return done
+    return lines
 
 
 async def send(engine: Engine, action: str, args: Mapping[str, Any], target: str) -> int:

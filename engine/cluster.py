@@ -85,18 +85,24 @@ class NodeKeeper(Service):
         if not self.joined and node.workers == 0:
             return
         self.joined = True
-        for command in await self.store.heartbeat(node, DEAD_AFTER):
+        commands = await self.store.heartbeat(node, DEAD_AFTER)
+        if not commands:
+            return
+        done = []
+        for command in commands:
             try:
                 outcome, ok = await self.apply(command), True
             except Exception as exc:  # a bad command must not stop the heartbeat
                 outcome, ok = str(exc), False
             self.applied += 1
-            await self.store.record_command(
-                CommandResult(command.id, node.id, self.clock(), ok, outcome)
-            )
+            done.append((command, CommandResult(command.id, node.id, self.clock(), ok, outcome)))
+        # the row shows what the commands changed before anyone reads their outcomes
+        await self.store.heartbeat(self.describe(), DEAD_AFTER)
+        for command, result in done:
+            await self.store.record_command(result)
             self.bus.emit(
-                EventKind.COMMAND_APPLIED if ok else EventKind.COMMAND_FAILED,
-                message=f"{command.action} from {command.by}: {outcome}",
+                EventKind.COMMAND_APPLIED if result.ok else EventKind.COMMAND_FAILED,
+                message=f"{command.action} from {command.by}: {result.outcome}",
                 data={"command_id": command.id, "action": command.action},
             )
 

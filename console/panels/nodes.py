@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
@@ -21,31 +20,11 @@ from textual.events import Resize
 from textual.widgets import DataTable
 
 from console.cluster import Cluster
-from console.format import ago, rate, size
+from console.node_rows import COLUMNS, Column, cell_texts
 from console.panels.task_table import fit
 from engine import EngineSnapshot
 from engine.model import NodeInfo
 
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    width: int  # 0: takes the remaining width
-    right: bool = False
-
-
-COLUMNS = (
-    Column("node", "NODE", 0),
-    Column("host", "HOST", 12),
-    Column("pid", "PID", 7, right=True),
-    Column("state", "STATE", 7),
-    Column("workers", "WORKERS", 7, right=True),
-    Column("rate", "DONE/S", 6, right=True),
-    Column("cpu", "CPU", 5, right=True),
-    Column("mem", "MEM", 8, right=True),
-    Column("seen", "SEEN", 6, right=True),
-)
 GAP = 1
 MIN_NODE = 10
 #: Dropped first when the panel is narrow.
@@ -66,22 +45,6 @@ def fitted_columns(width: int) -> tuple[tuple[Column, int], ...]:
             break
         shown = [c for c in shown if c.key != key]
     return tuple((c, c.width or max(MIN_NODE, rest())) for c in shown)
-
-
-def cell_texts(node: NodeInfo, now: float) -> dict[str, str]:
-    snap = node.snapshot
-    cpu, rss = snap.get("cpu"), snap.get("rss")
-    return {
-        "node": node.id,
-        "host": node.host,
-        "pid": str(node.pid),
-        "state": node.state,
-        "workers": f"{node.busy}/{node.workers}",
-        "rate": rate(node.throughput),
-        "cpu": f"{float(cpu):.0f}%" if cpu is not None else "–",
-        "mem": size(float(rss)) if rss is not None else "–",
-        "seen": ago(now - node.last_seen),
-    }
 
 
 class NodesPanel(DataTable[Text]):

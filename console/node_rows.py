@@ -1,0 +1,46 @@
+"""A node as a row of text cells: the Nodes panel of the attached console and
+``taskdeck nodes`` show the same columns. Plain Python (no Textual)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from console.format import ago, rate, size
+from engine.model import NodeInfo
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int  # 0: takes the remaining width
+    right: bool = False
+
+
+COLUMNS = (
+    Column("node", "NODE", 0),
+    Column("host", "HOST", 12),
+    Column("pid", "PID", 7, right=True),
+    Column("state", "STATE", 7),
+    Column("workers", "WORKERS", 7, right=True),
+    Column("rate", "DONE/S", 6, right=True),
+    Column("cpu", "CPU", 5, right=True),
+    Column("mem", "MEM", 8, right=True),
+    Column("seen", "SEEN", 6, right=True),
+)
+
+
+def cell_texts(node: NodeInfo, now: float) -> dict[str, str]:
+    snap = node.snapshot
+    cpu, rss = snap.get("cpu"), snap.get("rss")
+    return {
+        "node": node.id,
+        "host": node.host,
+        "pid": str(node.pid),
+        "state": node.state,
+        "workers": f"{node.busy}/{node.workers}",
+        "rate": rate(node.throughput),
+        "cpu": f"{float(cpu):.0f}%" if cpu is not None else "–",
+        "mem": size(float(rss)) if rss is not None else "–",
+        "seen": ago(now - node.last_seen),
+    }
