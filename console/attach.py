@@ -22,6 +22,7 @@ from console.cluster import Cluster
 from console.node_actions import command_text, refusal, report, send
 from console.panels.nodes import NodesPanel
 from engine import Engine, Finding, Settings
+from engine.cluster import node_settings
 from engine.model import NodeInfo
 
 #: The keys that mean something else when attached (for the help screen).
@@ -65,7 +66,7 @@ class ClusterControl:
         self.cluster = cluster
         self.panel = panel
         self.changed = changed
-        self.sent_settings: dict[str, Any] = {}
+        self.sent_settings: dict[str, tuple[Any, float]] = {}  # name: (value, when sent)
         self._pending: dict[str, tuple[int, float]] = {}
 
     async def read_nodes(self) -> None:
@@ -131,19 +132,33 @@ class ClusterControl:
         command_id = await self._send("update_settings", {"autoscale": on}, alive, every=True)
         if command_id is None:
             return
-        self.sent_settings["autoscale"] = on
+        self._sent({"autoscale": on})
         await report(self.app, self.engine, command_id, "update_settings", [n.id for n in alive])
         self.changed()
 
+    def _sent(self, changes: dict[str, Any]) -> None:
+        now = time.monotonic()
+        self.sent_settings.update({name: (value, now) for name, value in changes.items()})
+
     def settings_base(self) -> Settings:
-        """What the settings form starts from: this console's settings with what it sent
-        to the nodes since it started, and the autoscaler as the nodes report it (the
-        node rows carry no other settings)."""
-        alive = self.cluster.alive
-        base = self.engine.settings.replace(**self.sent_settings)
-        if alive:
-            base = base.replace(autoscale=all(n.snapshot.get("autoscale") for n in alive))
-        return base
+        """What the settings form starts from: the settings every alive node reports
+        alike (where they differ, or a node's cannot be read, this console's own), with
+        what this console sent in the last few seconds on top (the nodes may not have
+        reported it yet)."""
+        reported = [node_settings(n) for n in self.cluster.alive]
+        base = self.engine.settings
+        if reported and all(s is not None for s in reported):
+            first, *others = [s for s in reported if s is not None]
+            base = base.replace(
+                **{
+                    name: value
+                    for name, value in first.as_dict().items()
+                    if all(getattr(s, name) == value for s in others)
+                }
+            )
+        now = time.monotonic()
+        recent = {n: v for n, (v, at) in self.sent_settings.items() if now - at < PENDING_FOR}
+        return base.replace(**recent)
 
     async def send_settings(self, changes: dict[str, Any]) -> str:
         """Send changed settings to every node (for the settings form); raises
@@ -155,7 +170,7 @@ class ClusterControl:
             command_id = await send(self.engine, "update_settings", changes, "*")
         except (ValueError, TypeError, LookupError, RuntimeError) as exc:
             raise ValueError(str(exc)) from None
-        self.sent_settings.update(changes)
+        self._sent(changes)
         self.app.run_worker(
             report(self.app, self.engine, command_id, "update_settings", [n.id for n in alive]),
             group="commands",

@@ -148,6 +148,16 @@ def node_findings(node: NodeInfo) -> tuple[Finding, ...]:
     return tuple(found)
 
 
+def node_settings(node: NodeInfo) -> Settings | None:
+    """The settings in ``node``'s last heartbeat (None if it carried some this version
+    cannot read)."""
+    changed = node.snapshot.get("settings") or {}
+    try:
+        return Settings().replace(**changed)
+    except (TypeError, ValueError):  # SettingsError is a ValueError
+        return None
+
+
 def node_info(node: str, started_at: float, snapshot: Any, now: float) -> NodeInfo:
     """This node's row, from its :class:`~engine.snapshot.EngineSnapshot`."""
     resources = snapshot.resources
@@ -160,6 +170,12 @@ def node_info(node: str, started_at: float, snapshot: Any, now: float) -> NodeIn
     if resources is not None:
         compact["cpu"] = round(resources.process_cpu, 1)
         compact["rss"] = resources.rss
+    changed = snapshot.settings.changed()
+    if changed:  # as JSON: a limit map is a plain object
+        compact["settings"] = {
+            name: dict(value) if isinstance(value, Mapping) else value
+            for name, value in changed.items()
+        }
     if snapshot.findings:
         compact["findings"] = [_finding_json(f) for f in snapshot.findings[:NODE_FINDINGS]]
     return NodeInfo(

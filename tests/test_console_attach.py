@@ -23,6 +23,7 @@ from console.screens.queues import QueuesScreen
 from console.screens.settings import SettingsScreen
 from console.screens.workers import WorkerCountScreen
 from engine import Engine, Finding
+from engine.model import NodeInfo
 
 from .conftest import FAST, until
 from .console_helpers import settle, started, text_of, toasts
@@ -204,6 +205,34 @@ async def test_autoscale_and_settings_go_to_every_node(
         # the form starts from what was sent
         await pilot.press("s")
         assert app.screen.query_one("#in-result_ttl", Input).value == "600"
+        await pilot.press("escape")
+
+
+async def test_the_settings_form_starts_from_what_the_nodes_report(
+    db_path: Path, nodes: dict[str, Engine]
+) -> None:
+    for engine in nodes.values():  # set on the nodes before any console looked
+        await engine.update_settings(result_ttl=900, queue_rate_limits={"emails": "100/m"})
+    await nodes["node-a"].update_settings(failed_ttl=1000)  # one node differs
+    async with console_on(db_path) as (app, pilot):
+
+        def reported(node: NodeInfo, name: str) -> object:
+            return node.snapshot.get("settings", {}).get(name)
+
+        await shown(
+            pilot,
+            lambda: (
+                all(reported(n, "result_ttl") == 900 for n in app.cluster.alive)
+                and [reported(n, "failed_ttl") for n in app.cluster.alive].count(1000) == 1
+            ),
+        )
+        await pilot.press("s")
+        form = app.screen
+        assert isinstance(form, SettingsScreen)
+        assert form.query_one("#in-result_ttl", Input).value == "900"
+        assert form.query_one("#in-queue_rate_limits", Input).value == "emails=100/m"
+        # where the nodes disagree, the form shows this console's own value
+        assert form.query_one("#in-failed_ttl", Input).value == "604800"
         await pilot.press("escape")
 
 
