@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a text table (the task list, the Nodes panel, ``taskdeck nodes``)."""
+
+    key: str
+    label: str
+    width: int  # 0: takes the remaining width
+    right: bool = False
 
 
 def num(value: float) -> str:

@@ -3,19 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from console.format import ago, rate, size
+from console.format import Column, ago, rate, size
 from engine.model import NodeInfo
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    width: int  # 0: takes the remaining width
-    right: bool = False
-
 
 COLUMNS = (
     Column("node", "NODE", 0),

@@ -20,7 +20,8 @@ from textual.events import Resize
 from textual.widgets import DataTable
 
 from console.cluster import Cluster
-from console.node_rows import COLUMNS, Column, cell_texts
+from console.format import Column
+from console.node_rows import COLUMNS, cell_texts
 from console.panels.task_table import fit
 from engine import EngineSnapshot
 from engine.model import NodeInfo

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from rich.segment import Segment
 from rich.style import Style
@@ -29,17 +28,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from console.format import ago, bar
+from console.format import Column, ago, bar
 from engine import TaskRecord, TaskState
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    width: int  # 0: takes the remaining width
-    right: bool = False
-
 
 COLUMNS = (
     Column("id", "ID", 8),
