@@ -8,8 +8,11 @@ Each node is the product's headless runner (`taskdeck run --headless`) on the ap
 in tests/node_worker.py: one handler, `job`, that returns at once ("noop") or
 sleeps 5 ms ("io", an I/O-bound task). The nodes start and go idle first; then a
 producer enqueues every task in batches and the clock runs until the store counts
-them all succeeded. PostgreSQL runs on 127.0.0.1:5432, database `test`, in a
-fresh schema per run (dropped afterwards).
+them all succeeded. "producer" measures a process with no workers enqueueing: one
+awaited `enqueue` at a time, and `enqueue_many` in batches of 500. PostgreSQL runs
+on 127.0.0.1:5432, database `test`, in a fresh schema per run (dropped afterwards).
+
+    python bench/cluster_bench.py --workload producer  # only the producer figures
 """
 
 from __future__ import annotations
@@ -82,6 +85,24 @@ async def one_run(store: str, nodes: int, workers: int, sleep: float, tasks: int
                 proc.wait(timeout=60)
 
 
+async def producer_run(store: str, single: int, batches: int) -> dict[str, int]:
+    """A producer (no workers) enqueueing: one awaited enqueue at a time, then batches
+    of 500 with enqueue_many."""
+    producer = Engine(store, workers=0, strict_handlers=False, name="bench-producer")
+    async with producer:
+        for n in range(100):  # warm up connections and prepared statements
+            await producer.enqueue("job", {"n": n})
+        t0 = time.perf_counter()
+        for n in range(single):
+            await producer.enqueue("job", {"n": n})
+        one = single / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for _ in range(batches):
+            await producer.enqueue_many([("job", {"n": n}) for n in range(500)])
+        many = batches * 500 / (time.perf_counter() - t0)
+    return {"enqueue_single_per_s": round(one), "enqueue_many_per_s": round(many)}
+
+
 def _pg_schema_url() -> tuple[str, str]:
     schema = f"bench_{secrets.token_hex(4)}"
     return f"{PG}?schema={schema}", schema
@@ -110,7 +131,7 @@ async def bench(backends: list[str], quick: bool, workloads: list[str]) -> dict[
     sizes = {"noop": 3000 if quick else 20_000, "io": 1500 if quick else 8000}
     for backend in backends:
         results: dict[str, Any] = {}
-        for workload in workloads:
+        for workload in [w for w in workloads if w in WORKLOADS]:
             sleep = WORKLOADS[workload]
             workers = out["workers_per_node"][workload]
             rates = {}
@@ -128,6 +149,18 @@ async def bench(backends: list[str], quick: bool, workloads: list[str]) -> dict[
                 rates[f"{nodes}_nodes"] = round(rate)
             rates["3_vs_1"] = round(rates["3_nodes"] / rates["1_nodes"], 2)
             results[workload] = {"tasks": sizes[workload], "tasks_per_s": rates}
+        if "producer" in workloads:
+            with tempfile.TemporaryDirectory() as tmp:
+                if backend == "sqlite":
+                    store, schema = str(Path(tmp) / "producer.db"), ""
+                else:
+                    store, schema = _pg_schema_url()
+                try:
+                    single, batches = (1000, 20) if quick else (5000, 100)
+                    results["producer"] = await producer_run(store, single, batches)
+                finally:
+                    if schema:
+                        _drop_schema(schema)
         out[backend] = results
     return out
 
@@ -135,11 +168,11 @@ async def bench(backends: list[str], quick: bool, workloads: list[str]) -> dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgres"], action="append")
-    parser.add_argument("--workload", choices=list(WORKLOADS), action="append")
+    parser.add_argument("--workload", choices=[*WORKLOADS, "producer"], action="append")
     parser.add_argument("--quick", action="store_true", help="fewer tasks")
     args = parser.parse_args()
     backends = args.backend or ["sqlite", "postgres"]
-    workloads = args.workload or list(WORKLOADS)
+    workloads = args.workload or [*WORKLOADS, "producer"]
     print(json.dumps(asyncio.run(bench(backends, args.quick, workloads)), indent=2))
 
 
