@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import secrets
 import subprocess
 import sys
@@ -515,6 +516,45 @@ async def test_a_commit_whose_reply_is_lost_is_neither_lost_nor_doubled(
         assert (record.state, record.result, record.attempts) == (TaskState.SUCCEEDED, 7, 1)
         assert [e.state for e in record.timeline].count(TaskState.SUCCEEDED) == 1
         assert (await store.counts()).totals()[TaskState.SUCCEEDED] == 1
+    finally:
+        await store.close()
+
+
+async def test_an_enqueue_cut_off_by_a_lost_connection_stores_each_task_once(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticks = itertools.count(1_750_000_000.0, 0.001)
+    last = [0.0]
+
+    def clock() -> float:
+        last[0] = next(ticks)
+        return last[0]
+
+    store = open_store(pg_url, Codec(), clock)
+    assert isinstance(store, PostgresStore)
+    await store.open()
+    real_run = store._run
+
+    def cut_off(committed: bool) -> None:
+        async def run(op: Any, point: str = "", **options: Any) -> Any:
+            monkeypatch.setattr(store, "_run", real_run)
+            if committed:  # the INSERT committed, but its reply never came back
+                await real_run(op, point, **options)
+                raise AmbiguousCommit("lost the connection while committing", last[0])
+            raise AmbiguousCommit("lost the connection while committing", clock())
+
+        monkeypatch.setattr(store, "_run", run)
+
+    batch = [NewTask("h", "default", 5, json.dumps({"n": n}), 3) for n in range(3)]
+    try:
+        cut_off(committed=True)
+        first = await store.enqueue(batch)
+        cut_off(committed=False)
+        second = await store.enqueue(batch)
+        assert len(set(first)) == 3 and len(set(second)) == 3 and not set(first) & set(second)
+        rows = await sql(pg_url, "SELECT id FROM tasks ORDER BY id")
+        assert sorted(int(i) for i in first + second) == [r[0] for r in rows]
+        assert (await store.counts()).totals()[TaskState.QUEUED] == 6
     finally:
         await store.close()
 

@@ -73,6 +73,7 @@ from engine.store.base import (
     TaskFilter,
 )
 from engine.store.postgres_conn import AmbiguousCommit, Txn
+from engine.store.postgres_insert import FIND_ENQUEUED
 from engine.store.postgres_session import Op, PgSession, T
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,29 @@ class PostgresStore(PgSession):
     async def enqueue(self, tasks: Sequence[NewTask]) -> list[str]:
         if not tasks:
             return []
+        op = partial(ops.enqueue, tasks=tasks, by=self._by)
+        if not all(t.plain for t in tasks):
+            return await self._run(op)
+        try:  # one INSERT: a statement of its own
+            return await self._run(op, alone=True)
+        except AmbiguousCommit as exc:
+            return await self._enqueue_again(tasks, exc)
+
+    async def _enqueue_again(self, tasks: Sequence[NewTask], lost: AmbiguousCommit) -> list[str]:
+        """The connection was lost while an enqueue ran: if its rows are there (same
+        creation time, handlers and payloads), it committed: return their ids; if none
+        are, it did not: enqueue again. Either way each task is stored once."""
+        try:
+            rows = await self._read(
+                FIND_ENQUEUED, lost.at, [t.handler for t in tasks], [t.payload for t in tasks]
+            )
+        except StoreError:
+            raise lost from None
+        if len(rows) == len(tasks):
+            return [str(r[0]) for r in rows]
+        if rows:
+            raise lost
+        log.info("an enqueue was cut off before it committed; enqueueing again")
         return await self._run(partial(ops.enqueue, tasks=tasks, by=self._by))
 
     async def enqueue_workflow(self, kind: str, tasks: Sequence[NewTask]) -> tuple[int, list[str]]:

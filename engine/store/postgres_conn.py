@@ -216,13 +216,13 @@ UNION ALL SELECT 'n', '', '', count(*) FROM nt
 """
 
 
-def counted(source: str, old: str, new: str) -> str:
+def counted(source: str, old: str | None, new: str) -> str:
     """CTEs that add a statement's own count changes to ``task_counts``: each row of
-    ``source`` (with a ``queue`` column) moved one task from state ``old`` to ``new``
-    (SQL expressions). For statements run alone (see :class:`Txn`)."""
+    ``source`` (with a ``queue`` column) moved one task from state ``old`` (None: a
+    new task) to ``new`` (SQL expressions). For statements run alone (see :class:`Txn`)."""
+    left = "" if old is None else f"SELECT queue, {old}, -1 FROM {source} UNION ALL "
     return (
-        f"moves (queue, state, n) AS (SELECT queue, {old}, -1 FROM {source} "
-        f"UNION ALL SELECT queue, {new}, 1 FROM {source}), "
+        f"moves (queue, state, n) AS ({left}SELECT queue, {new}, 1 FROM {source}), "
         "counted AS (INSERT INTO task_counts AS c (queue, state, shard, n) "
         f"SELECT queue, state, pg_backend_pid() % {COUNT_SHARDS}, sum(n) FROM moves "
         "GROUP BY queue, state HAVING sum(n) <> 0 ORDER BY 1, 2 "
@@ -258,9 +258,9 @@ class Txn:
 
     ``alone``: there is no BEGIN/COMMIT; the operation runs one statement, which is
     its own transaction and writes its own count changes (:func:`counted`), so the
-    hot paths (claim, complete) take one round trip instead of four. ``moved`` then
-    only keeps this node's counts current, and the operation must not make tasks
-    ``queued`` (no wake-up is sent).
+    hot paths (claim, complete, a plain enqueue) take one round trip instead of four.
+    ``moved`` then only keeps this node's counts current; a statement that makes
+    tasks ``queued`` sends the wake-up itself (``pg_notify`` with :meth:`wake_payload`).
     """
 
     conn: Any  # an asyncpg connection (or pool proxy)
@@ -307,17 +307,22 @@ class Txn:
         deltas = {key: n for key, n in self.deltas.items() if n}
         if not deltas and not self.woken and not self.refresh_counts:
             return None
-        payload = ""
-        if self.woken:
-            payload = self.token + ":" + json.dumps(sorted(self.woken))
-            if len(payload) > 7000:  # NOTIFY payloads must stay under 8000 bytes
-                payload = self.token + ":*"
         rows = await self.conn.fetch(
             FLUSH,
             [q for q, _ in deltas],
             [s for _, s in deltas],
             list(deltas.values()),
             self.channel,
-            payload,
+            self.wake_payload(),
         )
         return counts_from_rows(rows)
+
+    def wake_payload(self) -> str:
+        """The wake-up for the queues made ready so far ("" for none): this store's
+        token (so it ignores its own) and the queue names."""
+        if not self.woken:
+            return ""
+        payload = self.token + ":" + json.dumps(sorted(self.woken))
+        if len(payload) > 7000:  # NOTIFY payloads must stay under 8000 bytes
+            payload = self.token + ":*"
+        return payload

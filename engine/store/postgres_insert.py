@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from engine.model import TaskId
 from engine.store.base import NewTask, first_state
-from engine.store.postgres_conn import Txn
+from engine.store.postgres_conn import Txn, counted
 
 ACTIVE = "'queued', 'scheduled', 'running'"
 
@@ -54,6 +54,18 @@ FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::text[]
 ORDER BY ord
 RETURNING id
 """
+#: INSERT_MANY as a statement of its own (``Txn.alone``): it writes its count changes
+#: and, when it made tasks ready, wakes the other nodes (``$10`` channel, ``$11`` payload).
+ENQUEUE_ALONE = (
+    f"WITH ins AS ({INSERT_MANY.strip()}, queue, state), {counted('ins', None, 'ins.state')}, "
+    "woke AS (SELECT pg_notify($10, $11) WHERE $11 <> '') "
+    "SELECT id, (SELECT count(*) FROM woke) FROM ins"
+)
+#: The rows of an enqueue whose commit's outcome was lost (see PostgresStore.enqueue).
+FIND_ENQUEUED = (
+    "SELECT id FROM tasks WHERE created_at = $1 AND handler = ANY($2::text[]) "
+    "AND payload = ANY($3::text[]) ORDER BY id"
+)
 INSERT_ONE = (
     "INSERT INTO tasks (handler, queue, priority, state, max_retries, retries, payload, "
     "created_at, run_at, timeline, unique_key, webhook, workflow_id, step, receives, waiting) "
@@ -87,7 +99,10 @@ async def _bulk(txn: Txn, tasks: Sequence[NewTask], by: str) -> list[str]:
             strict=True,
         ):
             col.append(value)
-    rows = await txn.fetch(INSERT_MANY, *cols, now)
+    if txn.alone:
+        rows = await txn.fetch(ENQUEUE_ALONE, *cols, now, txn.channel, txn.wake_payload())
+    else:
+        rows = await txn.fetch(INSERT_MANY, *cols, now)
     txn.fault("enqueue_many.mid")
     # Rows are inserted (and their ids drawn from the sequence) in input order.
     return [str(i) for i in sorted(r[0] for r in rows)]
