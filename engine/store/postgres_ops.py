@@ -128,8 +128,10 @@ async def recover_claim(txn: Txn, owner: str, at: float) -> int:
 
 # -- enqueue straight to an idle worker -------------------------------------------
 
-ANY_READY = f"SELECT EXISTS ({READY_QUEUES})"
-QUEUE_PAUSED = "SELECT EXISTS (SELECT 1 FROM queues WHERE name = $1 AND paused)"
+#: Whether a new task must wait its turn: other tasks are ready, or its queue is paused.
+MUST_WAIT = (
+    f"SELECT EXISTS ({READY_QUEUES}) OR EXISTS (SELECT 1 FROM queues WHERE name = $1 AND paused)"
+)
 INSERT_RUNNING = (
     "INSERT INTO tasks (handler, queue, priority, state, prev_state, attempts, max_retries, "
     "retries, payload, created_at, started_at, worker, lease_owner, lease_expires_at, timeline) "
@@ -142,12 +144,7 @@ async def enqueue_and_claim(
 ) -> tuple[str, ClaimedTask | None]:
     """Insert ``task`` already leased to ``by`` when nothing else is waiting (see
     :func:`engine.store.sqlite_ops.enqueue_and_claim`)."""
-    if (
-        task.run_at is not None
-        or not task.plain
-        or await txn.fetchval(ANY_READY)
-        or await txn.fetchval(QUEUE_PAUSED, task.queue)
-    ):
+    if task.run_at is not None or not task.plain or await txn.fetchval(MUST_WAIT, task.queue):
         return (await enqueue(txn, [task], by))[0], None
     now = txn.now
     line = timeline_line(now, TaskState.RUNNING, 1, by)
