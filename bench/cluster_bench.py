@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +128,21 @@ def _drop_schema(schema: str) -> None:
     )
 
 
+@contextlib.contextmanager
+def fresh_store(backend: str) -> Iterator[str]:
+    """A new store URL: a file in a temporary directory, or a new PostgreSQL schema
+    (dropped afterwards)."""
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            yield str(Path(tmp) / "cluster.db")
+        return
+    store, schema = _pg_schema_url()
+    try:
+        yield store
+    finally:
+        _drop_schema(schema)
+
+
 async def bench(backends: list[str], quick: bool, workloads: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"cpus": os.cpu_count(), "workers_per_node": {"noop": 8, "io": 4}}
     sizes = {"noop": 3000 if quick else 20_000, "io": 1500 if quick else 8000}
@@ -136,31 +153,15 @@ async def bench(backends: list[str], quick: bool, workloads: list[str]) -> dict[
             workers = out["workers_per_node"][workload]
             rates = {}
             for nodes in (1, 2, 3):
-                with tempfile.TemporaryDirectory() as tmp:
-                    if backend == "sqlite":
-                        store, schema = str(Path(tmp) / "cluster.db"), ""
-                    else:
-                        store, schema = _pg_schema_url()
-                    try:
-                        rate = await one_run(store, nodes, workers, sleep, sizes[workload])
-                    finally:
-                        if schema:
-                            _drop_schema(schema)
+                with fresh_store(backend) as store:
+                    rate = await one_run(store, nodes, workers, sleep, sizes[workload])
                 rates[f"{nodes}_nodes"] = round(rate)
             rates["3_vs_1"] = round(rates["3_nodes"] / rates["1_nodes"], 2)
             results[workload] = {"tasks": sizes[workload], "tasks_per_s": rates}
         if "producer" in workloads:
-            with tempfile.TemporaryDirectory() as tmp:
-                if backend == "sqlite":
-                    store, schema = str(Path(tmp) / "producer.db"), ""
-                else:
-                    store, schema = _pg_schema_url()
-                try:
-                    single, batches = (1000, 20) if quick else (5000, 100)
-                    results["producer"] = await producer_run(store, single, batches)
-                finally:
-                    if schema:
-                        _drop_schema(schema)
+            single, batches = (1000, 20) if quick else (5000, 100)
+            with fresh_store(backend) as store:
+                results["producer"] = await producer_run(store, single, batches)
         out[backend] = results
     return out
 
