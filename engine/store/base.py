@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from engine.codec import Codec, to_json
+from engine.errors import TaskNotFound
 from engine.limits import FlowLimits
 from engine.model import (
     CREATED,
@@ -36,6 +38,20 @@ WAITING_RUN_AT = 32_503_680_000.0
 WEBHOOK_HANDLER = "taskdeck.webhook"
 WEBHOOK_QUEUE = "webhooks"
 WEBHOOK_RETRIES = 5
+
+
+def webhook_task(url: str, task_id: int, state: TaskState, codec: Codec) -> NewTask:
+    """The ``taskdeck.webhook`` task that POSTs a finished task's outcome to ``url``."""
+    body = {"url": url, "task_id": str(task_id), "state": state.value}
+    return NewTask(WEBHOOK_HANDLER, WEBHOOK_QUEUE, 5, codec.seal(to_json(body)), WEBHOOK_RETRIES)
+
+
+def task_missing(task_id: int | str) -> TaskNotFound:
+    return TaskNotFound(f"no task with id '{task_id}'")
+
+
+def schedule_missing(name: str) -> TaskNotFound:
+    return TaskNotFound(f"no schedule named {name!r}")
 
 
 @dataclass(slots=True)
@@ -113,6 +129,22 @@ class ClaimedTask:
     started_at: float
     workflow_id: int | None = None
     webhook: str | None = None
+
+    @classmethod
+    def handed_over(cls, task_id: int, task: NewTask, now: float) -> ClaimedTask:
+        """A plain task inserted already leased to an idle worker (its first attempt)."""
+        return cls(
+            task_id,
+            task.handler,
+            task.queue,
+            task.priority,
+            1,
+            task.retries,
+            task.payload,
+            now,
+            None,
+            now,
+        )
 
 
 @dataclass(slots=True)

@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from engine.errors import StoreError, TaskNotFound
+from engine.errors import StoreError
 from engine.limits import FlowLimits
 from engine.model import (
     CommandResult,
@@ -71,6 +71,7 @@ from engine.store.base import (
     Rescued,
     StoredSchedule,
     TaskFilter,
+    task_missing,
 )
 from engine.store.postgres_conn import AmbiguousCommit, Txn
 from engine.store.postgres_insert import FIND_ENQUEUED
@@ -357,12 +358,12 @@ class PostgresStore(PgSession):
             f"SELECT {reads.COLUMNS}, timeline FROM tasks WHERE id = $1", task_id
         )
         if not rows:
-            raise TaskNotFound(f"no task with id '{task_id}'")
-        return reads.record(self.codec, rows[0], rows[0][22])
+            raise task_missing(task_id)
+        return records.task(self.codec, rows[0], rows[0][22])
 
     async def tasks(self, flt: TaskFilter) -> list[TaskRecord]:
         sql, params = reads.list_query(flt)
-        return [reads.record(self.codec, row) for row in await self._read(sql, *params)]
+        return [records.task(self.codec, row) for row in await self._read(sql, *params)]
 
     async def _queued_queues(self) -> list[str]:
         return sorted(r[0] for r in await self._read(reads.QUEUED_QUEUES))
@@ -405,9 +406,9 @@ class PostgresStore(PgSession):
         at = [reads.COLUMN_NAMES.index(name) for name, _ in ordering.columns]
         rows.sort(key=lambda row: ordering.sort_key(tuple(row[i] for i in at)))
         ahead = next((i for i, row in enumerate(rows) if row[0] == task_id), before)
-        return position - ahead, [reads.record(self.codec, row) for row in rows]
+        return position - ahead, [records.task(self.codec, row) for row in rows]
 
 
 def _check_id(task_id: int) -> None:
     if task_id > MAX_ID:
-        raise TaskNotFound(f"no task with id '{task_id}'")
+        raise task_missing(task_id)

@@ -74,18 +74,7 @@ RESULTS = (
 
 async def heartbeat(conn: Any, node: NodeInfo, dead_after: float, now: float) -> list[NodeCommand]:
     async with conn.transaction():
-        await conn.execute(
-            SAVE_NODE,
-            node.id,
-            node.host,
-            node.pid,
-            node.version,
-            node.started_at,
-            now,
-            node.workers,
-            node.busy,
-            json.dumps(dict(node.snapshot), separators=(",", ":")),
-        )
+        await conn.execute(SAVE_NODE, *records.node_params(node, now))
         await conn.execute(MARK_DEAD, now - dead_after)
         rows = await conn.fetch(PENDING, node.id, node.started_at)
     return [NodeCommand(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]

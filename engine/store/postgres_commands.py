@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from engine.codec import Codec
-from engine.errors import InvalidTransition, TaskNotFound
+from engine.errors import InvalidTransition
 from engine.model import TERMINAL_STATES, TaskState, timeline_line
 from engine.store import postgres_followups as followups
-from engine.store.base import Expired
+from engine.store.base import Expired, task_missing
 from engine.store.postgres_conn import Txn
 from engine.store.postgres_insert import at_text, js, line_sql
 
@@ -26,10 +26,6 @@ STATE_OF = (
     "SELECT state, queue, priority, attempts, max_retries, retries, waiting, workflow_id, step "
     "FROM tasks WHERE id = $1 FOR UPDATE"
 )
-
-
-def _missing(task_id: int) -> TaskNotFound:
-    return TaskNotFound(f"no task with id '{task_id}'")
 
 
 CANCEL = (
@@ -52,7 +48,7 @@ async def cancel(txn: Txn, task_id: int, by: str, note: str, codec: Codec) -> Ta
         return TaskState(row[0])
     found = await txn.fetchrow(STATE_OF, task_id)
     if found is None:
-        raise _missing(task_id)
+        raise task_missing(task_id)
     raise InvalidTransition(f"task {task_id} already {found[0]}; nothing to cancel")
 
 
@@ -62,7 +58,7 @@ REPRIORITIZE = "UPDATE tasks SET priority = $1, timeline = timeline || $2 WHERE 
 async def reprioritize(txn: Txn, task_id: int, priority: int, by: str) -> int:
     found = await txn.fetchrow(STATE_OF, task_id)
     if found is None:
-        raise _missing(task_id)
+        raise task_missing(task_id)
     state, old, attempts = found[0], found[2], found[3]
     if state not in (TaskState.QUEUED, TaskState.SCHEDULED):
         raise InvalidTransition(
@@ -91,7 +87,7 @@ KEY_HOLDER = (
 async def retry(txn: Txn, task_id: int, by: str, retries: int | None) -> TaskState:
     found = await txn.fetchrow(STATE_OF, task_id)
     if found is None:
-        raise _missing(task_id)
+        raise task_missing(task_id)
     state, queue = found[0], found[1]
     if state not in (TaskState.FAILED, TaskState.CANCELLED):
         raise InvalidTransition(

@@ -19,10 +19,7 @@ from engine.codec import Codec, to_json
 from engine.model import TaskState, timeline_line
 from engine.store.base import (
     WAITING_RUN_AT,
-    WEBHOOK_HANDLER,
-    WEBHOOK_QUEUE,
-    WEBHOOK_RETRIES,
-    NewTask,
+    webhook_task,
 )
 from engine.store.postgres_conn import Txn
 from engine.store.postgres_insert import insert_one
@@ -84,14 +81,7 @@ async def after_final(txn: Txn, finished: Sequence[Finished], codec: Codec, by: 
         if f.workflow_id is not None:
             queued += await _advance(txn, f, codec, by)
         if f.webhook is not None:
-            body = {"url": f.webhook, "task_id": str(f.task_id), "state": f.state.value}
-            await insert_one(
-                txn,
-                NewTask(
-                    WEBHOOK_HANDLER, WEBHOOK_QUEUE, 5, codec.seal(to_json(body)), WEBHOOK_RETRIES
-                ),
-                by,
-            )
+            await insert_one(txn, webhook_task(f.webhook, f.task_id, f.state, codec), by)
             queued += 1
     return queued
 

@@ -161,19 +161,7 @@ async def enqueue_and_claim(
         line,
     )
     txn.moved(task.queue, "", TaskState.RUNNING)
-    claimed = ClaimedTask(
-        task_id,
-        task.handler,
-        task.queue,
-        task.priority,
-        1,
-        task.retries,
-        task.payload,
-        now,
-        None,
-        now,
-    )
-    return str(task_id), claimed
+    return str(task_id), ClaimedTask.handed_over(task_id, task, now)
 
 
 # -- completion (fenced) -----------------------------------------------------

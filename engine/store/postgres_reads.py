@@ -15,12 +15,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.codec import Codec
-from engine.model import TERMINAL_STATES, TaskRecord, TaskState, parse_timeline
+from engine.model import TERMINAL_STATES, TaskState
 from engine.store.base import TaskFilter
 from engine.store.sqlite_keyset import Ordering
 
-__all__ = ["COLUMNS", "Ordering", "Where", "keyed", "list_query", "record"]
+__all__ = ["COLUMNS", "Ordering", "Where", "keyed", "list_query"]
 
 COLUMNS = (
     "id, handler, queue, priority, state, attempts, max_retries, payload, result, error, "
@@ -180,32 +179,3 @@ def window_around(
         )
         out.append(limit)
     return numbered(" UNION ALL ".join(sides)), out
-
-
-def record(codec: Codec, row: Any, timeline: str | None = None) -> TaskRecord:
-    decode = codec.decode
-    return TaskRecord(
-        id=str(row[0]),
-        handler=row[1],
-        queue=row[2],
-        priority=row[3],
-        state=TaskState(row[4]),
-        attempts=row[5],
-        max_retries=row[6],
-        payload=decode(row[7]),
-        result=decode(row[8]),
-        error=codec.decode_text(row[9]),
-        progress=row[10],
-        progress_message=row[11],
-        created_at=row[12],
-        run_at=None if row[21] else row[13],
-        started_at=row[14],
-        finished_at=row[15],
-        worker=row[16],
-        timeline=parse_timeline(timeline, row[12]) if timeline is not None else (),
-        unique_key=row[17],
-        webhook=row[18],
-        workflow_id=None if row[19] is None else str(row[19]),
-        step=row[20],
-        waiting=bool(row[21]),
-    )

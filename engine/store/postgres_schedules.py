@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from engine.codec import Codec
-from engine.errors import TaskNotFound
 from engine.store import rows as records
-from engine.store.base import NewTask, StoredSchedule
+from engine.store.base import NewTask, StoredSchedule, schedule_missing
 from engine.store.postgres_conn import Txn
 from engine.store.postgres_insert import insert_one
 from engine.store.sqlite_schedules import NextRun
@@ -86,17 +85,13 @@ async def fire_due(
     return fired, await txn.fetchval(NEXT_DUE)
 
 
-def _missing(name: str) -> TaskNotFound:
-    return TaskNotFound(f"no schedule named {name!r}")
-
-
 async def set_paused(txn: Txn, name: str, paused: bool, next_run: NextRun) -> bool:
     """Pause or resume; a resumed schedule runs next at its first time after now."""
     row = await txn.fetchrow(
         "SELECT paused, every, cron, tz, next_run FROM schedules WHERE name = $1 FOR UPDATE", name
     )
     if row is None:
-        raise _missing(name)
+        raise schedule_missing(name)
     if bool(row[0]) == paused:
         return False
     now = txn.now
@@ -119,7 +114,7 @@ async def trigger(txn: Txn, name: str, by: str) -> str:
         name,
     )
     if row is None:
-        raise _missing(name)
+        raise schedule_missing(name)
     task_id = await insert_one(txn, NewTask(row[0], row[2], row[3], row[1], row[4]), by)
     await txn.execute(
         "UPDATE schedules SET last_run = $1, last_task = $2, updated_at = $1 WHERE name = $3",

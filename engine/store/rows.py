@@ -8,10 +8,49 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.codec import Codec
-from engine.model import NodeInfo, ScheduleInfo, TaskState, WorkflowRecord, WorkflowStep
+from engine.model import (
+    NodeInfo,
+    ScheduleInfo,
+    TaskRecord,
+    TaskState,
+    WorkflowRecord,
+    WorkflowStep,
+    parse_timeline,
+)
 from engine.store.base import StoredSchedule
 
 Row = Sequence[Any]
+
+
+def task(codec: Codec, row: Row, timeline: str | None = None) -> TaskRecord:
+    """A task from the columns every backend's task reads select (see the stores);
+    ``timeline`` is the stored timeline text, when it was read."""
+    decode = codec.decode
+    return TaskRecord(
+        id=str(row[0]),
+        handler=row[1],
+        queue=row[2],
+        priority=row[3],
+        state=TaskState(row[4]),
+        attempts=row[5],
+        max_retries=row[6],
+        payload=decode(row[7]),
+        result=decode(row[8]),
+        error=codec.decode_text(row[9]),
+        progress=row[10],
+        progress_message=row[11],
+        created_at=row[12],
+        run_at=None if row[21] else row[13],
+        started_at=row[14],
+        finished_at=row[15],
+        worker=row[16],
+        timeline=parse_timeline(timeline, row[12]) if timeline is not None else (),
+        unique_key=row[17],
+        webhook=row[18],
+        workflow_id=None if row[19] is None else str(row[19]),
+        step=row[20],
+        waiting=bool(row[21]),
+    )
 
 
 def schedule(r: Row) -> ScheduleInfo:
@@ -29,6 +68,22 @@ def schedule(r: Row) -> ScheduleInfo:
         last_task_id=None if r[8] is None else str(r[8]),
         last_state=r[10] if r[10] is not None else ("expired" if r[8] else None),
         paused=bool(r[9]),
+    )
+
+
+def node_params(node: NodeInfo, now: float) -> tuple[object, ...]:
+    """A node's row as the heartbeat saves it: id, host, pid, version, started,
+    last seen (``now``), workers, busy, snapshot (JSON)."""
+    return (
+        node.id,
+        node.host,
+        node.pid,
+        node.version,
+        node.started_at,
+        now,
+        node.workers,
+        node.busy,
+        json.dumps(dict(node.snapshot), separators=(",", ":")),
     )
 
 

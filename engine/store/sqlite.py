@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from engine.codec import Codec
-from engine.errors import EncryptionKeyError, EngineNotRunning, TaskNotFound
+from engine.errors import EncryptionKeyError, EngineNotRunning
 from engine.faults import FaultPlan, hook
 from engine.limits import FlowLimits
 from engine.metrics import Reservoir, percentile
@@ -38,7 +38,6 @@ from engine.model import (
     TaskRecord,
     TaskState,
     WorkflowRecord,
-    parse_timeline,
 )
 from engine.store import rows as records
 from engine.store import sqlite_cluster as cluster_ops
@@ -55,6 +54,7 @@ from engine.store.base import (
     StoreCounts,
     StoredSchedule,
     TaskFilter,
+    task_missing,
 )
 from engine.store.sqlite_keyset import Ordering, count_before, window_around
 from engine.store.sqlite_schema import FileInfo, create_private_file, inspect_file, migrate
@@ -580,7 +580,7 @@ class SQLiteStore:
     async def get(self, task_id: int) -> TaskRecord:
         rows = await self._read(f"SELECT {COLUMNS}, timeline FROM tasks WHERE id = ?", (task_id,))
         if not rows:
-            raise TaskNotFound(f"no task with id '{task_id}'")
+            raise task_missing(task_id)
         return self._record(rows[0], with_timeline=True)
 
     async def tasks(self, flt: TaskFilter) -> list[TaskRecord]:
@@ -719,29 +719,4 @@ class SQLiteStore:
         return ListQuery(sql, [*union_params, limit, offset], reverse)
 
     def _record(self, row: Any, with_timeline: bool = False) -> TaskRecord:
-        decode = self.codec.decode
-        return TaskRecord(
-            id=str(row[0]),
-            handler=row[1],
-            queue=row[2],
-            priority=row[3],
-            state=TaskState(row[4]),
-            attempts=row[5],
-            max_retries=row[6],
-            payload=decode(row[7]),
-            result=decode(row[8]),
-            error=self.codec.decode_text(row[9]),
-            progress=row[10],
-            progress_message=row[11],
-            created_at=row[12],
-            run_at=None if row[21] else row[13],
-            started_at=row[14],
-            finished_at=row[15],
-            worker=row[16],
-            timeline=parse_timeline(row[22], row[12]) if with_timeline else (),
-            unique_key=row[17],
-            webhook=row[18],
-            workflow_id=None if row[19] is None else str(row[19]),
-            step=row[20],
-            waiting=bool(row[21]),
-        )
+        return records.task(self.codec, row, row[22] if with_timeline else None)

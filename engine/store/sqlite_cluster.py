@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from engine.model import CommandResult, NodeCommand, NodeInfo
+from engine.store import rows
 from engine.store.sqlite_txn import Txn
 
 SAVE_NODE = (
@@ -33,20 +34,7 @@ KEEP = 86400.0  # stopped/dead nodes and old commands are forgotten after a day
 
 def heartbeat(txn: Txn, node: NodeInfo, dead_after: float) -> list[NodeCommand]:
     now = txn.now
-    txn.execute(
-        SAVE_NODE,
-        (
-            node.id,
-            node.host,
-            node.pid,
-            node.version,
-            node.started_at,
-            now,
-            node.workers,
-            node.busy,
-            json.dumps(dict(node.snapshot), separators=(",", ":")),
-        ),
-    )
+    txn.execute(SAVE_NODE, rows.node_params(node, now))
     txn.execute(MARK_DEAD, (now - dead_after,))
     return [
         NodeCommand(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5])

@@ -22,10 +22,7 @@ from engine.codec import Codec, to_json
 from engine.model import TaskState, timeline_line
 from engine.store.base import (
     WAITING_RUN_AT,
-    WEBHOOK_HANDLER,
-    WEBHOOK_QUEUE,
-    WEBHOOK_RETRIES,
-    NewTask,
+    webhook_task,
 )
 from engine.store.sqlite_insert import insert_one
 from engine.store.sqlite_txn import Txn
@@ -110,14 +107,7 @@ def after_final(txn: Txn, finished: Sequence[Finished], codec: Codec, by: str) -
         if f.workflow_id is not None:
             queued += _advance(txn, f, codec, by)
         if f.webhook is not None:
-            body = {"url": f.webhook, "task_id": str(f.task_id), "state": f.state.value}
-            insert_one(
-                txn,
-                NewTask(
-                    WEBHOOK_HANDLER, WEBHOOK_QUEUE, 5, codec.seal(to_json(body)), WEBHOOK_RETRIES
-                ),
-                by,
-            )
+            insert_one(txn, webhook_task(f.webhook, f.task_id, f.state, codec), by)
             queued += 1
     return queued
 

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from engine.codec import Codec
-from engine.errors import InvalidTransition, TaskNotFound
+from engine.errors import InvalidTransition
 from engine.faults import no_fault
 from engine.model import TERMINAL_STATES, TaskState, timeline_line
 from engine.store import sqlite_followups as followups
 from engine.store import sqlite_insert
-from engine.store.base import ClaimedTask, Completion, Expired, NewTask, Rescued
+from engine.store.base import ClaimedTask, Completion, Expired, NewTask, Rescued, task_missing
 from engine.store.sqlite_txn import Txn
 
 _ENTRY = (
@@ -163,19 +163,7 @@ def enqueue_and_claim(
     task_id = cursor.lastrowid
     assert task_id is not None
     txn.moved(task.queue, "", TaskState.RUNNING)
-    claimed = ClaimedTask(
-        task_id,
-        task.handler,
-        task.queue,
-        task.priority,
-        1,
-        task.retries,
-        task.payload,
-        now,
-        None,
-        now,
-    )
-    return str(task_id), claimed
+    return str(task_id), ClaimedTask.handed_over(task_id, task, now)
 
 
 # -- completion (fenced) -----------------------------------------------------
@@ -359,10 +347,6 @@ STATE_OF = (
 )
 
 
-def _missing(task_id: int) -> TaskNotFound:
-    return TaskNotFound(f"no task with id '{task_id}'")
-
-
 CANCEL = (
     "UPDATE tasks SET state = 'cancelled', prev_state = state, finished_at = :now, "
     "lease_owner = NULL, lease_expires_at = NULL, waiting = 0, "
@@ -384,7 +368,7 @@ def cancel(
         return TaskState(row[0])
     found = txn.execute(STATE_OF, (task_id,)).fetchone()
     if found is None:
-        return _missing(task_id)
+        return task_missing(task_id)
     return InvalidTransition(f"task {task_id} already {found[0]}; nothing to cancel")
 
 
@@ -397,7 +381,7 @@ REPRIORITIZE = (
 def reprioritize(txn: Txn, task_id: int, priority: int, by: str) -> int | Exception:
     found = txn.execute(STATE_OF, (task_id,)).fetchone()
     if found is None:
-        return _missing(task_id)
+        return task_missing(task_id)
     state, _, old = found[0], found[1], found[2]
     if state not in (TaskState.QUEUED, TaskState.SCHEDULED):
         return InvalidTransition(
@@ -430,7 +414,7 @@ KEY_HOLDER = (
 def retry(txn: Txn, task_id: int, by: str, retries: int | None) -> TaskState | Exception:
     found = txn.execute(STATE_OF, (task_id,)).fetchone()
     if found is None:
-        return _missing(task_id)
+        return task_missing(task_id)
     state, queue = found[0], found[1]
     if state not in (TaskState.FAILED, TaskState.CANCELLED):
         return InvalidTransition(

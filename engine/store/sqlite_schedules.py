@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from engine.codec import Codec
-from engine.errors import TaskNotFound
 from engine.store import rows as records
-from engine.store.base import NewTask, StoredSchedule
+from engine.store.base import NewTask, StoredSchedule, schedule_missing
 from engine.store.sqlite_insert import insert_one
 from engine.store.sqlite_txn import Txn
 
@@ -85,17 +84,13 @@ def fire_due(
     return fired, txn.execute(NEXT_DUE).fetchone()[0]
 
 
-def _missing(name: str) -> TaskNotFound:
-    return TaskNotFound(f"no schedule named {name!r}")
-
-
 def set_paused(txn: Txn, name: str, paused: bool, next_run: NextRun) -> bool | Exception:
     """Pause or resume; a resumed schedule runs next at its first time after now."""
     row = txn.execute(
         "SELECT paused, every, cron, tz, next_run FROM schedules WHERE name = ?", (name,)
     ).fetchone()
     if row is None:
-        return _missing(name)
+        return schedule_missing(name)
     if bool(row[0]) == paused:
         return False
     now = txn.now
@@ -113,7 +108,7 @@ def trigger(txn: Txn, name: str, by: str) -> str | Exception:
         "SELECT handler, payload, queue, priority, retries FROM schedules WHERE name = ?", (name,)
     ).fetchone()
     if row is None:
-        return _missing(name)
+        return schedule_missing(name)
     task_id = insert_one(txn, NewTask(row[0], row[2], row[3], row[1], row[4]), by)
     txn.execute(
         "UPDATE schedules SET last_run = ?, last_task = ?, updated_at = ? WHERE name = ?",
