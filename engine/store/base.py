@@ -17,6 +17,7 @@ from engine.errors import TaskNotFound
 from engine.limits import FlowLimits
 from engine.model import (
     CREATED,
+    TERMINAL_STATES,
     CommandResult,
     NodeCommand,
     NodeInfo,
@@ -174,6 +175,16 @@ class Completion:
     #: what a final state sets off: the next workflow step, a webhook task
     workflow_id: int | None = None
     webhook: str | None = None
+
+    @property
+    def sets_off_follow_ups(self) -> bool:
+        """A final state of a workflow step or of a task with a webhook: applying it
+        also moves the workflow on or inserts the webhook task."""
+        return (
+            (self.workflow_id is not None or self.webhook is not None)
+            and self.state in TERMINAL_STATES
+            and not self.release
+        )
 
 
 @dataclass(slots=True)

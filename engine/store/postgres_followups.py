@@ -23,9 +23,9 @@ from engine.store.base import (
 )
 from engine.store.postgres_conn import Txn
 from engine.store.postgres_insert import insert_one
-from engine.store.sqlite_followups import Finished, with_previous
+from engine.store.sqlite_followups import Finished, finished, with_previous
 
-__all__ = ["Finished", "after_final", "resume"]
+__all__ = ["Finished", "after_final", "finished", "resume"]
 
 _STEP_COLUMNS = "id, state, waiting, receives, payload, queue, attempts, step"
 STEP = f"SELECT {_STEP_COLUMNS} FROM tasks WHERE workflow_id = $1 AND step = $2"

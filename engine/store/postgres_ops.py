@@ -247,21 +247,11 @@ async def complete(
 def completes_alone(completions: Sequence[Completion]) -> bool:
     """Whether ``complete`` can run as one statement (``Txn.alone``): no completion
     makes its task ``queued`` (that needs a wake-up) or sets off follow-ups."""
-    return not any(
-        c.state == TaskState.QUEUED
-        or (c.state in TERMINAL_STATES and (c.workflow_id is not None or c.webhook is not None))
-        for c in completions
-    )
+    return not any(c.state == TaskState.QUEUED or c.sets_off_follow_ups for c in completions)
 
 
 async def _follow_up(txn: Txn, completions: Sequence[Completion], codec: Codec, by: str) -> None:
-    finished = [
-        followups.Finished(c.task_id, c.state, c.workflow_id, c.webhook, c.result)
-        for c in completions
-        if (c.workflow_id is not None or c.webhook is not None)
-        and c.state in TERMINAL_STATES
-        and not c.release
-    ]
+    finished = followups.finished(completions)
     if finished:
         await followups.after_final(txn, finished, codec, by)
 

@@ -22,6 +22,7 @@ from engine.codec import Codec, to_json
 from engine.model import TaskState, timeline_line
 from engine.store.base import (
     WAITING_RUN_AT,
+    Completion,
     webhook_task,
 )
 from engine.store.sqlite_insert import insert_one
@@ -37,6 +38,15 @@ class Finished:
     workflow_id: int | None
     webhook: str | None
     result: str | None  # as stored (sealed)
+
+
+def finished(completions: Sequence[Completion]) -> list[Finished]:
+    """The completions that set off follow-ups, as :class:`Finished` tasks."""
+    return [
+        Finished(c.task_id, c.state, c.workflow_id, c.webhook, c.result)
+        for c in completions
+        if c.sets_off_follow_ups
+    ]
 
 
 STEP = (

@@ -245,13 +245,7 @@ def complete(
 
 
 def _follow_up(txn: Txn, completions: Sequence[Completion], codec: Codec | None, by: str) -> None:
-    finished = [
-        followups.Finished(c.task_id, c.state, c.workflow_id, c.webhook, c.result)
-        for c in completions
-        if (c.workflow_id is not None or c.webhook is not None)
-        and c.state in TERMINAL_STATES
-        and not c.release
-    ]
+    finished = followups.finished(completions)
     if finished:
         followups.after_final(txn, finished, codec or Codec(), by)
 
