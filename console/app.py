@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
+import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -78,6 +78,7 @@ from console.screens.schedules import SchedulesScreen, ScheduleTable
 from console.screens.settings import SettingsScreen
 from console.screens.task_detail import TaskDetailScreen
 from console.screens.workers import WorkerCountScreen
+from console.stop_signals import StopSignals
 from engine import Engine, EngineNotRunning, Event, StoreError, TaskState
 
 MIN_SIZE = (100, 30)
@@ -226,6 +227,7 @@ class ConsoleApp(App[int]):
         )
         self._panels = ATTACHED_PANELS if attach else SNAPSHOT_PANELS
         self._reading = False
+        self._signals = StopSignals(self._stop_signal, self._stop_now)
 
     @property
     def attached(self) -> bool:
@@ -262,13 +264,14 @@ class ConsoleApp(App[int]):
 
     # -- life cycle -----------------------------------------------------------------
     def on_mount(self) -> None:
-        # Textual handles SIGINT; SIGTERM would kill the process with no cleanup.
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.shutdown, "drain")
+        # A signal from outside (kill, a closed terminal) drains as `q` then Enter would;
+        # a second one stops now. Textual reads Ctrl-C as a key, not a signal.
+        self._signals.install(asyncio.get_running_loop())
         self.queue.table.focus()
         self.start_engine()
 
     async def on_unmount(self) -> None:
-        asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+        self._signals.remove(asyncio.get_running_loop())
         if self.demo is not None:
             await self.demo.stop()
         if self.engine.running:  # the app ended another way than the quit dialog
@@ -584,8 +587,19 @@ class ConsoleApp(App[int]):
         )
 
     async def action_quit(self) -> None:
-        """ctrl+q and SIGTERM: a graceful stop without asking."""
+        """ctrl+q and a stop signal: a graceful stop without asking."""
         self.shutdown("drain")
+
+    def _stop_signal(self, _name: str) -> None:
+        self.shutdown("drain")
+
+    def _stop_now(self) -> None:
+        """A second stop signal: give the terminal back and exit at once (the leases
+        bring the running tasks back on the next start), as headless mode does."""
+        if self._driver is not None:
+            with contextlib.suppress(Exception):
+                self._driver.stop_application_mode()
+        os._exit(130)
 
     @work(exclusive=True, group="shutdown")
     async def shutdown(self, choice: QuitChoice) -> None:

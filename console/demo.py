@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 STEPS = ("images.download", "images.resize", "images.filter", "images.upload", "images.notify")
 SIZES = ((320, 240), (640, 480), (1280, 720))
 REPORT_EVERY = 30
+#: How often the load generator submits (``rate`` images per second on average).
+TICK = 0.5
 #: What this process has delivered (images.notify counts, images.report reads).
 DELIVERED = {"images": 0, "links": 0}
 
@@ -173,10 +175,12 @@ class DemoPipeline:
         while True:
             tick += 1
             burst = 12 if tick % 40 == 0 else 0  # a burst every ~20 s
-            count = burst + (1 if self.rng.random() < self.rate * 0.5 else 0)
+            expected = self.rate * TICK  # images per tick, on average
+            whole = int(expected)
+            count = burst + whole + (1 if self.rng.random() < expected - whole else 0)
             try:
                 for _ in range(count):
                     await self.submit()
             except Exception as exc:  # the engine may be stopping
                 log.warning("demo load generator: %s", exc)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(TICK)

@@ -1,8 +1,9 @@
 """``taskdeck run --headless``: the engine as a service, with a status line.
 
-SIGINT or SIGTERM stops gracefully (running tasks get ``shutdown_grace`` to
-finish; the rest go back to the queue without using an attempt). A second signal
-stops at once; leases then expire and the next start recovers the tasks.
+SIGINT, SIGTERM or SIGHUP (unless ignored, as under nohup) stops gracefully:
+running tasks get ``shutdown_grace`` to finish; the rest go back to the queue without
+using an attempt. A second signal stops at once; leases then expire and the next start
+recovers the tasks.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import sys
 import time
 from typing import TextIO
 
 from console.demo import DemoPipeline
+from console.stop_signals import StopSignals
 from engine import Engine, EngineSnapshot, TaskState
 from engine.aio import wait_event
 
@@ -64,29 +65,25 @@ async def run_headless(
     """Run until SIGINT/SIGTERM; returns the process exit code."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    signals = 0
 
-    def on_signal(signum: int) -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            name = signal.Signals(signum).name
-            print(
-                f"{name}: stopping gracefully (send it again to stop at once)",
-                file=sys.stderr,
-                flush=True,
-            )
-            stop.set()
-        else:
-            print(
-                "stopping now; running tasks will be recovered when their leases expire",
-                file=sys.stderr,
-                flush=True,
-            )
-            os._exit(130)
+    def graceful(name: str) -> None:
+        print(
+            f"{name}: stopping gracefully (send it again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+        stop.set()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal, signum)
+    def now() -> None:
+        print(
+            "stopping now; running tasks will be recovered when their leases expire",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(130)
+
+    signals = StopSignals(graceful, now)
+    signals.install(loop)
     pipeline = DemoPipeline(engine, rate=demo_rate) if demo else None
     try:
         if workers is not None:
@@ -109,8 +106,7 @@ async def run_headless(
             await pipeline.stop()
         before = engine.snapshot().stats.get("interrupted", 0)
         await engine.stop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+        signals.remove(loop)
     interrupted = engine.snapshot().stats.get("interrupted", 0) - before
     print(f"stopped; {interrupted} running tasks were returned to the queue", file=sys.stderr)
     return 0

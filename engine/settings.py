@@ -62,7 +62,13 @@ class SettingSpec:
         if self.choices:
             return "one of " + ", ".join(self.choices)
         unit = f" {self.unit}" if self.unit else ""
-        return f"from {self.low:g} to {self.high:g}{unit}"
+        assert self.low is not None and self.high is not None
+        return f"from {_plain(self.low)} to {_plain(self.high)}{unit}"
+
+
+def _plain(number: float) -> str:
+    """``86400``, ``0.5``: never ``3.1536e+07``."""
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
 
 # fmt: off
@@ -217,6 +223,16 @@ def _check(spec: SettingSpec, value: Any) -> tuple[Any, str | None]:
     if not (spec.low <= number <= spec.high):
         return value, f"must be {spec.describe_range()}; got {value!r}"
     return number, None
+
+
+def validate_value(spec: SettingSpec, value: Any) -> Any:
+    """``value`` checked against ``spec`` (normalised), or :class:`SettingsError` with
+    the message a setting would get; also checks command-line flags that are not
+    settings, so both speak alike."""
+    checked, error = _check(spec, value)
+    if error is not None:
+        raise SettingsError({spec.name: error})
+    return checked
 
 
 def _cross_checks(values: Mapping[str, Any]) -> dict[str, str]:

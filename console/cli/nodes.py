@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from console.cli.common import Access, with_store
+from console.cli.errors import Refused
+from console.cli.options import WORKERS
 from console.node_actions import outcome_lines, refusal, results, send
 from console.node_rows import COLUMNS, cell_texts
 from engine import Engine, Settings
@@ -32,16 +34,13 @@ VERBS = {
     "settings": "update_settings",
 }
 EVERY = "all"
-Command = Callable[[argparse.Namespace], int]
 
 
-def add_parsers(
-    sub: Any, common: argparse.ArgumentParser, list_cmd: Command, send_cmd: Command
-) -> None:
-    """``nodes`` (runs ``list_cmd``) and ``node`` (runs ``send_cmd``)."""
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``nodes`` and ``node``."""
     nodes = sub.add_parser("nodes", parents=[common], help="the engines (nodes) on the store")
     nodes.add_argument("--json", action="store_true", help="print JSON")
-    nodes.set_defaults(func=list_cmd)
+    nodes.set_defaults(func=cmd_nodes)
     node = sub.add_parser("node", parents=[common], help="send a command to one node, or 'all'")
     node.add_argument("target", help=f"a node id (see taskdeck nodes) or '{EVERY}'")
     node.add_argument("verb", choices=list(VERBS), help="what to do")
@@ -51,7 +50,16 @@ def add_parsers(
         help="set-workers: N; pause/resume: QUEUE; settings: NAME=VALUE …",
     )
     node.add_argument("--json", action="store_true", help="print the outcomes as JSON")
-    node.set_defaults(func=send_cmd)
+    node.set_defaults(func=cmd_node)
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    return with_store(args, Access.READ, lambda engine: list_nodes(engine, args.json))
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    payload = command_args(args.verb, args.values)  # a mistake here is a usage error
+    return with_store(args, Access.WRITE, lambda engine: command_nodes(engine, args, payload))
 
 
 def node_row(node: NodeInfo) -> dict[str, Any]:
@@ -93,11 +101,9 @@ def command_args(verb: str, values: list[str]) -> dict[str, Any]:
         if verb != "set-workers":
             return {"queue": values[0]}
         try:
-            return {"n": int(values[0])}
-        except ValueError:
-            raise ValueError(
-                f"set-workers takes a whole number of workers (0 or more); got {values[0]!r}"
-            ) from None
+            return {"n": WORKERS(values[0])}
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(f"set-workers: the worker count {exc}") from None
     texts: dict[str, str] = {}
     for value in values:
         name, sep, text = value.partition("=")
@@ -108,23 +114,22 @@ def command_args(verb: str, values: list[str]) -> dict[str, Any]:
     return {name: getattr(parsed, name) for name in texts}
 
 
-async def command_nodes(engine: Engine, args: argparse.Namespace) -> int:
+async def command_nodes(engine: Engine, args: argparse.Namespace, payload: dict[str, Any]) -> int:
     action = VERBS[args.verb]
-    payload = command_args(args.verb, args.values)
     nodes = await engine.nodes()
     alive = [n for n in nodes if n.state == "alive"]
     if args.target == EVERY:
         if not alive:
-            raise ValueError("no node is alive on this store to take the command")
+            raise Refused("no node is alive on this store to take the command")
         target, expected = "*", [n.id for n in alive]
     else:
         node = next((n for n in nodes if n.id == args.target), None)
         if node is None:
             known = ", ".join(n.id for n in nodes) or "none"
-            raise ValueError(f"no node {args.target!r} on this store; nodes: {known}")
+            raise Refused(f"no node {args.target!r} on this store; nodes: {known}")
         reason = refusal(node, time.time())
         if reason is not None:
-            raise ValueError(reason)
+            raise Refused(reason)
         target, expected = node.id, [node.id]
     command_id = await send(engine, action, payload, target)
     done = await results(engine, command_id, len(expected))

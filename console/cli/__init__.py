@@ -1,0 +1,32 @@
+"""The ``taskdeck`` command.
+
+    taskdeck                         the console on ./taskdeck.db with the demo handlers and load
+    taskdeck console [--no-demo]     the console (on your engine with --app)
+    taskdeck console --attach        the console on the nodes of a store (--store URL):
+                                     runs no workers; steers the engines that do
+    taskdeck run --headless          the engine as a service (status line; --json for JSON lines)
+    taskdeck enqueue HANDLER [JSON]  enqueue one task; prints its id
+    taskdeck status [--json]         counts per queue and state
+    taskdeck tasks [--state S]       a page of tasks (no payloads: list views never show them)
+    taskdeck show ID [--json]        one task: payload, result, error, timeline
+    taskdeck cancel ID… / retry ID…  act on tasks
+    taskdeck schedules [--json]      periodic schedules: rule, next and last run, last state
+    taskdeck schedule pause|resume|run NAME   steer one schedule
+    taskdeck workflow ID [--json]    a chain or group with each step's state
+    taskdeck nodes [--json]          the engines (nodes) on the store: workers, done/s, CPU …
+    taskdeck node NODE|all VERB …    set-workers N, pause/resume QUEUE, settings NAME=VALUE
+    taskdeck screenshot              SVG (and PNG) screenshots of the console into screenshots/
+
+Global options (before or after the command, the same meaning): ``--store URL``,
+``--workers N``, ``--app module:attribute`` (your own Engine), ``--key-file PATH`` (or
+``TASKDECK_KEY_FILE``; or the keys in ``TASKDECK_KEY``), ``--log-level``, ``--json``.
+Settings come from ``TASKDECK_<SETTING>`` environment variables (e.g.
+``TASKDECK_LEASE_TTL=30``). Mistakes print one line to stderr, never a traceback; the
+exit codes are in :mod:`console.cli.errors`.
+"""
+
+from __future__ import annotations
+
+from console.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,142 @@
+"""What the commands share: the engine they act on and how they open its store.
+
+Commands that only read (``status``, ``tasks``, ``show``, ``schedules``, ``workflow``,
+``nodes``) open the store read-only: nothing is written, nothing is created, no
+scheduler or other background service runs, and they never wait for another
+process's write lock. Commands that change something open it as a client (no workers,
+no background services); only ``enqueue`` creates a store that does not exist yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import stat
+import sys
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from pathlib import Path
+
+from console.cli.errors import Refused, UserError
+from console.demo import register_demo
+from engine import Engine
+from engine.settings import Settings
+from engine.store import DEFAULT_URL, sqlite_path
+
+Work = Callable[[Engine], Awaitable[int]]
+
+
+class Access(Enum):
+    """How a command opens the store."""
+
+    READ = "read"  # read-only: refuses a store that does not exist
+    WRITE = "write"  # changes tasks of an existing store
+    CREATE = "create"  # may create the store (enqueue: a producer may come first)
+
+
+def read_keys(key_file: str | None) -> list[str] | None:
+    """Keys from ``--key-file`` (or ``TASKDECK_KEY_FILE``) or ``TASKDECK_KEY``
+    (comma-separated: new first). A key file that is missing, unreadable or readable
+    by other users is refused (exit 1: a key problem)."""
+    key_file = key_file or os.environ.get("TASKDECK_KEY_FILE")
+    if key_file:
+        path = Path(key_file)
+        try:
+            mode = path.stat().st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise Refused(
+                    f"key file {path} is readable by other users (mode "
+                    f"{stat.S_IMODE(mode):o}); run: chmod 600 {path}"
+                )
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise Refused(f"cannot read key file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise Refused(f"key file {path} is not text (keys are base64 text)") from None
+    else:
+        text = os.environ.get("TASKDECK_KEY", "")
+    keys = [k.strip() for k in text.replace("\n", ",").split(",") if k.strip()]
+    return keys or None
+
+
+def load_app(spec: str) -> Engine:
+    """``module:attribute`` → the user's Engine (or a function returning one)."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise UserError(
+            f"--app must look like module:attribute (e.g. myapp.tasks:engine); got {spec!r}"
+        )
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"cannot import {module_name!r} for --app: {exc}") from None
+    target = getattr(module, attribute, None)
+    if target is None:
+        raise UserError(f"module {module_name!r} has no attribute {attribute!r}")
+    if callable(target) and not isinstance(target, Engine):
+        try:
+            target = target()
+        except Exception as exc:
+            raise UserError(
+                f"--app {spec} is a function, but calling it with no arguments failed: {exc}"
+            ) from None
+    if not isinstance(target, Engine):
+        raise UserError(f"--app {spec} is a {type(target).__name__}, not a taskdeck Engine")
+    return target
+
+
+def build_engine(args: argparse.Namespace, *, workers: int, client: bool = False) -> Engine:
+    """The user's Engine (``--app``), or one on ``--store`` with the demo handlers
+    (and, unless it is a ``client`` of the store, the demo's schedules)."""
+    if args.app:
+        if args.store:
+            raise UserError("--store cannot be combined with --app: your Engine chooses its store")
+        return load_app(args.app)
+    engine = Engine(
+        store_url(args),
+        workers=workers,
+        keys=read_keys(args.key_file),
+        settings=Settings.from_env(),
+    )
+    register_demo(engine, schedules=not client)
+    return engine
+
+
+def store_url(args: argparse.Namespace) -> str:
+    """``--store`` (an empty one is refused, not taken for the default)."""
+    if args.store is None:
+        return DEFAULT_URL
+    if not args.store.strip():
+        raise UserError(f"--store is empty; give a URL or a path (default {DEFAULT_URL})")
+    return str(args.store)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite store URL (None for another backend)."""
+    if "://" in url and not url.lower().startswith(("sqlite:", "sqlite3:")):
+        return None
+    return sqlite_path(url).expanduser().absolute()
+
+
+def with_store(args: argparse.Namespace, access: Access, work: Work) -> int:
+    """Open the store as a client (no workers, no background services), run ``work``,
+    close. See :class:`Access`."""
+    engine = build_engine(args, workers=0, client=True)
+    path = sqlite_file(engine.store_url)
+    new = access is Access.CREATE and path is not None and not path.exists()
+
+    async def main() -> int:
+        read_only = access is Access.READ
+        async with engine.client(read_only=read_only, create=access is Access.CREATE):
+            if new:
+                print(
+                    f"taskdeck: note: created a new store at {path} (no engine runs on it "
+                    "yet: start one with taskdeck run --headless)",
+                    file=sys.stderr,
+                )
+            return await work(engine)
+
+    return asyncio.run(main())

@@ -1,0 +1,66 @@
+"""Reading the command line and turning every failure into one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from console.cli import interactive, nodes, schedules, tasks
+from console.cli.errors import EXIT_INTERRUPTED, UserError, exit_code, log, message
+from console.cli.options import add_before, merge, shared_parser
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors raised (so ``main`` reports them like the rest)
+    instead of printed by argparse itself."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see taskdeck {self._command()}--help)")
+
+    def _command(self) -> str:
+        words = self.prog.split()[1:]
+        return " ".join(words) + " " if words else ""
+
+
+def parser() -> argparse.ArgumentParser:
+    common = shared_parser()
+    top = Parser(
+        prog="taskdeck",
+        description="Taskdeck: a durable task engine with a live operations console. "
+        "Global options work before or after the command.",
+    )
+    add_before(top)
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    interactive.add_parsers(sub, common)
+    tasks.add_parsers(sub, common)
+    schedules.add_parsers(sub, common)
+    nodes.add_parsers(sub, common)
+    return top
+
+
+def parse(arguments: list[str]) -> argparse.Namespace:
+    args = parser().parse_args(arguments)
+    if args.command is None:  # no command: the console on the demo
+        args = parser().parse_args(["console", *arguments])
+    merge(args)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse(arguments)
+        logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+        code: int = args.func(args)
+        return code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:  # --help, or a library that exits
+        return exc.code if isinstance(exc.code, int) else 0
+    except BaseException as exc:  # every failure: one line, never a traceback
+        log.debug("taskdeck failed", exc_info=exc)
+        for line in message(exc).splitlines():
+            print(f"taskdeck: error: {line}" if line == line.lstrip() else line, file=sys.stderr)
+        return exit_code(exc)
