@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -40,7 +41,7 @@ class FileInfo:
 class _Marks:
     """The schema objects and markers of an SQLite file, read in one transaction."""
 
-    tables: tuple[str, ...]
+    objects: tuple[tuple[str, str], ...]  # (type, name) of every table, index, view …
     application_id: int
     version: int
     key_check: str | None
@@ -101,20 +102,40 @@ def inspect_file(path: Path, mode: OpenMode | None = None, wait: float = 5.0) ->
     if not os.access(path, need):
         raise refuse(path, "it is read-only for this user; Taskdeck needs read and write access")
     marks = _read_marks(path, wait)
-    if marks.application_id != APPLICATION_ID:
-        if not marks.tables:
-            if not creating:
-                raise no_store(path, "an empty SQLite database")
-            return FileInfo(path, True, 0, None)
-        shown = ", ".join(sorted(marks.tables)[:6]) + (" …" if len(marks.tables) > 6 else "")
-        raise refuse(path, f"it is an SQLite database of another program (tables: {shown})")
-    if marks.version > SCHEMA_VERSION:
-        raise refuse(
-            path,
-            f"it was created by a newer Taskdeck (schema {marks.version} > {SCHEMA_VERSION}); "
-            "upgrade Taskdeck to open it",
-        )
-    return FileInfo(path, False, marks.version, marks.key_check)
+    if marks.application_id == APPLICATION_ID:
+        if marks.version > SCHEMA_VERSION:
+            raise refuse(
+                path,
+                f"it was created by a newer Taskdeck (schema {marks.version} > "
+                f"{SCHEMA_VERSION}); upgrade Taskdeck to open it",
+            )
+        return FileInfo(path, False, marks.version, marks.key_check)
+    foreign = foreign_marks(marks.objects, marks.application_id, marks.version)
+    if foreign is None and "-journal" in sidecars(path):
+        foreign = "another program's rollback journal is next to it"
+    if foreign is not None:
+        raise refuse(path, f"it is an SQLite database of another program ({foreign})")
+    if not creating:
+        raise no_store(path, "an empty SQLite database")
+    return FileInfo(path, True, 0, None)
+
+
+def foreign_marks(
+    objects: Sequence[tuple[str, str]], application_id: int, version: int
+) -> str | None:
+    """Why a database without Taskdeck's application id is another program's (None: it
+    is clearly empty: no schema objects, user_version 0 and application_id 0).
+    ``objects``: (type, name) of each table, index, view and trigger."""
+    if application_id != 0:
+        return f"application_id {application_id:#010x}, not Taskdeck's"
+    if objects:
+        tables = sorted(name for kind, name in objects if kind == "table")
+        names = tables or sorted(name for _, name in objects)
+        shown = ", ".join(names[:6]) + (" …" if len(names) > 6 else "")
+        return f"{'tables' if tables else 'schema objects'}: {shown}"
+    if version != 0:
+        return f"user_version {version}, no Taskdeck tables"
+    return None
 
 
 def _check_place(path: Path, creating: bool, read_only: bool) -> None:
@@ -176,13 +197,11 @@ def _read(path: Path, mode: str, wait: float) -> _Marks:
         # process may be creating the store right now (its tables and its id commit
         # together; read apart, the tables could be seen without the id).
         conn.execute("BEGIN")
-        tables = tuple(
-            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        )
+        objects = tuple((r[0], r[1]) for r in conn.execute("SELECT type, name FROM sqlite_master"))
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         key_check = None
-        if app_id == APPLICATION_ID and "meta" in tables:
+        if app_id == APPLICATION_ID and ("table", "meta") in objects:
             row = conn.execute("SELECT value FROM meta WHERE key='key_check'").fetchone()
             key_check = row[0] if row else None
         conn.execute("COMMIT")
@@ -195,4 +214,4 @@ def _read(path: Path, mode: str, wait: float) -> _Marks:
         raise refuse(path, f"SQLite reports: {message}") from None
     finally:
         conn.close()
-    return _Marks(tables, app_id, version, key_check)
+    return _Marks(objects, app_id, version, key_check)

@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,14 @@ from engine.errors import StoreOpenError
 from engine.faults import no_fault
 from engine.model import TaskState
 from engine.store.base import StoreCounts
-from engine.store.sqlite_file import FileInfo, locked, sidecars, uri
-from engine.store.sqlite_schema import SCHEMA_VERSION, current_shape, migrate, quote_name
+from engine.store.sqlite_file import FileInfo, foreign_marks, locked, refuse, sidecars, uri
+from engine.store.sqlite_schema import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    current_shape,
+    migrate,
+    quote_name,
+)
 from engine.store.sqlite_txn import is_busy
 
 COUNTS = "SELECT queue, state, n FROM task_counts WHERE n != 0"
@@ -63,11 +70,24 @@ def prepare_writer(
         if info.is_new:
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         switch_to_wal(conn, info.path, deadline)
-        migrate(conn, info.version, fault, deadline)
+        migrate(conn, info.version, fault, deadline, partial(still_ours, path=info.path))
     except sqlite3.OperationalError as exc:
         if is_busy(exc):
             raise locked(info.path, lock_timeout) from None
         raise
+
+
+def still_ours(conn: sqlite3.Connection, path: Path) -> None:
+    """Inside the migration's transaction: refuse a file another program wrote to since
+    it was inspected (its marks are read again under the write lock)."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    if app_id == APPLICATION_ID:
+        return
+    objects = [(r[0], r[1]) for r in conn.execute("SELECT type, name FROM sqlite_master")]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    foreign = foreign_marks(objects, app_id, version)
+    if foreign is not None:
+        raise refuse(path, f"it is an SQLite database of another program ({foreign})")
 
 
 def switch_to_wal(conn: sqlite3.Connection, path: Path, deadline: float) -> None:

@@ -237,11 +237,13 @@ def migrate(
     from_version: int,
     fault: Callable[[str], None] = no_fault,
     deadline: float | None = None,
+    check: Callable[[sqlite3.Connection], None] | None = None,
 ) -> int:
     """Apply the missing migrations, each in its own transaction; returns the version.
 
     ``deadline`` (``time.monotonic()``): every wait for the write lock ends then, all
-    migrations together (SQLite's busy error is raised)."""
+    migrations together (SQLite's busy error is raised). ``check(conn)`` runs inside
+    each transaction before anything is written, and may refuse the file by raising."""
     version = from_version
     for target, script in MIGRATIONS:
         if target <= version:
@@ -251,6 +253,8 @@ def migrate(
             conn.execute(f"PRAGMA busy_timeout = {left}")
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if check is not None:
+                check(conn)  # it may have changed since it was inspected
             # Another process may have migrated while we waited for the lock.
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if target <= version:
