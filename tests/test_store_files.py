@@ -13,12 +13,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
+import re
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine import (
+    EncryptionKeyError,
+    Engine,
+    StoreError,
+    StoreOpenError,
+    generate_key,
+)
 
 from .conftest import ROOT, taskdeck
+from .test_migration import make_v1_store
 
 
 def digest(path: Path) -> str:
@@ -125,3 +140,91 @@ def test_cli_status_refuses_foreign_files_in_one_line(tmp_path: Path) -> None:
         ]
         assert digest(path) == before
     assert not [n for n in os.listdir(tmp_path) if n.endswith(("-wal", "-shm", "-journal"))]
+
+
+# -- refused opens leave the directory as they found it (item 26) ---------------------
+
+
+async def filled_store(path: Path, n: int = 10, keys: list[str] | None = None) -> Path:
+    engine = Engine(path, workers=0, strict_handlers=False, keys=keys)
+    async with engine:
+        await engine.enqueue_many([("h", {"i": i, "pad": "p" * 100}) for i in range(n)])
+    assert sorted(os.listdir(path.parent)) == [path.name]
+    return path
+
+
+def corrupt_page_of(path: Path, table: str) -> None:
+    """Overwrite the root page of ``table`` with random bytes (the header stays valid)."""
+    conn = sqlite3.connect(path)
+    (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+    conn.close()
+    data = bytearray(path.read_bytes())
+    size = int.from_bytes(data[16:18], "big")
+    data[(root - 1) * size : root * size] = random.Random(5).randbytes(size)
+    path.write_bytes(bytes(data))
+
+
+async def refused(path: Path, error: type[Exception], message: str, **options: Any) -> None:
+    """Engine.start() on ``path`` is refused and leaves the directory and file as they
+    were (files that were there, another process's, stay)."""
+    listing, before = sorted(os.listdir(path.parent)), digest(path)
+    engine = Engine(path, workers=2, strict_handlers=False, **options)
+    with pytest.raises(error, match=message):
+        await engine.start()
+    assert not engine.running
+    assert sorted(os.listdir(path.parent)) == listing
+    assert digest(path) == before
+
+
+async def test_refused_opens_leave_no_wal_shm_or_journal_behind(tmp_path: Path) -> None:
+    (tmp_path / "secret").mkdir()
+    secret = await filled_store(tmp_path / "secret" / "s.db", keys=[generate_key()])
+    wrong, missing = "keys do not match data in this store", "is encrypted; start the engine"
+    await refused(secret, EncryptionKeyError, wrong, keys=[generate_key()])
+    await refused(secret, EncryptionKeyError, missing)
+    (tmp_path / "corrupt").mkdir()
+    corrupt = await filled_store(tmp_path / "corrupt" / "c.db", n=3000)
+    corrupt_page_of(corrupt, "task_counts")
+    await refused(corrupt, StoreOpenError, f"cannot open {corrupt}: the database file is corrupt")
+    (tmp_path / "header").mkdir()
+    header = await filled_store(tmp_path / "header" / "h.db")
+    data = bytearray(header.read_bytes())
+    data[100:4096] = random.Random(9).randbytes(3996)  # the schema page
+    header.write_bytes(bytes(data))
+    await refused(header, StoreOpenError, "malformed; the file was not touched")
+
+
+async def test_refused_opens_keep_the_files_another_process_is_using(tmp_path: Path) -> None:
+    """With another connection on the store (its -wal and -shm there), a refused open
+    neither leaves files of its own nor removes that connection's."""
+    secret = await filled_store(tmp_path / "s.db", keys=[generate_key()])
+    other = sqlite3.connect(secret, isolation_level=None)
+    try:
+        other.execute("SELECT count(*) FROM tasks").fetchone()
+        assert sorted(os.listdir(tmp_path)) == ["s.db", "s.db-shm", "s.db-wal"]
+        await refused(secret, EncryptionKeyError, "keys do not match", keys=[generate_key()])
+        # A store that needs a migration while the other connection holds the write lock:
+        # the open gives up at lock_timeout, once, having written nothing.
+        old = tmp_path / "v1.db"
+        make_v1_store(old)
+        holder = sqlite3.connect(old, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            began = time.monotonic()
+            await refused(
+                old,
+                StoreError,
+                re.escape(
+                    f"the store {old} is locked by another process (waited 0.5 s, "
+                    "lock_timeout); nothing was written"
+                ),
+                lock_timeout=0.5,
+                busy_timeout=0.5,
+            )
+            assert time.monotonic() - began < 2.5
+            assert {"v1.db-wal", "v1.db-shm"} <= set(os.listdir(tmp_path))  # the holder's
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+    finally:
+        other.close()

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from engine.codec import Codec
-from engine.errors import EncryptionKeyError, EngineNotRunning, ReadOnlyError
+from engine.errors import EncryptionKeyError, EngineNotRunning, ReadOnlyError, StoreOpenError
 from engine.faults import FaultPlan, hook
 from engine.limits import FlowLimits
 from engine.metrics import Reservoir, percentile
@@ -202,9 +202,12 @@ class SQLiteStore:
             if mode.read_only:
                 await check_readable(self._read, info)
             await self.counts()
-        except BaseException:
+        except BaseException as exc:
             await self.close()
             await asyncio.to_thread(tidy_sidecars, self.path, before)
+            if isinstance(exc, sqlite3.Error):  # corrupted …: say so, no traceback
+                why = describe_sqlite_error(exc)
+                raise StoreOpenError(f"cannot open {self.path}: {why}") from None
             raise
         self._sidecars_before = before
 
