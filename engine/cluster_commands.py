@@ -34,6 +34,9 @@ class ClusterCommands:
     def _require_running(self) -> None:
         raise NotImplementedError
 
+    def _require_writable(self, verb: str) -> None:
+        raise NotImplementedError
+
     async def apply_action(self, action: tuple[str, Mapping[str, Any]]) -> str:
         raise NotImplementedError
 
@@ -53,7 +56,7 @@ class ClusterCommands:
         check_command(action, payload)
         if node != "*":
             check_handler_name(node)  # node ids follow the same rule as names
-        self._require_running()
+        self._require_writable("send a command")
         text = json.dumps(payload, separators=(",", ":"), default=_plain)
         command_id = await self._store.send_command(node, action, text, "operator")
         self._bus.emit(

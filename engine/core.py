@@ -16,6 +16,7 @@ from typing import Any, overload
 
 from engine import webhook
 from engine.aio import wait_event
+from engine.client import ClientSession, open_mode, read_only_refusal
 from engine.cluster import NodeKeeper
 from engine.cluster_commands import ClusterCommands
 from engine.codec import Codec
@@ -61,6 +62,7 @@ from engine.store import DEFAULT_URL, open_store
 from engine.store.base import (
     CompletionReport,
     NewTask,
+    OpenMode,
     Rescued,
     Store,
     TaskFilter,
@@ -159,6 +161,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         self._waiters: dict[int, set[asyncio.Future[None]]] = {}
         self._progress: asyncio.Event | None = None
         self._running = False
+        self._read_only = False
         self._metrics = Metrics()
         self._sampler = resource_sampler
         self._monitor: Monitor | None = None
@@ -247,6 +250,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         """Open the store and start the workers and services."""
         if self._running:
             return
+        self._configure_store()  # the open waits for locks within lock_timeout
         await self._store.open()
         try:
             await self._start_on_open_store()
@@ -389,6 +393,21 @@ class Engine(PeriodicCommands, ClusterCommands):
                 "the engine is not running: use `async with engine:` or `await engine.start()`"
             )
 
+    def _require_writable(self, verb: str) -> None:
+        self._require_running()
+        if self._read_only:
+            raise read_only_refusal(verb)
+
+    def client(self, read_only: bool = False, create: bool = True) -> ClientSession[Engine]:
+        """``async with engine.client(read_only=False, create=True) as e:`` opens the store
+        for commands only: no workers, no background services (see :mod:`engine.client`)."""
+        mode = open_mode(read_only, create)
+        return ClientSession(self, self._store, mode, self._configure_store, self._client_mode)
+
+    def _client_mode(self, mode: OpenMode | None) -> None:
+        self._running = mode is not None
+        self._read_only = mode is not None and mode.read_only
+
     def _configure_store(self) -> None:
         s = self._settings
         self._store.configure(
@@ -426,7 +445,7 @@ class Engine(PeriodicCommands, ClusterCommands):
             unique_key=unique_key,
             webhook=webhook,
         )
-        self._require_running()
+        self._require_writable("enqueue")
         pool = self._pool
         flow = self.flow_limits()
         handoff = (
@@ -457,7 +476,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         Each item is ``(handler, payload)`` or ``(handler, payload, {options})``.
         """
         tasks = self._preparer.prepare_many(items)
-        self._require_running()
+        self._require_writable("enqueue")
         ids = await self._store.enqueue(tasks)
         self._after_enqueue(tasks, ids)
         return ids
@@ -469,7 +488,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         goes); an error names the step. Returns the workflow with its task ids.
         """
         tasks = self._preparer.prepare_workflow(flow)
-        self._require_running()
+        self._require_writable("enqueue a workflow")
         workflow_id, ids = await self._store.enqueue_workflow(flow.kind, tasks)
         self._after_enqueue(tasks, ids)
         steps = " → ".join(t.handler for t in tasks)
@@ -688,7 +707,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         worker process is stopped.
         """
         tid = parse_task_id(task_id)
-        self._require_running()
+        self._require_writable("cancel")
         note = reason or "cancelled by operator"
         previous = await self._store.cancel(tid, by="operator", note=note)
         local = self._pool is not None and self._pool.cancel_local(tid)
@@ -711,7 +730,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         returns the old priority."""
         tid = parse_task_id(task_id)
         new = parse_priority(priority)
-        self._require_running()
+        self._require_writable("reprioritize")
         old = await self._store.reprioritize(tid, new, by="operator")
         self._bus.emit(EventKind.REPRIORITIZED, task_id=str(tid), message=f"priority {old} → {new}")
         return old
@@ -719,7 +738,7 @@ class Engine(PeriodicCommands, ClusterCommands):
     async def retry(self, task_id: str | int) -> TaskState:
         """Queue a failed or cancelled task again (with a fresh retry budget)."""
         tid = parse_task_id(task_id)
-        self._require_running()
+        self._require_writable("retry")
         previous = await self._store.retry(tid, by="operator", retries=None)
         if self._pool is not None:
             self._pool.kick()
@@ -744,7 +763,7 @@ class Engine(PeriodicCommands, ClusterCommands):
             )
         if queue is not None:
             check_queue_name(queue)
-        self._require_running()
+        self._require_writable("retry")
         count = await self._store.retry_where(states, queue, handler, "operator")
         if count and self._pool is not None:
             self._pool.kick()
@@ -771,7 +790,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         if queue is not None:
             check_queue_name(queue)
         id_list = None if ids is None else [parse_task_id(i) for i in ids]
-        self._require_running()
+        self._require_writable("purge")
         count = await self._store.purge(states, queue, handler, id_list)
         self._bus.emit(EventKind.PURGED, message=f"{count} tasks purged", data={"count": count})
         return count
@@ -822,7 +841,7 @@ class Engine(PeriodicCommands, ClusterCommands):
 
     async def _set_paused(self, queue: str, paused: bool) -> bool:
         name = check_queue_name(queue)
-        self._require_running()
+        self._require_writable("pause a queue" if paused else "resume a queue")
         changed = await self._store.set_paused(name, paused)
         if changed:
             if not paused and self._pool is not None:

@@ -30,6 +30,10 @@ class StoreError(RuntimeError):
     """The store cannot do what was asked (locked, full, corrupted …)."""
 
 
+class ReadOnlyError(StoreError):
+    """A write was asked of an engine opened read-only (``engine.client(read_only=True)``)."""
+
+
 class StoreOpenError(ValueError):
     """The store URL or file cannot be used as a Taskdeck store. Nothing was written."""
 

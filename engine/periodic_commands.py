@@ -51,6 +51,9 @@ class PeriodicCommands:
     def _require_running(self) -> None:
         raise NotImplementedError
 
+    def _require_writable(self, verb: str) -> None:
+        raise NotImplementedError
+
     def periodic(
         self,
         every: float | None = None,
@@ -174,7 +177,7 @@ class PeriodicCommands:
 
     async def _set_schedule_paused(self, name: str, paused: bool) -> bool:
         check_handler_name(name)
-        self._require_running()
+        self._require_writable("pause a schedule" if paused else "resume a schedule")
         changed = await self._store.set_schedule_paused(name, paused, next_run)
         if changed:
             verb = "paused" if paused else "resumed"
@@ -187,7 +190,7 @@ class PeriodicCommands:
         """Enqueue one run of a schedule now (its next scheduled run stays); returns the
         task id."""
         check_handler_name(name)
-        self._require_running()
+        self._require_writable("trigger a schedule")
         task_id = await self._store.trigger_schedule(name, "operator")
         self._on_fired([(name, task_id, "")], by="operator")
         return task_id

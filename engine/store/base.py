@@ -237,6 +237,18 @@ class StoreCounts:
         return self.by_queue.get(queue, {}).get(TaskState.QUEUED, 0)
 
 
+@dataclass(frozen=True, slots=True)
+class OpenMode:
+    """How a store is opened. ``create``: a store that does not exist yet is made
+    (otherwise refused with ``StoreOpenError``). ``read_only``: nothing is written, not
+    even a migration; every write raises ``ReadOnlyError`` (implies no ``create``).
+    ``client``: opened for commands only (``Engine.client()``): no background loops."""
+
+    read_only: bool = False
+    create: bool = True
+    client: bool = False
+
+
 @dataclass(frozen=True)
 class TaskFilter:
     """Which tasks ``tasks()`` returns, and in which window."""
@@ -258,7 +270,8 @@ class Store(Protocol):
     @property
     def encrypted(self) -> bool: ...
 
-    async def open(self) -> None: ...
+    async def open(self, mode: OpenMode | None = None) -> None:
+        """Open the store (``mode``: see :class:`OpenMode`; None: the defaults)."""
 
     async def close(self) -> None: ...
 

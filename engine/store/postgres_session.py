@@ -21,11 +21,17 @@ from typing import Any, TypeVar
 import asyncpg
 
 from engine.codec import Codec
-from engine.errors import EncryptionKeyError, EngineNotRunning, StoreError, StoreOpenError
+from engine.errors import (
+    EncryptionKeyError,
+    EngineNotRunning,
+    ReadOnlyError,
+    StoreError,
+    StoreOpenError,
+)
 from engine.faults import FaultPlan, hook
 from engine.metrics import Reservoir, percentile
 from engine.model import TaskState
-from engine.store.base import StoreCounts
+from engine.store.base import OpenMode, StoreCounts
 from engine.store.postgres_conn import (
     DRIVER_ERRORS,
     READ_COUNTS,
@@ -40,6 +46,7 @@ from engine.store.postgres_conn import (
     quote_ident,
     store_error,
 )
+from engine.store.postgres_open import check_existing
 from engine.store.postgres_schema import check_keys, migrate
 
 log = logging.getLogger(__name__)
@@ -79,6 +86,7 @@ class PgSession:
         self._durability = "normal"
         self._busy_timeout = 5.0
         self._lock_timeout = 60.0
+        self._mode = OpenMode()
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._listener_closed = asyncio.Event()
@@ -113,6 +121,7 @@ class PgSession:
             "synchronous_commit": "on" if self._durability == "full" else "off",
             "lock_timeout": f"{max(1, round(self._lock_timeout * 1000))}ms",
             "idle_in_transaction_session_timeout": "300s",
+            "default_transaction_read_only": "on" if self._mode.read_only else "off",
         }
 
     def _connect_kwargs(self) -> dict[str, Any]:
@@ -141,14 +150,19 @@ class PgSession:
         """Call ``callback`` when another node makes tasks ready (LISTEN/NOTIFY)."""
         self._wakeup = callback
 
-    async def open(self) -> None:
+    async def open(self, mode: OpenMode | None = None) -> None:
+        self._mode = mode = mode or OpenMode()
         target = self._target
         try:
             conn = await asyncpg.connect(**self._connect_kwargs())
         except Exception as exc:
             raise open_error(target, exc) from None
         try:
-            _, stored = await migrate(conn, target, self.codec.key_check_token(), self._fault)
+            stored = None
+            if mode.read_only or not mode.create:
+                stored = await check_existing(conn, target, mode)
+            if not mode.read_only:
+                _, stored = await migrate(conn, target, self.codec.key_check_token(), self._fault)
             check_keys(
                 target, self.encrypted, None if stored is None else self.codec.keys_match(stored)
             )
@@ -171,7 +185,10 @@ class PgSession:
             raise open_error(target, exc) from None
         self._pool = pool
         try:
-            await self._listen_on(conn)
+            if mode.client:  # commands only: no wake-ups, no counts loop
+                await conn.close()
+            else:
+                await self._listen_on(conn)
             await self.counts()
         except BaseException as exc:
             conn.terminate()
@@ -179,6 +196,8 @@ class PgSession:
             if isinstance(exc, (StoreError, *DRIVER_ERRORS)):
                 raise open_error(target, exc) from None
             raise
+        if mode.client:
+            return
         loop = asyncio.get_running_loop()
         self._loops = [
             loop.create_task(self._listen_loop(), name="taskdeck-pg-listen"),
@@ -286,6 +305,8 @@ class PgSession:
         :class:`Txn`); a connection lost while it runs leaves its outcome unknown,
         as a lost COMMIT does (:class:`AmbiguousCommit`)."""
         pool = self._require_pool()
+        if self._mode.read_only:
+            raise ReadOnlyError(f"the store {self.url} was opened read-only; cannot write")
         deadline = time.monotonic() + max(1.0, self._lock_timeout)
         tries = lost = 0
         while True:

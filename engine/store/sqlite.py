@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from engine.codec import Codec
-from engine.errors import EncryptionKeyError, EngineNotRunning
+from engine.errors import EncryptionKeyError, EngineNotRunning, ReadOnlyError, StoreOpenError
 from engine.faults import FaultPlan, hook
 from engine.limits import FlowLimits
 from engine.metrics import Reservoir, percentile
@@ -50,21 +50,30 @@ from engine.store.base import (
     CompletionReport,
     Expired,
     NewTask,
+    OpenMode,
     Rescued,
     StoreCounts,
     StoredSchedule,
     TaskFilter,
     task_missing,
 )
+from engine.store.sqlite_file import FileInfo, inspect_file, sidecars, uri
 from engine.store.sqlite_keyset import Ordering, count_before, window_around
-from engine.store.sqlite_schema import FileInfo, create_private_file, inspect_file, migrate
+from engine.store.sqlite_open import (
+    check_readable,
+    connect_reader,
+    prepare_writer,
+    read_counts,
+    read_counts_with,
+    tidy_sidecars,
+)
+from engine.store.sqlite_schema import create_private_file
 from engine.store.sqlite_txn import (
     BatchResult,
     CountsReader,
     Op,
     WriterThread,
     describe_sqlite_error,
-    is_busy,
     run_batch,
 )
 
@@ -111,36 +120,6 @@ class ListQuery:
     reverse: bool = False
 
 
-def read_counts(conn: sqlite3.Connection) -> StoreCounts:
-    by_queue: dict[str, dict[TaskState, int]] = {}
-    for queue, state, n in conn.execute("SELECT queue, state, n FROM task_counts WHERE n != 0"):
-        by_queue.setdefault(queue, dict.fromkeys(TaskState, 0))[TaskState(state)] = n
-    paused = frozenset(r[0] for r in conn.execute("SELECT name FROM queues WHERE paused = 1"))
-    return StoreCounts(by_queue, paused)
-
-
-def switch_to_wal(conn: sqlite3.Connection, path: Path, wait: float) -> None:
-    """Put the file in WAL mode. Switching needs the file to itself, and SQLite may
-    refuse at once (no busy wait) while another process opens or creates the same
-    store, so a refusal is retried for up to ``wait`` seconds."""
-    deadline = time.monotonic() + wait
-    delay = 0.005
-    while True:
-        try:
-            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-            if str(mode).lower() != "wal":
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        except sqlite3.OperationalError as exc:
-            if not is_busy(exc) or time.monotonic() >= deadline:
-                raise
-            time.sleep(delay)  # on the writer thread, before it serves anything
-            delay = min(0.1, delay * 2)
-            continue
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"cannot switch {path} to WAL (got {mode})")
-        return
-
-
 class SQLiteStore:
     """Taskdeck's Store on an SQLite file."""
 
@@ -163,6 +142,8 @@ class SQLiteStore:
         self._durability = "normal"
         self._busy_timeout = 5.0
         self._lock_timeout = 60.0
+        self._mode = OpenMode()
+        self._sidecars_before: frozenset[str] = frozenset()
         self._writer: WriterThread | None = None
         self._reader: aiosqlite.Connection | None = None
         self._reader_busy: float | None = None
@@ -201,24 +182,34 @@ class SQLiteStore:
         if changed and self._writer is not None:
             self._writer.submit(self._apply_pragmas)
 
-    async def open(self) -> None:
-        info = await asyncio.to_thread(inspect_file, self.path)
-        self._check_keys(info)
-        self._writer = WriterThread(
-            partial(self._connect_writer, info),
-            self._run_ops,
-            self._deliver,
-            f"taskdeck-writer:{self.path.name}",
-        )
-        await self._writer.start()
-        reader = await aiosqlite.connect(self.path, isolation_level=None)
+    async def open(self, mode: OpenMode | None = None) -> None:
+        """Open the file (see :class:`OpenMode`); a refused or failed open closes what it
+        opened and leaves no new file next to the store."""
+        self._mode = mode = mode or OpenMode()
+        before = sidecars(self.path)
         try:
-            await reader.execute("PRAGMA query_only = 1")
-        except BaseException:
-            await reader.close()
+            info = await asyncio.to_thread(inspect_file, self.path, mode, self._lock_timeout)
+            self._check_keys(info)
+            if not mode.read_only:
+                self._writer = WriterThread(
+                    partial(self._connect_writer, info),
+                    self._run_ops,
+                    self._deliver,
+                    f"taskdeck-writer:{self.path.name}",
+                )
+                await self._writer.start()
+            self._reader = await connect_reader(self.path, mode.read_only)
+            if mode.read_only:
+                await check_readable(self._read, info)
+            await self.counts()
+        except BaseException as exc:
+            await self.close()
+            await asyncio.to_thread(tidy_sidecars, self.path, before)
+            if isinstance(exc, sqlite3.Error):  # corrupted …: say so, no traceback
+                why = describe_sqlite_error(exc)
+                raise StoreOpenError(f"cannot open {self.path}: {why}") from None
             raise
-        self._reader = reader
-        await self.counts()
+        self._sidecars_before = before
 
     def _check_keys(self, info: FileInfo) -> None:
         if info.key_check is None:
@@ -240,14 +231,14 @@ class SQLiteStore:
             with contextlib.suppress(FileExistsError):  # another process was first
                 create_private_file(self.path)
         conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, cached_statements=256
+            uri(self.path, "mode=rw"),
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=256,
         )
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            if info.is_new:
-                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-            switch_to_wal(conn, self.path, self._busy_timeout)
-            migrate(conn, info.version, self._fault)  # waits up to busy_timeout for others
+            prepare_writer(conn, info, self._lock_timeout, self._fault)
             token = self.codec.key_check_token()
             if token is not None and info.key_check is None:
                 conn.execute(
@@ -281,10 +272,14 @@ class SQLiteStore:
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
+            if self._mode.read_only:
+                await asyncio.to_thread(tidy_sidecars, self.path, self._sidecars_before)
 
     # -- group commit ---------------------------------------------------------
     def _write(self, op: Op) -> asyncio.Future[Any]:
         if self._writer is None:
+            if self._mode.read_only and self._reader is not None:
+                raise ReadOnlyError(f"the store {self.path} was opened read-only; cannot write")
             raise EngineNotRunning("the store is not open; start the engine first")
         return self._writer.write(op)
 
@@ -529,8 +524,11 @@ class SQLiteStore:
 
     async def counts(self) -> StoreCounts:
         """Read every count now. Runs on the writer thread, in order with the writes,
-        so it never races the deltas this process applies."""
-        counts = await self.on_writer(read_counts)
+        so it never races the deltas this process applies (read-only: on the reader)."""
+        if self._writer is None and self._mode.read_only:
+            counts = await read_counts_with(self._read)
+        else:
+            counts = await self.on_writer(read_counts)
         self._set_counts(counts)
         return counts
 

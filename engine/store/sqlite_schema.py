@@ -1,9 +1,9 @@
-"""SQLite schema, migrations, and the checks made before a file is ever written.
+"""SQLite schema and migrations.
 
 A Taskdeck store is marked with ``PRAGMA application_id`` and versioned with
-``PRAGMA user_version``. :func:`inspect_file` looks at a path through a read-only
-connection first, so a file that is not ours (a text file, another program's
-database, a newer schema) is refused with a specific message and left untouched.
+``PRAGMA user_version``. :func:`engine.store.sqlite_file.inspect_file` looks at a path
+first, so a file that is not ours (a text file, another program's database, a newer
+schema) is refused with a specific message and left untouched.
 """
 
 from __future__ import annotations
@@ -11,17 +11,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import StoreOpenError
 from engine.faults import no_fault
 from engine.model import TERMINAL_STATES, TaskState, transition_check_sql
 
 APPLICATION_ID = 0x54534B44  # "TSKD"
 SCHEMA_VERSION = 3
-MIN_SQLITE = (3, 38, 0)  # RETURNING (3.35), the ->> operator (3.38)
 
 _STATES = ", ".join(f"'{s.value}'" for s in TaskState)
 _TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES))
@@ -228,93 +226,6 @@ CREATE TABLE command_results (
 MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3))
 
 
-@dataclass(frozen=True)
-class FileInfo:
-    """What :func:`inspect_file` learned without writing anything."""
-
-    path: Path
-    is_new: bool
-    version: int
-    key_check: str | None
-
-
-def check_sqlite_version() -> None:
-    if sqlite3.sqlite_version_info < MIN_SQLITE:
-        need = ".".join(map(str, MIN_SQLITE))
-        raise StoreOpenError(
-            f"this Python links SQLite {sqlite3.sqlite_version}; Taskdeck needs {need} or newer"
-        )
-
-
-def _refuse(path: Path, why: str) -> StoreOpenError:
-    return StoreOpenError(
-        f"cannot use {path} as a Taskdeck store: {why} (the file was not touched)"
-    )
-
-
-def inspect_file(path: Path) -> FileInfo:
-    """Decide whether ``path`` is a new store, our store, or something to refuse."""
-    check_sqlite_version()
-    parent = path.parent
-    if not parent.exists():
-        raise StoreOpenError(
-            f"cannot create a store at {path}: the directory {parent} does not exist"
-        )
-    if not parent.is_dir():
-        raise StoreOpenError(f"cannot create a store at {path}: {parent} is not a directory")
-    if path.is_dir():
-        raise StoreOpenError(
-            f"cannot use {path} as a store: it is a directory, not a database file"
-        )
-    if path.exists() and not path.is_file():
-        raise _refuse(path, "it is not a regular file")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise StoreOpenError(
-            f"cannot use {path}: the directory {parent} is not writable "
-            "(SQLite needs to create its -wal and -shm files there)"
-        )
-    if not path.exists() or path.stat().st_size == 0:
-        return FileInfo(path, True, 0, None)
-    if not os.access(path, os.R_OK | os.W_OK):
-        raise _refuse(path, "it is read-only for this user; Taskdeck needs read and write access")
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise _refuse(path, f"it cannot be opened ({exc})") from None
-    try:
-        # One read transaction, so every answer comes from the same snapshot: another
-        # process may be creating the store right now (its tables and its id commit
-        # together; read apart, the tables could be seen without the id).
-        conn.execute("BEGIN")
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        key_check = None
-        if app_id == APPLICATION_ID and "meta" in tables:
-            row = conn.execute("SELECT value FROM meta WHERE key='key_check'").fetchone()
-            key_check = row[0] if row else None
-        conn.execute("COMMIT")
-    except sqlite3.DatabaseError as exc:
-        message = str(exc)
-        if "not a database" in message:
-            raise _refuse(path, "it is not an SQLite database") from None
-        raise _refuse(path, f"SQLite reports: {message}") from None
-    finally:
-        conn.close()
-    if app_id != APPLICATION_ID:
-        if not tables:
-            return FileInfo(path, True, 0, None)
-        shown = ", ".join(sorted(tables)[:6]) + (" …" if len(tables) > 6 else "")
-        raise _refuse(path, f"it is an SQLite database of another program (tables: {shown})")
-    if version > SCHEMA_VERSION:
-        raise _refuse(
-            path,
-            f"it was created by a newer Taskdeck (schema {version} > {SCHEMA_VERSION}); "
-            "upgrade Taskdeck to open it",
-        )
-    return FileInfo(path, False, version, key_check)
-
-
 def create_private_file(path: Path) -> None:
     """Create an empty database file readable by its owner only (mode 0600)."""
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, stat.S_IRUSR | stat.S_IWUSR)
@@ -322,15 +233,28 @@ def create_private_file(path: Path) -> None:
 
 
 def migrate(
-    conn: sqlite3.Connection, from_version: int, fault: Callable[[str], None] = no_fault
+    conn: sqlite3.Connection,
+    from_version: int,
+    fault: Callable[[str], None] = no_fault,
+    deadline: float | None = None,
+    check: Callable[[sqlite3.Connection], None] | None = None,
 ) -> int:
-    """Apply the missing migrations, each in its own transaction; returns the version."""
+    """Apply the missing migrations, each in its own transaction; returns the version.
+
+    ``deadline`` (``time.monotonic()``): every wait for the write lock ends then, all
+    migrations together (SQLite's busy error is raised). ``check(conn)`` runs inside
+    each transaction before anything is written, and may refuse the file by raising."""
     version = from_version
     for target, script in MIGRATIONS:
         if target <= version:
             continue
+        if deadline is not None:
+            left = max(0, int((deadline - time.monotonic()) * 1000))
+            conn.execute(f"PRAGMA busy_timeout = {left}")
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if check is not None:
+                check(conn)  # it may have changed since it was inspected
             # Another process may have migrated while we waited for the lock.
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if target <= version:
@@ -349,3 +273,28 @@ def migrate(
             raise
         version = target
     return version
+
+
+def current_shape() -> dict[str, frozenset[str]]:
+    """Every table of this version's schema and its columns (made in memory)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        for _, script in MIGRATIONS:
+            for statement in (st for st in script.split(";\n") if st.strip()):
+                conn.execute(statement)
+        return shape_of(conn)
+    finally:
+        conn.close()
+
+
+def shape_of(conn: sqlite3.Connection) -> dict[str, frozenset[str]]:
+    """The tables of the database on ``conn`` and their columns."""
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {
+        t: frozenset(r[1] for r in conn.execute(f"PRAGMA table_info({quote_name(t)})"))
+        for t in tables
+    }
+
+
+def quote_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
