@@ -1,6 +1,6 @@
 """Taskdeck's engine: a durable task queue on one SQLite file. Importable without Textual."""
 
-from engine.codec import generate_key
+from engine.codec import MAX_JSON_DEPTH, generate_key
 from engine.context import TaskContext, current_task
 from engine.core import Engine, TaskPage
 from engine.errors import (
@@ -8,6 +8,7 @@ from engine.errors import (
     EngineNotRunning,
     InvalidTransition,
     PayloadDecodeError,
+    PayloadError,
     ResultNotSerializable,
     SettingsError,
     StoreError,
@@ -34,6 +35,7 @@ from engine.model import (
     WorkflowStep,
     parse_priority,
 )
+from engine.payload import parse_payload
 from engine.registry import Handler, TaskHandle
 from engine.retry import RetryPolicy
 from engine.settings import Settings, SettingSpec
@@ -43,6 +45,7 @@ from engine.workflow import Chain, Group, Signature, chain, group
 __all__ = [
     "ACTIVE_STATES",
     "ALLOWED_TRANSITIONS",
+    "MAX_JSON_DEPTH",
     "PRIORITY_NAMES",
     "TERMINAL_STATES",
     "Chain",
@@ -60,6 +63,7 @@ __all__ = [
     "NodeCommand",
     "NodeInfo",
     "PayloadDecodeError",
+    "PayloadError",
     "Priority",
     "QueueInfo",
     "Rate",
@@ -88,6 +92,7 @@ __all__ = [
     "current_task",
     "generate_key",
     "group",
+    "parse_payload",
     "parse_priority",
     "parse_rate",
 ]

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from engine.errors import EncryptionKeyError, PayloadDecodeError
+from engine.errors import EncryptionKeyError, PayloadDecodeError, PayloadError
 
-#: Deeper nesting than this is refused with a clear error (not a RecursionError).
-MAX_DEPTH = 200
+#: Payloads and results may nest objects and arrays at most this many levels deep
+#: (``{"a": [1]}`` is 2); deeper is refused with a clear error, never a RecursionError.
+MAX_JSON_DEPTH = 200
+
+#: A lone surrogate (U+D800–U+DFFF) is not Unicode text: UTF-8 cannot hold it. It is
+#: what Python makes of bytes that are not UTF-8 (``surrogateescape``, e.g. in argv).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 #: Every Fernet token starts with this (version byte 0x80, base64url); JSON never does.
 _TOKEN_PREFIX = "gAAAAA"
@@ -26,6 +32,26 @@ _TOKEN_PREFIX = "gAAAAA"
 _ENCODE = json.JSONEncoder(
     ensure_ascii=True, allow_nan=False, separators=(",", ":"), check_circular=False
 ).encode
+
+
+_JSON_NAMES: dict[type, str] = {
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    dict: "an object",
+    list: "an array",
+    tuple: "an array",
+}
+
+
+def json_name(value: object) -> str:
+    """What ``value`` is called in JSON: ``null``, ``true``, ``a number``, ``an object`` …"""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    for kind, name in _JSON_NAMES.items():
+        if isinstance(value, kind):
+            return name
+    return f"a {type(value).__name__} (not JSON)"
 
 
 def generate_key() -> str:
@@ -37,27 +63,44 @@ def _path_key(path: str, key: str) -> str:
     return f"{path}.{key}" if key.isidentifier() else f"{path}[{json.dumps(key)}]"
 
 
+def _surrogate_problem(text: str, what: str, where: str) -> str | None:
+    found = None if text.isascii() else _SURROGATE.search(text)
+    if found is None:
+        return None
+    return (
+        f"{what} has the lone surrogate U+{ord(found.group()):04X} {where}: strings must be "
+        "valid Unicode (was it decoded from bytes that are not UTF-8?)"
+    )
+
+
 def find_json_problem(value: Any, what: str = "value") -> str | None:
     """Return a message naming the first part of ``value`` JSON cannot hold exactly.
 
-    Allowed: dict with str keys, list, tuple (becomes a list), str, int, finite
-    float, bool, None. Returns None when everything is fine.
+    Allowed: dict with str keys, list, tuple (becomes a list), str (valid Unicode: no
+    lone surrogates), int, finite float, bool, None, nested at most
+    :data:`MAX_JSON_DEPTH` levels. Returns None when everything is fine. Iterative:
+    any depth (or a circular reference) gives a message, never a RecursionError.
     """
     stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
     while stack:
         item, path, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return (
-                f"{what} is nested deeper than {MAX_DEPTH} levels at {path[:120]}… "
-                "(a circular reference?)"
-            )
         kind = type(item)
-        if kind is str or kind is int or kind is bool or item is None:
+        if kind is str:
+            if not item.isascii() and (problem := _surrogate_problem(item, what, f"at {path}")):
+                return problem
+            continue
+        if kind is int or kind is bool or item is None:
             continue
         if kind is float:
             if math.isnan(item) or math.isinf(item):
                 return f"{what} has {item!r} at {path}; JSON allows only finite numbers"
             continue
+        if (kind is dict or kind is list or kind is tuple) and depth >= MAX_JSON_DEPTH:
+            shown = path if len(path) <= 60 else path[:60] + "…"
+            return (
+                f"{what} is nested deeper than {MAX_JSON_DEPTH} levels at {shown}; at most "
+                f"{MAX_JSON_DEPTH} levels of objects and arrays are allowed (a circular reference?)"
+            )
         if kind is dict:
             for key, sub in item.items():
                 if type(key) is not str:
@@ -65,7 +108,12 @@ def find_json_problem(value: Any, what: str = "value") -> str | None:
                         f"{what} has a non-string key {key!r} ({type(key).__name__}) at {path}; "
                         "JSON object keys must be strings"
                     )
-                stack.append((sub, _path_key(path, key), depth + 1))
+                sub_path = _path_key(path, key)
+                if not key.isascii() and (
+                    problem := _surrogate_problem(key, what, f"in the key at {sub_path}")
+                ):
+                    return problem
+                stack.append((sub, sub_path, depth + 1))
             continue
         if kind is list or kind is tuple:
             for index, sub in enumerate(item):
@@ -85,10 +133,18 @@ def find_json_problem(value: Any, what: str = "value") -> str | None:
 
 
 def to_json(value: Any, what: str = "value") -> str:
-    """Encode ``value`` as compact JSON, or raise ``ValueError`` naming the path."""
+    """Encode ``value`` as compact JSON, or raise :class:`PayloadError` (a ``ValueError``)
+    naming the path."""
     problem = find_json_problem(value, what)
     if problem is not None:
-        raise ValueError(problem)
+        raise PayloadError(problem)
+    return _ENCODE(value)
+
+
+def join_json(value: Any) -> str:
+    """Encode a value built from parts that were checked when they were stored (a
+    workflow step's arguments plus the previous result): it may nest a level or two
+    deeper than :data:`MAX_JSON_DEPTH`, which must not stop it moving on."""
     return _ENCODE(value)
 
 

@@ -46,5 +46,10 @@ class ResultNotSerializable(ValueError):
     """A handler returned something that is not JSON-serialisable (never retried)."""
 
 
+class PayloadError(ValueError):
+    """A payload (JSON text or a value) is not one Taskdeck can store: not UTF-8, not
+    JSON, nested too deep, holding a lone surrogate, or not a JSON object."""
+
+
 class PayloadDecodeError(ValueError):
     """A stored payload cannot be decrypted or parsed (never retried)."""

@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from engine.codec import Codec, to_json
+from engine.codec import Codec, join_json
 from engine.model import TaskState, timeline_line
 from engine.store.base import (
     WAITING_RUN_AT,
@@ -130,7 +130,7 @@ async def _release(txn: Txn, row: Any, value: Any, codec: Codec, by: str, note: 
     if not waiting or state not in (TaskState.SCHEDULED, TaskState.CANCELLED):
         return 0
     args = json.loads(codec.unseal(payload))
-    sealed = codec.seal(to_json(with_previous(args, receives or "", value), "payload"))
+    sealed = codec.seal(join_json(with_previous(args, receives or "", value)))
     line = timeline_line(txn.now, "queued", attempts, by, note)
     await txn.execute(RELEASE, sealed, txn.now, line, task_id)
     txn.moved(queue, state, TaskState.QUEUED)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.codec import Codec, to_json
+from engine.codec import Codec, join_json
 from engine.model import TaskState, timeline_line
 from engine.store.base import (
     WAITING_RUN_AT,
@@ -165,7 +165,7 @@ def _release(txn: Txn, row: Any, value: Any, codec: Codec, by: str, note: str) -
     if not waiting or state not in (TaskState.SCHEDULED, TaskState.CANCELLED):
         return 0
     args = json.loads(codec.unseal(payload))
-    sealed = codec.seal(to_json(with_previous(args, receives or "", value), "payload"))
+    sealed = codec.seal(join_json(with_previous(args, receives or "", value)))
     now = txn.now
     line = timeline_line(now, "queued", attempts, by, note)
     txn.execute(RELEASE, (sealed, now, line, task_id))
