@@ -156,6 +156,7 @@ class Preparer:
         given = payload_object(dict(sig.payload))
         if registered is not None:
             receives = receiving_parameter(registered, given, "arguments", many)
+            registered.check_types(given)  # its own arguments; not what arrives at run time
             default_queue, default_priority = registered.queue, registered.priority
             retries = registered.retries
         else:

@@ -354,7 +354,7 @@ class WorkerPool:
             kwargs = (
                 {}
                 if handler.executor == "process"
-                else handler.check_payload(json.loads(payload_json))
+                else handler.check_payload(json.loads(payload_json), types=False)
             )
         except Exception as exc:
             raise PayloadDecodeError(f"cannot read the stored payload: {exc}") from exc
