@@ -35,6 +35,7 @@ from engine.model import (
     check_seconds,
     parse_priority,
     parse_task_id,
+    storable_id,
 )
 from engine.monitor import Monitor
 from engine.periodic_commands import PeriodicCommands
@@ -483,7 +484,7 @@ class Engine(PeriodicCommands, ClusterCommands):
 
     async def workflow(self, workflow_id: str | int) -> WorkflowRecord:
         """A chain or group with each step's task and state; ``LookupError`` if none."""
-        wid = parse_task_id(workflow_id)
+        wid = parse_task_id(workflow_id, "workflow")
         self._require_running()
         return await self._store.workflow(wid)
 
@@ -593,7 +594,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         The console uses it to keep the cursor on a task that a new priority moved far
         away in a long list; it counts through the same indexes as ``tasks()``.
         """
-        tid = parse_task_id(task_id)
+        tid = storable_id(task_id) or 0  # too big for a store: in no list
         st = _parse_state(state)
         if queue is not None:
             check_queue_name(queue)
@@ -618,7 +619,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         million rows down as at the top: the console uses it to follow a task that a
         new priority moved far away.
         """
-        tid = parse_task_id(task_id)
+        tid = storable_id(task_id) or 0  # too big for a store: in no list
         st = _parse_state(state)
         if queue is not None:
             check_queue_name(queue)
@@ -636,8 +637,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         return TaskPage(items, self._list_total(flt), offset, limit)
 
     async def wait(self, task_id: str | int, timeout: float | None = None) -> TaskRecord:
-        """Wait until the task is finished; returns its record. ``TimeoutError`` after
-        ``timeout`` seconds."""
+        """Wait until the task is finished; returns its record (TimeoutError after timeout s)."""
         tid = parse_task_id(task_id)
         limit = None if timeout is None else check_seconds("timeout", timeout)
         self._require_running()
@@ -770,7 +770,7 @@ class Engine(PeriodicCommands, ClusterCommands):
             )
         if queue is not None:
             check_queue_name(queue)
-        id_list = None if ids is None else [parse_task_id(i) for i in ids]
+        id_list = None if ids is None else [storable_id(i) or 0 for i in ids]  # 0: no task
         self._require_running()
         count = await self._store.purge(states, queue, handler, id_list)
         self._bus.emit(EventKind.PURGED, message=f"{count} tasks purged", data={"count": count})
