@@ -292,7 +292,7 @@ class Engine(PeriodicCommands, ClusterCommands):
             Rescuer(self._store, settings, self._bus, self.node, self._on_rescued),
             self._promoter,
             Cleaner(self._store, settings, self._bus, self._on_expire),
-            ProgressReporter(self._store, settings, self._bus, pool, self.node),
+            ProgressReporter(self._store, settings, self._bus, pool, self.node, codec=self._codec),
             self._node_keeper,
         ]
         self._monitor = Monitor(
@@ -690,7 +690,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         tid = parse_task_id(task_id)
         self._require_running()
         note = reason or "cancelled by operator"
-        previous = await self._store.cancel(tid, by="operator", note=note)
+        previous = await self._store.cancel(tid, by="operator", note=self._codec.seal(note))
         local = self._pool is not None and self._pool.cancel_local(tid)
         if previous == TaskState.RUNNING and not local:
             await self._stop_elsewhere(tid)

@@ -109,7 +109,7 @@ class Preparer:
             retries,
             due,
             None if unique_key is None else check_unique_key(unique_key),
-            None if webhook is None else check_webhook_url(webhook),
+            None if webhook is None else self.codec.seal(check_webhook_url(webhook)),
         )
 
     def _seal(self, payload: Any) -> str:

@@ -449,7 +449,7 @@ class WorkerPool:
             run_at=run_at,
             worker=f"{self._node}/{rt.slot.id}",
             progress=ctx.progress_fraction,
-            progress_message=ctx.message,
+            progress_message=None if ctx.message is None else self._codec.seal(ctx.message),
             note=note,
             release=release,
             handler=ctx.handler,
