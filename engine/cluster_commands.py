@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.cluster import DEAD_AFTER, check_command, node_info
 from engine.events import EventBus, EventKind
-from engine.model import CommandResult, NodeCommand, NodeInfo, check_handler_name
+from engine.model import CommandResult, NodeCommand, NodeInfo, check_handler_name, parse_task_id
 from engine.store.base import Store
 
 if TYPE_CHECKING:
@@ -67,9 +67,11 @@ class ClusterCommands:
         return command_id
 
     async def command_results(self, command_id: int) -> list[CommandResult]:
-        """What each node did with a command so far."""
+        """What each node did with a command so far; ``LookupError`` for an id that
+        cannot be one (not a positive integer below 2**63)."""
+        cid = parse_task_id(command_id, "command")
         self._require_running()
-        return await self._store.command_results(command_id)
+        return await self._store.command_results(cid)
 
     def _describe_node(self) -> NodeInfo:
         return node_info(self.node, self._started_at, self.snapshot(), self._clock())

@@ -179,6 +179,11 @@ class Codec:
             return text
         return self._fernet.encrypt(text.encode("utf-8")).decode("ascii")
 
+    @staticmethod
+    def is_sealed(stored: str) -> bool:
+        """Whether ``stored`` is a Fernet token (text written with a key)."""
+        return stored.startswith(_TOKEN_PREFIX)
+
     def unseal(self, stored: str) -> str:
         """Reverse :meth:`seal`; plaintext rows (written before a key was set) pass."""
         if not stored.startswith(_TOKEN_PREFIX):

@@ -36,6 +36,7 @@ from engine.model import (
     check_seconds,
     parse_priority,
     parse_task_id,
+    storable_id,
 )
 from engine.monitor import Monitor
 from engine.periodic_commands import PeriodicCommands
@@ -295,7 +296,7 @@ class Engine(PeriodicCommands, ClusterCommands):
             Rescuer(self._store, settings, self._bus, self.node, self._on_rescued),
             self._promoter,
             Cleaner(self._store, settings, self._bus, self._on_expire),
-            ProgressReporter(self._store, settings, self._bus, pool, self.node),
+            ProgressReporter(self._store, settings, self._bus, pool, self.node, codec=self._codec),
             self._node_keeper,
         ]
         self._monitor = Monitor(
@@ -502,7 +503,7 @@ class Engine(PeriodicCommands, ClusterCommands):
 
     async def workflow(self, workflow_id: str | int) -> WorkflowRecord:
         """A chain or group with each step's task and state; ``LookupError`` if none."""
-        wid = parse_task_id(workflow_id)
+        wid = parse_task_id(workflow_id, "workflow")
         self._require_running()
         return await self._store.workflow(wid)
 
@@ -612,7 +613,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         The console uses it to keep the cursor on a task that a new priority moved far
         away in a long list; it counts through the same indexes as ``tasks()``.
         """
-        tid = parse_task_id(task_id)
+        tid = storable_id(task_id) or 0  # too big for a store: in no list
         st = _parse_state(state)
         if queue is not None:
             check_queue_name(queue)
@@ -637,7 +638,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         million rows down as at the top: the console uses it to follow a task that a
         new priority moved far away.
         """
-        tid = parse_task_id(task_id)
+        tid = storable_id(task_id) or 0  # too big for a store: in no list
         st = _parse_state(state)
         if queue is not None:
             check_queue_name(queue)
@@ -655,8 +656,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         return TaskPage(items, self._list_total(flt), offset, limit)
 
     async def wait(self, task_id: str | int, timeout: float | None = None) -> TaskRecord:
-        """Wait until the task is finished; returns its record. ``TimeoutError`` after
-        ``timeout`` seconds."""
+        """Wait until the task is finished; returns its record (TimeoutError after timeout s)."""
         tid = parse_task_id(task_id)
         limit = None if timeout is None else check_seconds("timeout", timeout)
         self._require_running()
@@ -709,7 +709,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         tid = parse_task_id(task_id)
         self._require_writable("cancel")
         note = reason or "cancelled by operator"
-        previous = await self._store.cancel(tid, by="operator", note=note)
+        previous = await self._store.cancel(tid, by="operator", note=self._codec.seal(note))
         local = self._pool is not None and self._pool.cancel_local(tid)
         if previous == TaskState.RUNNING and not local:
             await self._stop_elsewhere(tid)
@@ -789,7 +789,7 @@ class Engine(PeriodicCommands, ClusterCommands):
             )
         if queue is not None:
             check_queue_name(queue)
-        id_list = None if ids is None else [parse_task_id(i) for i in ids]
+        id_list = None if ids is None else [storable_id(i) or 0 for i in ids]  # 0: no task
         self._require_writable("purge")
         count = await self._store.purge(states, queue, handler, id_list)
         self._bus.emit(EventKind.PURGED, message=f"{count} tasks purged", data={"count": count})

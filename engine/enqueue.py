@@ -109,7 +109,7 @@ class Preparer:
             retries,
             due,
             None if unique_key is None else check_unique_key(unique_key),
-            None if webhook is None else check_webhook_url(webhook),
+            None if webhook is None else self.codec.seal(check_webhook_url(webhook)),
         )
 
     def _seal(self, payload: Any) -> str:
@@ -156,6 +156,7 @@ class Preparer:
         given = payload_object(dict(sig.payload))
         if registered is not None:
             receives = receiving_parameter(registered, given, "arguments", many)
+            registered.check_types(given)  # its own arguments; not what arrives at run time
             default_queue, default_priority = registered.queue, registered.priority
             retries = registered.retries
         else:

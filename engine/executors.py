@@ -273,6 +273,7 @@ class ProcessRunner:
             sys.executable,
             "-m",
             "engine.worker_process",
+            str(os.getpid()),  # the parent: the child leaves when it dies
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=env,

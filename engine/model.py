@@ -172,16 +172,39 @@ def check_handler_name(value: object) -> str:
     return _check_name("handler", value, MAX_HANDLER_NAME)
 
 
-def parse_task_id(value: object) -> int:
-    """Task ids are decimal strings (``"42"``); ints are accepted too."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str) and value.isascii() and value.isdigit() and 0 < len(value) < 19:
-        number = int(value)
-        if number > 0:
-            return number
+#: The largest id a store can hold (a signed 64-bit integer in SQLite and PostgreSQL).
+MAX_ID = 2**63 - 1
+
+
+def parse_task_id(value: object, kind: str = "task") -> int:
+    """Ids (of tasks; ``kind`` names workflows, commands …) are decimal strings
+    (``"42"``); ints are accepted too. Anything else raises ``LookupError``
+    (:class:`TaskNotFound` for tasks) with the rule; a well-formed id too large for
+    any store (2**63 or more) is simply not there: the same error as a missing one."""
+    number = storable_id(value, kind)
+    if number is None:
+        text = str(value) if len(str(value)) <= 40 else str(value)[:37] + "..."
+        raise (TaskNotFound if kind == "task" else LookupError)(f"no {kind} with id '{text}'")
+    return number
+
+
+def storable_id(value: object, kind: str = "task") -> int | None:
+    """Like :func:`parse_task_id`, but None for a well-formed id too large for any store
+    (for calls where a missing id is an answer, not an error)."""
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
+        digits = value.lstrip("0")  # "0042" is 42; "0" … "000" are no id
+        number = int(digits or "0") if len(digits) <= 20 else MAX_ID + 1
+    if number is not None and number > MAX_ID:
+        return None
+    if number is not None and number > 0:
+        return number
     shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-    raise TaskNotFound(f"no task with id {shown}: task ids are positive integers such as '42'")
+    raise (TaskNotFound if kind == "task" else LookupError)(
+        f"no {kind} with id {shown}: {kind} ids are positive integers such as '42'"
+    )
 
 
 def check_seconds(name: str, value: object, *, allow_zero: bool = True) -> float:

@@ -354,7 +354,7 @@ class WorkerPool:
             kwargs = (
                 {}
                 if handler.executor == "process"
-                else handler.check_payload(json.loads(payload_json))
+                else handler.check_payload(json.loads(payload_json), types=False)
             )
         except Exception as exc:
             raise PayloadDecodeError(f"cannot read the stored payload: {exc}") from exc
@@ -449,7 +449,7 @@ class WorkerPool:
             run_at=run_at,
             worker=f"{self._node}/{rt.slot.id}",
             progress=ctx.progress_fraction,
-            progress_message=ctx.message,
+            progress_message=None if ctx.message is None else self._codec.seal(ctx.message),
             note=note,
             release=release,
             handler=ctx.handler,

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from engine.aio import wait_event
+from engine.codec import Codec
 from engine.events import EventBus, EventKind
 from engine.model import TaskState
 from engine.pool import WorkerPool
@@ -233,7 +234,21 @@ class Cleaner(Service):
 
 
 class ProgressReporter(PoolService):
+    """Saves what handlers report (the message sealed, with a key) and broadcasts it."""
+
     name = "progress"
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Callable[[], Settings],
+        bus: EventBus,
+        pool: WorkerPool,
+        node: str,
+        codec: Codec,
+    ) -> None:
+        super().__init__(store, settings, bus, pool, node)
+        self.codec = codec
 
     def interval(self) -> float:
         return self.settings().progress_interval
@@ -245,7 +260,9 @@ class ProgressReporter(PoolService):
         items = [
             (rt.claimed.id, self.node, rt.ctx.progress_fraction, rt.ctx.message) for rt in changed
         ]
-        await self.store.save_progress(items)  # saved first: events describe stored state
+        seal = self.codec.seal
+        sealed = [(i, n, f, None if m is None else seal(m)) for i, n, f, m in items]
+        await self.store.save_progress(sealed)  # saved first: events describe stored state
         if not self.bus.has_subscribers:
             return
         for rt, (_, _, fraction, message) in zip(changed, items, strict=True):

@@ -1,4 +1,4 @@
-"""The child side of the ``process`` executor: ``python -m engine.worker_process``.
+"""The child side of the ``process`` executor: ``python -m engine.worker_process PARENT_PID``.
 
 It speaks JSON lines with its parent engine (stdin in, a private copy of stdout
 out; the handler's own prints go to stderr), runs one task at a time, and never
@@ -7,11 +7,19 @@ unpickles anything. Messages:
 parent → child: ``init`` (sys.path, main script), ``run`` (handler and payload),
 ``soft_timeout``, ``cancel``.
 child → parent: ``ready``, ``progress``, ``done`` (result JSON or error text).
+
+A child never outlives its parent, whatever the moment the parent dies (starting,
+idle, in the middle of a CPU-bound handler): on Linux the kernel kills it
+(``PR_SET_PDEATHSIG``); everywhere a watcher thread exits it when its parent pid
+changes; and a pipe that breaks (the parent is gone) ends it at once. It leaves
+quietly, with ``os._exit``: no traceback, no buffered output flushed into a pipe
+nobody reads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import importlib
 import inspect
 import json
@@ -24,10 +32,38 @@ import time
 import traceback
 import types
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from engine import context
 from engine.codec import to_json
+
+#: How often the watcher thread looks at the parent pid (seconds).
+PARENT_CHECK_INTERVAL = 0.2
+_PR_SET_PDEATHSIG = 1
+
+
+def _parent_gone() -> NoReturn:
+    """Leave at once and quietly: nobody is left to report to."""
+    os._exit(0)
+
+
+def die_with_parent(parent: int) -> None:
+    """Make sure this process ends when ``parent`` does (see the module docstring)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl here: the watcher still works
+            pass
+    if os.getppid() != parent:  # it died before the death signal was set
+        _parent_gone()
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="parent-watch").start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_INTERVAL)
+    _parent_gone()
 
 
 class _ChildContext(context.TaskContext):
@@ -59,29 +95,39 @@ class Child:
     def send(self, message: dict[str, Any]) -> None:
         line = json.dumps(message, separators=(",", ":")) + "\n"
         with self._lock:
-            self._out.write(line)
-            self._out.flush()
+            try:
+                self._out.write(line)
+                self._out.flush()
+            except (OSError, ValueError):  # the pipe broke: the parent is gone
+                _parent_gone()
 
     # -- stdin reader thread: control messages arrive while a handler runs -----
     def read_commands(self, stream: IO[str]) -> None:
-        for line in stream:
-            message = json.loads(line)
-            op = message.get("op")
-            if op == "init":
-                sys.path[:] = message.get("sys_path") or sys.path
-                self._main_path = message.get("main_path")
-                self.send({"op": "ready", "pid": os.getpid()})
-            elif op == "run":
-                with self._ready:
-                    self._jobs.append(message)
-                    self._ready.notify()
-            elif op == "soft_timeout" and self._ctx is not None:
-                self._ctx._mark_soft_timeout()
-            elif op == "cancel" and self._ctx is not None:
-                self._ctx._mark_cancelled()
-        with self._ready:
-            self._closed = True
-            self._ready.notify()
+        """Read the parent's messages until its end of the pipe closes."""
+        try:
+            for line in stream:
+                self._handle(json.loads(line))
+        except (OSError, ValueError):  # a broken pipe or a garbled line: stop
+            pass
+        finally:
+            with self._ready:
+                self._closed = True
+                self._ready.notify()
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if op == "init":
+            sys.path[:] = message.get("sys_path") or sys.path
+            self._main_path = message.get("main_path")
+            self.send({"op": "ready", "pid": os.getpid()})
+        elif op == "run":
+            with self._ready:
+                self._jobs.append(message)
+                self._ready.notify()
+        elif op == "soft_timeout" and self._ctx is not None:
+            self._ctx._mark_soft_timeout()
+        elif op == "cancel" and self._ctx is not None:
+            self._ctx._mark_cancelled()
 
     def next_job(self) -> dict[str, Any] | None:
         with self._ready:
@@ -167,6 +213,9 @@ def main() -> None:
     # Ctrl-C in a terminal reaches the whole process group; the parent engine decides
     # when this child stops (it closes our stdin), so ignore it here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The parent names itself (``python -m engine.worker_process PID``): if it died
+    # while this interpreter started, getppid() is already someone else.
+    die_with_parent(int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid())
     # Keep the real stdout for the protocol; send the handler's prints to stderr.
     out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)

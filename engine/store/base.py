@@ -42,8 +42,9 @@ WEBHOOK_RETRIES = 5
 
 
 def webhook_task(url: str, task_id: int, state: TaskState, codec: Codec) -> NewTask:
-    """The ``taskdeck.webhook`` task that POSTs a finished task's outcome to ``url``."""
-    body = {"url": url, "task_id": str(task_id), "state": state.value}
+    """The ``taskdeck.webhook`` task that POSTs a finished task's outcome to ``url``
+    (as stored: sealed with a key)."""
+    body = {"url": codec.unseal(url), "task_id": str(task_id), "state": state.value}
     return NewTask(WEBHOOK_HANDLER, WEBHOOK_QUEUE, 5, codec.seal(to_json(body)), WEBHOOK_RETRIES)
 
 

@@ -305,7 +305,7 @@ class PostgresStore(PgSession):
     async def heartbeat(self, node: NodeInfo, dead_after: float) -> list[NodeCommand]:
         now = self.clock()
         return await self._on_conn(
-            partial(cluster.heartbeat, node=node, dead_after=dead_after, now=now)
+            partial(cluster.heartbeat, node=node, dead_after=dead_after, now=now, codec=self.codec)
         )
 
     async def node_stopped(self, node_id: str) -> None:
@@ -322,7 +322,7 @@ class PostgresStore(PgSession):
 
     async def nodes(self, dead_after: float) -> list[NodeInfo]:
         silent = self.clock() - dead_after
-        return await self._on_conn(partial(cluster.nodes, silent_since=silent))
+        return await self._on_conn(partial(cluster.nodes, silent_since=silent, codec=self.codec))
 
     async def command_results(self, command_id: int) -> list[CommandResult]:
         return await self._on_conn(partial(cluster.command_results, command_id=command_id))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from engine.codec import Codec
 from engine.model import CommandResult, NodeCommand, NodeInfo
 from engine.store import rows as records
 
@@ -72,9 +73,11 @@ RESULTS = (
 )
 
 
-async def heartbeat(conn: Any, node: NodeInfo, dead_after: float, now: float) -> list[NodeCommand]:
+async def heartbeat(
+    conn: Any, node: NodeInfo, dead_after: float, now: float, codec: Codec
+) -> list[NodeCommand]:
     async with conn.transaction():
-        await conn.execute(SAVE_NODE, *records.node_params(node, now))
+        await conn.execute(SAVE_NODE, *records.node_params(node, now, codec))
         await conn.execute(MARK_DEAD, now - dead_after)
         rows = await conn.fetch(PENDING, node.id, node.started_at)
     return [NodeCommand(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
@@ -122,8 +125,8 @@ async def record_command(conn: Any, result: CommandResult) -> None:
     )
 
 
-async def nodes(conn: Any, silent_since: float) -> list[NodeInfo]:
-    return [records.node(r, silent_since) for r in await conn.fetch(NODES)]
+async def nodes(conn: Any, silent_since: float, codec: Codec) -> list[NodeInfo]:
+    return [records.node(r, silent_since, codec) for r in await conn.fetch(NODES)]
 
 
 async def command_results(conn: Any, command_id: int) -> list[CommandResult]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from engine.codec import Codec
@@ -13,6 +14,7 @@ from engine.model import (
     ScheduleInfo,
     TaskRecord,
     TaskState,
+    TimelineEntry,
     WorkflowRecord,
     WorkflowStep,
     parse_timeline,
@@ -38,18 +40,28 @@ def task(codec: Codec, row: Row, timeline: str | None = None) -> TaskRecord:
         result=decode(row[8]),
         error=codec.decode_text(row[9]),
         progress=row[10],
-        progress_message=row[11],
+        progress_message=codec.decode_text(row[11]),
         created_at=row[12],
         run_at=None if row[21] else row[13],
         started_at=row[14],
         finished_at=row[15],
         worker=row[16],
-        timeline=parse_timeline(timeline, row[12]) if timeline is not None else (),
+        timeline=() if timeline is None else _open_notes(parse_timeline(timeline, row[12]), codec),
         unique_key=row[17],
-        webhook=row[18],
+        webhook=codec.decode_text(row[18]),
         workflow_id=None if row[19] is None else str(row[19]),
         step=row[20],
         waiting=bool(row[21]),
+    )
+
+
+def _open_notes(entries: tuple[TimelineEntry, ...], codec: Codec) -> tuple[TimelineEntry, ...]:
+    """Timeline notes an operator wrote (a cancel reason) are sealed with a key."""
+    if not any(e.note and codec.is_sealed(e.note) for e in entries):
+        return entries
+    return tuple(
+        replace(e, note=codec.unseal(e.note)) if e.note and codec.is_sealed(e.note) else e
+        for e in entries
     )
 
 
@@ -71,9 +83,10 @@ def schedule(r: Row) -> ScheduleInfo:
     )
 
 
-def node_params(node: NodeInfo, now: float) -> tuple[object, ...]:
+def node_params(node: NodeInfo, now: float, codec: Codec) -> tuple[object, ...]:
     """A node's row as the heartbeat saves it: id, host, pid, version, started,
-    last seen (``now``), workers, busy, snapshot (JSON)."""
+    last seen (``now``), workers, busy, snapshot (JSON; sealed with a key: its
+    findings quote handlers' error messages)."""
     return (
         node.id,
         node.host,
@@ -83,11 +96,11 @@ def node_params(node: NodeInfo, now: float) -> tuple[object, ...]:
         now,
         node.workers,
         node.busy,
-        json.dumps(dict(node.snapshot), separators=(",", ":")),
+        codec.seal(json.dumps(dict(node.snapshot), separators=(",", ":"))),
     )
 
 
-def node(r: Row, silent_since: float) -> NodeInfo:
+def node(r: Row, silent_since: float, codec: Codec) -> NodeInfo:
     """A node row; an alive node not seen since ``silent_since`` is reported dead."""
     return NodeInfo(
         id=r[0],
@@ -99,7 +112,7 @@ def node(r: Row, silent_since: float) -> NodeInfo:
         state="dead" if r[6] == "alive" and r[5] < silent_since else r[6],
         workers=r[7],
         busy=r[8],
-        snapshot=json.loads(r[9] or "{}"),
+        snapshot=json.loads(codec.unseal(r[9]) if r[9] else "{}"),
     )
 
 

@@ -485,7 +485,7 @@ class SQLiteStore:
     # -- cluster --------------------------------------------------------------
     async def heartbeat(self, node: NodeInfo, dead_after: float) -> list[NodeCommand]:
         result: list[NodeCommand] = await self._write(
-            partial(cluster_ops.heartbeat, node=node, dead_after=dead_after)
+            partial(cluster_ops.heartbeat, node=node, dead_after=dead_after, codec=self.codec)
         )
         return result
 
@@ -503,7 +503,7 @@ class SQLiteStore:
 
     async def nodes(self, dead_after: float) -> list[NodeInfo]:
         silent = self.clock() - dead_after
-        return [records.node(r, silent) for r in await self._read(cluster_ops.NODES)]
+        return [records.node(r, silent, self.codec) for r in await self._read(cluster_ops.NODES)]
 
     async def command_results(self, command_id: int) -> list[CommandResult]:
         rows = await self._read(cluster_ops.RESULTS, (command_id,))

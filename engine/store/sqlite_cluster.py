@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from engine.codec import Codec
 from engine.model import CommandResult, NodeCommand, NodeInfo
 from engine.store import rows
 from engine.store.sqlite_txn import Txn
@@ -32,9 +33,9 @@ FORGET_RESULTS = "DELETE FROM command_results WHERE command_id NOT IN (SELECT id
 KEEP = 86400.0  # stopped/dead nodes and old commands are forgotten after a day
 
 
-def heartbeat(txn: Txn, node: NodeInfo, dead_after: float) -> list[NodeCommand]:
+def heartbeat(txn: Txn, node: NodeInfo, dead_after: float, codec: Codec) -> list[NodeCommand]:
     now = txn.now
-    txn.execute(SAVE_NODE, rows.node_params(node, now))
+    txn.execute(SAVE_NODE, rows.node_params(node, now, codec))
     txn.execute(MARK_DEAD, (now - dead_after,))
     return [
         NodeCommand(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5])
