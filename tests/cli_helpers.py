@@ -58,12 +58,15 @@ class Terminal:
         import fcntl
         import termios
 
+        size = struct.pack("HHHH", lines, columns, 0, 0)
         self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: the command on the terminal
+        if self.pid == 0:  # the child: the command on a terminal of that size
+            fcntl.ioctl(0, termios.TIOCSWINSZ, size)
             os.chdir(cwd)
-            os.environ.update(cli_env({"TERM": "xterm-256color"}))
+            os.environ.update(
+                cli_env({"TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(lines)})
+            )
             os.execv(sys.executable, [sys.executable, *COMMAND[1:], *args])
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
         self.output = b""
         self.code: int | None = None
 
@@ -87,7 +90,9 @@ class Terminal:
         deadline = time.monotonic() + seconds
         while text not in self.output and time.monotonic() < deadline and self.code is None:
             self.read(0.2)
-        assert text in self.output, f"{text!r} never appeared on the terminal"
+        assert text in self.output, (
+            f"{text!r} never appeared on the terminal (exit {self.code}): {self.output[-2000:]!r}"
+        )
 
     def send(self, keys: bytes) -> None:
         os.write(self.fd, keys)

@@ -72,7 +72,10 @@ def exit_code(exc: BaseException) -> int:
 
 
 def message(exc: BaseException) -> str:
-    """One line (or, for several bad settings, one line each) for stderr."""
+    """One line for stderr."""
+    if isinstance(exc, SettingsError):  # one line, however many settings are wrong
+        named = "; ".join(f"{name}: {text}" for name, text in exc.errors.items())
+        return f"invalid setting{'s' if len(exc.errors) > 1 else ''}: {named} (nothing was changed)"
     if isinstance(exc, RecursionError):
         return "the input is nested too deeply to read"
     text = str(exc).strip() or type(exc).__name__

@@ -111,19 +111,19 @@ def attached_engine(args: argparse.Namespace) -> Engine:
 
 
 def cmd_console(args: argparse.Namespace) -> int:
-    require_terminal(args.command or "console")
-    from console.app import ConsoleApp  # Textual loads only when the console runs
-
     attach = getattr(args, "attach", False)
     if attach:
-        app = ConsoleApp(attached_engine(args), attach=True, refresh_hz=args.refresh)
+        engine = attached_engine(args)
     else:
-        demo = not args.app and not args.no_demo
         workers = args.workers if args.workers is not None else DEFAULT_WORKERS
         engine = build_engine(args, workers=workers)
         if args.app and args.workers is not None:
             asyncio.run(engine.set_workers(args.workers))
-        app = ConsoleApp(engine, demo=demo, refresh_hz=args.refresh)
+    require_terminal(args.command or "console")  # after the options' own mistakes
+    from console.app import ConsoleApp  # Textual loads only when the console runs
+
+    demo = not attach and not args.app and not args.no_demo
+    app = ConsoleApp(engine, attach=attach, demo=demo, refresh_hz=args.refresh)
     code = app.run()
     if app.return_code:
         return app.return_code
