@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.cluster import DEAD_AFTER, check_command, node_info
 from engine.events import EventBus, EventKind
-from engine.model import CommandResult, NodeCommand, NodeInfo, check_handler_name, parse_task_id
+from engine.model import CommandResult, NodeCommand, NodeInfo, check_node_id, parse_task_id
 from engine.store.base import Store
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class ClusterCommands:
         payload = dict(args or {})
         check_command(action, payload)
         if node != "*":
-            check_handler_name(node)  # node ids follow the same rule as names
+            check_node_id(node)
         self._require_writable("send a command")
         text = json.dumps(payload, separators=(",", ":"), default=_plain)
         command_id = await self._store.send_command(node, action, text, "operator")

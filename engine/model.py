@@ -172,6 +172,17 @@ def check_handler_name(value: object) -> str:
     return _check_name("handler", value, MAX_HANDLER_NAME)
 
 
+def check_schedule_name(value: object) -> str:
+    """Schedule names follow the handler-name rule (a schedule is named after its
+    handler by default); the error says "schedule"."""
+    return _check_name("schedule", value, MAX_HANDLER_NAME)
+
+
+def check_node_id(value: object) -> str:
+    """Node ids follow the handler-name rule too; the error says "node"."""
+    return _check_name("node", value, MAX_HANDLER_NAME)
+
+
 #: The largest id a store can hold (a signed 64-bit integer in SQLite and PostgreSQL).
 MAX_ID = 2**63 - 1
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from engine.codec import Codec, to_json
 from engine.events import EventBus, EventKind
 from engine.metrics import Metrics
-from engine.model import ScheduleInfo, check_handler_name
+from engine.model import ScheduleInfo, check_schedule_name
 from engine.registry import TaskHandle
 from engine.schedule import (
     Scheduler,
@@ -176,7 +176,7 @@ class PeriodicCommands:
         return await self._set_schedule_paused(name, False)
 
     async def _set_schedule_paused(self, name: str, paused: bool) -> bool:
-        check_handler_name(name)
+        check_schedule_name(name)
         self._require_writable("pause a schedule" if paused else "resume a schedule")
         changed = await self._store.set_schedule_paused(name, paused, next_run)
         if changed:
@@ -189,7 +189,7 @@ class PeriodicCommands:
     async def trigger_schedule(self, name: str) -> str:
         """Enqueue one run of a schedule now (its next scheduled run stays); returns the
         task id."""
-        check_handler_name(name)
+        check_schedule_name(name)
         self._require_writable("trigger a schedule")
         task_id = await self._store.trigger_schedule(name, "operator")
         self._on_fired([(name, task_id, "")], by="operator")

@@ -45,6 +45,8 @@ def read_keys(key_file: str | None) -> list[str] | None:
         path = Path(key_file)
         try:
             mode = path.stat().st_mode
+            if not stat.S_ISREG(mode):
+                raise Refused(f"key file {path} is not a file")
             if mode & (stat.S_IRWXG | stat.S_IRWXO):
                 raise Refused(
                     f"key file {path} is readable by other users (mode "
