@@ -26,6 +26,12 @@ MAX_JSON_DEPTH = 200
 #: what Python makes of bytes that are not UTF-8 (``surrogateescape``, e.g. in argv).
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
+#: Python converts at most this many digits between int and text
+#: (sys.get_int_max_str_digits' default); longer integers are refused, with the path.
+MAX_INT_DIGITS = 4300
+_SAFE_INT_BITS = int(MAX_INT_DIGITS * 3.3219280948873626)  # log2(10) bits a digit: fewer fit
+_TOO_LONG = 10**MAX_INT_DIGITS
+
 #: Every Fernet token starts with this (version byte 0x80, base64url); JSON never does.
 _TOKEN_PREFIX = "gAAAAA"
 
@@ -63,6 +69,12 @@ def _path_key(path: str, key: str) -> str:
     return f"{path}.{key}" if key.isidentifier() else f"{path}[{json.dumps(key)}]"
 
 
+def find_surrogate(text: str) -> int | None:
+    """Where the first lone surrogate in ``text`` is (None: valid Unicode text)."""
+    found = None if text.isascii() else _SURROGATE.search(text)
+    return None if found is None else found.start()
+
+
 def _surrogate_problem(text: str, what: str, where: str) -> str | None:
     found = None if text.isascii() else _SURROGATE.search(text)
     if found is None:
@@ -89,6 +101,11 @@ def find_json_problem(value: Any, what: str = "value") -> str | None:
             if not item.isascii() and (problem := _surrogate_problem(item, what, f"at {path}")):
                 return problem
             continue
+        if kind is int and item.bit_length() > _SAFE_INT_BITS and abs(item) >= _TOO_LONG:
+            return (
+                f"{what} has an integer of more than {MAX_INT_DIGITS:,} digits at {path}; "
+                "Python writes and reads at most that many"
+            )
         if kind is int or kind is bool or item is None:
             continue
         if kind is float:

@@ -12,6 +12,8 @@ import contextvars
 import math
 import threading
 
+from engine.codec import find_surrogate
+
 MAX_MESSAGE = 200
 
 
@@ -66,6 +68,11 @@ class TaskContext:
         if message is not None:
             if not isinstance(message, str):
                 raise TypeError(f"progress message must be a string; got {message!r}")
+            if (at := find_surrogate(message)) is not None:
+                raise ValueError(
+                    f"progress message must be valid Unicode text; it has the lone surrogate "
+                    f"U+{ord(message[at]):04X} at character {at}"
+                )
             message = message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
         self.progress_fraction = float(fraction)
         self.message = message

@@ -150,7 +150,7 @@ class Engine(PeriodicCommands, ClusterCommands):
             self._registry,
             self._codec,
             strict_handlers,
-            lambda: self._settings.max_payload_bytes,
+            lambda: self._settings,
             clock,
         )
         self._on_expire = on_expire
@@ -179,7 +179,7 @@ class Engine(PeriodicCommands, ClusterCommands):
             queue=webhook.WEBHOOK_QUEUE,
             retries=webhook.WEBHOOK_RETRIES,
             retry=webhook.RETRY,
-        )(webhook.make_handler(self.get, lambda: self._settings.webhook_timeout))
+        )(webhook.make_handler(self.get, lambda: self._settings))
 
     # -- registration -----------------------------------------------------------
     @overload

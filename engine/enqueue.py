@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
 from engine.codec import Codec, to_json
 from engine.model import (
@@ -24,7 +23,9 @@ from engine.model import (
     parse_priority,
 )
 from engine.registry import ENQUEUE_OPTIONS, Registry, payload_object, unknown_option_error
+from engine.settings import Settings
 from engine.store.base import NewTask
+from engine.webhook_target import check_url
 from engine.workflow import Chain, Group, Signature, Workflow, receiving_parameter
 
 MAX_DELAY = 10 * 365 * 86400.0
@@ -42,21 +43,6 @@ def check_unique_key(value: object) -> str:
     return value
 
 
-def check_webhook_url(value: object) -> str:
-    """An http(s) URL with a host, or ``ValueError`` saying what is wrong."""
-    if not isinstance(value, str):
-        raise TypeError(
-            f"webhook must be an http:// or https:// URL (str); got {type(value).__name__}"
-        )
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(value) > 2048:
-        raise ValueError(
-            f"webhook must be an http:// or https:// URL with a host (at most 2048 characters); "
-            f"got {value[:80]!r}"
-        )
-    return value
-
-
 @lru_cache(maxsize=4096)
 def _queue(name: str) -> str:
     return check_queue_name(name)
@@ -69,7 +55,7 @@ class Preparer:
     registry: Registry
     codec: Codec
     strict: bool
-    max_payload_bytes: Callable[[], int]
+    settings: Callable[[], Settings]
     clock: Callable[[], float]
 
     def prepare(
@@ -109,12 +95,15 @@ class Preparer:
             retries,
             due,
             None if unique_key is None else check_unique_key(unique_key),
-            None if webhook is None else self.codec.seal(check_webhook_url(webhook)),
+            None if webhook is None else self.codec.seal(self._webhook(webhook)),
         )
+
+    def _webhook(self, url: object) -> str:
+        return check_url(url, self.settings().webhook_allow_private)
 
     def _seal(self, payload: Any) -> str:
         text = to_json(payload, "payload")
-        limit = self.max_payload_bytes()
+        limit = self.settings().max_payload_bytes
         if len(text) > limit:
             raise ValueError(
                 f"payload is {len(text):,} bytes as JSON; the limit is {limit:,} bytes "

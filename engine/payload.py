@@ -15,15 +15,12 @@ import os
 import re
 from typing import Any
 
-from engine.codec import MAX_JSON_DEPTH, find_json_problem, json_name
+from engine.codec import MAX_INT_DIGITS, MAX_JSON_DEPTH, find_json_problem, json_name
 from engine.errors import PayloadError
 
 #: A JSON string (escapes included; an unclosed one runs to the end, so the scan stays
 #: linear) or one bracket: what the depth scan looks at.
 _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]')
-
-#: Python converts at most this many digits to an int (sys.get_int_max_str_digits).
-MAX_INT_DIGITS = 4300
 
 
 def parse_payload(text: str | bytes, what: str = "the payload") -> dict[str, Any]:
@@ -84,10 +81,9 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _parse_int(digits: str) -> int:
-    if len(digits) > MAX_INT_DIGITS:
-        raise ValueError(
-            f"a number has {len(digits):,} digits; at most {MAX_INT_DIGITS:,} are allowed"
-        )
+    count = len(digits.lstrip("-"))
+    if count > MAX_INT_DIGITS:
+        raise ValueError(f"a number has {count:,} digits; at most {MAX_INT_DIGITS:,} are allowed")
     return int(digits)
 
 

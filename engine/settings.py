@@ -170,6 +170,10 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("webhook_timeout", float, 10.0, "s",
                 "How long a completion webhook waits for its endpoint before the attempt "
                 "counts as failed (it is then retried with backoff).", 0.1, 300.0),
+    SettingSpec("webhook_allow_private", bool, False, "",
+                "Let completion webhooks reach loopback, private, link-local (cloud "
+                "metadata), shared and other non-public addresses; off, they are refused "
+                "at enqueue and at send time."),
     # -- flow control (held across every process on the store)
     SettingSpec("queue_rate_limits", LimitMap, LimitMap(), "",
                 "Most tasks started per second/minute/hour in a queue (a token bucket).",
@@ -292,6 +296,7 @@ class Settings:
     wait_ratio_threshold: float
     store_latency_threshold: float
     webhook_timeout: float
+    webhook_allow_private: bool
     queue_rate_limits: LimitMap[str]
     handler_rate_limits: LimitMap[str]
     queue_concurrency: LimitMap[int]

@@ -167,7 +167,7 @@ async def _webhook_task(engine: Engine, for_task: str) -> TaskRecord:
 async def test_a_webhook_receives_the_final_record(
     make_engine: EngineFactory, endpoint: Endpoint
 ) -> None:
-    engine = make_engine(workers=2)
+    engine = make_engine(workers=2, webhook_allow_private=True)
 
     @engine.task(name="resize")
     async def resize(width: int) -> dict[str, int]:
@@ -194,7 +194,7 @@ async def test_a_webhook_is_retried_after_a_503(
     make_engine: EngineFactory, endpoint: Endpoint
 ) -> None:
     endpoint.script = [503]
-    engine = make_engine(workers=2)
+    engine = make_engine(workers=2, webhook_allow_private=True)
 
     @engine.task(name="charge", retries=0)
     async def charge() -> None:
@@ -217,7 +217,7 @@ async def test_a_webhook_refused_with_400_fails_without_retries(
     make_engine: EngineFactory, endpoint: Endpoint
 ) -> None:
     endpoint.script = [400]
-    engine = make_engine(workers=2)
+    engine = make_engine(workers=2, webhook_allow_private=True)
 
     @engine.task(name="resize")
     async def resize() -> None:
@@ -238,7 +238,7 @@ async def test_a_slow_endpoint_past_webhook_timeout_is_retried(
     make_engine: EngineFactory, endpoint: Endpoint
 ) -> None:
     endpoint.script = [("slow", 1.0)]
-    engine = make_engine(workers=2, webhook_timeout=0.2)
+    engine = make_engine(workers=2, webhook_timeout=0.2, webhook_allow_private=True)
 
     @engine.task(name="resize")
     async def resize() -> None:
@@ -258,7 +258,7 @@ async def test_the_webhook_does_not_hold_up_the_worker(
     make_engine: EngineFactory, endpoint: Endpoint
 ) -> None:
     endpoint.release.clear()  # the endpoint answers only when the test lets it
-    engine = make_engine(workers=2)
+    engine = make_engine(workers=2, webhook_allow_private=True)
 
     @engine.task(name="step")
     async def step(n: int) -> int:

@@ -16,6 +16,7 @@ from engine import (
     TaskHandle,
     TaskState,
     chain,
+    current_task,
     parse_payload,
 )
 
@@ -43,6 +44,7 @@ def nested(levels: int) -> dict[str, Any]:
         ('{"a": NaN}', r"^the payload is not valid JSON: NaN is not a JSON number"),
         ('{"a": 1e999}', r"^the payload has inf at \$\.a; JSON allows only finite numbers"),
         ('{"a": ' + "9" * 5000 + "}", r"a number has 5,000 digits; at most 4,300 are allowed"),
+        ('{"a": -' + "9" * 4301 + "}", r"a number has 4,301 digits; at most 4,300 are allowed"),
         ("[" * 5000 + "]" * 5000, r"^the payload is nested 5,000 levels deep; at most 200 are"),
         ('{"a":' * 5000 + "1" + "}" * 5000, r"^the payload is nested 5,000 levels deep"),
         ("[" * 100_000, r"^the payload is nested 100,000 levels deep"),
@@ -68,6 +70,7 @@ def test_parse_payload_accepts_objects_up_to_the_limit() -> None:
     assert parse_payload('{"s": "[[[{{\\"]]"}') == {"s": '[[[{{"]]'}
     assert parse_payload('{"name": "café 🦄"}'.encode()) == {"name": "café 🦄"}
     assert parse_payload("  ") == {}
+    assert parse_payload('{"n": -' + "9" * 4300 + "}")["n"] == -(10**4300 - 1)
     with pytest.raises(PayloadError, match="nested 201 levels deep"):
         parse_payload("[" + deepest + "]")
     with pytest.raises(PayloadError, match=r"^--payload is not valid JSON"):
@@ -87,6 +90,11 @@ def register(engine: Engine) -> dict[str, TaskHandle]:
     async def surrogate_result() -> list[str]:
         return ["ok", "bad \udcff"]
 
+    @engine.task(name="bad.progress")
+    async def bad_progress() -> str:
+        current_task().progress(0.5, "half \udcff")
+        return "never"
+
     @engine.task(name="take")
     async def take(previous: Any) -> str:
         return "took it"
@@ -105,6 +113,7 @@ async def test_the_api_refuses_deep_and_non_unicode_payloads(make_engine: Engine
             ),
             (engine.enqueue("echo", {"items": ["a", "b", "\udcff"]}), r"U\+DCFF at \$\.items\[2\]"),
             (engine.enqueue("echo", {"\ud800": 1}), r"U\+D800 in the key at \$\["),
+            (engine.enqueue("echo", {"n": [-(10**4300)]}), r"more than 4,300 digits at \$\.n\[0\]"),
             (
                 engine.enqueue_many([("echo", {}), ("echo", {"x": nested(5000)})]),
                 r"^item 1: payload is nested deeper than 200 levels",
@@ -130,6 +139,14 @@ async def test_the_api_refuses_deep_and_non_unicode_payloads(make_engine: Engine
         record = await engine.wait(bad_text, timeout=10)
         assert record.state is TaskState.FAILED
         assert "lone surrogate U+DCFF at $[1]" in (record.error or "")
+
+        # a progress message that is not Unicode fails its attempt (before, it was saved
+        # with the completion and blocked every completion after it)
+        record = await engine.wait(await engine.enqueue("bad.progress"), timeout=10)
+        assert record.state is TaskState.FAILED
+        assert "progress message must be valid Unicode text; it has the lone surrogate U+DCFF" in (
+            record.error or ""
+        )
 
         # a result at the limit moves on to the next step of a chain (one level deeper)
         flow = await engine.enqueue_workflow(
