@@ -57,7 +57,7 @@ from engine.store.base import (
     TaskFilter,
     task_missing,
 )
-from engine.store.sqlite_file import FileInfo, inspect_file, sidecars, uri
+from engine.store.sqlite_file import FileInfo, check_keys, inspect_file, sidecars, uri
 from engine.store.sqlite_keyset import Ordering, count_before, window_around
 from engine.store.sqlite_open import (
     check_readable,
@@ -188,11 +188,13 @@ class SQLiteStore:
         self._mode = mode = mode or OpenMode()
         before = sidecars(self.path)
         try:
+            # One deadline for every wait of the open: the look, the WAL switch, migrations.
+            deadline = time.monotonic() + self._lock_timeout
             info = await asyncio.to_thread(inspect_file, self.path, mode, self._lock_timeout)
-            self._check_keys(info)
+            check_keys(info, self.codec)
             if not mode.read_only:
                 self._writer = WriterThread(
-                    partial(self._connect_writer, info),
+                    partial(self._connect_writer, info, deadline),
                     self._run_ops,
                     self._deliver,
                     f"taskdeck-writer:{self.path.name}",
@@ -211,22 +213,7 @@ class SQLiteStore:
             raise
         self._sidecars_before = before
 
-    def _check_keys(self, info: FileInfo) -> None:
-        if info.key_check is None:
-            return
-        if not self.codec.encrypted:
-            raise EncryptionKeyError(
-                f"{self.path} is encrypted; start the engine with encryption_key= (or keys=[…]; "
-                "TASKDECK_KEY or --key-file on the command line). Nothing was changed."
-            )
-        if not self.codec.keys_match(info.key_check):
-            raise EncryptionKeyError(
-                f"the encryption key does not match the data in {self.path} (keys do not match "
-                "data in this store); give the key it was created with, or keys=[new, old] to "
-                "rotate. Nothing was changed."
-            )
-
-    def _connect_writer(self, info: FileInfo) -> sqlite3.Connection:
+    def _connect_writer(self, info: FileInfo, deadline: float) -> sqlite3.Connection:
         if info.is_new:
             with contextlib.suppress(FileExistsError):  # another process was first
                 create_private_file(self.path)
@@ -238,7 +225,7 @@ class SQLiteStore:
             cached_statements=256,
         )
         try:
-            prepare_writer(conn, info, self._lock_timeout, self._fault)
+            prepare_writer(conn, info, deadline, self._lock_timeout, self._fault)
             token = self.codec.key_check_token()
             if token is not None and info.key_check is None:
                 conn.execute(
@@ -286,7 +273,13 @@ class SQLiteStore:
     def _run_ops(self, conn: sqlite3.Connection, ops: list[Op]) -> BatchResult:
         """On the writer thread: one group commit (see :func:`run_batch`)."""
         return run_batch(
-            conn, ops, self.clock, self._lock_timeout, self._counts_reader, self._fault
+            conn,
+            ops,
+            self.clock,
+            self._lock_timeout,
+            self._counts_reader,
+            self._fault,
+            str(self.path),
         )
 
     def _deliver(

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from engine.errors import StoreError, StoreOpenError
+from engine.codec import Codec
+from engine.errors import EncryptionKeyError, StoreError, StoreOpenError
 from engine.store.base import OpenMode
 from engine.store.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
 
@@ -136,6 +137,23 @@ def foreign_marks(
     if version != 0:
         return f"user_version {version}, no Taskdeck tables"
     return None
+
+
+def check_keys(info: FileInfo, codec: Codec) -> None:
+    """Refuse an encrypted store opened without its key, or with another key."""
+    if info.key_check is None:
+        return
+    if not codec.encrypted:
+        raise EncryptionKeyError(
+            f"{info.path} is encrypted; start the engine with encryption_key= (or keys=[…]; "
+            "TASKDECK_KEY or --key-file on the command line). Nothing was changed."
+        )
+    if not codec.keys_match(info.key_check):
+        raise EncryptionKeyError(
+            f"the encryption key does not match the data in {info.path} (keys do not match "
+            "data in this store); give the key it was created with, or keys=[new, old] to "
+            "rotate. Nothing was changed."
+        )
 
 
 def _check_place(path: Path, creating: bool, read_only: bool) -> None:

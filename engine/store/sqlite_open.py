@@ -60,12 +60,13 @@ async def read_counts_with(read: Callable[[str], Awaitable[list[Any]]]) -> Store
 def prepare_writer(
     conn: sqlite3.Connection,
     info: FileInfo,
+    deadline: float,
     lock_timeout: float,
     fault: Callable[[str], None] = no_fault,
 ) -> None:
     """Put the writer connection's file in WAL mode and migrate it; every wait for
-    another process's lock shares one deadline, ``lock_timeout`` from now."""
-    deadline = time.monotonic() + lock_timeout
+    another process's lock ends at one ``deadline`` (``time.monotonic()``), the open's
+    start + ``lock_timeout``."""
     try:
         if info.is_new:
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")

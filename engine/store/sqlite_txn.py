@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from engine.aio import settle
 from engine.errors import StoreError
 from engine.faults import no_fault
+from engine.store.sqlite_file import locked
 
 log = logging.getLogger(__name__)
 
@@ -256,8 +257,13 @@ def run_batch(
     lock_timeout: float,
     counts: CountsReader,
     fault: Callable[[str], None] = no_fault,
+    store: str = "",
 ) -> BatchResult:
-    """Run ``ops`` in one transaction; on an unexpected error, one transaction each."""
+    """Run ``ops`` in one transaction; on an unexpected error, one transaction each.
+
+    A lock another process holds past ``lock_timeout`` fails every operation of the
+    batch with one "locked" error (``store`` names the file): retrying them one by one
+    would wait ``lock_timeout`` again for each."""
     batch = BatchResult([])
     refresh = False
     started = time.perf_counter()
@@ -266,8 +272,10 @@ def run_batch(
         refresh = _with_lock_retry(conn, ops, now, lock_timeout, batch, once)
     except Exception as exc:
         batch = BatchResult([])
-        if len(ops) == 1:
-            batch.results.append(_as_store_error(exc))
+        if is_busy(exc):
+            batch.results = [locked(store, lock_timeout) for _ in ops]
+        elif len(ops) == 1:
+            batch.results.append(_as_store_error(exc, store, lock_timeout))
         else:
             log.warning(
                 "a batch of %d store operations failed (%s); retrying one by one", len(ops), exc
@@ -276,13 +284,15 @@ def run_batch(
                 try:
                     refresh |= _with_lock_retry(conn, [op], now, lock_timeout, batch, once)
                 except Exception as single:
-                    batch.results.append(_as_store_error(single))
+                    batch.results.append(_as_store_error(single, store, lock_timeout))
     batch.elapsed = time.perf_counter() - started
     batch.counts = counts(conn, refresh)
     return batch
 
 
-def _as_store_error(exc: Exception) -> Exception:
+def _as_store_error(exc: Exception, store: str, lock_timeout: float) -> Exception:
+    if is_busy(exc):
+        return locked(store, lock_timeout)
     return describe_sqlite_error(exc) if isinstance(exc, sqlite3.Error) else exc
 
 
