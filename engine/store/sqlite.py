@@ -25,7 +25,13 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from engine.codec import Codec
-from engine.errors import EncryptionKeyError, EngineNotRunning, ReadOnlyError, StoreOpenError
+from engine.errors import (
+    EncryptionKeyError,
+    EngineNotRunning,
+    ReadOnlyError,
+    StoreError,
+    StoreOpenError,
+)
 from engine.faults import FaultPlan, hook
 from engine.limits import FlowLimits
 from engine.metrics import Reservoir, percentile
@@ -76,6 +82,7 @@ from engine.store.sqlite_txn import (
     describe_sqlite_error,
     run_batch,
 )
+from engine.store.sqlite_watch import FileIdentity
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +151,7 @@ class SQLiteStore:
         self._lock_timeout = 60.0
         self._mode = OpenMode()
         self._sidecars_before: frozenset[str] = frozenset()
+        self._identity = FileIdentity(self.path)
         self._writer: WriterThread | None = None
         self._reader: aiosqlite.Connection | None = None
         self._reader_busy: float | None = None
@@ -239,6 +247,7 @@ class SQLiteStore:
                         f"another process set a different encryption key on {self.path}"
                     )
             self._apply_pragmas(conn)
+            self._identity.capture()
         except BaseException:
             conn.close()
             raise
@@ -271,16 +280,10 @@ class SQLiteStore:
         return self._writer.write(op)
 
     def _run_ops(self, conn: sqlite3.Connection, ops: list[Op]) -> BatchResult:
-        """On the writer thread: one group commit (see :func:`run_batch`)."""
-        return run_batch(
-            conn,
-            ops,
-            self.clock,
-            self._lock_timeout,
-            self._counts_reader,
-            self._fault,
-            str(self.path),
-        )
+        """On the writer thread: one group commit (see :func:`run_batch`), refused once
+        the store file is deleted or replaced (see :mod:`engine.store.sqlite_watch`)."""
+        batch = partial(run_batch, conn, ops, self.clock, self._lock_timeout, self._counts_reader)
+        return self._identity.guard(partial(batch, self._fault, str(self.path)), len(ops))
 
     def _deliver(
         self,
@@ -512,8 +515,9 @@ class SQLiteStore:
                 self._reader_busy = self._busy_timeout
                 await reader.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             return list(await reader.execute_fetchall(sql, params))
-        except sqlite3.Error as exc:  # corrupted, locked …: a StoreError saying so
-            raise describe_sqlite_error(exc) from exc
+        except sqlite3.Error as exc:  # corrupted, locked, deleted …: a StoreError saying so
+            gone = self._identity.gone
+            raise (StoreError(gone) if gone else describe_sqlite_error(exc)) from exc
 
     async def counts(self) -> StoreCounts:
         """Read every count now. Runs on the writer thread, in order with the writes,
@@ -521,7 +525,7 @@ class SQLiteStore:
         if self._writer is None and self._mode.read_only:
             counts = await read_counts_with(self._read)
         else:
-            counts = await self.on_writer(read_counts)
+            counts = await self.on_writer(partial(self._identity.read, read_counts))
         self._set_counts(counts)
         return counts
 
