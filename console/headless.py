@@ -107,10 +107,8 @@ async def run_headless(
     finally:
         if pipeline is not None:
             await pipeline.stop()
-        before = engine.snapshot().stats.get("interrupted", 0)
-        await engine.stop()
+        report = await engine.stop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-    interrupted = engine.snapshot().stats.get("interrupted", 0) - before
-    print(f"stopped; {interrupted} running tasks were returned to the queue", file=sys.stderr)
+    print(f"stopped; {report.describe()}", file=sys.stderr)
     return 0

@@ -38,6 +38,7 @@ from engine.model import (
 from engine.registry import Handler, TaskHandle
 from engine.retry import RetryPolicy
 from engine.settings import Settings, SettingSpec
+from engine.shutdown import StopReport
 from engine.snapshot import EngineSnapshot, Finding, QueueInfo, WorkerInfo
 from engine.workflow import Chain, Group, Signature, chain, group
 
@@ -72,6 +73,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "Signature",
+    "StopReport",
     "StoreError",
     "StoreOpenError",
     "Subscription",

@@ -84,8 +84,8 @@ SPECS: tuple[SettingSpec, ...] = (
                 "How often expired leases are looked for and their tasks requeued.",
                 0.05, 3600.0),
     SettingSpec("shutdown_grace", float, 10.0, "s",
-                "How long a graceful stop waits for running tasks before requeuing them.",
-                0.0, 3600.0),
+                "How long a graceful stop waits for running tasks before requeuing them "
+                "(the stop then takes at most 2 s more).", 0.0, 3600.0),
     SettingSpec("result_ttl", float, 86400.0, "s",
                 "How long succeeded tasks (and their results) are kept.", 0.0, 31_536_000.0),
     SettingSpec("failed_ttl", float, 604800.0, "s",

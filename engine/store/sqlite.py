@@ -77,6 +77,7 @@ from engine.store.sqlite_schema import create_private_file
 from engine.store.sqlite_txn import (
     BatchResult,
     CountsReader,
+    LockWait,
     Op,
     WriterThread,
     describe_sqlite_error,
@@ -148,7 +149,7 @@ class SQLiteStore:
         self._by = by
         self._durability = "normal"
         self._busy_timeout = 5.0
-        self._lock_timeout = 60.0
+        self._lock = LockWait()
         self._mode = OpenMode()
         self._sidecars_before: frozenset[str] = frozenset()
         self._identity = FileIdentity(self.path)
@@ -186,7 +187,7 @@ class SQLiteStore:
         busy_timeout the reader before its next query."""
         changed = durability != self._durability
         self._durability, self._busy_timeout = durability, busy_timeout
-        self._lock_timeout = lock_timeout
+        self._lock.timeout = lock_timeout
         if changed and self._writer is not None:
             self._writer.submit(self._apply_pragmas)
 
@@ -197,8 +198,9 @@ class SQLiteStore:
         before = sidecars(self.path)
         try:
             # One deadline for every wait of the open: the look, the WAL switch, migrations.
-            deadline = time.monotonic() + self._lock_timeout
-            info = await asyncio.to_thread(inspect_file, self.path, mode, self._lock_timeout)
+            self._lock.give_up_at = None
+            deadline = time.monotonic() + self._lock.timeout
+            info = await asyncio.to_thread(inspect_file, self.path, mode, self._lock.timeout)
             check_keys(info, self.codec)
             if not mode.read_only:
                 self._writer = WriterThread(
@@ -233,7 +235,7 @@ class SQLiteStore:
             cached_statements=256,
         )
         try:
-            prepare_writer(conn, info, deadline, self._lock_timeout, self._fault)
+            prepare_writer(conn, info, deadline, self._lock.timeout, self._fault)
             token = self.codec.key_check_token()
             if token is not None and info.key_check is None:
                 conn.execute(
@@ -261,6 +263,10 @@ class SQLiteStore:
         # BEGIN IMMEDIATE itself, starting at 50 µs, for up to lock_timeout.
         conn.execute("PRAGMA busy_timeout = 0")
 
+    def give_up_at(self, deadline: float) -> None:
+        """Blocked writes give up at ``deadline`` (``time.monotonic()``): a stop's bound."""
+        self._lock.give_up_at = deadline
+
     async def close(self) -> None:
         if self._writer is not None:
             await self._writer.stop()  # finishes every operation queued before it
@@ -282,7 +288,7 @@ class SQLiteStore:
     def _run_ops(self, conn: sqlite3.Connection, ops: list[Op]) -> BatchResult:
         """On the writer thread: one group commit (see :func:`run_batch`), refused once
         the store file is deleted or replaced (see :mod:`engine.store.sqlite_watch`)."""
-        batch = partial(run_batch, conn, ops, self.clock, self._lock_timeout, self._counts_reader)
+        batch = partial(run_batch, conn, ops, self.clock, self._lock, self._counts_reader)
         return self._identity.guard(partial(batch, self._fault, str(self.path)), len(ops))
 
     def _deliver(
