@@ -14,6 +14,7 @@ from engine.errors import (
     StoreError,
     StoreOpenError,
     TaskNotFound,
+    UnclosedEngineWarning,
 )
 from engine.events import Event, EventKind, Subscription
 from engine.limits import Rate, parse_rate
@@ -85,6 +86,7 @@ __all__ = [
     "TaskRecord",
     "TaskState",
     "TimelineEntry",
+    "UnclosedEngineWarning",
     "WorkerInfo",
     "WorkflowRecord",
     "WorkflowStep",

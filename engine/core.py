@@ -25,6 +25,7 @@ from engine.enqueue import Preparer
 from engine.errors import EngineNotRunning
 from engine.events import EventBus, EventKind, Subscription
 from engine.faults import FaultPlan
+from engine.lifecycle import StopWatch
 from engine.limits import FlowLimits, flow_limits
 from engine.metrics import Metrics
 from engine.model import (
@@ -162,6 +163,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         self._waiters: dict[int, set[asyncio.Future[None]]] = {}
         self._progress: asyncio.Event | None = None
         self._running = False
+        self._unstopped = StopWatch()  # warns if a started engine is never stopped
         self._read_only = False
         self._metrics = Metrics()
         self._sampler = resource_sampler
@@ -318,6 +320,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         pool.resize(self._workers)
         pool.start()
         self._running = True
+        self._unstopped.started(self, self.store_url)
         self._bus.emit(
             EventKind.ENGINE_STARTED,
             message=f"{self.node} on {self.store_url}, {self._workers} workers",
@@ -367,6 +370,7 @@ class Engine(PeriodicCommands, ClusterCommands):
                 await mark_stopped(self._store, self.node, deadline)
             await self._store.close()
             self._running = False
+            self._unstopped.stopped()
             for futures in self._waiters.values():
                 for future in futures:
                     if not future.done():
@@ -406,8 +410,11 @@ class Engine(PeriodicCommands, ClusterCommands):
         return ClientSession(self, self._store, mode, self._configure_store, self._client_mode)
 
     def _client_mode(self, mode: OpenMode | None) -> None:
-        self._running = mode is not None
-        self._read_only = mode is not None and mode.read_only
+        self._running, self._read_only = mode is not None, mode is not None and mode.read_only
+        if mode is None:
+            self._unstopped.stopped()
+        else:
+            self._unstopped.started(self, self.store_url)
 
     def _configure_store(self) -> None:
         s = self._settings
