@@ -18,9 +18,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 from engine.codec import Codec
-from engine.errors import EncryptionKeyError, StoreError, StoreOpenError
+from engine.errors import EncryptionKeyError, StoreOpenError
 from engine.store.base import OpenMode
 from engine.store.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
+from engine.store.sqlite_txn import locked
 
 MIN_SQLITE = (3, 38, 0)  # RETURNING (3.35), the ->> operator (3.38)
 
@@ -64,14 +65,6 @@ def sidecars(path: Path) -> frozenset[str]:
 def uri(path: Path, mode: str) -> str:
     """An SQLite URI for ``path`` (absolute) with ``mode`` as its query, e.g. ``mode=ro``."""
     return f"file:{quote(str(path))}?{mode}"
-
-
-def locked(path: Path | str, waited: float) -> StoreError:
-    """The one message for a store whose write lock another process would not give up."""
-    return StoreError(
-        f"the store {path} is locked by another process (waited {waited:g} s, lock_timeout); "
-        "nothing was written"
-    )
 
 
 def no_store(path: Path, why: str) -> StoreOpenError:

@@ -27,7 +27,7 @@ from engine.errors import StoreOpenError
 from engine.faults import no_fault
 from engine.model import TaskState
 from engine.store.base import StoreCounts
-from engine.store.sqlite_file import FileInfo, foreign_marks, locked, refuse, sidecars, uri
+from engine.store.sqlite_file import FileInfo, foreign_marks, refuse, sidecars, uri
 from engine.store.sqlite_schema import (
     APPLICATION_ID,
     SCHEMA_VERSION,
@@ -35,7 +35,7 @@ from engine.store.sqlite_schema import (
     migrate,
     quote_name,
 )
-from engine.store.sqlite_txn import is_busy
+from engine.store.sqlite_txn import is_busy, locked
 
 COUNTS = "SELECT queue, state, n FROM task_counts WHERE n != 0"
 PAUSED = "SELECT name FROM queues WHERE paused = 1"

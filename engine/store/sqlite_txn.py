@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 from engine.aio import settle
 from engine.errors import StoreError
 from engine.faults import no_fault
-from engine.store.sqlite_file import locked
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +56,14 @@ def describe_sqlite_error(exc: sqlite3.Error) -> StoreError:
     if is_busy(exc):
         return StoreError(f"the database file stayed locked by another process: {exc}")
     return StoreError(f"SQLite error: {exc}")
+
+
+def locked(path: object, waited: float) -> StoreError:
+    """The one message for a store whose write lock another process would not give up."""
+    return StoreError(
+        f"the store {path} is locked by another process (waited {waited:g} s, lock_timeout); "
+        "nothing was written"
+    )
 
 
 UPSERT_COUNT = (
