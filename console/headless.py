@@ -104,9 +104,7 @@ async def run_headless(
     finally:
         if pipeline is not None:
             await pipeline.stop()
-        before = engine.snapshot().stats.get("interrupted", 0)
-        await engine.stop()
+        report = await engine.stop()
         signals.remove(loop)
-    interrupted = engine.snapshot().stats.get("interrupted", 0) - before
-    print(f"stopped; {interrupted} running tasks were returned to the queue", file=sys.stderr)
+    print(f"stopped; {report.describe()}", file=sys.stderr)
     return 0

@@ -15,6 +15,7 @@ from engine.errors import (
     StoreError,
     StoreOpenError,
     TaskNotFound,
+    UnclosedEngineWarning,
 )
 from engine.events import Event, EventKind, Subscription
 from engine.limits import Rate, parse_rate
@@ -40,6 +41,7 @@ from engine.payload import parse_payload
 from engine.registry import Handler, TaskHandle
 from engine.retry import RetryPolicy
 from engine.settings import Settings, SettingSpec
+from engine.shutdown import StopReport
 from engine.snapshot import EngineSnapshot, Finding, QueueInfo, WorkerInfo
 from engine.workflow import Chain, Group, Signature, chain, group
 
@@ -76,6 +78,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "Signature",
+    "StopReport",
     "StoreError",
     "StoreOpenError",
     "Subscription",
@@ -87,6 +90,7 @@ __all__ = [
     "TaskRecord",
     "TaskState",
     "TimelineEntry",
+    "UnclosedEngineWarning",
     "WorkerInfo",
     "WorkflowRecord",
     "WorkflowStep",

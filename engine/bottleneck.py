@@ -20,6 +20,7 @@ from engine.settings import Settings
 from engine.snapshot import SEVERITY_ORDER, Finding
 
 MIN_WINDOW = 5  # seconds of history before pool-level rules speak
+_GONE = "was deleted or replaced while the engine ran"  # see engine.store.sqlite_watch
 
 
 @dataclass(frozen=True)
@@ -231,8 +232,22 @@ def concurrency_limited(i: Inputs) -> Iterable[Finding]:
 
 
 def store_refusing(i: Inputs) -> Iterable[Finding]:
+    gone = [error for _, _, error in i.store_errors if _GONE in error]
+    if gone:
+        yield Finding(
+            severity="critical",
+            title="Store file deleted or replaced",
+            evidence=gone[0],
+            suggestion=(
+                "Stop the engine and start it on a store (restore the file, or a new one). "
+                "Until then every write is refused; nothing acknowledged was lost."
+            ),
+            rule="store_error",
+        )
     for what, seconds, error in i.store_errors:
         text = error.lower()
+        if _GONE in error:
+            continue
         if "full" in text:
             suggestion = (
                 "Free disk space (or raise the store's size limit). Claiming is paused and "

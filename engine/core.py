@@ -25,6 +25,7 @@ from engine.enqueue import Preparer
 from engine.errors import EngineNotRunning
 from engine.events import EventBus, EventKind, Subscription
 from engine.faults import FaultPlan
+from engine.lifecycle import StopWatch
 from engine.limits import FlowLimits, flow_limits
 from engine.metrics import Metrics
 from engine.model import (
@@ -58,6 +59,7 @@ from engine.services import (
     rescued_event,
 )
 from engine.settings import Settings
+from engine.shutdown import StopReport, left, mark_stopped, save_completions, stop_deadline
 from engine.snapshot import EngineSnapshot, QueueInfo
 from engine.store import DEFAULT_URL, open_store
 from engine.store.base import (
@@ -162,6 +164,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         self._waiters: dict[int, set[asyncio.Future[None]]] = {}
         self._progress: asyncio.Event | None = None
         self._running = False
+        self._unstopped = StopWatch()  # warns if a started engine is never stopped
         self._read_only = False
         self._metrics = Metrics()
         self._sampler = resource_sampler
@@ -174,6 +177,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         self._node_keeper: NodeKeeper | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._stats = {"stale_completions": 0, "rescued": 0, "interrupted": 0, "retries": 0}
+        self._stats["left_running"] = 0  # completions a stop could not save
         self.task(
             name=webhook.WEBHOOK_HANDLER,
             queue=webhook.WEBHOOK_QUEUE,
@@ -317,6 +321,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         pool.resize(self._workers)
         pool.start()
         self._running = True
+        self._unstopped.started(self, self.store_url)
         self._bus.emit(
             EventKind.ENGINE_STARTED,
             message=f"{self.node} on {self.store_url}, {self._workers} workers",
@@ -339,24 +344,23 @@ class Engine(PeriodicCommands, ClusterCommands):
         except Exception as exc:  # the store may be what failed
             log.warning("could not close the store after a failed start: %s", exc)
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Graceful stop: finish or requeue running tasks (no attempt used), then close."""
+    async def stop(self, grace: float | None = None) -> StopReport:
+        """Graceful stop: finish or requeue running tasks (no attempt used), then close;
+        done within grace + a small bound even when the store takes no writes (see
+        :mod:`engine.shutdown`). Returns what it saved and what it could not."""
         if not self._running or self._pool is None or self._completer is None:
-            return
+            return StopReport()
         wait = self._settings.shutdown_grace if grace is None else check_seconds("grace", grace)
         self._bus.emit(EventKind.ENGINE_STOPPING, message=f"grace {wait:g} s")
         self._workers = self._pool.size
+        deadline = stop_deadline(wait, self._settings.lock_timeout)
+        self._store.give_up_at(deadline)  # writes blocked by another process end in time
+        returned = self._stats["interrupted"]
         try:
             await self._pool.stop(wait)
-            try:
-                await asyncio.wait_for(self._completer.idle(), self._settings.lock_timeout)
-            except TimeoutError:
-                log.error(
-                    "gave up saving %d completions at shutdown; their leases will expire",
-                    self._completer.pending,
-                )
+            await save_completions(self._completer, deadline)
             if self._background:  # completion hooks still running
-                await asyncio.wait(self._background, timeout=max(wait, 0.1))
+                await asyncio.wait(self._background, timeout=max(left(deadline), 0.1))
         finally:
             await self._completer.stop()
             for task in [*self._service_tasks, *self._background]:
@@ -364,17 +368,18 @@ class Engine(PeriodicCommands, ClusterCommands):
             await asyncio.gather(*self._service_tasks, *self._background, return_exceptions=True)
             self._service_tasks = []
             if self._node_keeper is not None and self._node_keeper.joined:
-                try:
-                    await self._store.node_stopped(self.node)
-                except Exception as exc:  # the store may be what failed; leases cover it
-                    log.warning("could not mark node %s stopped: %s", self.node, exc)
+                await mark_stopped(self._store, self.node, deadline)
             await self._store.close()
             self._running = False
+            self._unstopped.stopped()
             for futures in self._waiters.values():
                 for future in futures:
                     if not future.done():
                         future.set_exception(EngineNotRunning("the engine stopped"))
             self._bus.emit(EventKind.ENGINE_STOPPED, message=self.node)
+        unsaved = self._stats["left_running"] = self._completer.pending
+        reason = self._completer.last_error if unsaved else None
+        return StopReport(self._stats["interrupted"] - returned, unsaved, reason)
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -406,8 +411,11 @@ class Engine(PeriodicCommands, ClusterCommands):
         return ClientSession(self, self._store, mode, self._configure_store, self._client_mode)
 
     def _client_mode(self, mode: OpenMode | None) -> None:
-        self._running = mode is not None
-        self._read_only = mode is not None and mode.read_only
+        self._running, self._read_only = mode is not None, mode is not None and mode.read_only
+        if mode is None:
+            self._unstopped.stopped()
+        else:
+            self._unstopped.started(self, self.store_url)
 
     def _configure_store(self) -> None:
         s = self._settings

@@ -57,3 +57,8 @@ class PayloadError(ValueError):
 
 class PayloadDecodeError(ValueError):
     """A stored payload cannot be decrypted or parsed (never retried)."""
+
+
+class UnclosedEngineWarning(RuntimeWarning):
+    """An engine was garbage-collected, or the interpreter exited, while it still ran
+    (``async with engine:`` or ``await engine.stop()`` was forgotten)."""

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from engine.autoscale import Autoscaler, ScaleDecision
 from engine.bottleneck import Inputs, find_bottlenecks
+from engine.errors import StoreError
 from engine.events import EventBus, EventKind
 from engine.metrics import Metrics, MetricsView
 from engine.model import TaskState
@@ -86,15 +87,22 @@ class Monitor(Service):
         sample = dataclasses.replace(sample, loop_lag=self.lag.take())
         self.history.add(sample)
         # Read afresh: other processes on the store (nodes, CLI) change the counts too.
-        counts = await self.store.counts()
+        try:
+            counts = await self.store.counts()
+            self.metrics.record_store_ok("reads")
+        except StoreError as exc:  # e.g. the store file was deleted: a finding says so
+            self.metrics.record_store_error("reads", exc)
+            counts = self.store.last_counts
         depths = {q: per.get(TaskState.QUEUED, 0) for q, per in counts.by_queue.items()}
         depth = sum(depths.values())
         self.metrics.tick(depth, self.pool.busy_seconds(), self.pool.size, depths)
         now = time.monotonic()
-        if now - self._oldest_read >= OLDEST_EVERY:
+        readable = "reads" not in self.metrics.store_errors
+        if readable and now - self._oldest_read >= OLDEST_EVERY:
             self._oldest_read = now
             self._oldest = await self.store.oldest_queued()
-        await self._look_for_unclaimable(depths, counts.paused)
+        if readable:
+            await self._look_for_unclaimable(depths, counts.paused)
         wall = time.time()
         queues = [
             (

@@ -575,12 +575,12 @@ class WorkerPool:
         many were interrupted.
         """
         self._stopping = True
-        self.kick()
-        if self._dispatcher is not None:
-            await self._dispatcher
+        self.kick()  # the dispatcher ends; a claim it has out returns its tasks unstarted
         tasks = [rt.task for rt in self.running.values() if rt.task is not None]
         if tasks and grace > 0:
             await asyncio.wait(tasks, timeout=grace)
+        if self._dispatcher is not None:  # a blocked claim gives up at the stop's deadline
+            await self._dispatcher
         leftover = [rt for rt in self.running.values() if rt.task is not None]
         for rt in leftover:
             rt.interrupted = True

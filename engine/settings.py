@@ -90,8 +90,8 @@ SPECS: tuple[SettingSpec, ...] = (
                 "How often expired leases are looked for and their tasks requeued.",
                 0.05, 3600.0),
     SettingSpec("shutdown_grace", float, 10.0, "s",
-                "How long a graceful stop waits for running tasks before requeuing them.",
-                0.0, 3600.0),
+                "How long a graceful stop waits for running tasks before requeuing them "
+                "(the stop then takes at most 2 s more).", 0.0, 3600.0),
     SettingSpec("result_ttl", float, 86400.0, "s",
                 "How long succeeded tasks (and their results) are kept.", 0.0, 31_536_000.0),
     SettingSpec("failed_ttl", float, 604800.0, "s",
@@ -112,10 +112,11 @@ SPECS: tuple[SettingSpec, ...] = (
                 "normal: survives a process crash; full: also survives power loss "
                 "(slower commits).", choices=("normal", "full")),
     SettingSpec("busy_timeout", float, 5.0, "s",
-                "How long a read (or opening the store) waits for another process's lock; "
-                "writes retry on their own for up to lock_timeout.", 0.0, 600.0),
+                "How long a read waits for another process's lock (WAL reads rarely "
+                "wait at all); writes and opening the store use lock_timeout.", 0.0, 600.0),
     SettingSpec("lock_timeout", float, 60.0, "s",
-                "How long an operation keeps retrying a locked store before it fails.",
+                "How long a write, or opening the store (WAL switch and migrations "
+                "together), keeps retrying a locked store before it fails, once.",
                 0.0, 3600.0),
     # -- autoscaler
     SettingSpec("autoscale", bool, False, "",

@@ -10,6 +10,7 @@ migration, and a refused open leaves the directory as it found it: no -wal, -shm
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -27,12 +28,13 @@ import pytest
 from engine import (
     EncryptionKeyError,
     Engine,
+    EventKind,
     StoreError,
     StoreOpenError,
     generate_key,
 )
 
-from .conftest import ROOT, taskdeck
+from .conftest import FAST, ROOT, taskdeck
 from .test_migration import make_v1_store
 
 
@@ -228,3 +230,48 @@ async def test_refused_opens_keep_the_files_another_process_is_using(tmp_path: P
             holder.close()
     finally:
         other.close()
+
+
+# -- the store file deleted under a running engine (item 27) ---------------------------
+
+
+async def test_a_deleted_or_replaced_store_file_refuses_new_work_with_a_critical_finding(
+    tmp_path: Path,
+) -> None:
+    for replace in (False, True):
+        path = tmp_path / f"gone-{replace}.db"
+        engine = Engine(path, workers=1, strict_handlers=False, **FAST)
+        findings = engine.events([EventKind.FINDING])
+        async with engine:
+            kept = await engine.enqueue("nobody.runs", {"n": 1})
+            inode = path.stat().st_ino
+            if replace:
+                other = tmp_path / "other.db"
+                other.write_bytes(b"")
+                os.replace(other, path)
+                why = f"is replaced by inode {path.stat().st_ino}"
+            else:
+                os.remove(path)
+                why = "is gone"
+            message = (
+                f"the store file {path} was deleted or replaced while the engine ran (inode "
+                f"{inode} {why}); nothing was written; restart the engine on a store"
+            )
+            attempts = [
+                engine.enqueue("nobody.runs", {"n": 2}),
+                engine.enqueue_many([("nobody.runs", {"n": 3})]),
+                engine.cancel(kept),
+            ]
+            if not replace:  # reads of a deleted file fail, and say why; a replaced
+                attempts.append(engine.get(kept))  # one is still read where it was opened
+            for attempt in attempts:
+                with pytest.raises(StoreError) as refused:
+                    await attempt
+                assert str(refused.value) == message
+            event = await asyncio.wait_for(anext(aiter(findings)), 10)  # the monitor ticks 1/s
+            assert event.message == "critical: Store file deleted or replaced"
+            (finding,) = [f for f in engine.snapshot().findings if f.severity == "critical"]
+            assert (finding.title, finding.evidence) == ("Store file deleted or replaced", message)
+            assert "nothing acknowledged was lost" in finding.suggestion
+            assert engine.running  # refusing work, not crashed
+        findings.close()

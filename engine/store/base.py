@@ -279,6 +279,10 @@ class Store(Protocol):
     def configure(self, *, durability: str, busy_timeout: float, lock_timeout: float) -> None:
         """Apply runtime settings (used from the next transaction on)."""
 
+    def give_up_at(self, deadline: float) -> None:
+        """Writes waiting for a lock (or retrying) give up at ``deadline``
+        (``time.monotonic()``), even those already waiting: a stopping engine's bound."""
+
     # -- writes -------------------------------------------------------------
     async def enqueue(self, tasks: Sequence[NewTask]) -> list[str]:
         """Insert all tasks in one transaction (all or nothing); returns their ids."""

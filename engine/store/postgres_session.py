@@ -87,6 +87,7 @@ class PgSession:
         self._busy_timeout = 5.0
         self._lock_timeout = 60.0
         self._mode = OpenMode()
+        self._give_up_at = float("inf")
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._listener_closed = asyncio.Event()
@@ -146,12 +147,17 @@ class PgSession:
         if self._pool is not None and self._server_settings() != before:
             self._spawn(self._pool.expire_connections())
 
+    def give_up_at(self, deadline: float) -> None:
+        """Transactions stop retrying at ``deadline`` (``time.monotonic()``): a stop's bound."""
+        self._give_up_at = deadline
+
     def set_wakeup(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when another node makes tasks ready (LISTEN/NOTIFY)."""
         self._wakeup = callback
 
     async def open(self, mode: OpenMode | None = None) -> None:
         self._mode = mode = mode or OpenMode()
+        self._give_up_at = float("inf")
         target = self._target
         try:
             conn = await asyncpg.connect(**self._connect_kwargs())
@@ -341,7 +347,8 @@ class PgSession:
                 if committing and is_connection_lost(exc):
                     message = str(store_error(self._target, exc, committing=True))
                     raise AmbiguousCommit(message, now) from exc
-                retry = isinstance(exc, RETRYABLE) and time.monotonic() < deadline and tries < 50
+                until = min(deadline, self._give_up_at)  # a stopping engine may cut it short
+                retry = isinstance(exc, RETRYABLE) and time.monotonic() < until and tries < 50
                 if isinstance(exc, asyncpg.UniqueViolationError) and tries >= 3:
                     retry = False
                 if is_connection_lost(exc) and lost < 3:

@@ -25,7 +25,13 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from engine.codec import Codec
-from engine.errors import EncryptionKeyError, EngineNotRunning, ReadOnlyError, StoreOpenError
+from engine.errors import (
+    EncryptionKeyError,
+    EngineNotRunning,
+    ReadOnlyError,
+    StoreError,
+    StoreOpenError,
+)
 from engine.faults import FaultPlan, hook
 from engine.limits import FlowLimits
 from engine.metrics import Reservoir, percentile
@@ -57,7 +63,7 @@ from engine.store.base import (
     TaskFilter,
     task_missing,
 )
-from engine.store.sqlite_file import FileInfo, inspect_file, sidecars, uri
+from engine.store.sqlite_file import FileInfo, check_keys, inspect_file, sidecars, uri
 from engine.store.sqlite_keyset import Ordering, count_before, window_around
 from engine.store.sqlite_open import (
     check_readable,
@@ -71,11 +77,13 @@ from engine.store.sqlite_schema import create_private_file
 from engine.store.sqlite_txn import (
     BatchResult,
     CountsReader,
+    LockWait,
     Op,
     WriterThread,
     describe_sqlite_error,
     run_batch,
 )
+from engine.store.sqlite_watch import FileIdentity
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +149,10 @@ class SQLiteStore:
         self._by = by
         self._durability = "normal"
         self._busy_timeout = 5.0
-        self._lock_timeout = 60.0
+        self._lock = LockWait()
         self._mode = OpenMode()
         self._sidecars_before: frozenset[str] = frozenset()
+        self._identity = FileIdentity(self.path)
         self._writer: WriterThread | None = None
         self._reader: aiosqlite.Connection | None = None
         self._reader_busy: float | None = None
@@ -178,7 +187,7 @@ class SQLiteStore:
         busy_timeout the reader before its next query."""
         changed = durability != self._durability
         self._durability, self._busy_timeout = durability, busy_timeout
-        self._lock_timeout = lock_timeout
+        self._lock.timeout = lock_timeout
         if changed and self._writer is not None:
             self._writer.submit(self._apply_pragmas)
 
@@ -188,11 +197,14 @@ class SQLiteStore:
         self._mode = mode = mode or OpenMode()
         before = sidecars(self.path)
         try:
-            info = await asyncio.to_thread(inspect_file, self.path, mode, self._lock_timeout)
-            self._check_keys(info)
+            # One deadline for every wait of the open: the look, the WAL switch, migrations.
+            self._lock.give_up_at = None
+            deadline = time.monotonic() + self._lock.timeout
+            info = await asyncio.to_thread(inspect_file, self.path, mode, self._lock.timeout)
+            check_keys(info, self.codec)
             if not mode.read_only:
                 self._writer = WriterThread(
-                    partial(self._connect_writer, info),
+                    partial(self._connect_writer, info, deadline),
                     self._run_ops,
                     self._deliver,
                     f"taskdeck-writer:{self.path.name}",
@@ -211,22 +223,7 @@ class SQLiteStore:
             raise
         self._sidecars_before = before
 
-    def _check_keys(self, info: FileInfo) -> None:
-        if info.key_check is None:
-            return
-        if not self.codec.encrypted:
-            raise EncryptionKeyError(
-                f"{self.path} is encrypted; start the engine with encryption_key= (or keys=[…]; "
-                "TASKDECK_KEY or --key-file on the command line). Nothing was changed."
-            )
-        if not self.codec.keys_match(info.key_check):
-            raise EncryptionKeyError(
-                f"the encryption key does not match the data in {self.path} (keys do not match "
-                "data in this store); give the key it was created with, or keys=[new, old] to "
-                "rotate. Nothing was changed."
-            )
-
-    def _connect_writer(self, info: FileInfo) -> sqlite3.Connection:
+    def _connect_writer(self, info: FileInfo, deadline: float) -> sqlite3.Connection:
         if info.is_new:
             with contextlib.suppress(FileExistsError):  # another process was first
                 create_private_file(self.path)
@@ -238,7 +235,7 @@ class SQLiteStore:
             cached_statements=256,
         )
         try:
-            prepare_writer(conn, info, self._lock_timeout, self._fault)
+            prepare_writer(conn, info, deadline, self._lock.timeout, self._fault)
             token = self.codec.key_check_token()
             if token is not None and info.key_check is None:
                 conn.execute(
@@ -252,6 +249,7 @@ class SQLiteStore:
                         f"another process set a different encryption key on {self.path}"
                     )
             self._apply_pragmas(conn)
+            self._identity.capture()
         except BaseException:
             conn.close()
             raise
@@ -264,6 +262,10 @@ class SQLiteStore:
         # conflict, long next to a 0.1 ms transaction): run_batch retries a locked
         # BEGIN IMMEDIATE itself, starting at 50 µs, for up to lock_timeout.
         conn.execute("PRAGMA busy_timeout = 0")
+
+    def give_up_at(self, deadline: float) -> None:
+        """Blocked writes give up at ``deadline`` (``time.monotonic()``): a stop's bound."""
+        self._lock.give_up_at = deadline
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -284,10 +286,10 @@ class SQLiteStore:
         return self._writer.write(op)
 
     def _run_ops(self, conn: sqlite3.Connection, ops: list[Op]) -> BatchResult:
-        """On the writer thread: one group commit (see :func:`run_batch`)."""
-        return run_batch(
-            conn, ops, self.clock, self._lock_timeout, self._counts_reader, self._fault
-        )
+        """On the writer thread: one group commit (see :func:`run_batch`), refused once
+        the store file is deleted or replaced (see :mod:`engine.store.sqlite_watch`)."""
+        batch = partial(run_batch, conn, ops, self.clock, self._lock, self._counts_reader)
+        return self._identity.guard(partial(batch, self._fault, str(self.path)), len(ops))
 
     def _deliver(
         self,
@@ -519,8 +521,9 @@ class SQLiteStore:
                 self._reader_busy = self._busy_timeout
                 await reader.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             return list(await reader.execute_fetchall(sql, params))
-        except sqlite3.Error as exc:  # corrupted, locked …: a StoreError saying so
-            raise describe_sqlite_error(exc) from exc
+        except sqlite3.Error as exc:  # corrupted, locked, deleted …: a StoreError saying so
+            gone = self._identity.gone
+            raise (StoreError(gone) if gone else describe_sqlite_error(exc)) from exc
 
     async def counts(self) -> StoreCounts:
         """Read every count now. Runs on the writer thread, in order with the writes,
@@ -528,7 +531,7 @@ class SQLiteStore:
         if self._writer is None and self._mode.read_only:
             counts = await read_counts_with(self._read)
         else:
-            counts = await self.on_writer(read_counts)
+            counts = await self.on_writer(partial(self._identity.read, read_counts))
         self._set_counts(counts)
         return counts
 

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from engine.errors import StoreError, StoreOpenError
+from engine.codec import Codec
+from engine.errors import EncryptionKeyError, StoreOpenError
 from engine.store.base import OpenMode
 from engine.store.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
+from engine.store.sqlite_txn import locked
 
 MIN_SQLITE = (3, 38, 0)  # RETURNING (3.35), the ->> operator (3.38)
 
@@ -63,14 +65,6 @@ def sidecars(path: Path) -> frozenset[str]:
 def uri(path: Path, mode: str) -> str:
     """An SQLite URI for ``path`` (absolute) with ``mode`` as its query, e.g. ``mode=ro``."""
     return f"file:{quote(str(path))}?{mode}"
-
-
-def locked(path: Path | str, waited: float) -> StoreError:
-    """The one message for a store whose write lock another process would not give up."""
-    return StoreError(
-        f"the store {path} is locked by another process (waited {waited:g} s, lock_timeout); "
-        "nothing was written"
-    )
 
 
 def no_store(path: Path, why: str) -> StoreOpenError:
@@ -136,6 +130,23 @@ def foreign_marks(
     if version != 0:
         return f"user_version {version}, no Taskdeck tables"
     return None
+
+
+def check_keys(info: FileInfo, codec: Codec) -> None:
+    """Refuse an encrypted store opened without its key, or with another key."""
+    if info.key_check is None:
+        return
+    if not codec.encrypted:
+        raise EncryptionKeyError(
+            f"{info.path} is encrypted; start the engine with encryption_key= (or keys=[…]; "
+            "TASKDECK_KEY or --key-file on the command line). Nothing was changed."
+        )
+    if not codec.keys_match(info.key_check):
+        raise EncryptionKeyError(
+            f"the encryption key does not match the data in {info.path} (keys do not match "
+            "data in this store); give the key it was created with, or keys=[new, old] to "
+            "rotate. Nothing was changed."
+        )
 
 
 def _check_place(path: Path, creating: bool, read_only: bool) -> None:

@@ -27,7 +27,7 @@ from engine.errors import StoreOpenError
 from engine.faults import no_fault
 from engine.model import TaskState
 from engine.store.base import StoreCounts
-from engine.store.sqlite_file import FileInfo, foreign_marks, locked, refuse, sidecars, uri
+from engine.store.sqlite_file import FileInfo, foreign_marks, refuse, sidecars, uri
 from engine.store.sqlite_schema import (
     APPLICATION_ID,
     SCHEMA_VERSION,
@@ -35,7 +35,7 @@ from engine.store.sqlite_schema import (
     migrate,
     quote_name,
 )
-from engine.store.sqlite_txn import is_busy
+from engine.store.sqlite_txn import is_busy, locked
 
 COUNTS = "SELECT queue, state, n FROM task_counts WHERE n != 0"
 PAUSED = "SELECT name FROM queues WHERE paused = 1"
@@ -60,12 +60,13 @@ async def read_counts_with(read: Callable[[str], Awaitable[list[Any]]]) -> Store
 def prepare_writer(
     conn: sqlite3.Connection,
     info: FileInfo,
+    deadline: float,
     lock_timeout: float,
     fault: Callable[[str], None] = no_fault,
 ) -> None:
     """Put the writer connection's file in WAL mode and migrate it; every wait for
-    another process's lock shares one deadline, ``lock_timeout`` from now."""
-    deadline = time.monotonic() + lock_timeout
+    another process's lock ends at one ``deadline`` (``time.monotonic()``), the open's
+    start + ``lock_timeout``."""
     try:
         if info.is_new:
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")

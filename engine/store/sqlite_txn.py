@@ -58,6 +58,14 @@ def describe_sqlite_error(exc: sqlite3.Error) -> StoreError:
     return StoreError(f"SQLite error: {exc}")
 
 
+def locked(path: object, waited: float) -> StoreError:
+    """The one message for a store whose write lock another process would not give up."""
+    return StoreError(
+        f"the store {path} is locked by another process (waited {waited:g} s, lock_timeout); "
+        "nothing was written"
+    )
+
+
 UPSERT_COUNT = (
     "INSERT INTO task_counts(queue, state, n) VALUES (?, ?, ?) "
     "ON CONFLICT(queue, state) DO UPDATE SET n = n + excluded.n"
@@ -113,6 +121,20 @@ class BatchResult:
 
 
 _STOP = object()
+
+
+@dataclass
+class LockWait:
+    """How long a write keeps retrying a lock another process holds: ``timeout`` seconds
+    from its start, never past ``give_up_at`` (``time.monotonic()``), which a stopping
+    engine sets so that its last writes end on time."""
+
+    timeout: float = 60.0
+    give_up_at: float | None = None
+
+    def deadline(self, started: float) -> float:
+        end = started + self.timeout
+        return end if self.give_up_at is None else min(end, self.give_up_at)
 
 
 class WriterThread:
@@ -253,36 +275,45 @@ def run_batch(
     conn: sqlite3.Connection,
     ops: list[Op],
     now: Callable[[], float],
-    lock_timeout: float,
+    wait: LockWait,
     counts: CountsReader,
     fault: Callable[[str], None] = no_fault,
+    store: str = "",
 ) -> BatchResult:
-    """Run ``ops`` in one transaction; on an unexpected error, one transaction each."""
+    """Run ``ops`` in one transaction; on an unexpected error, one transaction each.
+
+    A lock another process holds past ``wait`` fails every operation of the batch with
+    one "locked" error (``store`` names the file): retrying them one by one would wait
+    ``lock_timeout`` again for each."""
     batch = BatchResult([])
     refresh = False
     started = time.perf_counter()
     once = partial(_run_once, fault=fault)
     try:
-        refresh = _with_lock_retry(conn, ops, now, lock_timeout, batch, once)
+        refresh = _with_lock_retry(conn, ops, now, wait, batch, once)
     except Exception as exc:
         batch = BatchResult([])
-        if len(ops) == 1:
-            batch.results.append(_as_store_error(exc))
+        if is_busy(exc):
+            batch.results = [locked(store, wait.timeout) for _ in ops]
+        elif len(ops) == 1:
+            batch.results.append(_as_store_error(exc, store, wait.timeout))
         else:
             log.warning(
                 "a batch of %d store operations failed (%s); retrying one by one", len(ops), exc
             )
             for op in ops:
                 try:
-                    refresh |= _with_lock_retry(conn, [op], now, lock_timeout, batch, once)
+                    refresh |= _with_lock_retry(conn, [op], now, wait, batch, once)
                 except Exception as single:
-                    batch.results.append(_as_store_error(single))
+                    batch.results.append(_as_store_error(single, store, wait.timeout))
     batch.elapsed = time.perf_counter() - started
     batch.counts = counts(conn, refresh)
     return batch
 
 
-def _as_store_error(exc: Exception) -> Exception:
+def _as_store_error(exc: Exception, store: str, lock_timeout: float) -> Exception:
+    if is_busy(exc):
+        return locked(store, lock_timeout)
     return describe_sqlite_error(exc) if isinstance(exc, sqlite3.Error) else exc
 
 
@@ -290,17 +321,17 @@ def _with_lock_retry(
     conn: sqlite3.Connection,
     ops: list[Op],
     now: Callable[[], float],
-    lock_timeout: float,
+    wait: LockWait,
     into: BatchResult,
     run_once: Callable[[sqlite3.Connection, list[Op], Callable[[], float], BatchResult], bool],
 ) -> bool:
-    deadline = time.monotonic() + lock_timeout
+    started = time.monotonic()
     pause = 0.00005
     while True:
         try:
             return run_once(conn, ops, now, into)
         except sqlite3.OperationalError as exc:
-            if not is_busy(exc) or time.monotonic() >= deadline:
+            if not is_busy(exc) or time.monotonic() >= wait.deadline(started):
                 raise
             log.debug("store busy, retrying in %.3f s", pause)
             time.sleep(pause)
