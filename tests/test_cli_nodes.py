@@ -84,29 +84,29 @@ def test_nodes_lists_the_engine_and_node_commands_reach_it(
 def test_node_commands_refuse_bad_input_with_one_line(store: str, node: dict[str, object]) -> None:
     [info] = listed(store)
     node_id = str(info["id"])
+    missing = taskdeck("node", "nobody", "set-workers", "2", "--store", store)
+    assert missing.returncode == 1  # well-formed, but no such node (issue 13: exit codes)
+    assert f"no node 'nobody' on this store; nodes: {node_id}" in missing.stderr
     cases = [
-        (
-            ["node", "nobody", "set-workers", "2"],
-            f"no node 'nobody' on this store; nodes: {node_id}",
-        ),
-        (["node", "all", "set-workers", "many"], "set-workers takes a whole number of workers"),
+        (["node", "all", "set-workers", "many"], "worker count must be a whole number"),
         (["node", "all", "set-workers", "1", "2"], "set-workers takes one worker count"),
         (["node", "all", "settings", "result_ttl"], "settings are NAME=VALUE"),
         (["node", "all", "settings", "bogus=1"], "bogus: unknown setting"),
         (["node", "all", "settings", "result_ttl=soon"], "result_ttl: must be a number"),
     ]
-    for args, message in cases:
+    for args, message in cases:  # what was typed is wrong: a usage error
         result = taskdeck(*args, "--store", store)
-        assert result.returncode == 1, (args, result.stdout)
+        assert result.returncode == 2, (args, result.stdout)
         assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
     # the node itself refuses what only it can judge, and says why
-    refused = taskdeck("node", node_id, "set-workers", "100000", "--store", store)
+    refused = taskdeck("node", node_id, "set-workers", "1000", "--store", store)
     assert refused.returncode == 1
     assert f"{node_id} refused set_workers: workers must be a whole number" in refused.stdout
 
 
 def test_no_nodes_yet(tmp_path: Path) -> None:
     store = str(tmp_path / "empty.db")
+    assert taskdeck("enqueue", "images.report", "--store", store).returncode == 0  # a store
     result = taskdeck("nodes", "--store", store)
     assert result.returncode == 0 and "no nodes" in result.stdout
     every = taskdeck("node", "all", "set-workers", "2", "--store", store)

@@ -63,6 +63,7 @@ def test_schedules_listed_paused_resumed_and_run_now(tmp_path: Path) -> None:
 
 def test_cli_clients_do_not_write_the_demo_schedules_into_a_store(tmp_path: Path) -> None:
     store = str(tmp_path / "plain.db")
+    assert taskdeck("enqueue", "images.report", "--store", store).returncode == 0
     assert taskdeck("status", "--store", store).returncode == 0
     data = json.loads(taskdeck("schedules", "--json", "--store", store).stdout)
     assert data == {"schedules": []}
@@ -108,4 +109,4 @@ def test_enqueue_unique_key_run_at_and_webhook(tmp_path: Path) -> None:
     bad_hook = taskdeck(
         "enqueue", "images.notify", payload, "--webhook", "ftp://x", "--store", store
     )
-    assert bad_hook.returncode == 1 and "http:// or https://" in bad_hook.stderr
+    assert bad_hook.returncode == 2 and "http:// or https://" in bad_hook.stderr  # usage
