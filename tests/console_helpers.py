@@ -96,3 +96,21 @@ def bulk_queue(
     )
     conn.execute("COMMIT")
     conn.close()
+
+
+def screen_text(app: ConsoleApp) -> str:
+    """What the terminal shows now, as plain text lines (the screen as last painted: a
+    widget that was not repainted shows its old content, as a user would see it)."""
+    width, height = app.size
+    console = Console(
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        record=True,
+        color_system=None,
+        legacy_windows=False,
+        safe_box=False,
+    )
+    update = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    console.print(update)
+    return console.export_text()

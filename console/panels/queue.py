@@ -166,6 +166,7 @@ class QueuePanel(Vertical):
 
     def on_mount(self) -> None:
         self.border_title = "Queue"
+        self.table.empty_text = f"no {self.state.value} tasks"
 
     def _update_header(self) -> None:
         set_text(self.query_one("#task-header", Static), header_text(self.table.line_width))

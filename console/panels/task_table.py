@@ -191,11 +191,22 @@ class TaskTable(ScrollView, can_focus=True):
         self._total = 0
         self.cursor = 0
         self.selected_id: str | None = None
-        self.empty_text = "no tasks"
+        self._empty_text = "no tasks"
         self._requested: tuple[int, int] | None = None
         self._painted_ages: tuple[str, ...] = ()
 
     # -- data ---------------------------------------------------------------------
+    @property
+    def empty_text(self) -> str:
+        """What the table says when it has no rows ("no failed tasks")."""
+        return self._empty_text
+
+    @empty_text.setter
+    def empty_text(self, text: str) -> None:
+        if text != self._empty_text:
+            self._empty_text = text
+            self.refresh()  # an empty table gets no new rows to repaint it
+
     @property
     def total(self) -> int:
         return self._total

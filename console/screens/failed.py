@@ -70,6 +70,7 @@ class FailedScreen(Screen[None]):
 
     @on(TaskTable.Opened)
     def _open(self, event: TaskTable.Opened) -> None:
+        event.stop()  # the dashboard's handler (on the app) would open a second detail
         self.app.push_screen(TaskDetailScreen(self.engine, event.task.id))
 
     def _preview(self) -> None:
