@@ -246,7 +246,7 @@ class ConsoleApp(App[int]):
             yield ResourcesPanel(title=resources, id="resources", classes="panel")
             yield ThroughputPanel(cluster, id="throughput", classes="panel")
             yield BottlenecksPanel(id="bottlenecks", classes="panel")
-        yield EventsPanel(id="events", classes="panel")
+        yield EventsPanel(id="events")
         yield DashboardFooter()
         with Vertical(id="too-small"):
             yield Static("", id="too-small-text")

@@ -38,6 +38,7 @@ from engine.registry import Handler, TaskHandle
 from engine.retry import RetryPolicy
 from engine.settings import Settings, SettingSpec
 from engine.snapshot import EngineSnapshot, Finding, QueueInfo, WorkerInfo
+from engine.workers import check_workers, parse_workers
 from engine.workflow import Chain, Group, Signature, chain, group
 
 __all__ = [
@@ -85,9 +86,11 @@ __all__ = [
     "WorkflowRecord",
     "WorkflowStep",
     "chain",
+    "check_workers",
     "current_task",
     "generate_key",
     "group",
     "parse_priority",
     "parse_rate",
+    "parse_workers",
 ]

@@ -97,11 +97,20 @@ def age_text(task: TaskRecord, now: float) -> str:
     return ago(now - (task.finished_at or now))
 
 
+def shown_progress(task: TaskRecord) -> float | None:
+    """The progress to show: a succeeded task is done (100 %) whatever its handler last
+    reported (progress is saved every ``progress_interval``, not at the end)."""
+    if task.progress is not None and task.state == TaskState.SUCCEEDED:
+        return 1.0
+    return task.progress
+
+
 def cell_values(task: TaskRecord, now: float, progress_width: int) -> list[str]:
     progress = ""
-    if task.progress is not None:
-        pct = f"{task.progress * 100:3.0f}%"
-        progress = bar(task.progress, max(0, progress_width - len(pct) - 1)) + " " + pct
+    fraction = shown_progress(task)
+    if fraction is not None:
+        pct = f"{fraction * 100:3.0f}%"
+        progress = bar(fraction, max(0, progress_width - len(pct) - 1)) + " " + pct
     return [
         task.id,
         task.handler,

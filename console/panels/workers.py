@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from console.format import ago, bar
+from console.format import ago, bar, busy_of
 from console.panels.text_panel import TextPanel
 from engine import EngineSnapshot, WorkerInfo
 
@@ -48,7 +48,8 @@ class WorkersPanel(TextPanel):
     """
 
     def title_for(self, snap: EngineSnapshot) -> str:
-        return f"Workers · {snap.busy_workers}/{snap.worker_count} busy"
+        busy, total = snap.busy_workers, snap.worker_count
+        return f"Workers · {busy_of(busy, total)}" + (" busy" if busy <= total else "")
 
     def render_snapshot(self, snap: EngineSnapshot) -> Text:
         if not snap.workers:
