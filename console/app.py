@@ -52,7 +52,7 @@ from textual.events import Resize
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from console.attach import ATTACHED_KEYS, ClusterControl
 from console.cluster import Cluster
@@ -60,7 +60,7 @@ from console.commands import ActionsProvider
 from console.demo import DemoPipeline
 from console.panels.bottlenecks import BottlenecksPanel
 from console.panels.events import EventsPanel
-from console.panels.footer import DashboardFooter
+from console.panels.footer import KeysFooter
 from console.panels.header import HeaderBar
 from console.panels.nodes import NodesPanel
 from console.panels.queue import QueuePanel
@@ -247,7 +247,7 @@ class ConsoleApp(App[int]):
             yield ThroughputPanel(cluster, id="throughput", classes="panel")
             yield BottlenecksPanel(id="bottlenecks", classes="panel")
         yield EventsPanel(id="events")
-        yield DashboardFooter()
+        yield KeysFooter()
         with Vertical(id="too-small"):
             yield Static("", id="too-small-text")
 
@@ -368,17 +368,11 @@ class ConsoleApp(App[int]):
         small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
         box = self.query_one("#too-small")
         box.display = small
-        footer = self.dashboard.query_one(Footer)
-        footer.compact = width < 140  # every key still fits at 100 columns
-        palette = width >= 140
-        if footer.show_command_palette != palette:
-            footer.show_command_palette = palette
-            footer.refresh(recompose=True)  # the footer only recomposes on new bindings
         if small:
             self.query_one("#too-small-text", Static).update(
                 f"Terminal too small: {width}×{height}.\n"
-                f"Taskdeck needs at least {MIN_SIZE[0]}×{MIN_SIZE[1]}; make the window larger "
-                "(or press q to quit)."
+                f"Taskdeck needs at least {MIN_SIZE[0]}×{MIN_SIZE[1]}:\n"
+                "make the window larger (or press q to quit)."
             )
 
     # -- task actions ---------------------------------------------------------------

@@ -49,11 +49,16 @@ TAB_PADDING = 2
 def tab_labels(
     counts: dict[TaskState, int], states: tuple[TaskState, ...], width: int
 ) -> list[str]:
-    """``Queued 1,204`` per state, or ``Queued 1.2k`` short forms when they would not fit."""
+    """``Queued 1,204`` per state, or ``Queued 1.2k`` short forms when they would not fit,
+    or ``Q 1.2k`` (the states' initials) when even those would not (an attached console
+    at 100 columns gives the queue half the width)."""
     full = [f"{s.value.capitalize()} {num(counts.get(s, 0))}" for s in states]
     if sum(len(label) + TAB_PADDING for label in full) <= width:
         return full
-    return [f"{SHORT_NAMES[s]} {short_num(counts.get(s, 0))}" for s in states]
+    short = [f"{SHORT_NAMES[s]} {short_num(counts.get(s, 0))}" for s in states]
+    if sum(len(label) + TAB_PADDING for label in short) <= width:
+        return short
+    return [f"{s.value[0].upper()} {short_num(counts.get(s, 0))}" for s in states]
 
 
 def queue_strip(queues: list[QueueInfo], width: int) -> str:
@@ -146,6 +151,7 @@ class QueuePanel(Vertical):
         self._targets: dict[str, int] = {}  # priorities asked for, ahead of the next fetch
         self._wanted: tuple[int, int] | None = None  # the newest window asked for
         self._fetching = False
+        self._snap: EngineSnapshot | None = None
 
     def compose(self) -> ComposeResult:
         yield Tabs(
@@ -167,6 +173,12 @@ class QueuePanel(Vertical):
     def on_mount(self) -> None:
         self.border_title = "Queue"
         self.table.empty_text = f"no {self.state.value} tasks"
+
+    def on_resize(self) -> None:
+        """The tab labels, the queues line and the column header depend on the width:
+        redo them (the first update may come before the panel is laid out)."""
+        if self._snap is not None:
+            self.update_from(self._snap)
 
     def _update_header(self) -> None:
         set_text(self.query_one("#task-header", Static), header_text(self.table.line_width))
@@ -210,6 +222,7 @@ class QueuePanel(Vertical):
     # -- data -----------------------------------------------------------------------
     def update_from(self, snap: EngineSnapshot) -> None:
         """Counts in the tab titles, the queues strip; then refresh the visible rows."""
+        self._snap = snap
         width = self.content_region.width
         counts = dict(snap.counts)
         if (counts, width) != self._counts:

@@ -43,14 +43,17 @@ COLUMNS = (
 )
 GAP = 1
 MIN_HANDLER = 16
+#: The handler column takes what the others leave, up to this (a wide screen leaves the
+#: rest blank rather than pushing QUEUE … PROGRESS ninety columns to the right).
+MAX_HANDLER = 40
 #: Dropped first when the table is narrow (their cells become empty).
 DROP_ORDER = ("progress", "attempts", "queue")
 
 
 def column_widths(width: int) -> list[int]:
-    """Widths that fill ``width``: the handler takes what the fixed columns leave;
-    when that is under MIN_HANDLER, whole columns are dropped (width 0) rather than
-    every column squeezed into ellipses."""
+    """Widths for ``width`` cells: the handler takes what the fixed columns leave (at
+    most MAX_HANDLER); when that is under MIN_HANDLER, whole columns are dropped
+    (width 0) rather than every column squeezed into ellipses."""
     widths = [c.width for c in COLUMNS]
     dropped: set[str] = set()
 
@@ -65,7 +68,7 @@ def column_widths(width: int) -> list[int]:
         dropped.add(key)
     flexible = [i for i, c in enumerate(COLUMNS) if c.width == 0]
     for i in flexible:
-        widths[i] = max(1, rest() // len(flexible))
+        widths[i] = max(1, min(MAX_HANDLER, rest() // len(flexible)))
     return [0 if c.key in dropped else w for c, w in zip(COLUMNS, widths, strict=True)]
 
 
