@@ -76,6 +76,7 @@ from console.screens.queues import QueuesScreen
 from console.screens.quit import QuitChoice, QuitScreen
 from console.screens.schedules import SchedulesScreen, ScheduleTable
 from console.screens.settings import SettingsScreen
+from console.screens.stack import dashboard_shows
 from console.screens.task_detail import TaskDetailScreen
 from console.screens.workers import WorkerCountScreen
 from engine import Engine, EngineNotRunning, Event, StoreError, TaskState
@@ -308,9 +309,9 @@ class ConsoleApp(App[int]):
         self.notify(f"refreshing {hz:g} times a second", timeout=2)
 
     def refresh_tick(self) -> None:
-        """Feed every panel from one snapshot (skipped while a dialog covers them, and
-        while the app closes: its screens are gone then)."""
-        if not self.engine.running or self._stopping or len(self.screen_stack) != 1:
+        """Feed every panel from one snapshot, also under a dialog (the dashboard shows
+        around it); skipped under a full screen and while the app closes."""
+        if not self.engine.running or self._stopping or not dashboard_shows(self.screen_stack):
             return
         self._feed(self._panels)
         if self.control is not None:
@@ -341,7 +342,7 @@ class ConsoleApp(App[int]):
             return  # the next tick tries again; the store error shows as a finding
         finally:
             self._reading = False
-        if not self._stopping and len(self.screen_stack) == 1:
+        if not self._stopping and dashboard_shows(self.screen_stack):
             self._feed(CLUSTER_PANELS)
 
     @work(group="events")
@@ -571,11 +572,7 @@ class ConsoleApp(App[int]):
             if choice is not None:
                 self.shutdown(choice)
 
-        snap = self.engine.snapshot()
-        self.push_screen(
-            QuitScreen(snap.busy_workers, snap.settings.shutdown_grace, attached=self.attached),
-            chosen,
-        )
+        self.push_screen(QuitScreen(self.engine.snapshot, attached=self.attached), chosen)
 
     async def action_quit(self) -> None:
         """ctrl+q and SIGTERM: a graceful stop without asking."""

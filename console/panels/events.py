@@ -46,7 +46,8 @@ STYLE = {
 }
 #: Shown one by one only up to this many per batch; beyond it, task events are summed up.
 MAX_PER_BATCH = 40
-#: Events held between two refreshes (a covered dashboard is not refreshed); older drop.
+#: Events held between two refreshes (under a full screen the dashboard is not
+#: refreshed); older ones drop.
 MAX_PENDING = 5000
 #: Lines each lane keeps (older ones drop off the top).
 MAX_LINES = 500
