@@ -1,6 +1,8 @@
 """Enqueue a task: handler from the registry, a JSON payload checked as you type
 (line and column of a syntax error; missing or unexpected arguments), priority by
-number or name, queue, delay.
+number or name, queue, delay. The payload starts as an example of each parameter's
+type (``""`` for str, ``0`` for int, …; never null); what the engine refuses at
+enqueue (e.g. a value of the wrong type) is shown in the form, which stays open.
 
 An engine with no handlers of its own (an attached console) takes the handler by
 name instead, with the names seen in the store as suggestions; its payload is
@@ -27,9 +29,10 @@ from textual.message import Message
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
+from console.payload_template import template_text
 from console.screens.compact import CompactForm
 from engine import Engine, Handler, parse_priority
-from engine.codec import find_json_problem
+from engine.codec import MAX_DEPTH, find_json_problem
 from engine.model import check_handler_name, check_queue_name, check_seconds
 
 
@@ -74,6 +77,8 @@ def check_form(
             check.payload = json.loads(payload)
         except json.JSONDecodeError as exc:
             check.errors["payload"] = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        except RecursionError:  # the parser gives up long before the text ends
+            check.errors["payload"] = f"payload is nested deeper than {MAX_DEPTH} levels"
     else:
         check.payload = {}
     if "payload" not in check.errors:
@@ -136,6 +141,7 @@ class EnqueueScreen(CompactForm[str | None]):
         self.initial = handler
         self.known = list(known)
         self.by_name = not engine.handlers
+        self._template: str | None = None
 
     def compose(self) -> ComposeResult:
         names = [h.name for h in self.engine.handlers]
@@ -212,10 +218,9 @@ class EnqueueScreen(CompactForm[str | None]):
         self.query_one("#queue", Input).placeholder = handler.queue
         self.query_one("#delay", Input).placeholder = "0"
         area = self.query_one("#payload", PayloadArea)
-        if not area.text.strip() or area.text == getattr(self, "_template", None):
-            template = json.dumps({p: None for p in handler.params}, indent=2)
-            self._template = template
-            area.load_text(template)
+        if not area.text.strip() or area.text == self._template:
+            self._template = template_text(handler)  # an example of each type, no nulls
+            area.load_text(self._template)
         self._validate()
 
     @on(TextArea.Changed, "#payload")
@@ -260,10 +265,16 @@ class EnqueueScreen(CompactForm[str | None]):
 
     @work(exclusive=True)
     async def enqueue(self, name: str, check: FormCheck) -> None:
+        """Enqueue; a refusal stays in the form: the engine's payload, type and handler
+        errors under the payload (``images.resize: field "image_id" must be str; got
+        null``), anything else under the options."""
         try:
             task_id = await self.engine.enqueue(name, check.payload, **check.options)
         except (ValueError, TypeError, LookupError, RuntimeError) as exc:
-            self.query_one("#options-error", Static).update(str(exc))
+            about_payload = isinstance(exc, ValueError | TypeError | LookupError)
+            where = "#payload-error" if about_payload else "#options-error"
+            self.query_one(where, Static).update(str(exc))
+            self.query_one("#submit", Button).disabled = about_payload  # until edited
             self.app.notify(f"not enqueued: {exc}", severity="error")
             return
         self.dismiss(task_id)
