@@ -32,7 +32,7 @@ from engine.settings import Settings
 from engine.snapshot import Finding
 from engine.store.base import Store
 
-OLDEST_EVERY = 5.0  # seconds between reads of the oldest queued task per queue
+OLDEST_EVERY = 5.0  # seconds between reads of the oldest queued task per queue (and schedules)
 
 
 class Monitor(Service):
@@ -64,6 +64,7 @@ class Monitor(Service):
         self.sample_cost = 0.0  # CPU seconds spent in psutil sampling, in total
         self.tick_cost = 0.0  # CPU seconds spent on the loop summarising, in total
         self._oldest: dict[str, float] = {}
+        self._periodic: frozenset[str] = frozenset()  # handlers of the stored schedules
         self._oldest_read = float("-inf")
         self._idle_ticks = 0  # ticks in a row with idle workers and a ready backlog
         self._unclaimable: dict[str, int] = {}
@@ -94,6 +95,7 @@ class Monitor(Service):
         if now - self._oldest_read >= OLDEST_EVERY:
             self._oldest_read = now
             self._oldest = await self.store.oldest_queued()
+            self._periodic = frozenset(s.handler for s in await self.store.schedules())
         await self._look_for_unclaimable(depths, counts.paused)
         wall = time.time()
         queues = [
@@ -129,6 +131,7 @@ class Monitor(Service):
                 ),
                 self._unclaimable,
                 {q: per.get(TaskState.RUNNING, 0) for q, per in counts.by_queue.items()},
+                self._periodic,
             )
         )
         self._announce(found)
