@@ -237,7 +237,7 @@ class ConsoleApp(App[int]):
         cluster = self.cluster if self.attached else None
         yield HeaderBar(cluster, id="header")
         with Horizontal(id="top", classes="-attached" if self.attached else ""):
-            yield QueuePanel(self.engine, self.now, id="queue", classes="panel")
+            yield QueuePanel(self.engine, self.now, cluster=cluster, id="queue", classes="panel")
             if self.attached:
                 yield NodesPanel(self.cluster, id="nodes", classes="panel")
             else:

@@ -18,6 +18,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input, Static, Tab, Tabs
 
+from console.cluster import Cluster
 from console.format import num, short_num
 from console.panels.task_table import TaskTable, header_text
 from console.task_actions import cancel_task, retry_task
@@ -139,10 +140,13 @@ class QueuePanel(Vertical):
         engine: Engine,
         now: Callable[[], float] = time.time,
         states: tuple[TaskState, ...] = STATES,
+        cluster: Cluster | None = None,
         **kwargs: Any,
     ) -> None:
+        """``cluster`` (attached): queued rows of handlers no node runs are marked."""
         super().__init__(**kwargs)
         self.engine = engine
+        self.cluster = cluster
         self.now = now
         self.states = states
         self.state = states[0]
@@ -234,6 +238,8 @@ class QueuePanel(Vertical):
                 if str(tab.label) != str(label):  # a new label relayouts the tab row
                     tab.label = label
         self._update_header()
+        if self.cluster is not None:
+            self.table.unserved = frozenset(self.cluster.unserved)
         self.table.tick()
         strip = self.query_one("#queue-strip", Static)
         room = strip.content_region.width or width

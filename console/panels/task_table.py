@@ -46,6 +46,9 @@ MIN_HANDLER = 16
 #: The handler column takes what the others leave, up to this (a wide screen leaves the
 #: rest blank rather than pushing QUEUE … PROGRESS ninety columns to the right).
 MAX_HANDLER = 40
+STATE_COLUMN = [c.key for c in COLUMNS].index("state")
+#: The state cell of a queued task whose handler no alive node runs (attached).
+UNSERVED_MARK = "⚠ no node"
 #: Dropped first when the table is narrow (their cells become empty).
 DROP_ORDER = ("progress", "attempts", "queue")
 
@@ -148,6 +151,7 @@ class TaskTable(ScrollView, can_focus=True):
         "task-table--state-succeeded",
         "task-table--state-failed",
         "task-table--state-cancelled",
+        "task-table--unserved",
     }
 
     DEFAULT_CSS = """
@@ -161,6 +165,7 @@ class TaskTable(ScrollView, can_focus=True):
     TaskTable > .task-table--state-succeeded { color: $success; }
     TaskTable > .task-table--state-failed { color: $error; }
     TaskTable > .task-table--state-cancelled { color: $text-muted; }
+    TaskTable > .task-table--unserved { color: $warning; text-style: bold; }
     """
 
     class WindowNeeded(Message):
@@ -206,6 +211,7 @@ class TaskTable(ScrollView, can_focus=True):
         self._empty_text = "no tasks"
         self._requested: tuple[int, int] | None = None
         self._painted_ages: tuple[str, ...] = ()
+        self._unserved: frozenset[str] = frozenset()
 
     # -- data ---------------------------------------------------------------------
     @property
@@ -218,6 +224,17 @@ class TaskTable(ScrollView, can_focus=True):
         if text != self._empty_text:
             self._empty_text = text
             self.refresh()  # an empty table gets no new rows to repaint it
+
+    @property
+    def unserved(self) -> frozenset[str]:
+        """Handlers no node runs (attached): their queued rows are marked "⚠ no node"."""
+        return self._unserved
+
+    @unserved.setter
+    def unserved(self, handlers: frozenset[str]) -> None:
+        if handlers != self._unserved:
+            self._unserved = handlers
+            self.refresh()
 
     @property
     def total(self) -> int:
@@ -360,6 +377,9 @@ class TaskTable(ScrollView, can_focus=True):
         values = cell_values(task, self._now(), widths[-1])
         base = self.rich_style
         state_style = self.get_component_rich_style(f"task-table--state-{task.state.value}")
+        if task.state == TaskState.QUEUED and task.handler in self._unserved:
+            values[STATE_COLUMN] = UNSERVED_MARK  # it waits for a node that has its handler
+            state_style = self.get_component_rich_style("task-table--unserved")
         cursor = self.get_component_rich_style("task-table--cursor") if is_cursor else Style()
         segments: list[Segment] = []
         for column, w, value in zip(COLUMNS, widths, values, strict=True):

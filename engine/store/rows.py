@@ -71,10 +71,18 @@ def schedule(r: Row) -> ScheduleInfo:
     )
 
 
+def node_handlers(node: NodeInfo) -> str | None:
+    """The handlers column: the node's handler names as a JSON list (NULL: unknown)."""
+    if node.handlers is None:
+        return None
+    return json.dumps(list(node.handlers), separators=(",", ":"))
+
+
 def node_params(node: NodeInfo, now: float) -> tuple[object, ...]:
     """A node's row as the heartbeat saves it: id, host, pid, version, started,
     last seen (``now``), workers, busy, snapshot (JSON)."""
     return (
+        node_handlers(node),  # first: the column came later (schema 4)
         node.id,
         node.host,
         node.pid,
@@ -90,6 +98,7 @@ def node_params(node: NodeInfo, now: float) -> tuple[object, ...]:
 def node(r: Row, silent_since: float) -> NodeInfo:
     """A node row; an alive node not seen since ``silent_since`` is reported dead."""
     return NodeInfo(
+        handlers=None if r[10] is None else tuple(json.loads(r[10])),
         id=r[0],
         host=r[1],
         pid=r[2],
