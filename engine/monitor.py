@@ -65,6 +65,7 @@ class Monitor(Service):
         self.tick_cost = 0.0  # CPU seconds spent on the loop summarising, in total
         self._oldest: dict[str, float] = {}
         self._periodic: frozenset[str] = frozenset()  # handlers of the stored schedules
+        self._schedules_read = float("-inf")
         self._oldest_read = float("-inf")
         self._idle_ticks = 0  # ticks in a row with idle workers and a ready backlog
         self._unclaimable: dict[str, int] = {}
@@ -95,7 +96,6 @@ class Monitor(Service):
         if now - self._oldest_read >= OLDEST_EVERY:
             self._oldest_read = now
             self._oldest = await self.store.oldest_queued()
-            self._periodic = frozenset(s.handler for s in await self.store.schedules())
         await self._look_for_unclaimable(depths, counts.paused)
         wall = time.time()
         queues = [
@@ -107,6 +107,9 @@ class Monitor(Service):
             )
             for q in sorted(set(depths) | set(counts.paused))
         ]
+        if now - self._schedules_read >= OLDEST_EVERY:
+            self._schedules_read = now
+            self._periodic = frozenset(s.handler for s in await self.store.schedules())
         view = self.metrics.view(
             worker_count=self.pool.size,
             busy=self.pool.busy,

@@ -71,13 +71,6 @@ def schedule(r: Row) -> ScheduleInfo:
     )
 
 
-def node_handlers(node: NodeInfo) -> str | None:
-    """The handlers column: the node's handler names as a JSON list (NULL: unknown)."""
-    if node.handlers is None:
-        return None
-    return json.dumps(list(node.handlers), separators=(",", ":"))
-
-
 def node_params(node: NodeInfo, now: float) -> tuple[object, ...]:
     """A node's row as the heartbeat saves it: id, host, pid, version, started,
     last seen (``now``), workers, busy, snapshot (JSON)."""
@@ -146,3 +139,10 @@ def schedule_unchanged(row: Row | None, wanted: StoredSchedule, codec: Codec) ->
     same_payload = json.loads(codec.unseal(row[1])) == json.loads(wanted.payload_json)
     defined = (wanted.handler, wanted.queue, wanted.priority, wanted.retries)
     return same_payload and (row[0], *row[2:]) == (*defined, wanted.every, wanted.cron, wanted.tz)
+
+
+def node_handlers(node: NodeInfo) -> str | None:
+    """The handlers column: the node's handler names as a JSON list (NULL: unknown)."""
+    if node.handlers is None:
+        return None
+    return json.dumps(list(node.handlers), separators=(",", ":"))
