@@ -149,9 +149,7 @@ def node_findings(node: NodeInfo) -> tuple[Finding, ...]:
     return tuple(found)
 
 
-def unserved_findings(
-    counts: Mapping[str, int], limit: int = UNSERVED_SCAN
-) -> tuple[Finding, ...]:
+def unserved_findings(counts: Mapping[str, int], limit: int = UNSERVED_SCAN) -> tuple[Finding, ...]:
     """A warning per handler that queued tasks name and no alive node runs (``counts``
     from :meth:`Engine.unserved`), the most tasks first: "No node serves images.x —
     12 tasks queued"."""

@@ -32,7 +32,7 @@ from textual.widgets import Button, Input, Label, Select, Static, TextArea
 from console.payload_template import template_text
 from console.screens.compact import CompactForm
 from engine import Engine, Handler, parse_priority
-from engine.codec import MAX_DEPTH, find_json_problem
+from engine.codec import find_json_problem
 from engine.model import check_handler_name, check_queue_name, check_seconds
 
 
@@ -77,8 +77,8 @@ def check_form(
             check.payload = json.loads(payload)
         except json.JSONDecodeError as exc:
             check.errors["payload"] = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        except RecursionError:  # the parser gives up long before the text ends
-            check.errors["payload"] = f"payload is nested deeper than {MAX_DEPTH} levels"
+        except RecursionError:  # thousands of levels deep (the engine takes 200)
+            check.errors["payload"] = "payload is nested too deeply to read"
     else:
         check.payload = {}
     if "payload" not in check.errors:
