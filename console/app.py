@@ -403,10 +403,9 @@ class ConsoleApp(App[int]):
                 return
             with contextlib.suppress(StoreError, EngineNotRunning):  # suggestions only
                 known = sorted({t.handler for t in await self.engine.tasks(limit=500)})
-        self.push_screen(
-            EnqueueScreen(self.engine, selected.handler if selected else None, known),
-            self._enqueued,
-        )
+        served = self.cluster.served() if self.attached else None
+        form = EnqueueScreen(self.engine, selected.handler if selected else None, known, served)
+        self.push_screen(form, self._enqueued)
 
     def _enqueued(self, task_id: str | None) -> None:
         if task_id is None:

@@ -82,6 +82,14 @@ class Cluster:
         merged.sort(key=lambda f: SEVERITY_ORDER[f.severity])
         return tuple(merged)
 
+    def served(self) -> frozenset[str] | None:
+        """The handlers the alive nodes run; None when unknown (no node is alive, or
+        one did not say: an older version)."""
+        alive = self.alive
+        if not alive or any(n.handlers is None for n in alive):
+            return None
+        return frozenset(name for n in alive for name in n.handlers or ())
+
     def find(self, node_id: str) -> NodeInfo | None:
         return next((n for n in self.nodes if n.id == node_id), None)
 

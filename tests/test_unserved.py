@@ -13,14 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 
 from console.app import ConsoleApp
 from console.panels.bottlenecks import BottlenecksPanel
+from console.screens.enqueue import EnqueueScreen
 from engine import Engine
 from engine.cluster import unserved_findings
 
 from .conftest import FAST
-from .console_helpers import screen_text, settle, started
+from .console_helpers import screen_text, settle, started, text_of
 from .console_helpers import until as shown
 from .pg_fixtures import sql
 
@@ -170,3 +172,16 @@ async def test_the_attached_console_warns_and_marks_the_rows(db_path: Path) -> N
             resize_rows = [row for row in rows if "images.resize " in row]
             assert x_rows and all("⚠ no node" in line for line in x_rows), x_rows
             assert resize_rows and not any("⚠ no node" in line for line in resize_rows)
+
+            await pilot.press("e")  # the form says so before a task is sent to wait
+            await settle(pilot)
+            form = app.screen
+            assert isinstance(form, EnqueueScreen)
+            form.query_one("#handler-name", Input).value = "images.x"
+            await settle(pilot)
+            note = text_of(form.query_one("#signature"))
+            assert "No alive node runs images.x" in note, note
+            form.query_one("#handler-name", Input).value = "images.resize"
+            await settle(pilot)
+            assert "No alive node runs" not in text_of(form.query_one("#signature"))
+            assert "images.notify" in form.known  # the nodes' handlers are suggested

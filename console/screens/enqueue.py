@@ -35,6 +35,11 @@ from engine import Engine, Handler, parse_priority
 from engine.codec import find_json_problem
 from engine.model import check_handler_name, check_queue_name, check_seconds
 
+BY_NAME = (
+    "Not registered in this console: the payload is checked as JSON only; a node that has "
+    "this handler runs it."
+)
+
 
 @dataclass
 class FormCheck:
@@ -133,13 +138,20 @@ class EnqueueScreen(CompactForm[str | None]):
     ]
 
     def __init__(
-        self, engine: Engine, handler: str | None = None, known: Sequence[str] = ()
+        self,
+        engine: Engine,
+        handler: str | None = None,
+        known: Sequence[str] = (),
+        served: frozenset[str] | None = None,
     ) -> None:
-        """``known``: handler names to suggest when the engine has none registered."""
+        """``known``: handler names to suggest when the engine has none registered;
+        ``served`` (attached): the handlers the alive nodes run, suggested too, and a
+        name outside them is warned about (None: not known)."""
         super().__init__()
         self.engine = engine
         self.initial = handler
-        self.known = list(known)
+        self.served = served
+        self.known = sorted({*known, *(served or ())})
         self.by_name = not engine.handlers
         self._template: str | None = None
 
@@ -157,12 +169,7 @@ class EnqueueScreen(CompactForm[str | None]):
                     id="handler-name",
                     suggester=SuggestFromList(self.known, case_sensitive=True),
                 )
-                yield Static(
-                    "Not registered in this console: the payload is checked as JSON only; "
-                    "a node that has this handler runs it.",
-                    id="signature",
-                    classes="dialog-text",
-                )
+                yield Static(BY_NAME, id="signature", classes="dialog-text")
             else:
                 yield Select(
                     [(n, n) for n in names],
@@ -227,6 +234,14 @@ class EnqueueScreen(CompactForm[str | None]):
     @on(Input.Changed)
     def _changed(self) -> None:
         self._validate()
+
+    @on(Input.Changed, "#handler-name")
+    def _name_changed(self, event: Input.Changed) -> None:
+        """Attached: say so when no alive node runs the handler named."""
+        name = event.value.strip()
+        unserved = self.served is not None and bool(name) and name not in self.served
+        text = f"⚠ No alive node runs {name}: the task waits until one that has it joins. "
+        self.query_one("#signature", Static).update(text + BY_NAME if unserved else BY_NAME)
 
     @on(PayloadArea.PasteRejected)
     def _paste_rejected(self, event: PayloadArea.PasteRejected) -> None:
