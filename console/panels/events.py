@@ -85,6 +85,12 @@ OPERATOR_KINDS = frozenset(
 )
 
 
+#: The operator lane's first line, until something happens.
+EMPTY_LANE = (
+    "Worker, setting and queue changes, cancels, retries and the autoscaler's decisions show here."
+)
+
+
 def stamp(at: float) -> Text:
     return Text(time.strftime("%H:%M:%S ", time.localtime(at)), style="dim")
 
@@ -156,7 +162,9 @@ class EventsPanel(Horizontal):
 
     def on_mount(self) -> None:
         self.query_one("#event-log").border_title = "Events"
-        self.query_one("#event-actions").border_title = "Operator · autoscaler"
+        actions = self.query_one("#event-actions", EventLog)
+        actions.border_title = "Operator · autoscaler"
+        actions.write(Text(EMPTY_LANE, style="dim"))
 
     @property
     def lines(self) -> list[str]:

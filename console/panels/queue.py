@@ -51,7 +51,7 @@ def tab_labels(
     counts: dict[TaskState, int], states: tuple[TaskState, ...], width: int
 ) -> list[str]:
     """``Queued 1,204`` per state, or ``Queued 1.2k`` short forms when they would not fit,
-    or ``Q 1.2k`` (the states' initials) when even those would not (an attached console
+    or ``Q 1.2k`` (their initials: Q S R D F C) when even those would not (an attached console
     at 100 columns gives the queue half the width)."""
     full = [f"{s.value.capitalize()} {num(counts.get(s, 0))}" for s in states]
     if sum(len(label) + TAB_PADDING for label in full) <= width:
@@ -59,7 +59,7 @@ def tab_labels(
     short = [f"{SHORT_NAMES[s]} {short_num(counts.get(s, 0))}" for s in states]
     if sum(len(label) + TAB_PADDING for label in short) <= width:
         return short
-    return [f"{s.value[0].upper()} {short_num(counts.get(s, 0))}" for s in states]
+    return [f"{SHORT_NAMES[s][0]} {short_num(counts.get(s, 0))}" for s in states]
 
 
 def queue_strip(queues: list[QueueInfo], width: int) -> str:
