@@ -117,7 +117,7 @@ class WorkerPool:
         self.threads = ThreadRunner()
         self.processes = ProcessRunner(settings().max_payload_bytes)
         self.started_total = 0
-        self.started_at = 0.0  # when start() ran (the clock's time): see _start
+        self.started_at = 0.0  # start()'s time: no task waited here before it (queue wait)
 
     # -- size -------------------------------------------------------------------
     @property
@@ -269,9 +269,7 @@ class WorkerPool:
         self._busy_changing()
         self.running[claimed.id] = rt
         self.started_total += 1
-        # Queue wait counts from when the task was due (run_at), and not from before this
-        # pool started: time queued while no engine ran is not a backlog of this one.
-        ready = max(claimed.run_at or claimed.created_at, self.started_at)
+        ready = max(claimed.run_at or claimed.created_at, self.started_at)  # see started_at
         self._metrics.record_start(handler.name, handler.executor, claimed.started_at - ready)
         rt.task = asyncio.get_running_loop().create_task(self._run(rt))
         rt.task.add_done_callback(partial(self._task_done, rt))
