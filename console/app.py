@@ -52,7 +52,7 @@ from textual.events import Resize
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from console.attach import ATTACHED_KEYS, ClusterControl
 from console.cluster import Cluster
@@ -60,7 +60,7 @@ from console.commands import ActionsProvider
 from console.demo import DemoPipeline
 from console.panels.bottlenecks import BottlenecksPanel
 from console.panels.events import EventsPanel
-from console.panels.footer import DashboardFooter
+from console.panels.footer import KeysFooter
 from console.panels.header import HeaderBar
 from console.panels.nodes import NodesPanel
 from console.panels.queue import QueuePanel
@@ -76,6 +76,7 @@ from console.screens.queues import QueuesScreen
 from console.screens.quit import QuitChoice, QuitScreen
 from console.screens.schedules import SchedulesScreen, ScheduleTable
 from console.screens.settings import SettingsScreen
+from console.screens.stack import dashboard_shows
 from console.screens.task_detail import TaskDetailScreen
 from console.screens.workers import WorkerCountScreen
 from console.stop_signals import StopSignals
@@ -238,7 +239,7 @@ class ConsoleApp(App[int]):
         cluster = self.cluster if self.attached else None
         yield HeaderBar(cluster, id="header")
         with Horizontal(id="top", classes="-attached" if self.attached else ""):
-            yield QueuePanel(self.engine, self.now, id="queue", classes="panel")
+            yield QueuePanel(self.engine, self.now, cluster=cluster, id="queue", classes="panel")
             if self.attached:
                 yield NodesPanel(self.cluster, id="nodes", classes="panel")
             else:
@@ -248,8 +249,8 @@ class ConsoleApp(App[int]):
             yield ResourcesPanel(title=resources, id="resources", classes="panel")
             yield ThroughputPanel(cluster, id="throughput", classes="panel")
             yield BottlenecksPanel(id="bottlenecks", classes="panel")
-        yield EventsPanel(id="events", classes="panel")
-        yield DashboardFooter()
+        yield EventsPanel(id="events")
+        yield KeysFooter()
         with Vertical(id="too-small"):
             yield Static("", id="too-small-text")
 
@@ -311,9 +312,9 @@ class ConsoleApp(App[int]):
         self.notify(f"refreshing {hz:g} times a second", timeout=2)
 
     def refresh_tick(self) -> None:
-        """Feed every panel from one snapshot (skipped while a dialog covers them, and
-        while the app closes: its screens are gone then)."""
-        if not self.engine.running or self._stopping or len(self.screen_stack) != 1:
+        """Feed every panel from one snapshot, also under a dialog (the dashboard shows
+        around it); skipped under a full screen and while the app closes."""
+        if not self.engine.running or self._stopping or not dashboard_shows(self.screen_stack):
             return
         self._feed(self._panels)
         if self.control is not None:
@@ -344,7 +345,7 @@ class ConsoleApp(App[int]):
             return  # the next tick tries again; the store error shows as a finding
         finally:
             self._reading = False
-        if not self._stopping and len(self.screen_stack) == 1:
+        if not self._stopping and dashboard_shows(self.screen_stack):
             self._feed(CLUSTER_PANELS)
 
     @work(group="events")
@@ -371,17 +372,11 @@ class ConsoleApp(App[int]):
         small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
         box = self.query_one("#too-small")
         box.display = small
-        footer = self.dashboard.query_one(Footer)
-        footer.compact = width < 140  # every key still fits at 100 columns
-        palette = width >= 140
-        if footer.show_command_palette != palette:
-            footer.show_command_palette = palette
-            footer.refresh(recompose=True)  # the footer only recomposes on new bindings
         if small:
             self.query_one("#too-small-text", Static).update(
                 f"Terminal too small: {width}×{height}.\n"
-                f"Taskdeck needs at least {MIN_SIZE[0]}×{MIN_SIZE[1]}; make the window larger "
-                "(or press q to quit)."
+                f"Taskdeck needs at least {MIN_SIZE[0]}×{MIN_SIZE[1]}:\n"
+                "make the window larger (or press q to quit)."
             )
 
     # -- task actions ---------------------------------------------------------------
@@ -411,10 +406,9 @@ class ConsoleApp(App[int]):
                 return
             with contextlib.suppress(StoreError, EngineNotRunning):  # suggestions only
                 known = sorted({t.handler for t in await self.engine.tasks(limit=500)})
-        self.push_screen(
-            EnqueueScreen(self.engine, selected.handler if selected else None, known),
-            self._enqueued,
-        )
+        served = self.cluster.served() if self.attached else None
+        form = EnqueueScreen(self.engine, selected.handler if selected else None, known, served)
+        self.push_screen(form, self._enqueued)
 
     def _enqueued(self, task_id: str | None) -> None:
         if task_id is None:
@@ -580,11 +574,7 @@ class ConsoleApp(App[int]):
             if choice is not None:
                 self.shutdown(choice)
 
-        snap = self.engine.snapshot()
-        self.push_screen(
-            QuitScreen(snap.busy_workers, snap.settings.shutdown_grace, attached=self.attached),
-            chosen,
-        )
+        self.push_screen(QuitScreen(self.engine.snapshot, attached=self.attached), chosen)
 
     async def action_quit(self) -> None:
         """ctrl+q and a stop signal: a graceful stop without asking."""

@@ -21,6 +21,7 @@ from textual.binding import Binding
 from console.cluster import Cluster
 from console.node_actions import command_text, refusal, report, send
 from console.panels.nodes import NodesPanel
+from console.unserved import UnservedWatch
 from engine import Engine, Finding, Settings
 from engine.cluster import node_settings
 from engine.model import NodeInfo
@@ -68,9 +69,11 @@ class ClusterControl:
         self.changed = changed
         self.sent_settings: dict[str, tuple[Any, float]] = {}  # name: (value, when sent)
         self._pending: dict[str, tuple[int, float]] = {}
+        self.unserved = UnservedWatch(engine, cluster)
 
     async def read_nodes(self) -> None:
         self.cluster.update(await self.engine.nodes(), time.time())
+        await self.unserved.read()
 
     # -- one node's workers -------------------------------------------------------
     def selected(self) -> NodeInfo | None:

@@ -1,7 +1,8 @@
 """The cluster as an attached console sees it: the nodes on the store (from their
-heartbeats), their totals, their findings merged with the console's, and a
-per-second history of the cluster's done/s and failed/s for the throughput chart.
-Plain Python: the panels read it, the app fills it.
+heartbeats), their totals, their findings merged with the console's, the handlers
+that queued tasks name and no alive node runs, and a per-second history of the
+cluster's done/s and failed/s for the throughput chart. Plain Python: the panels read
+it, the app fills it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from engine.bottleneck import STORE_WIDE_RULES
-from engine.cluster import node_findings
+from engine.cluster import node_findings, unserved_findings
 from engine.model import NodeInfo
 from engine.snapshot import SEVERITY_ORDER, Finding
 
@@ -41,6 +42,8 @@ class Cluster:
         self.done: deque[float] = deque(maxlen=HISTORY)
         self.failed: deque[float] = deque(maxlen=HISTORY)
         self._second: int | None = None
+        #: handler -> queued tasks naming it that no alive node runs (Engine.unserved)
+        self.unserved: dict[str, int] = {}
 
     def update(self, nodes: list[NodeInfo], now: float) -> None:
         """Take a fresh read of the node rows; one chart column per wall-clock second
@@ -64,9 +67,10 @@ class Cluster:
 
     def findings(self, own: tuple[Finding, ...]) -> tuple[Finding, ...]:
         """The console's own findings (what the store shows) with those in the alive
-        nodes' heartbeats (what each node sees of itself), worst first. A store-wide
-        finding several nodes report alike is shown once."""
-        merged = list(own)
+        nodes' heartbeats (what each node sees of itself) and the handlers no node
+        serves, worst first. A store-wide finding several nodes report alike is shown
+        once."""
+        merged = [*own, *unserved_findings(self.unserved)]
         seen = {(f.rule, f.title) for f in own if f.rule in STORE_WIDE_RULES}
         for node in self.alive:
             for finding in node_findings(node):
@@ -77,6 +81,14 @@ class Cluster:
                 merged.append(finding)
         merged.sort(key=lambda f: SEVERITY_ORDER[f.severity])
         return tuple(merged)
+
+    def served(self) -> frozenset[str] | None:
+        """The handlers the alive nodes run; None when unknown (no node is alive, or
+        one did not say: an older version)."""
+        alive = self.alive
+        if not alive or any(n.handlers is None for n in alive):
+            return None
+        return frozenset(name for n in alive for name in n.handlers or ())
 
     def find(self, node_id: str) -> NodeInfo | None:
         return next((n for n in self.nodes if n.id == node_id), None)

@@ -24,6 +24,14 @@ def num(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def busy_of(busy: int, total: int) -> str:
+    """Busy workers of a pool: ``3/8``; while a shrunk pool's extra workers finish their
+    tasks (busy > total), what is true: ``7 busy / 6 (1 finishing)``."""
+    if busy <= total:
+        return f"{busy}/{total}"
+    return f"{busy} busy / {total} ({busy - total} finishing)"
+
+
 def short_num(value: float) -> str:
     if abs(value) < 10_000:
         return f"{value:,.0f}" if value == int(value) else f"{value:.1f}"

@@ -19,6 +19,12 @@ COLUMNS = (
 )
 
 
+def workers_cell(busy: int, workers: int) -> str:
+    """``3/8``; ``6/6+1`` while a shrunk node's extra worker finishes its task (never an
+    impossible ``7/6``)."""
+    return f"{busy}/{workers}" if busy <= workers else f"{workers}/{workers}+{busy - workers}"
+
+
 def cell_texts(node: NodeInfo, now: float) -> dict[str, str]:
     snap = node.snapshot
     cpu, rss = snap.get("cpu"), snap.get("rss")
@@ -27,7 +33,7 @@ def cell_texts(node: NodeInfo, now: float) -> dict[str, str]:
         "host": node.host,
         "pid": str(node.pid),
         "state": node.state,
-        "workers": f"{node.busy}/{node.workers}",
+        "workers": workers_cell(node.busy, node.workers),
         "rate": rate(node.throughput),
         "cpu": f"{float(cpu):.0f}%" if cpu is not None else "–",
         "mem": size(float(rss)) if rss is not None else "–",

@@ -43,6 +43,7 @@ from engine.retry import RetryPolicy
 from engine.settings import Settings, SettingSpec
 from engine.shutdown import StopReport
 from engine.snapshot import EngineSnapshot, Finding, QueueInfo, WorkerInfo
+from engine.workers import check_workers, parse_workers
 from engine.workflow import Chain, Group, Signature, chain, group
 
 __all__ = [
@@ -95,10 +96,12 @@ __all__ = [
     "WorkflowRecord",
     "WorkflowStep",
     "chain",
+    "check_workers",
     "current_task",
     "generate_key",
     "group",
     "parse_payload",
     "parse_priority",
     "parse_rate",
+    "parse_workers",
 ]

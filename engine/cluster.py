@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT = 0.5  # seconds between a node's heartbeats (and command pickups)
 DEAD_AFTER = 5.0  # a node silent this long is marked dead
 NODE_FINDINGS = 3  # the worst findings a heartbeat carries
+UNSERVED_SCAN = 10_000  # queued tasks counted at most, per look for unserved handlers
 
 
 def version() -> str:
@@ -148,6 +149,31 @@ def node_findings(node: NodeInfo) -> tuple[Finding, ...]:
     return tuple(found)
 
 
+def unserved_findings(counts: Mapping[str, int], limit: int = UNSERVED_SCAN) -> tuple[Finding, ...]:
+    """A warning per handler that queued tasks name and no alive node runs (``counts``
+    from :meth:`Engine.unserved`), the most tasks first: "No node serves images.x —
+    12 tasks queued"."""
+    found = []
+    for handler, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        many = f"{n:,}+" if n >= limit else f"{n:,}"
+        found.append(
+            Finding(
+                severity="warning",
+                title=f"No node serves {handler} — {many} tasks queued",
+                evidence=(
+                    f"{many} queued tasks name {handler}; no alive node has registered it, "
+                    "so they stay queued"
+                ),
+                suggestion=(
+                    f"Start a node whose engine registers {handler} (@engine.task), or "
+                    "cancel those tasks."
+                ),
+                rule="unserved",
+            )
+        )
+    return tuple(found)
+
+
 def node_settings(node: NodeInfo) -> Settings | None:
     """The settings in ``node``'s last heartbeat (None if it carried some this version
     cannot read)."""
@@ -158,8 +184,11 @@ def node_settings(node: NodeInfo) -> Settings | None:
         return None
 
 
-def node_info(node: str, started_at: float, snapshot: Any, now: float) -> NodeInfo:
-    """This node's row, from its :class:`~engine.snapshot.EngineSnapshot`."""
+def node_info(
+    node: str, started_at: float, snapshot: Any, now: float, handlers: Sequence[str] = ()
+) -> NodeInfo:
+    """This node's row, from its :class:`~engine.snapshot.EngineSnapshot` and the names
+    of the handlers it has."""
     resources = snapshot.resources
     compact: dict[str, Any] = {
         "throughput": round(snapshot.throughput, 2),
@@ -189,4 +218,5 @@ def node_info(node: str, started_at: float, snapshot: Any, now: float) -> NodeIn
         workers=snapshot.worker_count,
         busy=snapshot.busy_workers,
         snapshot=compact,
+        handlers=tuple(sorted(handlers)),
     )

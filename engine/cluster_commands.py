@@ -5,16 +5,17 @@ reads in one go."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine.cluster import DEAD_AFTER, check_command, node_info
+from engine.cluster import DEAD_AFTER, UNSERVED_SCAN, check_command, node_info
 from engine.events import EventBus, EventKind
 from engine.model import CommandResult, NodeCommand, NodeInfo, check_node_id, parse_task_id
 from engine.store.base import Store
 
 if TYPE_CHECKING:
     from engine.pool import WorkerPool
+    from engine.registry import Registry
     from engine.snapshot import EngineSnapshot
 
 
@@ -27,6 +28,7 @@ class ClusterCommands:
     _clock: Callable[[], float]
     _pool: WorkerPool | None
     _started_at: float
+    _registry: Registry
 
     def snapshot(self) -> EngineSnapshot:
         raise NotImplementedError
@@ -44,6 +46,22 @@ class ClusterCommands:
         """Every engine process on this store (alive first), from their heartbeats."""
         self._require_running()
         return await self._store.nodes(DEAD_AFTER)
+
+    async def unserved(
+        self, nodes: Sequence[NodeInfo] | None = None, limit: int = UNSERVED_SCAN
+    ) -> dict[str, int]:
+        """Handlers that queued tasks name and no alive node runs, with how many such
+        tasks (of the first ``limit`` found): work that waits until a node that has the
+        handler joins. ``nodes``: the node rows if just read (else they are read).
+        Empty when no node is alive (then nothing runs at all) or when an alive node
+        does not say which handlers it has (an older version: it may run any)."""
+        self._require_running()
+        rows = await self._store.nodes(DEAD_AFTER) if nodes is None else nodes
+        alive = [n for n in rows if n.state == "alive"]
+        if not alive or any(n.handlers is None for n in alive):
+            return {}
+        served = sorted({name for n in alive for name in n.handlers or ()})
+        return await self._store.unclaimable(served, limit)
 
     async def send_command(
         self, action: str, args: Mapping[str, Any] | None = None, *, node: str = "*"
@@ -74,7 +92,8 @@ class ClusterCommands:
         return await self._store.command_results(cid)
 
     def _describe_node(self) -> NodeInfo:
-        return node_info(self.node, self._started_at, self.snapshot(), self._clock())
+        snap, names = self.snapshot(), self._registry.names()
+        return node_info(self.node, self._started_at, snap, self._clock(), names)
 
     async def _apply_command(self, command: NodeCommand) -> str:
         """Carry out one command here; returns what was done (raises if refused)."""

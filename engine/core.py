@@ -70,6 +70,7 @@ from engine.store.base import (
     Store,
     TaskFilter,
 )
+from engine.workers import check_workers
 from engine.workflow import Workflow
 
 log = logging.getLogger(__name__)
@@ -95,15 +96,6 @@ class TaskPage(list[TaskRecord]):
 def _node_name() -> str:
     host = socket.gethostname().split(".")[0][:24] or "host"
     return f"{host}-{os.getpid()}-{secrets.token_hex(2)}"
-
-
-def _check_workers(n: object, limit: int) -> int:
-    rule = f"a whole number from 0 (produce only) to {limit} (max_workers)"
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"workers must be {rule}; got {type(n).__name__} {n!r}")
-    if not 0 <= n <= limit:
-        raise ValueError(f"workers must be {rule}; got {n}")
-    return n
 
 
 class Engine(PeriodicCommands, ClusterCommands):
@@ -139,7 +131,7 @@ class Engine(PeriodicCommands, ClusterCommands):
             raise TypeError("give encryption_key= or keys=[new, old], not both")
         base = settings if isinstance(settings, Settings) else Settings(**(settings or {}))
         self._settings = base.replace(**overrides) if overrides else base
-        self._workers = _check_workers(workers, self._settings.max_workers)
+        self._workers = check_workers(workers, self._settings.max_workers)
         self._codec = Codec(
             keys if keys is not None else [encryption_key] if encryption_key else None
         )
@@ -805,7 +797,7 @@ class Engine(PeriodicCommands, ClusterCommands):
 
     async def set_workers(self, n: int) -> int:
         """Resize the pool: grow at once; shrink after current tasks. Returns the old size."""
-        count = _check_workers(n, self._settings.max_workers)
+        count = check_workers(n, self._settings.max_workers)
         old = self._pool.size if self._pool is not None else self._workers
         self._workers = count
         if self._pool is not None:

@@ -478,6 +478,9 @@ class NodeInfo:
     busy: int
     #: compact picture: throughput, failures_per_minute, cpu, rss, paused, queues
     snapshot: Mapping[str, Any] = field(default_factory=dict)
+    #: the handler names it runs; None when it did not say (a version before 4 of the
+    #: store's schema), so what it serves is unknown
+    handlers: tuple[str, ...] | None = None
 
     @property
     def throughput(self) -> float:

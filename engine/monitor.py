@@ -33,7 +33,7 @@ from engine.settings import Settings
 from engine.snapshot import Finding
 from engine.store.base import Store
 
-OLDEST_EVERY = 5.0  # seconds between reads of the oldest queued task per queue
+OLDEST_EVERY = 5.0  # seconds between reads of the oldest queued task per queue (and schedules)
 
 
 class Monitor(Service):
@@ -65,6 +65,8 @@ class Monitor(Service):
         self.sample_cost = 0.0  # CPU seconds spent in psutil sampling, in total
         self.tick_cost = 0.0  # CPU seconds spent on the loop summarising, in total
         self._oldest: dict[str, float] = {}
+        self._periodic: frozenset[str] = frozenset()  # handlers of the stored schedules
+        self._schedules_read = float("-inf")
         self._oldest_read = float("-inf")
         self._idle_ticks = 0  # ticks in a row with idle workers and a ready backlog
         self._unclaimable: dict[str, int] = {}
@@ -113,6 +115,9 @@ class Monitor(Service):
             )
             for q in sorted(set(depths) | set(counts.paused))
         ]
+        if now - self._schedules_read >= OLDEST_EVERY:
+            self._schedules_read = now
+            self._periodic = frozenset(s.handler for s in await self.store.schedules())
         view = self.metrics.view(
             worker_count=self.pool.size,
             busy=self.pool.busy,
@@ -137,6 +142,7 @@ class Monitor(Service):
                 ),
                 self._unclaimable,
                 {q: per.get(TaskState.RUNNING, 0) for q, per in counts.by_queue.items()},
+                self._periodic,
             )
         )
         self._announce(found)

@@ -117,6 +117,7 @@ class WorkerPool:
         self.threads = ThreadRunner()
         self.processes = ProcessRunner(settings().max_payload_bytes)
         self.started_total = 0
+        self.started_at = 0.0  # start()'s time: no task waited here before it (queue wait)
 
     # -- size -------------------------------------------------------------------
     @property
@@ -177,6 +178,7 @@ class WorkerPool:
 
     # -- dispatch ---------------------------------------------------------------
     def start(self) -> None:
+        self.started_at = self._clock()
         self._dispatcher = asyncio.get_running_loop().create_task(
             self._dispatch(), name="taskdeck-dispatcher"
         )
@@ -267,8 +269,8 @@ class WorkerPool:
         self._busy_changing()
         self.running[claimed.id] = rt
         self.started_total += 1
-        ready_since = claimed.run_at or claimed.created_at
-        self._metrics.record_start(handler.name, handler.executor, claimed.started_at - ready_since)
+        ready = max(claimed.run_at or claimed.created_at, self.started_at)  # see started_at
+        self._metrics.record_start(handler.name, handler.executor, claimed.started_at - ready)
         rt.task = asyncio.get_running_loop().create_task(self._run(rt))
         rt.task.add_done_callback(partial(self._task_done, rt))
         if self._bus.has_subscribers:

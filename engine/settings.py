@@ -164,7 +164,7 @@ SPECS: tuple[SettingSpec, ...] = (
                 "system memory counts.", 0, 2**48),
     SettingSpec("wait_ratio_threshold", float, 10.0, "×",
                 "How many times longer than they run (p95) a handler's tasks may wait "
-                "before it is reported.", 1.0, 1_000_000.0),
+                "before it is reported (periodic handlers are not).", 1.0, 1_000_000.0),
     SettingSpec("store_latency_threshold", float, 0.2, "s",
                 "Store transaction time (p99) above which the store is reported slow.",
                 0.001, 60.0),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +98,31 @@ def bulk_queue(
     )
     conn.execute("COMMIT")
     conn.close()
+
+
+def screen_text(app: ConsoleApp) -> str:
+    """What the terminal shows now, as plain text lines (the screen as last painted: a
+    widget that was not repainted shows its old content, as a user would see it)."""
+    width, height = app.size
+    console = Console(
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        record=True,
+        color_system=None,
+        legacy_windows=False,
+        safe_box=False,
+    )
+    update = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    console.print(update)
+    return console.export_text()
+
+
+async def until(pilot: Pilot[Any], condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Let the app run until ``condition()`` holds (its timers and workers go on), or
+    fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {timeout:g} s")
+        await pilot.pause(0.02)

@@ -10,7 +10,7 @@ from typing import Any
 from rich.text import Text
 
 from console.cluster import Cluster
-from console.format import rate
+from console.format import busy_of, rate
 from console.panels.text_panel import TextPanel
 from engine import EngineSnapshot
 
@@ -32,7 +32,7 @@ class HeaderBar(TextPanel):
             return self._cluster_line(text, snap, self.cluster, store)
         node = f"{snap.node} · " if self.size.width >= 120 else ""
         text.append(f"{node}{store} · ")
-        text.append(f"workers {snap.busy_workers}/{snap.worker_count}", style="bold")
+        text.append(f"workers {busy_of(snap.busy_workers, snap.worker_count)}", style="bold")
         text.append(
             f" · {rate(snap.throughput)} done/s · {snap.failures_per_minute:.0f} failed/min"
         )
@@ -47,7 +47,7 @@ class HeaderBar(TextPanel):
         if self.size.width >= 120:
             text.append(f" · {store}")
         text.append(" · ")
-        text.append(f"workers {t.busy}/{t.workers}", style="bold")
+        text.append(f"workers {busy_of(t.busy, t.workers)}", style="bold")
         text.append(f" · {rate(t.throughput)} done/s · {t.failures_per_minute:.0f} failed/min")
         if self.size.width >= 120:
             text.append(" · 🔒 encrypted" if snap.encrypted else " · plain")

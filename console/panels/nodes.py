@@ -29,20 +29,30 @@ from engine.model import NodeInfo
 GAP = 1
 MIN_NODE = 10
 #: Dropped first when the panel is narrow.
-DROP_ORDER = ("host", "pid", "seen", "mem", "cpu")
+DROP_ORDER = ("host", "pid", "seen", "mem", "cpu", "rate")
 STATE_STYLE = {"alive": "green", "stopped": "dim", "dead": "bold red"}
 
 
-def fitted_columns(width: int) -> tuple[tuple[Column, int], ...]:
+def middle(text: str, width: int) -> str:
+    """``text`` cut to ``width`` in the middle: ``build-serv…1234-beef``."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
+def fitted_columns(width: int, id_width: int = MIN_NODE) -> tuple[tuple[Column, int], ...]:
     """The columns that fit ``width`` cells and their widths: the node id takes what the
-    others leave; when that is under MIN_NODE, whole columns are dropped."""
+    others leave; when that is under ``id_width`` (the longest id shown, at least
+    MIN_NODE), whole columns are dropped so that ids show whole."""
     shown = list(COLUMNS)
+    need = max(MIN_NODE, id_width)
 
     def rest() -> int:
         return width - sum(c.width for c in shown) - GAP * (len(shown) - 1)
 
     for key in DROP_ORDER:
-        if rest() >= MIN_NODE:
+        if rest() >= need:
             break
         shown = [c for c in shown if c.key != key]
     return tuple((c, c.width or max(MIN_NODE, rest())) for c in shown)
@@ -60,6 +70,7 @@ class NodesPanel(DataTable[Text]):
         self.cluster = cluster
         self.now = now
         self._columns: tuple[tuple[Column, int], ...] = ()
+        self._id_width = MIN_NODE  # the longest node id, so none is cut
         self._ids: list[str] = []
         self._cells: dict[str, dict[str, Text]] = {}
 
@@ -70,7 +81,7 @@ class NodesPanel(DataTable[Text]):
         self._fit(self.size.width)  # the event's size includes the border
 
     def _fit(self, width: int) -> None:
-        columns = fitted_columns(max(20, width))
+        columns = fitted_columns(max(20, width), self._id_width)
         if columns == self._columns:
             return
         self._columns = columns
@@ -106,6 +117,13 @@ class NodesPanel(DataTable[Text]):
             return
         now = self.now()
         nodes = self.cluster.nodes
+        id_width = max((len(n.id) for n in nodes), default=MIN_NODE)
+        if id_width != self._id_width:  # longer (or shorter) ids: choose the columns again
+            self._id_width = id_width
+            before = self._columns
+            self._fit(self.size.width)
+            if self._columns != before:
+                return  # the new columns' rows are drawn
         cells = {n.id: self._styled(n, now) for n in nodes}
         ids = [n.id for n in nodes]
         if ids == self._ids:
@@ -131,7 +149,10 @@ class NodesPanel(DataTable[Text]):
         out = {}
         for column, width in self._columns:
             style = STATE_STYLE.get(node.state, "") if column.key == "state" else row_style
-            out[column.key] = Text(fit(texts[column.key], width, column.right), style=style)
+            text = texts[column.key]
+            if column.key == "node" and len(text) > width:  # the end (pid, suffix) tells
+                text = middle(text, width)  # nodes of one host apart: keep both ends
+            out[column.key] = Text(fit(text, width, column.right), style=style)
         return out
 
     def _titles(self) -> None:

@@ -18,6 +18,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input, Static, Tab, Tabs
 
+from console.cluster import Cluster
 from console.format import num, short_num
 from console.panels.task_table import TaskTable, header_text
 from console.task_actions import cancel_task, retry_task
@@ -49,11 +50,16 @@ TAB_PADDING = 2
 def tab_labels(
     counts: dict[TaskState, int], states: tuple[TaskState, ...], width: int
 ) -> list[str]:
-    """``Queued 1,204`` per state, or ``Queued 1.2k`` short forms when they would not fit."""
+    """``Queued 1,204`` per state, or ``Queued 1.2k`` short forms when they would not fit,
+    or ``Q 1.2k`` (their initials: Q S R D F C) when even those would not (an attached console
+    at 100 columns gives the queue half the width)."""
     full = [f"{s.value.capitalize()} {num(counts.get(s, 0))}" for s in states]
     if sum(len(label) + TAB_PADDING for label in full) <= width:
         return full
-    return [f"{SHORT_NAMES[s]} {short_num(counts.get(s, 0))}" for s in states]
+    short = [f"{SHORT_NAMES[s]} {short_num(counts.get(s, 0))}" for s in states]
+    if sum(len(label) + TAB_PADDING for label in short) <= width:
+        return short
+    return [f"{SHORT_NAMES[s][0]} {short_num(counts.get(s, 0))}" for s in states]
 
 
 def queue_strip(queues: list[QueueInfo], width: int) -> str:
@@ -134,10 +140,13 @@ class QueuePanel(Vertical):
         engine: Engine,
         now: Callable[[], float] = time.time,
         states: tuple[TaskState, ...] = STATES,
+        cluster: Cluster | None = None,
         **kwargs: Any,
     ) -> None:
+        """``cluster`` (attached): queued rows of handlers no node runs are marked."""
         super().__init__(**kwargs)
         self.engine = engine
+        self.cluster = cluster
         self.now = now
         self.states = states
         self.state = states[0]
@@ -146,6 +155,7 @@ class QueuePanel(Vertical):
         self._targets: dict[str, int] = {}  # priorities asked for, ahead of the next fetch
         self._wanted: tuple[int, int] | None = None  # the newest window asked for
         self._fetching = False
+        self._snap: EngineSnapshot | None = None
 
     def compose(self) -> ComposeResult:
         yield Tabs(
@@ -166,6 +176,13 @@ class QueuePanel(Vertical):
 
     def on_mount(self) -> None:
         self.border_title = "Queue"
+        self.table.empty_text = f"no {self.state.value} tasks"
+
+    def on_resize(self) -> None:
+        """The tab labels, the queues line and the column header depend on the width:
+        redo them (the first update may come before the panel is laid out)."""
+        if self._snap is not None:
+            self.update_from(self._snap)
 
     def _update_header(self) -> None:
         set_text(self.query_one("#task-header", Static), header_text(self.table.line_width))
@@ -209,6 +226,7 @@ class QueuePanel(Vertical):
     # -- data -----------------------------------------------------------------------
     def update_from(self, snap: EngineSnapshot) -> None:
         """Counts in the tab titles, the queues strip; then refresh the visible rows."""
+        self._snap = snap
         width = self.content_region.width
         counts = dict(snap.counts)
         if (counts, width) != self._counts:
@@ -220,6 +238,8 @@ class QueuePanel(Vertical):
                 if str(tab.label) != str(label):  # a new label relayouts the tab row
                     tab.label = label
         self._update_header()
+        if self.cluster is not None:
+            self.table.unserved = frozenset(self.cluster.unserved)
         self.table.tick()
         strip = self.query_one("#queue-strip", Static)
         room = strip.content_region.width or width

@@ -43,14 +43,20 @@ COLUMNS = (
 )
 GAP = 1
 MIN_HANDLER = 16
+#: The handler column takes what the others leave, up to this (a wide screen leaves the
+#: rest blank rather than pushing QUEUE … PROGRESS ninety columns to the right).
+MAX_HANDLER = 40
+STATE_COLUMN = [c.key for c in COLUMNS].index("state")
+#: The state cell of a queued task whose handler no alive node runs (attached).
+UNSERVED_MARK = "⚠ no node"
 #: Dropped first when the table is narrow (their cells become empty).
 DROP_ORDER = ("progress", "attempts", "queue")
 
 
 def column_widths(width: int) -> list[int]:
-    """Widths that fill ``width``: the handler takes what the fixed columns leave;
-    when that is under MIN_HANDLER, whole columns are dropped (width 0) rather than
-    every column squeezed into ellipses."""
+    """Widths for ``width`` cells: the handler takes what the fixed columns leave (at
+    most MAX_HANDLER); when that is under MIN_HANDLER, whole columns are dropped
+    (width 0) rather than every column squeezed into ellipses."""
     widths = [c.width for c in COLUMNS]
     dropped: set[str] = set()
 
@@ -65,7 +71,7 @@ def column_widths(width: int) -> list[int]:
         dropped.add(key)
     flexible = [i for i, c in enumerate(COLUMNS) if c.width == 0]
     for i in flexible:
-        widths[i] = max(1, rest() // len(flexible))
+        widths[i] = max(1, min(MAX_HANDLER, rest() // len(flexible)))
     return [0 if c.key in dropped else w for c, w in zip(COLUMNS, widths, strict=True)]
 
 
@@ -97,11 +103,20 @@ def age_text(task: TaskRecord, now: float) -> str:
     return ago(now - (task.finished_at or now))
 
 
+def shown_progress(task: TaskRecord) -> float | None:
+    """The progress to show: a succeeded task is done (100 %) whatever its handler last
+    reported (progress is saved every ``progress_interval``, not at the end)."""
+    if task.progress is not None and task.state == TaskState.SUCCEEDED:
+        return 1.0
+    return task.progress
+
+
 def cell_values(task: TaskRecord, now: float, progress_width: int) -> list[str]:
     progress = ""
-    if task.progress is not None:
-        pct = f"{task.progress * 100:3.0f}%"
-        progress = bar(task.progress, max(0, progress_width - len(pct) - 1)) + " " + pct
+    fraction = shown_progress(task)
+    if fraction is not None:
+        pct = f"{fraction * 100:3.0f}%"
+        progress = bar(fraction, max(0, progress_width - len(pct) - 1)) + " " + pct
     return [
         task.id,
         task.handler,
@@ -136,6 +151,7 @@ class TaskTable(ScrollView, can_focus=True):
         "task-table--state-succeeded",
         "task-table--state-failed",
         "task-table--state-cancelled",
+        "task-table--unserved",
     }
 
     DEFAULT_CSS = """
@@ -149,6 +165,7 @@ class TaskTable(ScrollView, can_focus=True):
     TaskTable > .task-table--state-succeeded { color: $success; }
     TaskTable > .task-table--state-failed { color: $error; }
     TaskTable > .task-table--state-cancelled { color: $text-muted; }
+    TaskTable > .task-table--unserved { color: $warning; text-style: bold; }
     """
 
     class WindowNeeded(Message):
@@ -191,11 +208,34 @@ class TaskTable(ScrollView, can_focus=True):
         self._total = 0
         self.cursor = 0
         self.selected_id: str | None = None
-        self.empty_text = "no tasks"
+        self._empty_text = "no tasks"
         self._requested: tuple[int, int] | None = None
         self._painted_ages: tuple[str, ...] = ()
+        self._unserved: frozenset[str] = frozenset()
 
     # -- data ---------------------------------------------------------------------
+    @property
+    def empty_text(self) -> str:
+        """What the table says when it has no rows ("no failed tasks")."""
+        return self._empty_text
+
+    @empty_text.setter
+    def empty_text(self, text: str) -> None:
+        if text != self._empty_text:
+            self._empty_text = text
+            self.refresh()  # an empty table gets no new rows to repaint it
+
+    @property
+    def unserved(self) -> frozenset[str]:
+        """Handlers no node runs (attached): their queued rows are marked "⚠ no node"."""
+        return self._unserved
+
+    @unserved.setter
+    def unserved(self, handlers: frozenset[str]) -> None:
+        if handlers != self._unserved:
+            self._unserved = handlers
+            self.refresh()
+
     @property
     def total(self) -> int:
         return self._total
@@ -337,6 +377,9 @@ class TaskTable(ScrollView, can_focus=True):
         values = cell_values(task, self._now(), widths[-1])
         base = self.rich_style
         state_style = self.get_component_rich_style(f"task-table--state-{task.state.value}")
+        if task.state == TaskState.QUEUED and task.handler in self._unserved:
+            values[STATE_COLUMN] = UNSERVED_MARK  # it waits for a node that has its handler
+            state_style = self.get_component_rich_style("task-table--unserved")
         cursor = self.get_component_rich_style("task-table--cursor") if is_cursor else Style()
         segments: list[Segment] = []
         for column, w, value in zip(COLUMNS, widths, values, strict=True):

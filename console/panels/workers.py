@@ -4,39 +4,42 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from console.format import ago, bar
+from console.format import ago, bar, busy_of
 from console.panels.text_panel import TextPanel
 from engine import EngineSnapshot, WorkerInfo
 
 BAR = 12
 
 
-def worker_line(w: WorkerInfo, width: int, task_width: int = 7) -> Text:
+def worker_line(w: WorkerInfo, width: int, task_width: int = 7, handler_width: int = 0) -> Text:
     """``w3 #1204  images.resize   1.2s ━━━━╺──── 45% message`` fitted to ``width``.
 
-    The handler name gets room first; the bar shows only when there is space for it
-    and the message takes what is left.
+    The id, task, elapsed time and percentage always show whole; the handler name
+    gets room next (``handler_width``, the longest one shown, keeps the columns
+    aligned), then the bar, and the message takes what is left (or is left out).
     """
     if w.state == "idle":
         return Text(f"{w.id:>3}  idle", style="dim")
     mark = "↓" if w.state == "retiring" else " "
     left = f"{w.id:>3}{mark}#{w.task_id or '':<{task_width}} "
-    tail = 7 + 4  # " 12.3s" + " 45%"
+    elapsed = f" {ago(w.elapsed):>6}"
+    pct = f" {w.progress * 100:3.0f}%" if w.progress is not None else ""
     handler = w.handler or ""
-    handler_width = max(8, min(len(handler), width - len(left) - tail))
-    bar_width = BAR if width - len(left) - handler_width - tail >= BAR + 1 else 0
+    room = width - len(left) - len(elapsed) - len(pct)
+    shown = max(1, min(max(handler_width, len(handler)), room))
+    room -= shown
+    bar_width = BAR if w.progress is not None and room >= BAR + 1 else 0
+    room -= bar_width + 1 if bar_width else 0
     line = Text(left)
-    line.append(f"{handler[:handler_width]:<{handler_width}}", style="bold")
-    line.append(f" {ago(w.elapsed):>6}")
-    if w.progress is not None:
-        if bar_width:
-            line.append(" " + bar(w.progress, bar_width), style="green")
-        line.append(f" {w.progress * 100:3.0f}%")
-    elif bar_width:
-        line.append(" " * (bar_width + 5))
-    if w.message:
-        line.append(f" {w.message}", style="dim")
-    line.truncate(width, overflow="ellipsis")
+    name = handler if len(handler) <= shown else handler[: shown - 1] + "…"
+    line.append(f"{name:<{shown}}", style="bold")
+    line.append(elapsed)
+    if bar_width:
+        line.append(" " + bar(w.progress, bar_width), style="green")
+    line.append(pct)
+    if w.message and room >= 4:  # a space and at least three characters of it
+        message = w.message if len(w.message) < room else w.message[: room - 2] + "…"
+        line.append(f" {message}", style="dim")
     return line
 
 
@@ -48,7 +51,8 @@ class WorkersPanel(TextPanel):
     """
 
     def title_for(self, snap: EngineSnapshot) -> str:
-        return f"Workers · {snap.busy_workers}/{snap.worker_count} busy"
+        busy, total = snap.busy_workers, snap.worker_count
+        return f"Workers · {busy_of(busy, total)}" + (" busy" if busy <= total else "")
 
     def render_snapshot(self, snap: EngineSnapshot) -> Text:
         if not snap.workers:
@@ -58,4 +62,7 @@ class WorkersPanel(TextPanel):
             return Text(message, style="dim")
         width = max(20, self.content_region.width)
         task_width = max((len(w.task_id or "") for w in snap.workers), default=1)
-        return Text("\n").join(worker_line(w, width, task_width) for w in snap.workers)
+        handler_width = max((len(w.handler or "") for w in snap.workers), default=0)
+        return Text("\n").join(
+            worker_line(w, width, task_width, handler_width) for w in snap.workers
+        )

@@ -1,6 +1,8 @@
 """Enqueue a task: handler from the registry, a JSON payload checked as you type
 (line and column of a syntax error; missing or unexpected arguments), priority by
-number or name, queue, delay.
+number or name, queue, delay. The payload starts as an example of each parameter's
+type (``""`` for str, ``0`` for int, …; never null); what the engine refuses at
+enqueue (e.g. a value of the wrong type) is shown in the form, which stays open.
 
 An engine with no handlers of its own (an attached console) takes the handler by
 name instead, with the names seen in the store as suggestions; its payload is
@@ -27,10 +29,16 @@ from textual.message import Message
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
+from console.payload_template import template_text
 from console.screens.compact import CompactForm
 from engine import Engine, Handler, parse_priority
 from engine.codec import find_json_problem
 from engine.model import check_handler_name, check_queue_name, check_seconds
+
+BY_NAME = (
+    "Not registered in this console: the payload is checked as JSON only; a node that has "
+    "this handler runs it."
+)
 
 
 @dataclass
@@ -74,6 +82,8 @@ def check_form(
             check.payload = json.loads(payload)
         except json.JSONDecodeError as exc:
             check.errors["payload"] = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        except RecursionError:  # thousands of levels deep (the engine takes 200)
+            check.errors["payload"] = "payload is nested too deeply to read"
     else:
         check.payload = {}
     if "payload" not in check.errors:
@@ -128,14 +138,22 @@ class EnqueueScreen(CompactForm[str | None]):
     ]
 
     def __init__(
-        self, engine: Engine, handler: str | None = None, known: Sequence[str] = ()
+        self,
+        engine: Engine,
+        handler: str | None = None,
+        known: Sequence[str] = (),
+        served: frozenset[str] | None = None,
     ) -> None:
-        """``known``: handler names to suggest when the engine has none registered."""
+        """``known``: handler names to suggest when the engine has none registered;
+        ``served`` (attached): the handlers the alive nodes run, suggested too, and a
+        name outside them is warned about (None: not known)."""
         super().__init__()
         self.engine = engine
         self.initial = handler
-        self.known = list(known)
+        self.served = served
+        self.known = sorted({*known, *(served or ())})
         self.by_name = not engine.handlers
+        self._template: str | None = None
 
     def compose(self) -> ComposeResult:
         names = [h.name for h in self.engine.handlers]
@@ -151,12 +169,7 @@ class EnqueueScreen(CompactForm[str | None]):
                     id="handler-name",
                     suggester=SuggestFromList(self.known, case_sensitive=True),
                 )
-                yield Static(
-                    "Not registered in this console: the payload is checked as JSON only; "
-                    "a node that has this handler runs it.",
-                    id="signature",
-                    classes="dialog-text",
-                )
+                yield Static(BY_NAME, id="signature", classes="dialog-text")
             else:
                 yield Select(
                     [(n, n) for n in names],
@@ -212,16 +225,23 @@ class EnqueueScreen(CompactForm[str | None]):
         self.query_one("#queue", Input).placeholder = handler.queue
         self.query_one("#delay", Input).placeholder = "0"
         area = self.query_one("#payload", PayloadArea)
-        if not area.text.strip() or area.text == getattr(self, "_template", None):
-            template = json.dumps({p: None for p in handler.params}, indent=2)
-            self._template = template
-            area.load_text(template)
+        if not area.text.strip() or area.text == self._template:
+            self._template = template_text(handler)  # an example of each type, no nulls
+            area.load_text(self._template)
         self._validate()
 
     @on(TextArea.Changed, "#payload")
     @on(Input.Changed)
     def _changed(self) -> None:
         self._validate()
+
+    @on(Input.Changed, "#handler-name")
+    def _name_changed(self, event: Input.Changed) -> None:
+        """Attached: say so when no alive node runs the handler named."""
+        name = event.value.strip()
+        unserved = self.served is not None and bool(name) and name not in self.served
+        text = f"⚠ No alive node runs {name}: the task waits until one that has it joins. "
+        self.query_one("#signature", Static).update(text + BY_NAME if unserved else BY_NAME)
 
     @on(PayloadArea.PasteRejected)
     def _paste_rejected(self, event: PayloadArea.PasteRejected) -> None:
@@ -260,10 +280,16 @@ class EnqueueScreen(CompactForm[str | None]):
 
     @work(exclusive=True)
     async def enqueue(self, name: str, check: FormCheck) -> None:
+        """Enqueue; a refusal stays in the form: the engine's payload, type and handler
+        errors under the payload (``images.resize: field "image_id" must be str; got
+        null``), anything else under the options."""
         try:
             task_id = await self.engine.enqueue(name, check.payload, **check.options)
         except (ValueError, TypeError, LookupError, RuntimeError) as exc:
-            self.query_one("#options-error", Static).update(str(exc))
+            about_payload = isinstance(exc, ValueError | TypeError | LookupError)
+            where = "#payload-error" if about_payload else "#options-error"
+            self.query_one(where, Static).update(str(exc))
+            self.query_one("#submit", Button).disabled = about_payload  # until edited
             self.app.notify(f"not enqueued: {exc}", severity="error")
             return
         self.dismiss(task_id)

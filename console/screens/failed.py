@@ -17,9 +17,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from console.format import num
+from console.panels.footer import KeysFooter
 from console.panels.queue import QueuePanel
 from console.panels.task_table import TaskTable
 from console.screens.confirm import ConfirmScreen
@@ -46,7 +47,7 @@ class FailedScreen(Screen[None]):
         yield Static("", id="failed-summary", classes="screen-title")
         yield QueuePanel(self.engine, states=(TaskState.FAILED, TaskState.CANCELLED), id="failed")
         yield Static("", id="error-preview", classes="error")
-        yield Footer()
+        yield KeysFooter()
 
     @property
     def panel(self) -> QueuePanel:
@@ -70,6 +71,7 @@ class FailedScreen(Screen[None]):
 
     @on(TaskTable.Opened)
     def _open(self, event: TaskTable.Opened) -> None:
+        event.stop()  # the dashboard's handler (on the app) would open a second detail
         self.app.push_screen(TaskDetailScreen(self.engine, event.task.id))
 
     def _preview(self) -> None:

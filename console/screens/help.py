@@ -1,4 +1,5 @@
-"""Every key, generated from the bindings themselves (so it is never out of date)."""
+"""Every key, generated from the bindings themselves (so it is never out of date), after
+how to move between the panels."""
 
 from __future__ import annotations
 
@@ -11,6 +12,15 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+#: Keys Textual handles itself (focus) and the keys every panel shares: the first group.
+NAVIGATION: list[BindingType] = [
+    Binding("tab", "app.focus_next", "Next panel (the focused one has a bright border)"),
+    Binding("shift+tab", "app.focus_previous", "Previous panel"),
+    Binding("up,down", "noop", "Move in the focused table or list; scroll the focused Events lane"),
+    Binding("pageup,pagedown", "noop", "A screen up / down"),
+    Binding("home,end", "noop", "First / last line"),
+]
+
 
 def key_label(binding: Binding) -> str:
     names = {
@@ -22,6 +32,8 @@ def key_label(binding: Binding) -> str:
         "question_mark": "?",
         "enter": "enter",
         "escape": "esc",
+        "up": "↑",
+        "down": "↓",
     }
     return " / ".join(names.get(k, k) for k in binding.key.split(","))
 
@@ -57,7 +69,7 @@ class HelpScreen(ModalScreen[None]):
                 "Keys · esc closes · ctrl+p finds any action by name", classes="dialog-title"
             )
             with VerticalScroll():
-                yield Static(keys_table(self.groups))
+                yield Static(keys_table([("Moving around", NAVIGATION), *self.groups]))
 
     def action_close(self) -> None:
         self.dismiss(None)

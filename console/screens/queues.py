@@ -28,6 +28,7 @@ class QueuesScreen(ModalScreen[None]):
         self.engine = engine
         self.preselect = preselect
         self._filled = False
+        self._lines: list[str] = []
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -37,17 +38,22 @@ class QueuesScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self._fill()
+        self.set_interval(1.0, self._fill)  # the depths and pauses stay live
 
     def _fill(self) -> None:
         queues = self.engine.snapshot().queues
+        lines = [
+            f"{'⏸ paused ' if q.paused else '▶ running'}  {q.name:<24} {num(q.depth):>10} queued"
+            for q in queues.values()
+        ]
+        if lines == self._lines:
+            return
+        self._lines = lines
         options = self.query_one("#queues", OptionList)
         keep = options.highlighted
         options.clear_options()
-        for q in queues.values():
-            state = "⏸ paused " if q.paused else "▶ running"
-            options.add_option(
-                Option(f"{state}  {q.name:<24} {num(q.depth):>10} queued", id=q.name)
-            )
+        for q, line in zip(queues.values(), lines, strict=True):
+            options.add_option(Option(line, id=q.name))
         names = list(queues)
         if not self._filled and self.preselect in names:
             options.highlighted = names.index(self.preselect)

@@ -24,9 +24,10 @@ from textual.binding import Binding
 from textual.coordinate import Coordinate
 from textual.events import Resize
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from console.format import ago
+from console.panels.footer import KeysFooter
 from console.screens.task_detail import TaskDetailScreen
 from console.states import state_text
 from engine import Engine, EngineNotRunning, StoreError
@@ -149,7 +150,7 @@ class SchedulesScreen(Screen[None]):
         yield ScheduleTable(id="schedules", classes="panel", cursor_type="row", zebra_stripes=True)
         yield Static(HOW_TO, id="schedules-empty", classes="panel")
         yield Static("", id="schedule-info")
-        yield Footer()
+        yield KeysFooter()
 
     @property
     def table(self) -> ScheduleTable:

@@ -142,6 +142,7 @@ class SettingsScreen(CompactForm[float | None]):
         if errors:
             for name, message in errors.items():
                 self.query_one(f"#err-{name}", Static).update(message)
+            self._show_first_error(errors)
             self.app.notify(
                 f"nothing changed: {len(errors)} invalid setting{'s' if len(errors) > 1 else ''}",
                 severity="error",
@@ -150,6 +151,20 @@ class SettingsScreen(CompactForm[float | None]):
         assert new is not None
         changes = {k: getattr(new, k) for k in texts}
         self.apply(changes, refresh)
+
+    def _show_first_error(self, errors: dict[str, str]) -> None:
+        """Focus the first refused field (in form order) and scroll its message into
+        view: it may be far down the list, below the screen."""
+        order = [REFRESH, *(spec.name for spec, _ in self.current)]
+        first = next(name for name in order if name in errors)
+        self.query_one(f"#in-{first}").focus(scroll_visible=False)
+        setting = self.query_one(f"#err-{first}", Static).parent  # label, field, doc, error
+        assert setting is not None
+        self.call_after_refresh(
+            self.query_one("#settings-list", VerticalScroll).scroll_to_center,
+            setting,
+            animate=False,
+        )
 
     def _refresh_value(self, errors: dict[str, str]) -> float | None:
         text = self.query_one(f"#in-{REFRESH}", Input).value.strip()

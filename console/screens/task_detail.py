@@ -30,6 +30,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from console.format import ago, bar
+from console.panels.task_table import shown_progress
 from console.states import state_style
 from console.task_actions import cancel_task, retry_task
 from engine import Engine, EngineNotRunning, StoreError, TaskRecord, TaskState
@@ -109,10 +110,9 @@ def detail(
     fields.add_column(style="bold")
     fields.add_column()
     progress = ""
-    if task.progress is not None:
-        progress = (
-            f"{bar(task.progress, 20)} {task.progress * 100:.0f}% {task.progress_message or ''}"
-        )
+    fraction = shown_progress(task)
+    if fraction is not None:
+        progress = f"{bar(fraction, 20)} {fraction * 100:.0f}% {task.progress_message or ''}"
     due = when(task.run_at, now) if task.run_at else "–"
     if task.waiting and task.state == TaskState.SCHEDULED:
         due = "when the steps before it have succeeded"

@@ -1,5 +1,8 @@
 """Set the worker count (of this engine, or of one node of a cluster).
 
+A count outside 0 … max_workers, a negative one or one that is not a whole number is
+refused in the dialog with the engine's own message; nothing is changed.
+
 | Key | Does |
 | --- | --- |
 | enter | apply |
@@ -13,8 +16,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.validation import Integer
 from textual.widgets import Input, Static
+
+from engine import parse_workers
 
 
 class WorkerCountScreen(ModalScreen[int | None]):
@@ -34,27 +38,21 @@ class WorkerCountScreen(ModalScreen[int | None]):
                 f"now {self.current}; from 0 (enqueue only) to {self.maximum} (max_workers)",
                 classes="dialog-text",
             )
-            yield Input(
-                str(self.current),
-                id="count",
-                restrict=r"[0-9]*",
-                validators=[
-                    Integer(
-                        0,
-                        self.maximum,
-                        failure_description=(f"a whole number from 0 to {self.maximum}"),
-                    )
-                ],
-            )
+            yield Input(str(self.current), id="count")
             yield Static("", id="count-error", classes="error")
+
+    @on(Input.Changed, "#count")
+    def _changed(self) -> None:
+        self.query_one("#count-error", Static).update("")
 
     @on(Input.Submitted, "#count")
     def _submitted(self, event: Input.Submitted) -> None:
-        result = event.validation_result
-        if result is not None and not result.is_valid:
-            self.query_one("#count-error", Static).update("; ".join(result.failure_descriptions))
+        try:
+            n = parse_workers(event.value, self.maximum)
+        except ValueError as exc:
+            self.query_one("#count-error", Static).update(str(exc))
             return
-        self.dismiss(int(event.value))
+        self.dismiss(n)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

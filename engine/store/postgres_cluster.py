@@ -49,11 +49,15 @@ CREATE TABLE command_results (
 )
 """
 
+#: Version 3: each node says which handlers it runs (NULL: a node of an older version).
+NODE_HANDLERS_DDL = "ALTER TABLE nodes ADD COLUMN handlers text"
+
 SAVE_NODE = (
-    "INSERT INTO nodes (id, host, pid, version, started_at, last_seen, state, workers, busy, "
-    "snapshot) VALUES ($1, $2, $3, $4, $5, $6, 'alive', $7, $8, $9) "
+    "INSERT INTO nodes (handlers, id, host, pid, version, started_at, last_seen, state, "
+    "workers, busy, snapshot) VALUES ($1, $2, $3, $4, $5, $6, $7, 'alive', $8, $9, $10) "
     "ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen, state = 'alive', "
-    "workers = excluded.workers, busy = excluded.busy, snapshot = excluded.snapshot"
+    "workers = excluded.workers, busy = excluded.busy, snapshot = excluded.snapshot, "
+    "handlers = excluded.handlers"
 )
 MARK_DEAD = "UPDATE nodes SET state = 'dead' WHERE state = 'alive' AND last_seen < $1"
 PENDING = (
@@ -64,8 +68,8 @@ PENDING = (
 )
 KEEP = 86400.0
 NODES = (
-    "SELECT id, host, pid, version, started_at, last_seen, state, workers, busy, snapshot "
-    "FROM nodes ORDER BY state = 'alive' DESC, started_at, id"
+    "SELECT id, host, pid, version, started_at, last_seen, state, workers, busy, snapshot, "
+    "handlers FROM nodes ORDER BY state = 'alive' DESC, started_at, id"
 )
 RESULTS = (
     "SELECT command_id, node, done_at, ok, outcome FROM command_results "

@@ -17,7 +17,7 @@ from typing import Any
 from engine.errors import EncryptionKeyError, StoreOpenError
 from engine.faults import no_fault
 from engine.model import TERMINAL_STATES, TaskState, transition_check_sql
-from engine.store.postgres_cluster import CLUSTER_DDL
+from engine.store.postgres_cluster import CLUSTER_DDL, NODE_HANDLERS_DDL
 from engine.store.postgres_conn import PgTarget, quote_ident
 
 _STATES = ", ".join(f"'{s.value}'" for s in TaskState)
@@ -143,8 +143,9 @@ CREATE TABLE rate_buckets (
 """
 
 #: (version, script) pairs, applied in order; never edit one that has shipped — add
-#: the next version instead. Version 2: node rows and the command channel.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, CLUSTER_DDL))
+#: the next version instead. Version 2: node rows and the command channel; version 3:
+#: the handlers each node runs.
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, CLUSTER_DDL), (3, NODE_HANDLERS_DDL))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 #: The tables a Taskdeck schema holds (a schema with any of them but no

@@ -88,6 +88,7 @@ def node_params(node: NodeInfo, now: float, codec: Codec) -> tuple[object, ...]:
     last seen (``now``), workers, busy, snapshot (JSON; sealed with a key: its
     findings quote handlers' error messages)."""
     return (
+        node_handlers(node),  # first: the column came later (schema 4)
         node.id,
         node.host,
         node.pid,
@@ -103,6 +104,7 @@ def node_params(node: NodeInfo, now: float, codec: Codec) -> tuple[object, ...]:
 def node(r: Row, silent_since: float, codec: Codec) -> NodeInfo:
     """A node row; an alive node not seen since ``silent_since`` is reported dead."""
     return NodeInfo(
+        handlers=None if r[10] is None else tuple(json.loads(r[10])),
         id=r[0],
         host=r[1],
         pid=r[2],
@@ -150,3 +152,10 @@ def schedule_unchanged(row: Row | None, wanted: StoredSchedule, codec: Codec) ->
     same_payload = json.loads(codec.unseal(row[1])) == json.loads(wanted.payload_json)
     defined = (wanted.handler, wanted.queue, wanted.priority, wanted.retries)
     return same_payload and (row[0], *row[2:]) == (*defined, wanted.every, wanted.cron, wanted.tz)
+
+
+def node_handlers(node: NodeInfo) -> str | None:
+    """The handlers column: the node's handler names as a JSON list (NULL: unknown)."""
+    if node.handlers is None:
+        return None
+    return json.dumps(list(node.handlers), separators=(",", ":"))

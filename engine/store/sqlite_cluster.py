@@ -15,10 +15,11 @@ from engine.store import rows
 from engine.store.sqlite_txn import Txn
 
 SAVE_NODE = (
-    "INSERT INTO nodes (id, host, pid, version, started_at, last_seen, state, workers, busy, "
-    "snapshot) VALUES (?, ?, ?, ?, ?, ?, 'alive', ?, ?, ?) "
+    "INSERT INTO nodes (handlers, id, host, pid, version, started_at, last_seen, state, "
+    "workers, busy, snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, 'alive', ?, ?, ?) "
     "ON CONFLICT(id) DO UPDATE SET last_seen = excluded.last_seen, state = 'alive', "
-    "workers = excluded.workers, busy = excluded.busy, snapshot = excluded.snapshot"
+    "workers = excluded.workers, busy = excluded.busy, snapshot = excluded.snapshot, "
+    "handlers = excluded.handlers"
 )
 MARK_DEAD = "UPDATE nodes SET state = 'dead' WHERE state = 'alive' AND last_seen < ?"
 PENDING = (
@@ -70,8 +71,8 @@ def record_command(txn: Txn, result: CommandResult) -> None:
 
 
 NODES = (
-    "SELECT id, host, pid, version, started_at, last_seen, state, workers, busy, snapshot "
-    "FROM nodes ORDER BY state = 'alive' DESC, started_at, id"
+    "SELECT id, host, pid, version, started_at, last_seen, state, workers, busy, snapshot, "
+    "handlers FROM nodes ORDER BY state = 'alive' DESC, started_at, id"
 )
 RESULTS = (
     "SELECT command_id, node, done_at, ok, outcome FROM command_results "

@@ -19,7 +19,7 @@ from engine.faults import no_fault
 from engine.model import TERMINAL_STATES, TaskState, transition_check_sql
 
 APPLICATION_ID = 0x54534B44  # "TSKD"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _STATES = ", ".join(f"'{s.value}'" for s in TaskState)
 _TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES))
@@ -222,8 +222,12 @@ CREATE TABLE command_results (
 ) WITHOUT ROWID
 """
 
+# Version 4: each node says which handlers it runs (a JSON list; NULL: a node of an
+# older version, whose handlers are unknown).
+_V4 = "ALTER TABLE nodes ADD COLUMN handlers TEXT"
+
 #: (version, script) pairs, applied in order inside one transaction each.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4))
 
 
 def create_private_file(path: Path) -> None:
