@@ -12,19 +12,22 @@ def workers_rule(limit: int) -> str:
 
 def check_workers(n: object, limit: int) -> int:
     """``n`` as a worker count from 0 to ``limit``; a TypeError (not an int) or a
-    ValueError (out of range) says what is allowed."""
+    ValueError (out of range) says what is allowed (and what 0 means, for the API)."""
+    rule = f"a whole number from 0 (produce only) to {limit} (max_workers)"
     if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"workers must be {workers_rule(limit)}; got {type(n).__name__} {n!r}")
+        raise TypeError(f"workers must be {rule}; got {type(n).__name__} {n!r}")
     if not 0 <= n <= limit:
-        raise ValueError(f"workers must be {workers_rule(limit)}; got {n}")
+        raise ValueError(f"workers must be {rule}; got {n}")
     return n
 
 
 def parse_workers(text: str, limit: int) -> int:
     """A worker count typed by an operator: ``"-3"`` is refused as -3 (never read as 3),
-    ``"3.5"`` and ``"x"`` as not whole numbers; the messages are :func:`check_workers`'s."""
+    ``"3.5"`` and ``"x"`` as not whole numbers, with :func:`workers_rule`."""
     try:
         n = int(text.strip())
     except ValueError:
         raise ValueError(f"workers must be {workers_rule(limit)}; got {text.strip()!r}") from None
-    return check_workers(n, limit)
+    if not 0 <= n <= limit:
+        raise ValueError(f"workers must be {workers_rule(limit)}; got {n}")
+    return n
