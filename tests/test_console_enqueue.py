@@ -74,7 +74,9 @@ async def test_form_prefills_examples_refuses_deep_nesting_and_shows_engine_erro
 
         area.load_text('{"image_id": ' + "[" * 5000 + "]" * 5000 + ', "bytes": 1}')
         await settle(pilot)
-        assert "nested too deeply" in text_of(form.query_one("#payload-error"))
+        assert "nested 5,001 levels deep; at most 200 are allowed" in text_of(
+            form.query_one("#payload-error")
+        )
         assert form.query_one("#submit", Button).disabled
 
         refusal = 'images.resize: field "image_id" must be str; got null'

@@ -16,7 +16,6 @@ checked as JSON only (the signature lives with the nodes that run it).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,8 +30,7 @@ from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
 from console.payload_template import template_text
 from console.screens.compact import CompactForm
-from engine import Engine, Handler, parse_priority
-from engine.codec import find_json_problem
+from engine import Engine, Handler, PayloadError, parse_payload, parse_priority
 from engine.model import check_handler_name, check_queue_name, check_seconds
 
 BY_NAME = (
@@ -77,24 +75,16 @@ def check_form(
         check.errors["payload"] = (
             f"payload is {size:,} bytes; the limit is {limit:,} bytes (max_payload_bytes)"
         )
-    elif payload.strip():
+    else:  # the engine's own reading: JSON, an object, nesting, lone surrogates
         try:
-            check.payload = json.loads(payload)
-        except json.JSONDecodeError as exc:
-            check.errors["payload"] = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        except RecursionError:  # thousands of levels deep (the engine takes 200)
-            check.errors["payload"] = "payload is nested too deeply to read"
-    else:
-        check.payload = {}
-    if "payload" not in check.errors:
-        problem = find_json_problem(check.payload, "payload")
-        if problem:
-            check.errors["payload"] = problem
-        elif isinstance(handler, Handler):
-            try:
-                handler.check_payload(check.payload)
-            except TypeError as exc:
-                check.errors["payload"] = str(exc)
+            check.payload = parse_payload(payload)
+        except PayloadError as exc:
+            check.errors["payload"] = str(exc)
+    if "payload" not in check.errors and isinstance(handler, Handler):
+        try:
+            handler.check_payload(check.payload)
+        except TypeError as exc:
+            check.errors["payload"] = str(exc)
     for name, text, parse in (
         ("priority", priority, parse_priority),
         ("queue", queue, check_queue_name),
