@@ -16,6 +16,7 @@ import time
 from typing import TextIO
 
 from console.demo import DemoPipeline
+from console.format import busy_of
 from console.stop_signals import StopSignals
 from engine import Engine, EngineSnapshot, TaskState
 from engine.aio import wait_event
@@ -25,7 +26,7 @@ def status_line(snap: EngineSnapshot) -> str:
     c = snap.counts
     paused = f" · paused {','.join(sorted(snap.paused_queues))}" if snap.paused_queues else ""
     return (
-        f"{time.strftime('%H:%M:%S')} · workers {snap.busy_workers}/{snap.worker_count}"
+        f"{time.strftime('%H:%M:%S')} · workers {busy_of(snap.busy_workers, snap.worker_count)}"
         f" · queued {c[TaskState.QUEUED]:,} · scheduled {c[TaskState.SCHEDULED]:,}"
         f" · running {c[TaskState.RUNNING]:,} · succeeded {c[TaskState.SUCCEEDED]:,}"
         f" · failed {c[TaskState.FAILED]:,} · cancelled {c[TaskState.CANCELLED]:,}"
