@@ -8,9 +8,10 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from engine.checks import check_node_id, parse_task_id
 from engine.cluster import DEAD_AFTER, UNSERVED_SCAN, check_command, node_info
 from engine.events import EventBus, EventKind
-from engine.model import CommandResult, NodeCommand, NodeInfo, check_node_id, parse_task_id
+from engine.model import CommandResult, NodeCommand, NodeInfo
 from engine.store.base import Store
 
 if TYPE_CHECKING:

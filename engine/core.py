@@ -16,6 +16,7 @@ from typing import Any, overload
 
 from engine import webhook
 from engine.aio import wait_event
+from engine.checks import check_queue_name, check_seconds, parse_task_id, storable_id
 from engine.client import ClientSession, open_mode, read_only_refusal
 from engine.cluster import NodeKeeper
 from engine.cluster_commands import ClusterCommands
@@ -28,17 +29,7 @@ from engine.faults import FaultPlan
 from engine.lifecycle import StopWatch
 from engine.limits import FlowLimits, flow_limits
 from engine.metrics import Metrics
-from engine.model import (
-    TERMINAL_STATES,
-    TaskRecord,
-    TaskState,
-    WorkflowRecord,
-    check_queue_name,
-    check_seconds,
-    parse_priority,
-    parse_task_id,
-    storable_id,
-)
+from engine.model import TERMINAL_STATES, TaskRecord, TaskState, WorkflowRecord, parse_priority
 from engine.monitor import Monitor
 from engine.periodic_commands import PeriodicCommands
 from engine.pool import WorkerPool

@@ -14,14 +14,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from engine.checks import check_handler_name, check_queue_name, check_seconds
 from engine.codec import Codec, to_json
-from engine.model import (
-    DEFAULT_PRIORITY,
-    check_handler_name,
-    check_queue_name,
-    check_seconds,
-    parse_priority,
-)
+from engine.model import DEFAULT_PRIORITY, parse_priority
 from engine.registry import ENQUEUE_OPTIONS, Registry, payload_object, unknown_option_error
 from engine.settings import Settings
 from engine.store.base import NewTask

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from engine.model import check_handler_name, check_queue_name
+from engine.checks import check_handler_name, check_queue_name
 
 V = TypeVar("V")
 

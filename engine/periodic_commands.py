@@ -8,10 +8,11 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from engine.checks import check_schedule_name
 from engine.codec import Codec, to_json
 from engine.events import EventBus, EventKind
 from engine.metrics import Metrics
-from engine.model import ScheduleInfo, check_schedule_name
+from engine.model import ScheduleInfo
 from engine.registry import TaskHandle
 from engine.schedule import (
     Scheduler,

@@ -15,14 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from engine.argtypes import Expect, field_types, type_problems
+from engine.checks import MAX_HANDLER_NAME, check_handler_name, check_queue_name
 from engine.limits import parse_rate
-from engine.model import (
-    DEFAULT_PRIORITY,
-    MAX_HANDLER_NAME,
-    check_handler_name,
-    check_queue_name,
-    parse_priority,
-)
+from engine.model import DEFAULT_PRIORITY, parse_priority
 from engine.retry import DEFAULT_RETRY, RetryPolicy, check_exception_types
 from engine.settings import suggest
 

@@ -18,8 +18,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from engine.checks import check_handler_name
 from engine.events import EventBus
-from engine.model import ScheduleInfo, check_handler_name, schedule_rule
+from engine.model import ScheduleInfo, schedule_rule
 from engine.services import TimedService
 from engine.settings import Settings
 from engine.store.base import Store

@@ -11,15 +11,10 @@ from pathlib import Path
 import pytest
 
 from engine import RetryPolicy, Settings, SettingsError, TaskState
+from engine.checks import check_queue_name, parse_task_id
 from engine.codec import Codec, generate_key, to_json
 from engine.errors import EncryptionKeyError, InvalidTransition
-from engine.model import (
-    ALLOWED_TRANSITIONS,
-    check_queue_name,
-    check_transition,
-    parse_priority,
-    parse_task_id,
-)
+from engine.model import ALLOWED_TRANSITIONS, check_transition, parse_priority
 from engine.registry import build_handler
 
 ROOT = Path(__file__).resolve().parent.parent
