@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from engine.codec import Codec, to_json
 from engine.errors import TaskNotFound
@@ -27,9 +27,6 @@ from engine.model import (
     WorkflowRecord,
     timeline_line,
 )
-
-if TYPE_CHECKING:
-    from engine.workflow import WorkflowRecord
 
 #: The due time of a workflow step that waits for earlier steps (year 3000): never
 #: promoted by time, and sorted after every real due time.
