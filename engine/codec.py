@@ -165,11 +165,19 @@ def join_json(value: Any) -> str:
     return _ENCODE(value)
 
 
+#: A Fernet key as generate_key() writes it: 32 bytes in url-safe base64, padded. Checked
+#: here because cryptography 51 also takes unpadded or over-long text ("A" * 43).
+_FERNET_KEY = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]=")
+
+
 def _load_keys(keys: Sequence[str | bytes]) -> MultiFernet:
     fernets = []
     for index, key in enumerate(keys, start=1):
         try:
-            fernets.append(Fernet(key))
+            text = key.decode("ascii") if isinstance(key, bytes) else key
+            if not isinstance(text, str) or not _FERNET_KEY.fullmatch(text.strip()):
+                raise ValueError("not 44 characters of url-safe base64")
+            fernets.append(Fernet(text.strip()))
         except (ValueError, TypeError) as exc:
             raise EncryptionKeyError(
                 f"encryption key #{index} is not a valid Fernet key: it must be 32 url-safe "
