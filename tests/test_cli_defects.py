@@ -163,6 +163,13 @@ def test_no_command_but_enqueue_creates_a_store(tmp_path: Path, args: list[str])
     assert list(tmp_path.iterdir()) == []  # not even -wal or -shm
 
 
+def test_the_attached_console_refuses_a_store_that_is_not_there(tmp_path: Path) -> None:
+    done = run("console", "--attach", "--store", "typo.db", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "no Taskdeck store at" in one_error_line(done) and "nothing to attach to" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_enqueue_says_when_it_creates_a_store(tmp_path: Path) -> None:
     done = run("enqueue", "images.download", DOWNLOAD, "--store", "new.db", cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.strip() == "1"

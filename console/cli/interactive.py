@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from console.cli.common import build_engine, read_keys, store_url
+from console.cli.common import build_engine, read_keys, sqlite_file, store_url
 from console.cli.errors import Refused, UserError
 from console.cli.options import number_flag
 from console.headless import run_headless
@@ -101,8 +101,15 @@ def attached_engine(args: argparse.Namespace) -> Engine:
             "--attach runs no workers: choose a node in the Nodes panel and use ] [ w instead "
             "of --workers"
         )
+    url = store_url(args)
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise Refused(
+            f"no Taskdeck store at {path}: nothing to attach to; check --store, or start a "
+            f"node there first (taskdeck run --headless --store {url})"
+        )
     return Engine(
-        store_url(args),
+        url,
         workers=0,
         keys=read_keys(args.key_file),
         settings=Settings.from_env().replace(autoscale=False),
