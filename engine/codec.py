@@ -85,34 +85,55 @@ def _surrogate_problem(text: str, what: str, where: str) -> str | None:
     )
 
 
+#: Where a value sits in a payload, built only when a problem must be named: a chain
+#: of (parent, key or index) pairs, None at the top (``$``).
+_Where = tuple[Any, "str | int"] | None
+
+
+def _path(where: _Where) -> str:
+    steps: list[str | int] = []
+    while where is not None:
+        where, step = where
+        steps.append(step)
+    path = "$"
+    for step in reversed(steps):
+        path = f"{path}[{step}]" if isinstance(step, int) else _path_key(path, step)
+    return path
+
+
 def find_json_problem(value: Any, what: str = "value") -> str | None:
     """Return a message naming the first part of ``value`` JSON cannot hold exactly.
 
     Allowed: dict with str keys, list, tuple (becomes a list), str (valid Unicode: no
     lone surrogates), int, finite float, bool, None, nested at most
     :data:`MAX_JSON_DEPTH` levels. Returns None when everything is fine. Iterative:
-    any depth (or a circular reference) gives a message, never a RecursionError.
+    any depth (or a circular reference) gives a message, never a RecursionError. The
+    path (``$.items[2]``) is spelled out only for a problem, so a good payload costs
+    one look at each value.
     """
-    stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
+    stack: list[tuple[Any, _Where, int]] = [(value, None, 0)]
     while stack:
-        item, path, depth = stack.pop()
+        item, where, depth = stack.pop()
         kind = type(item)
         if kind is str:
-            if not item.isascii() and (problem := _surrogate_problem(item, what, f"at {path}")):
+            if not item.isascii() and (
+                problem := _surrogate_problem(item, what, f"at {_path(where)}")
+            ):
                 return problem
             continue
         if kind is int and item.bit_length() > _SAFE_INT_BITS and abs(item) >= _TOO_LONG:
             return (
-                f"{what} has an integer of more than {MAX_INT_DIGITS:,} digits at {path}; "
-                "Python writes and reads at most that many"
+                f"{what} has an integer of more than {MAX_INT_DIGITS:,} digits at "
+                f"{_path(where)}; Python writes and reads at most that many"
             )
         if kind is int or kind is bool or item is None:
             continue
         if kind is float:
             if math.isnan(item) or math.isinf(item):
-                return f"{what} has {item!r} at {path}; JSON allows only finite numbers"
+                return f"{what} has {item!r} at {_path(where)}; JSON allows only finite numbers"
             continue
         if (kind is dict or kind is list or kind is tuple) and depth >= MAX_JSON_DEPTH:
+            path = _path(where)
             shown = path if len(path) <= 60 else path[:60] + "…"
             return (
                 f"{what} is nested deeper than {MAX_JSON_DEPTH} levels at {shown}; at most "
@@ -122,28 +143,27 @@ def find_json_problem(value: Any, what: str = "value") -> str | None:
             for key, sub in item.items():
                 if type(key) is not str:
                     return (
-                        f"{what} has a non-string key {key!r} ({type(key).__name__}) at {path}; "
-                        "JSON object keys must be strings"
+                        f"{what} has a non-string key {key!r} ({type(key).__name__}) at "
+                        f"{_path(where)}; JSON object keys must be strings"
                     )
-                sub_path = _path_key(path, key)
                 if not key.isascii() and (
-                    problem := _surrogate_problem(key, what, f"in the key at {sub_path}")
+                    problem := _surrogate_problem(key, what, f"in the key at {_path((where, key))}")
                 ):
                     return problem
-                stack.append((sub, sub_path, depth + 1))
+                stack.append((sub, (where, key), depth + 1))
             continue
         if kind is list or kind is tuple:
             for index, sub in enumerate(item):
-                stack.append((sub, f"{path}[{index}]", depth + 1))
+                stack.append((sub, (where, index), depth + 1))
             continue
         if isinstance(item, str | int | float | dict | list | tuple):
             # Subclasses (e.g. enums, NamedTuples) would not round-trip exactly.
             return (
-                f"{what} has a {type(item).__name__} at {path}; use plain "
+                f"{what} has a {type(item).__name__} at {_path(where)}; use plain "
                 "str, int, float, bool, None, list or dict"
             )
         return (
-            f"{what} is not JSON-serialisable at {path}: {type(item).__name__} "
+            f"{what} is not JSON-serialisable at {_path(where)}: {type(item).__name__} "
             "(allowed: str, int, float, bool, None, list, dict)"
         )
     return None
