@@ -85,7 +85,7 @@ async def test_payload_values_must_fit_the_handlers_annotations(
             'field "key" must be int | str; got an array; '
             'field "level" must be int; got a string'
         )
-        assert (await engine.tasks()).total == 0  # nothing was written
+        assert len(await engine.tasks()) == 0  # nothing was written
 
         # the right types (an int for a float, null where None is allowed) are accepted
         good = [
@@ -131,7 +131,8 @@ async def test_payload_values_must_fit_the_handlers_annotations(
                 )
             )
         await engine.enqueue_workflow(image_chain("a", "https://example.com/a.png"))
-        assert (await engine.tasks()).total == len(good) + 5  # the batch: all or nothing
+        # the batch: all or nothing (rows read, not the counts, which follow a moment later)
+        assert len(await engine.tasks(limit=100)) == len(good) + 5
 
 
 async def test_a_previous_steps_result_is_not_type_checked_at_run_time(
