@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -60,6 +61,21 @@ def ago(seconds: float | None) -> str:
     if s < 86400:
         return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
     return f"{int(s // 86400)}d{int(s % 86400 // 3600)}h"
+
+
+def clock(at: float, *, date: bool = True, millis: bool = False) -> str:
+    """A local time: ``2026-12-05 18:24:02`` (``date=False``: the time alone; ``millis``:
+    with ``.123``)."""
+    text = time.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S", time.localtime(at))
+    return f"{text}.{int(at % 1 * 1000):03d}" if millis else text
+
+
+def when(at: float | None, now: float) -> str:
+    """A local time and how far it is from now: ``2026-12-05 18:24:02 (4.2s ago)``."""
+    if at is None:
+        return "–"
+    delta = now - at
+    return f"{clock(at)} ({ago(abs(delta))} {'ago' if delta >= 0 else 'from now'})"
 
 
 def size(n_bytes: float) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from console.cli.common import Access, with_store
 from console.cli.errors import Refused, UserError
 from console.cli.options import number_flag, priority_flag, task_id_flag
-from console.format import ago
+from console.format import ago, clock, when
 from engine import Engine, PayloadError, TaskNotFound, TaskRecord, TaskState, parse_payload
 
 DELAY = number_flag("--delay", float, 0, 315_360_000, "s")
@@ -204,12 +204,6 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
     return row
 
 
-def _clock(at: float | None) -> str:
-    if at is None:
-        return "–"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) + f".{int(at % 1 * 1000):03d}"
-
-
 def show_lines(task: TaskRecord, now: float) -> list[str]:
     """A task's detail as text: what it is, where it stands, its data and timeline."""
     lines = [
@@ -217,13 +211,14 @@ def show_lines(task: TaskRecord, now: float) -> list[str]:
         f"state      {task.state.value}"
         + (" (waiting for earlier workflow steps)" if task.waiting else ""),
         f"attempts   {task.attempts} of {task.max_attempts}",
-        f"created    {_clock(task.created_at)} ({ago(now - task.created_at)} ago)",
+        f"created    {when(task.created_at, now)}",
     ]
     for label, at in (("due", task.run_at), ("started", task.started_at)):
         if at is not None:
-            lines.append(f"{label:<10} {_clock(at)}")
+            lines.append(f"{label:<10} {when(at, now)}")
     if task.finished_at is not None:
-        lines.append(f"finished   {_clock(task.finished_at)} (ran {ago(task.run_time)})")
+        ran = f", ran {ago(task.run_time)}" if task.run_time is not None else ""
+        lines.append(f"finished   {when(task.finished_at, now)}{ran}")
     if task.worker:
         lines.append(f"worker     {task.worker}")
     if task.progress is not None:
@@ -244,9 +239,8 @@ def show_lines(task: TaskRecord, now: float) -> list[str]:
     for entry in task.timeline:
         who = f" by {entry.by}" if entry.by else ""
         note = f" · {entry.note}" if entry.note else ""
-        lines.append(
-            f"  {_clock(entry.at)}  {entry.state.value:<10} attempt {entry.attempt}{who}{note}"
-        )
+        stamp = clock(entry.at, millis=True)
+        lines.append(f"  {stamp}  {entry.state.value:<10} attempt {entry.attempt}{who}{note}")
     return lines
 
 

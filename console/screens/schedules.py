@@ -26,7 +26,7 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from console.format import ago
+from console.format import ago, clock
 from console.panels.footer import KeysFooter
 from console.screens.task_detail import TaskDetailScreen
 from console.states import state_text
@@ -102,10 +102,6 @@ def next_text(s: ScheduleInfo, now: float) -> str:
 
 def last_text(s: ScheduleInfo, now: float) -> str:
     return "never" if s.last_run is None else f"{ago(now - s.last_run)} ago"
-
-
-def clock(at: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
 def describe(s: ScheduleInfo, now: float) -> str:

@@ -29,7 +29,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from console.format import ago, bar
+from console.format import ago, bar, clock, when
 from console.panels.task_table import shown_progress
 from console.states import state_style
 from console.task_actions import cancel_task, retry_task
@@ -42,14 +42,6 @@ KEYS = "[b]c[/b] cancel · [b]r[/b] retry · [b]esc[/b] close"
 STEP_KEYS = KEYS.replace(" · [b]esc", " · [b]\\[[/b] / [b]][/b] previous / next step · [b]esc")
 
 StyleOf = Callable[[str], Style]
-
-
-def when(at: float | None, now: float) -> str:
-    if at is None:
-        return "–"
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
-    delta = now - at
-    return f"{stamp} ({ago(abs(delta))} {'ago' if delta >= 0 else 'from now'})"
 
 
 def json_block(value: Any) -> RenderableType:
@@ -145,11 +137,12 @@ def detail(
         "when", "state", "attempt", "by", "note", box=None, padding=(0, 2), header_style="bold dim"
     )
     for entry in task.timeline:
-        stamp = (
-            time.strftime("%H:%M:%S", time.localtime(entry.at)) + f".{int(entry.at % 1 * 1000):03d}"
-        )
         timeline.add_row(
-            stamp, entry.state.value, str(entry.attempt), entry.by or "", entry.note or ""
+            clock(entry.at, date=False, millis=True),
+            entry.state.value,
+            str(entry.attempt),
+            entry.by or "",
+            entry.note or "",
         )
     parts: list[RenderableType] = [fields]
     if flow is not None:
