@@ -76,11 +76,11 @@ def find_surrogate(text: str) -> int | None:
 
 
 def _surrogate_problem(text: str, what: str, where: str) -> str | None:
-    found = None if text.isascii() else _SURROGATE.search(text)
-    if found is None:
+    at = find_surrogate(text)
+    if at is None:
         return None
     return (
-        f"{what} has the lone surrogate U+{ord(found.group()):04X} {where}: strings must be "
+        f"{what} has the lone surrogate U+{ord(text[at]):04X} {where}: strings must be "
         "valid Unicode (was it decoded from bytes that are not UTF-8?)"
     )
 

@@ -230,6 +230,28 @@ def _check(spec: SettingSpec, value: Any) -> tuple[Any, str | None]:
     return number, None
 
 
+def parse_text(spec: SettingSpec, text: str) -> Any:
+    """Text (from a form, the CLI or the environment) as ``spec``'s type, not yet
+    range-checked; :class:`SettingsError` when it cannot be read as that type."""
+    raw = text.strip()
+    if spec.kind is str or spec.limit is not None:
+        return raw
+    if spec.kind is bool:
+        flag = raw.lower()
+        if flag in ("true", "yes", "on", "1"):
+            return True
+        if flag in ("false", "no", "off", "0"):
+            return False
+        raise SettingsError({spec.name: f"must be true or false (or on/off); got {text!r}"})
+    try:
+        return spec.kind(float(raw)) if spec.kind is float else int(raw.replace("_", ""))
+    except ValueError:
+        kind = "whole number" if spec.kind is int else "number"
+        raise SettingsError(
+            {spec.name: f"must be a {kind} {spec.describe_range()}; got {text!r}"}
+        ) from None
+
+
 def validate_value(spec: SettingSpec, value: Any) -> Any:
     """``value`` checked against ``spec`` (normalised), or :class:`SettingsError` with
     the message a setting would get; also checks command-line flags that are not
@@ -362,23 +384,7 @@ class Settings:
         spec = SPEC_BY_NAME.get(name)
         if spec is None:
             raise SettingsError({name: "unknown setting" + suggest(name, list(SPEC_BY_NAME))})
-        raw = text.strip()
-        if spec.kind is str or spec.limit is not None:
-            return raw
-        if spec.kind is bool:
-            flag = raw.lower()
-            if flag in ("true", "yes", "on", "1"):
-                return True
-            if flag in ("false", "no", "off", "0"):
-                return False
-            raise SettingsError({name: f"must be true or false (or on/off); got {text!r}"})
-        try:
-            return spec.kind(float(raw)) if spec.kind is float else int(raw.replace("_", ""))
-        except ValueError:
-            kind = "whole number" if spec.kind is int else "number"
-            raise SettingsError(
-                {name: f"must be a {kind} {spec.describe_range()}; got {text!r}"}
-            ) from None
+        return parse_text(spec, text)
 
     @classmethod
     def from_texts(cls, texts: Mapping[str, str], base: Settings | None = None) -> Settings:

@@ -18,7 +18,7 @@ from typing import Any
 
 from console.cli.errors import UserError
 from engine import SettingsError, SettingSpec, parse_priority
-from engine.settings import validate_value
+from engine.settings import parse_text, validate_value
 
 BEFORE = "before_"
 
@@ -51,14 +51,10 @@ def number_flag(flag: str, kind: type, low: float, high: float, unit: str) -> Ca
     spec = SettingSpec(flag, kind, low, unit, "", low, high)
 
     def parse(text: str) -> Any:
-        raw = text.strip().replace("_", "")
         try:
-            value: Any = float(raw) if kind is float else int(raw)
-        except ValueError:
-            word = "whole number" if kind is int else "number"
-            raise argparse.ArgumentTypeError(
-                f"must be a {word} {spec.describe_range()}; got {text!r}"
-            ) from None
+            value = parse_text(spec, text)
+        except SettingsError as exc:  # not a number at all
+            raise argparse.ArgumentTypeError(exc.errors[flag]) from None
         try:
             return validate_value(spec, value)
         except SettingsError as exc:  # the setting's message, with the value as typed
