@@ -17,6 +17,7 @@ from textual.widgets import Static
 from textual.worker import WorkerCancelled
 
 from console.app import ConsoleApp
+from console.screens.failed import FailedScreen
 from engine import Engine
 
 LONG_RUNNING = frozenset({"events"})
@@ -126,3 +127,12 @@ async def until(pilot: Pilot[Any], condition: Callable[[], bool], timeout: float
         if time.monotonic() > deadline:
             raise AssertionError(f"still not true after {timeout:g} s")
         await pilot.pause(0.02)
+
+
+async def open_failed(pilot: Pilot[ConsoleApp]) -> FailedScreen:
+    """Press ``f`` on the dashboard: the Failed screen, settled."""
+    await pilot.press("f")
+    await settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, FailedScreen)
+    return screen

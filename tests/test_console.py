@@ -25,7 +25,7 @@ from console.screens.task_detail import TaskDetailScreen
 from console.screens.workers import WorkerCountScreen
 from engine import Engine, TaskState
 
-from .console_helpers import build_engine, settle, started, text_of, toasts
+from .console_helpers import build_engine, open_failed, settle, started, text_of, toasts
 
 
 @pytest.fixture
@@ -298,9 +298,7 @@ async def test_failed_screen_retries_and_purges_after_asking(db_path: Path) -> N
         ids = await engine.enqueue_many([("mail.send", {"to": f"u{i}@x"}) for i in range(4)])
         await engine.drain(timeout=10)
         await engine.set_workers(0)
-        await pilot.press("f")
-        await settle(pilot)
-        assert isinstance(app.screen, FailedScreen)
+        await open_failed(pilot)
         assert "4 failed" in text_of(app.screen.query_one("#failed-summary"))
         # the dashboard's keys are not offered here (they act on the dashboard's table)
         shown = {key.description for key in app.screen.query_one(Footer).query(FooterKey)}

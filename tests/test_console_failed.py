@@ -9,7 +9,7 @@ from console.app import ConsoleApp
 from console.screens.failed import FailedScreen
 from console.screens.task_detail import TaskDetailScreen
 
-from .console_helpers import build_engine, screen_text, settle, started
+from .console_helpers import build_engine, open_failed, screen_text, settle, started
 
 
 async def test_escape_after_a_task_detail_and_the_empty_message_of_each_tab(
@@ -19,9 +19,7 @@ async def test_escape_after_a_task_detail_and_the_empty_message_of_each_tab(
     app = ConsoleApp(engine)
     async with app.run_test(size=(160, 50)) as pilot:
         await started(pilot)
-        await pilot.press("f")
-        await settle(pilot)
-        assert isinstance(app.screen, FailedScreen)
+        await open_failed(pilot)
         assert "no failed tasks" in screen_text(app)
         await pilot.press("2")
         await settle(pilot)

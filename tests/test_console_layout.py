@@ -11,10 +11,9 @@ from textual.widgets import Static, Tab
 
 from console.app import ConsoleApp
 from console.panels.nodes import NodesPanel
-from console.screens.failed import FailedScreen
 from engine import Engine, current_task
 
-from .console_helpers import build_engine, screen_text, settle, started, until
+from .console_helpers import build_engine, open_failed, screen_text, settle, started, until
 
 #: Every dashboard key and the word of its (short) label, as a user reads the footer.
 DASHBOARD_KEYS = ("? Help", "e Enqueue", "c Cancel", "+-", "][", "s ", "p Pause")
@@ -39,9 +38,7 @@ async def test_columns_percentages_footer_and_too_small_box(db_path: Path) -> No
         await started(pilot)
         failed = await engine.enqueue("mail.send", {"to": "ada@example.com"})
         await engine.wait(failed, timeout=5)
-        await pilot.press("f")
-        await settle(pilot)
-        assert isinstance(app.screen, FailedScreen)
+        await open_failed(pilot)
         await until(pilot, lambda: "HANDLER" in screen_text(app))
         header = next(line for line in screen_text(app).splitlines() if "HANDLER" in line)
         assert header.index("QUEUE") - header.index("HANDLER") <= 41, header  # was ~90

@@ -11,7 +11,6 @@ from textual.widgets import OptionList, Tab
 
 from console.app import ConsoleApp
 from console.screens.enqueue import EnqueueScreen
-from console.screens.failed import FailedScreen
 from console.screens.help import HelpScreen
 from console.screens.queues import QueuesScreen
 from console.screens.quit import QuitScreen
@@ -19,7 +18,7 @@ from console.screens.settings import SettingsScreen
 from console.screens.task_detail import TaskDetailScreen
 from console.screens.workers import WorkerCountScreen
 
-from .console_helpers import build_engine, settle, started, text_of, until
+from .console_helpers import build_engine, open_failed, settle, started, text_of, until
 
 
 async def test_panels_keep_updating_under_each_dialog(db_path: Path) -> None:
@@ -74,9 +73,7 @@ async def test_failed_screen_stays_live_under_a_task_detail(db_path: Path) -> No
         await started(pilot)
         first = await engine.enqueue("mail.send", {"to": "a@example.com"})
         await engine.wait(first, timeout=5)
-        await pilot.press("f")
-        await settle(pilot)
-        assert isinstance(app.screen, FailedScreen)
+        await open_failed(pilot)
         failed = app.screen
         await pilot.press("enter")
         await settle(pilot)
