@@ -35,6 +35,34 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "tasks.db"
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store on each backend in turn: a SQLite file's URL, then a fresh PostgreSQL
+    schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tasks.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+#: Runs a test that takes the ``store`` fixture on a SQLite file and on PostgreSQL.
+BOTH_BACKENDS = pytest.mark.parametrize(
+    "store",
+    [pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")],
+    indirect=True,
+)
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest, db_path: Path) -> str | Path:
+    """The test's store: a SQLite file, or a fresh PostgreSQL schema for tests marked
+    :data:`BOTH_BACKENDS`."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        url: str = request.getfixturevalue("pg_url")
+        return url
+    return db_path
+
+
 @pytest.fixture
 async def make_engine(db_path: Path) -> AsyncIterator[EngineFactory]:
     """Build engines on the test's store; any still running are stopped at the end."""

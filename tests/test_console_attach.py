@@ -25,27 +25,10 @@ from console.screens.workers import WorkerCountScreen
 from engine import Engine, Finding
 from engine.model import NodeInfo
 
-from .conftest import FAST, until
+from .conftest import BOTH_BACKENDS, FAST, until
 from .console_helpers import settle, started, text_of, toasts
 
 WORKERS = {"node-a": 1, "node-b": 2, "node-c": 2}
-
-#: The acceptance tests run on a SQLite file and on a fresh PostgreSQL schema.
-BOTH_BACKENDS = pytest.mark.parametrize(
-    "store",
-    [pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")],
-    indirect=True,
-)
-
-
-@pytest.fixture
-def store(request: pytest.FixtureRequest, db_path: Path) -> str | Path:
-    """The cluster's store: a SQLite file, or a fresh PostgreSQL schema for tests
-    marked ``BOTH_BACKENDS``."""
-    if getattr(request, "param", "sqlite") == "postgres":
-        url: str = request.getfixturevalue("pg_url")
-        return url
-    return db_path
 
 
 @pytest.fixture

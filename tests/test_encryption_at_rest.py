@@ -11,8 +11,6 @@ import asyncio
 import time
 from pathlib import Path
 
-import pytest
-
 from engine import Engine, EventKind, TaskState, current_task, generate_key
 
 from .conftest import FAST
@@ -20,14 +18,6 @@ from .pg_fixtures import sql
 
 SECRETS = (b"secret-progress-XYZ", b"secret-token-XYZ", b"secret-reason-XYZ", b"secret-error-XYZ")
 HOOK = "https://hooks.example.com/done?token=secret-token-XYZ"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'secret.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
 
 
 def build(store_url: str, key: str | None, **options: object) -> tuple[Engine, asyncio.Event]:

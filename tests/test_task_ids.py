@@ -5,7 +5,6 @@ method that takes an id; never an OverflowError."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,14 +32,6 @@ ANSWERING: dict[str, Call] = {
     "tasks_around": lambda e, i: e.tasks_around(i),
     "purge": lambda e, i: e.purge("succeeded", ids=[i]),
 }
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ids.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
 
 
 async def test_ids_no_store_can_hold_are_missing_ids(store_url: str) -> None:

@@ -12,7 +12,6 @@ import sqlite3
 import time
 from pathlib import Path
 
-import pytest
 from textual.widgets import Input
 
 from console.app import ConsoleApp
@@ -21,26 +20,13 @@ from console.screens.enqueue import EnqueueScreen
 from engine import Engine
 from engine.cluster import unserved_findings
 
-from .conftest import FAST
+from .conftest import BOTH_BACKENDS, FAST
 from .console_helpers import screen_text, settle, started, text_of
 from .console_helpers import until as shown
 from .pg_fixtures import sql
 
 #: A line of the queue table: "│ 12       images.x        images …"
 ROW = re.compile(r"│ \d+ +images\.\w+ +images ")
-BOTH = pytest.mark.parametrize(
-    "store",
-    [pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")],
-    indirect=True,
-)
-
-
-@pytest.fixture
-def store(request: pytest.FixtureRequest, db_path: Path) -> str | Path:
-    if getattr(request, "param", "sqlite") == "postgres":
-        url: str = request.getfixturevalue("pg_url")
-        return url
-    return db_path
 
 
 def node(store: str | Path, name: str) -> Engine:
@@ -79,7 +65,7 @@ async def alive_nodes(engine: Engine, count: int) -> None:
         await asyncio.sleep(0.05)
 
 
-@BOTH
+@BOTH_BACKENDS
 async def test_nodes_say_their_handlers_and_unserved_ones_are_found(store: str | Path) -> None:
     await producer_enqueues(store, [("images.x", 12), ("images.legacy", 3)])
     a = node(store, "node-a")
