@@ -23,7 +23,7 @@ from console.cli.errors import Refused, UserError
 from console.demo import register_demo
 from engine import Engine
 from engine.settings import Settings
-from engine.store import DEFAULT_URL, sqlite_path
+from engine.store import DEFAULT_URL, sqlite_file
 
 Work = Callable[[Engine], Awaitable[int]]
 
@@ -114,13 +114,6 @@ def store_url(args: argparse.Namespace) -> str:
     if not args.store.strip():
         raise UserError(f"--store is empty; give a URL or a path (default {DEFAULT_URL})")
     return str(args.store)
-
-
-def sqlite_file(url: str) -> Path | None:
-    """The file of an SQLite store URL (None for another backend)."""
-    if "://" in url and not url.lower().startswith(("sqlite:", "sqlite3:")):
-        return None
-    return sqlite_path(url).expanduser().absolute()
 
 
 def with_store(args: argparse.Namespace, access: Access, work: Work) -> int:

@@ -13,6 +13,7 @@ from engine.faults import FaultPlan
 from engine.store.base import Store
 
 DEFAULT_URL = "sqlite:///taskdeck.db"
+SQLITE_SCHEMES = ("", "sqlite", "sqlite3")
 _URL_HELP = "use sqlite:///relative/path.db, sqlite:////absolute/path.db or a plain file path"
 
 
@@ -43,6 +44,20 @@ def sqlite_path(url: str | Path) -> Path:
     return Path(path)
 
 
+def scheme_of(url: str | Path) -> str:
+    """The URL's scheme in lower case; ``""`` for a plain path."""
+    return (
+        "" if isinstance(url, Path) or "://" not in str(url) else str(url).split("://")[0].lower()
+    )
+
+
+def sqlite_file(url: str | Path) -> Path | None:
+    """The absolute path of an SQLite store's file (None for another backend)."""
+    if scheme_of(url) not in SQLITE_SCHEMES:
+        return None
+    return sqlite_path(url).expanduser().absolute()
+
+
 def open_store(
     url: str | Path,
     codec: Codec | None = None,
@@ -52,9 +67,8 @@ def open_store(
 ) -> Store:
     """Create (not yet open) the store for ``url``; raises ``StoreOpenError`` if unusable.
     ``faults``: a crash test's fault plan (see :mod:`engine.faults`)."""
-    scheme = "" if isinstance(url, Path) or "://" not in str(url) else str(url).split("://")[0]
-    scheme = scheme.lower()
-    if scheme in ("", "sqlite", "sqlite3"):
+    scheme = scheme_of(url)
+    if scheme in SQLITE_SCHEMES:
         from engine.store.sqlite import SQLiteStore
 
         return SQLiteStore(sqlite_path(url), codec, clock, url=str(url), by=by, faults=faults)
@@ -68,4 +82,4 @@ def open_store(
     )
 
 
-__all__ = ["DEFAULT_URL", "Store", "open_store", "sqlite_path"]
+__all__ = ["DEFAULT_URL", "Store", "open_store", "scheme_of", "sqlite_file", "sqlite_path"]
