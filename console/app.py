@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -79,7 +78,7 @@ from console.screens.settings import SettingsScreen
 from console.screens.stack import dashboard_shows
 from console.screens.task_detail import TaskDetailScreen
 from console.screens.workers import WorkerCountScreen
-from console.stop_signals import StopSignals
+from console.stop_signals import StopSignals, exit_at_once
 from engine import Engine, EngineNotRunning, Event, StoreError, TaskState
 
 MIN_SIZE = (100, 30)
@@ -584,12 +583,7 @@ class ConsoleApp(App[int]):
         self.shutdown("drain")
 
     def _stop_now(self) -> None:
-        """A second stop signal: give the terminal back and exit at once (the leases
-        bring the running tasks back on the next start), as headless mode does."""
-        if self._driver is not None:
-            with contextlib.suppress(Exception):
-                self._driver.stop_application_mode()
-        os._exit(130)
+        exit_at_once(self._driver.stop_application_mode if self._driver else None)
 
     @work(exclusive=True, group="shutdown")
     async def shutdown(self, choice: QuitChoice) -> None:

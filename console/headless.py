@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from typing import TextIO
 
 from console.demo import DemoPipeline
 from console.format import busy_of
-from console.stop_signals import StopSignals
+from console.stop_signals import StopSignals, exit_at_once
 from engine import Engine, EngineSnapshot, TaskState
 from engine.aio import wait_event
 
@@ -81,7 +80,7 @@ async def run_headless(
             file=sys.stderr,
             flush=True,
         )
-        os._exit(130)
+        exit_at_once()
 
     signals = StopSignals(graceful, now)
     signals.install(loop)

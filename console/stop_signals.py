@@ -8,10 +8,27 @@ not stop the engine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 from collections.abc import Callable
+from typing import NoReturn
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+#: The exit code of a stop at once (as a shell reports a process ended by SIGINT).
+EXIT_NOW = 130
+
+
+def exit_at_once(restore: Callable[[], object] | None = None) -> NoReturn:
+    """The second stop signal: give the terminal back (``restore``) and exit now,
+    without a graceful stop; the leases bring the running tasks back on the next
+    start."""
+    if restore is not None:
+        with contextlib.suppress(Exception):
+            restore()
+    os._exit(EXIT_NOW)
 
 
 class StopSignals:
