@@ -70,6 +70,10 @@ def test_global_options_before_or_after_the_command_name_the_same_store(
         assert "Traceback" not in done.stderr
         if args[0] in ("cancel", "retry"):  # the second cancel (retry) finds it done already
             assert done.returncode in (0, 1), done.stderr
+        elif args[0] == "node" and done.returncode == 1:
+            # sent to the node of s.db, which a loaded machine may keep from answering
+            # within the CLI's wait; what it answers is test_cli_nodes' concern
+            assert "no answer to pause within" in done.stdout, done.stdout + done.stderr
         else:
             assert done.returncode == 0, done.stderr
     assert not (served / "taskdeck.db").exists()  # never the default store
@@ -82,8 +86,11 @@ def test_global_options_before_or_after_the_command_name_the_same_store(
             run(*args, "--store", "s.db", "--json", cwd=served),
         ]
         for done in as_json:
-            assert done.returncode == 0, done.stderr
-            json.loads(done.stdout)
+            data = json.loads(done.stdout)
+            if args[0] == "node" and done.returncode == 1:
+                assert data["no_answer"], data  # sent; the node was too busy to answer
+            else:
+                assert done.returncode == 0, done.stderr
         if args[0] in ("show", "workflow", "schedules"):
             assert json.loads(as_json[0].stdout) == json.loads(as_json[1].stdout)
 
