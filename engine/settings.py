@@ -10,6 +10,7 @@ TOML file (top level or a ``[taskdeck]`` table).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 import math
@@ -18,7 +19,7 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, get_origin, get_type_hints
 
 from engine.errors import SettingsError
 from engine.limits import (
@@ -71,127 +72,24 @@ def _plain(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
 
-# fmt: off
-SPECS: tuple[SettingSpec, ...] = (
-    SettingSpec("max_workers", int, 256, "workers",
-                "Upper bound for the worker count (set_workers, autoscaler).", 1, 4096),
-    SettingSpec("claim_batch", int, 100, "tasks",
-                "Most tasks claimed in one store transaction.", 1, 1000),
-    SettingSpec("poll_interval", float, 0.5, "s",
-                "How often an idle engine looks for work enqueued by other processes "
-                "(work enqueued in this process wakes it at once).", 0.01, 60.0),
-    SettingSpec("lease_ttl", float, 30.0, "s",
-                "How long a running task's lease lasts without renewal; a crashed worker's "
-                "tasks run again after this.", 0.5, 86400.0),
-    SettingSpec("lease_renew_interval", float, 10.0, "s",
-                "How often a live engine renews the leases of its running tasks "
-                "(must be below lease_ttl).", 0.05, 86400.0),
-    SettingSpec("rescue_interval", float, 5.0, "s",
-                "How often expired leases are looked for and their tasks requeued.",
-                0.05, 3600.0),
-    SettingSpec("shutdown_grace", float, 10.0, "s",
-                "How long a graceful stop waits for running tasks before requeuing them "
-                "(the stop then takes at most 2 s more).", 0.0, 3600.0),
-    SettingSpec("result_ttl", float, 86400.0, "s",
-                "How long succeeded tasks (and their results) are kept.", 0.0, 31_536_000.0),
-    SettingSpec("failed_ttl", float, 604800.0, "s",
-                "How long failed and cancelled tasks are kept (the dead-letter set).",
-                0.0, 31_536_000.0),
-    SettingSpec("cleanup_interval", float, 60.0, "s",
-                "How often expired results are purged.", 0.05, 86400.0),
-    SettingSpec("cleanup_batch", int, 1000, "rows",
-                "Most rows purged in one transaction (keeps the writer free).", 1, 100_000),
-    SettingSpec("max_payload_bytes", int, 1_048_576, "bytes",
-                "Largest encoded payload or result accepted.", 16, 67_108_864),
-    SettingSpec("event_buffer", int, 10_000, "events",
-                "Events held per subscriber before new ones are dropped (and counted).",
-                1, 1_000_000),
-    SettingSpec("progress_interval", float, 0.5, "s",
-                "How often task progress is saved and broadcast.", 0.05, 60.0),
-    SettingSpec("durability", str, "normal", "",
-                "normal: survives a process crash; full: also survives power loss "
-                "(slower commits).", choices=("normal", "full")),
-    SettingSpec("busy_timeout", float, 5.0, "s",
-                "How long a read waits for another process's lock (WAL reads rarely "
-                "wait at all); writes and opening the store use lock_timeout.", 0.0, 600.0),
-    SettingSpec("lock_timeout", float, 60.0, "s",
-                "How long a write, or opening the store (WAL switch and migrations "
-                "together), keeps retrying a locked store before it fails, once.",
-                0.0, 3600.0),
-    # -- autoscaler
-    SettingSpec("autoscale", bool, False, "",
-                "Let the autoscaler choose the worker count (between min_workers and "
-                "max_workers)."),
-    SettingSpec("min_workers", int, 1, "workers",
-                "Fewest workers the autoscaler keeps.", 0, 4096),
-    SettingSpec("target_utilization", float, 80.0, "%",
-                "How busy the autoscaler (and the add-workers advice) aims to keep the "
-                "workers.", 5.0, 100.0),
-    SettingSpec("cpu_threshold", float, 85.0, "%",
-                "System CPU above which the autoscaler adds no workers (and sheds some).",
-                1.0, 100.0),
-    SettingSpec("memory_threshold", float, 90.0, "%",
-                "System memory use above which the autoscaler adds no workers (and sheds "
-                "some); also where memory pressure is reported.", 1.0, 100.0),
-    SettingSpec("scale_interval", float, 2.0, "s",
-                "How often the autoscaler decides.", 0.1, 3600.0),
-    SettingSpec("cooldown", float, 10.0, "s",
-                "Least time between two autoscaler changes (no thrashing).", 0.0, 3600.0),
-    # -- bottleneck rules
-    SettingSpec("saturation_threshold", float, 90.0, "%",
-                "Pool busy share (last 30 s) above which the workers count as saturated.",
-                1.0, 100.0),
-    SettingSpec("idle_threshold", float, 20.0, "%",
-                "Pool busy share (last 30 s) below which capacity counts as idle.",
-                0.0, 100.0),
-    SettingSpec("loop_lag_threshold", float, 0.1, "s",
-                "Event-loop lag above which a blocking async handler is looked for.",
-                0.001, 60.0),
-    SettingSpec("cpu_bound_threshold", float, 80.0, "%",
-                "CPU time as a share of run time above which a thread handler counts as "
-                "CPU-bound.", 1.0, 100.0),
-    SettingSpec("dominance_threshold", float, 50.0, "%",
-                "Share of all worker busy time above which one handler is reported.",
-                1.0, 100.0),
-    SettingSpec("retry_storm_threshold", float, 20.0, "%",
-                "Share of a handler's attempts failing in the last minute that makes a "
-                "retry storm.", 1.0, 100.0),
-    SettingSpec("retry_storm_min_failures", int, 5, "failures",
-                "Fewest failures in the last minute before a retry storm is reported.",
-                1, 1_000_000),
-    SettingSpec("rss_limit", int, 0, "bytes",
-                "Process memory (RSS) above which memory pressure is reported; 0: only "
-                "system memory counts.", 0, 2**48),
-    SettingSpec("wait_ratio_threshold", float, 10.0, "×",
-                "How many times longer than they run (p95) a handler's tasks may wait "
-                "before it is reported (periodic handlers are not).", 1.0, 1_000_000.0),
-    SettingSpec("store_latency_threshold", float, 0.2, "s",
-                "Store transaction time (p99) above which the store is reported slow.",
-                0.001, 60.0),
-    SettingSpec("webhook_timeout", float, 10.0, "s",
-                "How long a completion webhook waits for its endpoint before the attempt "
-                "counts as failed (it is then retried with backoff).", 0.1, 300.0),
-    SettingSpec("webhook_allow_private", bool, False, "",
-                "Let completion webhooks reach loopback, private, link-local (cloud "
-                "metadata), shared and other non-public addresses; off, they are refused "
-                "at enqueue and at send time."),
-    # -- flow control (held across every process on the store)
-    SettingSpec("queue_rate_limits", LimitMap, LimitMap(), "",
-                "Most tasks started per second/minute/hour in a queue (a token bucket).",
-                limit=QUEUE_RATES),
-    SettingSpec("handler_rate_limits", LimitMap, LimitMap(), "",
-                "Most tasks of a handler started per period; overrides @task(rate_limit=).",
-                limit=HANDLER_RATES),
-    SettingSpec("queue_concurrency", LimitMap, LimitMap(), "",
-                "Most tasks of a queue running at once.", limit=QUEUE_COUNTS),
-    SettingSpec("queue_weights", LimitMap, LimitMap(), "",
-                "Share of the workers each busy queue gets (unlisted queues weigh 1); with "
-                "none, the highest priority runs first whatever its queue.",
-                limit=QUEUE_WEIGHTS),
-)
-# fmt: on
+T = TypeVar("T")
 
-SPEC_BY_NAME: Mapping[str, SettingSpec] = {spec.name: spec for spec in SPECS}
+
+def setting(
+    default: T,
+    unit: str,
+    doc: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    choices: tuple[str, ...] = (),
+    limit: LimitKind | None = None,
+) -> T:
+    """Declare one :class:`Settings` field: its default, unit, doc line and bounds
+    (``low``..``high`` for numbers, ``choices`` for text, ``limit`` for a limit map)."""
+    meta = {"unit": unit, "doc": doc, "low": low, "high": high, "choices": choices, "limit": limit}
+    found: T = dataclasses.field(default=default, metadata=meta)
+    return found
 
 
 def suggest(name: str, options: list[str] | tuple[str, ...]) -> str:
@@ -281,51 +179,132 @@ def _cross_checks(values: Mapping[str, Any]) -> dict[str, str]:
     return errors
 
 
+@dataclass(frozen=True, init=False, repr=False)
 class Settings:
-    """An immutable, validated set of engine settings (see :data:`SPECS`)."""
+    """An immutable, validated set of engine settings: a frozen dataclass, so
+    ``dataclasses.replace``/``asdict``/``fields`` and ``copy.deepcopy`` work.
 
-    max_workers: int
-    claim_batch: int
-    poll_interval: float
-    lease_ttl: float
-    lease_renew_interval: float
-    rescue_interval: float
-    shutdown_grace: float
-    result_ttl: float
-    failed_ttl: float
-    cleanup_interval: float
-    cleanup_batch: int
-    max_payload_bytes: int
-    event_buffer: int
-    progress_interval: float
-    durability: str
-    busy_timeout: float
-    lock_timeout: float
-    autoscale: bool
-    min_workers: int
-    target_utilization: float
-    cpu_threshold: float
-    memory_threshold: float
-    scale_interval: float
-    cooldown: float
-    saturation_threshold: float
-    idle_threshold: float
-    loop_lag_threshold: float
-    cpu_bound_threshold: float
-    dominance_threshold: float
-    retry_storm_threshold: float
-    retry_storm_min_failures: int
-    rss_limit: int
-    wait_ratio_threshold: float
-    store_latency_threshold: float
-    webhook_timeout: float
-    webhook_allow_private: bool
-    queue_rate_limits: LimitMap[str]
-    handler_rate_limits: LimitMap[str]
-    queue_concurrency: LimitMap[int]
-    queue_weights: LimitMap[float]
+    Each setting is declared once, here: its type (the annotation), default, unit,
+    documentation and bounds (:func:`setting`); :data:`SPECS` is read from these fields.
+    """
 
-    __slots__ = tuple(spec.name for spec in SPECS)
+    # fmt: off
+    max_workers: int = setting(256, "workers",
+        "Upper bound for the worker count (set_workers, autoscaler).", 1, 4096)
+    claim_batch: int = setting(100, "tasks",
+        "Most tasks claimed in one store transaction.", 1, 1000)
+    poll_interval: float = setting(0.5, "s",
+        "How often an idle engine looks for work enqueued by other processes "
+        "(work enqueued in this process wakes it at once).", 0.01, 60.0)
+    lease_ttl: float = setting(30.0, "s",
+        "How long a running task's lease lasts without renewal; a crashed worker's "
+        "tasks run again after this.", 0.5, 86400.0)
+    lease_renew_interval: float = setting(10.0, "s",
+        "How often a live engine renews the leases of its running tasks "
+        "(must be below lease_ttl).", 0.05, 86400.0)
+    rescue_interval: float = setting(5.0, "s",
+        "How often expired leases are looked for and their tasks requeued.",
+        0.05, 3600.0)
+    shutdown_grace: float = setting(10.0, "s",
+        "How long a graceful stop waits for running tasks before requeuing them "
+        "(the stop then takes at most 2 s more).", 0.0, 3600.0)
+    result_ttl: float = setting(86400.0, "s",
+        "How long succeeded tasks (and their results) are kept.", 0.0, 31_536_000.0)
+    failed_ttl: float = setting(604800.0, "s",
+        "How long failed and cancelled tasks are kept (the dead-letter set).",
+        0.0, 31_536_000.0)
+    cleanup_interval: float = setting(60.0, "s",
+        "How often expired results are purged.", 0.05, 86400.0)
+    cleanup_batch: int = setting(1000, "rows",
+        "Most rows purged in one transaction (keeps the writer free).", 1, 100_000)
+    max_payload_bytes: int = setting(1_048_576, "bytes",
+        "Largest encoded payload or result accepted.", 16, 67_108_864)
+    event_buffer: int = setting(10_000, "events",
+        "Events held per subscriber before new ones are dropped (and counted).",
+        1, 1_000_000)
+    progress_interval: float = setting(0.5, "s",
+        "How often task progress is saved and broadcast.", 0.05, 60.0)
+    durability: str = setting("normal", "",
+        "normal: survives a process crash; full: also survives power loss "
+        "(slower commits).", choices=("normal", "full"))
+    busy_timeout: float = setting(5.0, "s",
+        "How long a read waits for another process's lock (WAL reads rarely "
+        "wait at all); writes and opening the store use lock_timeout.", 0.0, 600.0)
+    lock_timeout: float = setting(60.0, "s",
+        "How long a write, or opening the store (WAL switch and migrations "
+        "together), keeps retrying a locked store before it fails, once.",
+        0.0, 3600.0)
+    # -- autoscaler
+    autoscale: bool = setting(False, "",
+        "Let the autoscaler choose the worker count (between min_workers and "
+        "max_workers).")
+    min_workers: int = setting(1, "workers",
+        "Fewest workers the autoscaler keeps.", 0, 4096)
+    target_utilization: float = setting(80.0, "%",
+        "How busy the autoscaler (and the add-workers advice) aims to keep the "
+        "workers.", 5.0, 100.0)
+    cpu_threshold: float = setting(85.0, "%",
+        "System CPU above which the autoscaler adds no workers (and sheds some).",
+        1.0, 100.0)
+    memory_threshold: float = setting(90.0, "%",
+        "System memory use above which the autoscaler adds no workers (and sheds "
+        "some); also where memory pressure is reported.", 1.0, 100.0)
+    scale_interval: float = setting(2.0, "s",
+        "How often the autoscaler decides.", 0.1, 3600.0)
+    cooldown: float = setting(10.0, "s",
+        "Least time between two autoscaler changes (no thrashing).", 0.0, 3600.0)
+    # -- bottleneck rules
+    saturation_threshold: float = setting(90.0, "%",
+        "Pool busy share (last 30 s) above which the workers count as saturated.",
+        1.0, 100.0)
+    idle_threshold: float = setting(20.0, "%",
+        "Pool busy share (last 30 s) below which capacity counts as idle.",
+        0.0, 100.0)
+    loop_lag_threshold: float = setting(0.1, "s",
+        "Event-loop lag above which a blocking async handler is looked for.",
+        0.001, 60.0)
+    cpu_bound_threshold: float = setting(80.0, "%",
+        "CPU time as a share of run time above which a thread handler counts as "
+        "CPU-bound.", 1.0, 100.0)
+    dominance_threshold: float = setting(50.0, "%",
+        "Share of all worker busy time above which one handler is reported.",
+        1.0, 100.0)
+    retry_storm_threshold: float = setting(20.0, "%",
+        "Share of a handler's attempts failing in the last minute that makes a "
+        "retry storm.", 1.0, 100.0)
+    retry_storm_min_failures: int = setting(5, "failures",
+        "Fewest failures in the last minute before a retry storm is reported.",
+        1, 1_000_000)
+    rss_limit: int = setting(0, "bytes",
+        "Process memory (RSS) above which memory pressure is reported; 0: only "
+        "system memory counts.", 0, 2**48)
+    wait_ratio_threshold: float = setting(10.0, "×",
+        "How many times longer than they run (p95) a handler's tasks may wait "
+        "before it is reported (periodic handlers are not).", 1.0, 1_000_000.0)
+    store_latency_threshold: float = setting(0.2, "s",
+        "Store transaction time (p99) above which the store is reported slow.",
+        0.001, 60.0)
+    webhook_timeout: float = setting(10.0, "s",
+        "How long a completion webhook waits for its endpoint before the attempt "
+        "counts as failed (it is then retried with backoff).", 0.1, 300.0)
+    webhook_allow_private: bool = setting(False, "",
+        "Let completion webhooks reach loopback, private, link-local (cloud "
+        "metadata), shared and other non-public addresses; off, they are refused "
+        "at enqueue and at send time.")
+    # -- flow control (held across every process on the store)
+    queue_rate_limits: LimitMap[str] = setting(LimitMap[str](), "",
+        "Most tasks started per second/minute/hour in a queue (a token bucket).",
+        limit=QUEUE_RATES)
+    handler_rate_limits: LimitMap[str] = setting(LimitMap[str](), "",
+        "Most tasks of a handler started per period; overrides @task(rate_limit=).",
+        limit=HANDLER_RATES)
+    queue_concurrency: LimitMap[int] = setting(LimitMap[int](), "",
+        "Most tasks of a queue running at once.", limit=QUEUE_COUNTS)
+    queue_weights: LimitMap[float] = setting(LimitMap[float](), "",
+        "Share of the workers each busy queue gets (unlisted queues weigh 1); with "
+        "none, the highest priority runs first whatever its queue.",
+        limit=QUEUE_WEIGHTS)
+    # fmt: on
 
     def __init__(self, **values: Any) -> None:
         merged = {spec.name: spec.default for spec in SPECS}
@@ -345,9 +324,6 @@ class Settings:
         for name, value in merged.items():
             object.__setattr__(self, name, value)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("Settings are immutable; use engine.update_settings(...)")
-
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied, validated all-or-nothing."""
         return Settings(**{**self.as_dict(), **changes})
@@ -362,12 +338,6 @@ class Settings:
     def __iter__(self) -> Iterator[tuple[SettingSpec, Any]]:
         for spec in SPECS:
             yield spec, getattr(self, spec.name)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Settings) and self.as_dict() == other.as_dict()
-
-    def __hash__(self) -> int:
-        return hash(tuple(self.as_dict().items()))
 
     def __repr__(self) -> str:
         changed = ", ".join(f"{k}={v!r}" for k, v in self.changed().items())
@@ -435,3 +405,29 @@ class Settings:
         if not isinstance(table, dict):
             raise SettingsError({"taskdeck": "must be a table of settings"})
         return (base or cls()).replace(**table)
+
+
+def _specs() -> tuple[SettingSpec, ...]:
+    """Each field of :class:`Settings` as a :class:`SettingSpec`, in declaration order."""
+    hints = get_type_hints(Settings)
+    specs = []
+    for field in dataclasses.fields(Settings):
+        kind = get_origin(hints[field.name]) or hints[field.name]
+        specs.append(SettingSpec(field.name, kind, field.default, **field.metadata))
+    return tuple(specs)
+
+
+SPECS: tuple[SettingSpec, ...] = _specs()
+SPEC_BY_NAME: Mapping[str, SettingSpec] = {spec.name: spec for spec in SPECS}
+
+
+def _refuse_change(self: Settings, name: str, value: Any = None) -> None:
+    raise dataclasses.FrozenInstanceError(
+        f"cannot change {name!r}: Settings are immutable; use engine.update_settings(...) "
+        "or dataclasses.replace(settings, ...)"
+    )
+
+
+# A frozen dataclass already refuses assignment; this says what to do instead.
+type.__setattr__(Settings, "__setattr__", _refuse_change)
+type.__setattr__(Settings, "__delattr__", _refuse_change)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import random
 import subprocess
@@ -14,6 +16,7 @@ from engine import RetryPolicy, Settings, SettingsError, TaskState
 from engine.checks import check_queue_name, parse_task_id
 from engine.codec import Codec, generate_key, to_json
 from engine.errors import EncryptionKeyError, InvalidTransition
+from engine.limits import LimitMap
 from engine.model import ALLOWED_TRANSITIONS, check_transition, parse_priority
 from engine.registry import build_handler
 
@@ -301,3 +304,28 @@ def test_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     missing = [spec.name for spec in Settings.specs() if f"| `{spec.name}` |" not in readme]
     assert not missing, f"README settings table lacks: {missing}"
+
+
+def test_settings_are_a_copyable_frozen_dataclass() -> None:
+    settings = Settings(lease_ttl=20, queue_weights="bulk=1, default=3")
+    assert dataclasses.is_dataclass(settings)
+    assert copy.deepcopy(settings) == settings
+    assert copy.copy(settings) == settings
+    assert dataclasses.asdict(settings)["lease_ttl"] == 20.0
+    changed = dataclasses.replace(settings, max_workers=8)
+    assert (changed.max_workers, changed.lease_ttl, settings.max_workers) == (8, 20.0, 256)
+    with pytest.raises(SettingsError, match="max_workers: must be from 1 to 4096"):
+        dataclasses.replace(settings, max_workers=0)
+    with pytest.raises(dataclasses.FrozenInstanceError, match="update_settings"):
+        settings.lease_ttl = 3  # type: ignore[misc]
+    assert {settings, copy.deepcopy(settings)} == {settings}
+
+
+def test_each_setting_is_declared_once_as_a_field() -> None:
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    assert [spec.name for spec in Settings.specs()] == list(fields)
+    for spec in Settings.specs():
+        assert spec.default == fields[spec.name].default
+        assert spec.doc and spec.kind in (int, float, bool, str, LimitMap)
+        if spec.kind in (int, float):
+            assert spec.low is not None and spec.high is not None
