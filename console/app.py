@@ -1,8 +1,8 @@
 """ConsoleApp: the Taskdeck operations console.
 
 It composes the panels and binds the keys; panels and screens hold their own
-logic. One timer (2 Hz by default, adjustable) reads ``engine.snapshot()`` and feeds
-the panels; one task bridges ``engine.events()`` into Textual messages. Nothing here
+logic. One timer (2 Hz by default, adjustable) reads a snapshot and feeds the
+panels; one task bridges ``engine.events()`` into Textual messages. Nothing here
 touches the store: every command is an Engine method. The app starts the engine on
 mount if it is not running, and stops it on quit.
 
@@ -195,8 +195,11 @@ class ConsoleApp(App[int]):
         self.now = now
         self._timer: Timer | None = None
         self._stopping = False
-        steering = AttachedSteering if attach else LocalSteering
-        self.control: Steering = steering(self, engine, self.redraw)
+        self.control: Steering = (
+            AttachedSteering(self, engine, self.redraw)
+            if attach
+            else LocalSteering(self, engine, self.redraw)
+        )
         self._signals = StopSignals(self._stop_signal, self._stop_now)
 
     @property
