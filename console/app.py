@@ -1,15 +1,16 @@
 """ConsoleApp: the Taskdeck operations console.
 
 It composes the panels and binds the keys; panels and screens hold their own
-logic. One timer (2 Hz by default, adjustable) reads ``engine.snapshot()`` and feeds
-the panels; one task bridges ``engine.events()`` into Textual messages. Nothing here
+logic. One timer (2 Hz by default, adjustable) reads a snapshot and feeds the
+panels; one task bridges ``engine.events()`` into Textual messages. Nothing here
 touches the store: every command is an Engine method. The app starts the engine on
 mount if it is not running, and stops it on quit.
 
 ``attach=True`` watches a cluster instead (``taskdeck console --attach``): the engine
 runs no workers; a Nodes panel takes the place of Workers (its rows read with
 ``engine.nodes()`` on the tick), and the worker keys, the autoscaler and settings
-become commands to the nodes (see :mod:`console.attach`).
+become commands to the nodes. Which of the two it is lives in one place, the
+console's :mod:`steering <console.steering>`; the app does not ask.
 
 | Key | Does |
 | --- | --- |
@@ -39,7 +40,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from textual import on, work
@@ -53,21 +53,18 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Input, Static
 
-from console.attach import ATTACHED_KEYS, ClusterControl
-from console.cluster import Cluster
+from console.cluster.state import Cluster
+from console.cluster.steering import AttachedSteering
 from console.commands import ActionsProvider
 from console.demo import DemoPipeline
 from console.panels.bottlenecks import BottlenecksPanel
 from console.panels.events import EventsPanel
 from console.panels.footer import KeysFooter
 from console.panels.header import HeaderBar
-from console.panels.nodes import NodesPanel
 from console.panels.queue import QueuePanel
 from console.panels.resources import ResourcesPanel
 from console.panels.task_table import TaskTable
-from console.panels.text_panel import TextPanel
 from console.panels.throughput import ThroughputPanel
-from console.panels.workers import WorkersPanel
 from console.screens.enqueue import EnqueueScreen
 from console.screens.failed import FailedScreen
 from console.screens.help import HelpScreen
@@ -77,26 +74,11 @@ from console.screens.schedules import SchedulesScreen, ScheduleTable
 from console.screens.settings import SettingsScreen
 from console.screens.stack import dashboard_shows
 from console.screens.task_detail import TaskDetailScreen
-from console.screens.workers import WorkerCountScreen
+from console.steering import LocalSteering, PanelKind, Steering
 from console.stop_signals import StopSignals, exit_at_once
-from engine import Engine, EngineNotRunning, Event, StoreError, TaskState
+from engine import Engine, Event, TaskState
 
 MIN_SIZE = (100, 30)
-PanelType = type[HeaderBar | QueuePanel | TextPanel | BottlenecksPanel | EventsPanel | NodesPanel]
-#: The panels fed from each snapshot, in the order they are updated.
-SNAPSHOT_PANELS: tuple[PanelType, ...] = (
-    HeaderBar,
-    QueuePanel,
-    WorkersPanel,
-    ResourcesPanel,
-    ThroughputPanel,
-    BottlenecksPanel,
-    EventsPanel,
-)
-#: Attached to a cluster: the nodes in place of this engine's (absent) workers.
-ATTACHED_PANELS = tuple(NodesPanel if p is WorkersPanel else p for p in SNAPSHOT_PANELS)
-#: What a read of the node rows refreshes.
-CLUSTER_PANELS: tuple[PanelType, ...] = (HeaderBar, NodesPanel, ThroughputPanel, BottlenecksPanel)
 #: Actions refused while the engine stops (they would change it).
 CHANGES_ENGINE = frozenset(
     {
@@ -213,39 +195,28 @@ class ConsoleApp(App[int]):
         self.now = now
         self._timer: Timer | None = None
         self._stopping = False
-        self.cluster = Cluster()
-        self.control = (
-            ClusterControl(
-                self,
-                engine,
-                self.cluster,
-                lambda: self.dashboard.query_one(NodesPanel),
-                self.read_nodes,
-            )
+        self.control: Steering = (
+            AttachedSteering(self, engine, self.redraw)
             if attach
-            else None
+            else LocalSteering(self, engine, self.redraw)
         )
-        self._panels = ATTACHED_PANELS if attach else SNAPSHOT_PANELS
-        self._reading = False
         self._signals = StopSignals(self._stop_signal, self._stop_now)
 
     @property
-    def attached(self) -> bool:
-        return self.control is not None
+    def cluster(self) -> Cluster | None:
+        """The nodes as last read (attached), else None."""
+        return self.control.cluster
 
     # -- layout ---------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        cluster = self.cluster if self.attached else None
+        cluster = self.control.cluster
         yield HeaderBar(cluster, id="header")
-        with Horizontal(id="top", classes="-attached" if self.attached else ""):
+        with Horizontal(id="top", classes=self.control.dashboard_class):
             yield QueuePanel(self.engine, self.now, cluster=cluster, id="queue", classes="panel")
-            if self.attached:
-                yield NodesPanel(self.cluster, id="nodes", classes="panel")
-            else:
-                yield WorkersPanel(id="workers", classes="panel")
+            yield self.control.pool_panel()
         with Horizontal(id="middle"):
-            resources = "Resources (console)" if self.attached else None
-            yield ResourcesPanel(title=resources, id="resources", classes="panel")
+            title = self.control.resources_title
+            yield ResourcesPanel(title=title, id="resources", classes="panel")
             yield ThroughputPanel(cluster, id="throughput", classes="panel")
             yield BottlenecksPanel(id="bottlenecks", classes="panel")
         yield EventsPanel(id="events")
@@ -313,16 +284,21 @@ class ConsoleApp(App[int]):
     def refresh_tick(self) -> None:
         """Feed every panel from one snapshot, also under a dialog (the dashboard shows
         around it); skipped under a full screen and while the app closes."""
-        if not self.engine.running or self._stopping or not dashboard_shows(self.screen_stack):
+        if not self._dashboard_live():
             return
-        self._feed(self._panels)
-        if self.control is not None:
-            self.read_nodes()
+        self._feed(self.control.panels)
+        self.control.refresh()
 
-    def _feed(self, kinds: tuple[PanelType, ...]) -> None:
-        snap = self.engine.snapshot()
-        if self.attached:  # the nodes' own findings join what the store shows
-            snap = replace(snap, findings=self.cluster.findings(snap.findings))
+    def redraw(self, kinds: tuple[PanelKind, ...]) -> None:
+        """Feed these panels from a fresh snapshot, if the dashboard shows."""
+        if self._dashboard_live():
+            self._feed(kinds)
+
+    def _dashboard_live(self) -> bool:
+        return self.engine.running and not self._stopping and dashboard_shows(self.screen_stack)
+
+    def _feed(self, kinds: tuple[PanelKind, ...]) -> None:
+        snap = self.control.snapshot()
         board = self.dashboard
         try:
             panels = [board.query_one(kind) for kind in kinds]
@@ -330,22 +306,6 @@ class ConsoleApp(App[int]):
             return
         for panel in panels:
             panel.update_from(snap)
-
-    @work(group="nodes")
-    async def read_nodes(self) -> None:
-        """Read the node rows (attached), then redraw what shows them; a read still
-        under way is not doubled (a slow store gets one read at a time)."""
-        if self.control is None or self._reading or not self.engine.running:
-            return
-        self._reading = True
-        try:
-            await self.control.read_nodes()
-        except (StoreError, EngineNotRunning):
-            return  # the next tick tries again; the store error shows as a finding
-        finally:
-            self._reading = False
-        if not self._stopping and dashboard_shows(self.screen_stack):
-            self._feed(CLUSTER_PANELS)
 
     @work(group="events")
     async def bridge_events(self) -> None:
@@ -395,18 +355,11 @@ class ConsoleApp(App[int]):
     @work(group="enqueue")
     async def action_enqueue(self) -> None:
         selected = self.queue.selected
-        known: list[str] = []
-        if not self.engine.handlers:
-            if not self.attached:
-                self.notify(
-                    "no handlers are registered in this engine: nothing to enqueue",
-                    severity="warning",
-                )
-                return
-            with contextlib.suppress(StoreError, EngineNotRunning):  # suggestions only
-                known = sorted({t.handler for t in await self.engine.tasks(limit=500)})
-        served = self.cluster.served() if self.attached else None
-        form = EnqueueScreen(self.engine, selected.handler if selected else None, known, served)
+        choices = await self.control.enqueue_choices()
+        if choices is None:
+            return
+        handler = selected.handler if selected else None
+        form = EnqueueScreen(self.engine, handler, choices.known, choices.served)
         self.push_screen(form, self._enqueued)
 
     def _enqueued(self, task_id: str | None) -> None:
@@ -443,47 +396,10 @@ class ConsoleApp(App[int]):
     # -- pool and queue actions -------------------------------------------------------
     @work(group="workers")
     async def action_workers(self, delta: int) -> None:
-        if self.control is not None:  # the selected node's workers
-            await self.control.change_workers(delta)
-            return
-        current = self.engine.worker_count
-        target = current + delta
-        limit = self.engine.settings.max_workers
-        if not 0 <= target <= limit:
-            edge = f"the maximum ({limit}, max_workers)" if delta > 0 else "0"
-            self.notify(f"workers already at {edge}", severity="warning")
-            return
-        await self.engine.set_workers(target)
-        note = " (autoscaler on: it may change this)" if self.engine.settings.autoscale else ""
-        self.notify(f"workers {current} → {target}{note}", timeout=2)
-        self.refresh_tick()
+        await self.control.change_workers(delta)
 
     def action_set_workers(self) -> None:
-        if self.control is not None:
-            self._set_node_workers(self.control)
-            return
-
-        def chosen(n: int | None) -> None:
-            if n is not None:
-                self.action_workers(n - self.engine.worker_count)
-
-        self.push_screen(
-            WorkerCountScreen(self.engine.worker_count, self.engine.settings.max_workers), chosen
-        )
-
-    def _set_node_workers(self, control: ClusterControl) -> None:
-        node = control.selected()
-        if node is None:
-            return
-
-        def chosen(n: int | None) -> None:
-            if n is not None:
-                self.run_worker(control.set_workers(node, n), group="workers")
-
-        self.push_screen(
-            WorkerCountScreen(control.workers_of(node), control.max_workers(), node=node.id),
-            chosen,
-        )
+        self.control.ask_workers()
 
     def action_queues(self) -> None:
         selected = self.queue.selected
@@ -491,35 +407,10 @@ class ConsoleApp(App[int]):
 
     @work(group="settings")
     async def action_autoscale(self) -> None:
-        if self.control is not None:  # every node's autoscaler
-            await self.control.toggle_autoscale()
-            return
-        on_now = not self.engine.settings.autoscale
-        await self.engine.update_settings(autoscale=on_now)
-        self.refresh_tick()
-        s = self.engine.settings
-        self.notify(
-            f"autoscaler {'on' if on_now else 'off'}"
-            + (
-                f": {s.min_workers}–{s.max_workers} workers, aiming at "
-                f"{s.target_utilization:g} % busy"
-                if on_now
-                else ""
-            )
-        )
+        await self.control.toggle_autoscale()
 
     def action_settings(self) -> None:
-        control = self.control
-        screen = (
-            SettingsScreen(self.engine, self.refresh_hz)
-            if control is None
-            else SettingsScreen(
-                self.engine,
-                self.refresh_hz,
-                base=control.settings_base(),
-                send=control.send_settings,
-            )
-        )
+        screen = self.control.settings_screen(self.refresh_hz)
         self.push_screen(screen, lambda hz: self.set_refresh(hz) if hz is not None else None)
 
     @work(group="finding")
@@ -536,7 +427,7 @@ class ConsoleApp(App[int]):
                 timeout=8,
             )
             return
-        if self.control is not None and await self.control.handles(finding):
+        if await self.control.handles(finding):
             return
         try:
             done = await self.engine.apply_action(finding.action)
@@ -553,6 +444,7 @@ class ConsoleApp(App[int]):
 
     def action_help(self) -> None:
         groups: list[tuple[str, list[BindingType]]] = [
+            *self.control.help_groups,
             ("Dashboard", list(self.BINDINGS)),
             ("Queue table", list(TaskTable.BINDINGS)),
             ("Bottlenecks", list(BottlenecksPanel.BINDINGS)),
@@ -563,8 +455,6 @@ class ConsoleApp(App[int]):
             ("Task detail (enter)", list(TaskDetailScreen.BINDINGS)),
             ("Quit dialog (q)", list(QuitScreen.BINDINGS)),
         ]
-        if self.attached:
-            groups.insert(0, ("Attached to a cluster", list(ATTACHED_KEYS)))
         self.push_screen(HelpScreen(groups))
 
     # -- quitting -------------------------------------------------------------------
@@ -573,7 +463,7 @@ class ConsoleApp(App[int]):
             if choice is not None:
                 self.shutdown(choice)
 
-        self.push_screen(QuitScreen(self.engine.snapshot, attached=self.attached), chosen)
+        self.push_screen(QuitScreen(self.engine.snapshot, attached=self.control.attached), chosen)
 
     async def action_quit(self) -> None:
         """ctrl+q and a stop signal: a graceful stop without asking."""

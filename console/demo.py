@@ -21,9 +21,7 @@ import random
 import time
 from typing import Any
 
-from engine import Engine, RetryPolicy, current_task
-from engine.model import WorkflowRecord
-from engine.workflow import Chain, Signature, chain
+from engine import Chain, Engine, RetryPolicy, Signature, WorkflowRecord, chain, current_task
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,7 @@ from typing import TextIO
 from console.demo import DemoPipeline
 from console.format import busy_of
 from console.stop_signals import StopSignals, exit_at_once
-from engine import Engine, EngineSnapshot, TaskState
-from engine.aio import wait_event
+from engine import Engine, EngineSnapshot, TaskState, wait_event
 
 
 def status_line(snap: EngineSnapshot) -> str:

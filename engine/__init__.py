@@ -46,6 +46,18 @@ from engine.snapshot import EngineSnapshot, Finding, QueueInfo, WorkerInfo
 from engine.workers import check_workers, parse_workers
 from engine.workflow import Chain, Group, Signature, chain, group
 
+# isort: split
+# What the console and the command line use besides the core API above.
+from engine import store as _store
+from engine.aio import wait_event
+from engine.bottleneck import STORE_WIDE_RULES
+from engine.checks import check_handler_name, check_queue_name, check_seconds
+from engine.cluster import node_findings, node_settings, unserved_findings
+from engine.model import MAX_PRIORITY, MIN_PRIORITY
+from engine.settings import parse_text, validate_value
+from engine.snapshot import SEVERITY_ORDER
+from engine.store import DEFAULT_URL
+
 __all__ = [
     "ACTIVE_STATES",
     "ALLOWED_TRANSITIONS",
@@ -104,4 +116,26 @@ __all__ = [
     "parse_priority",
     "parse_rate",
     "parse_workers",
+]
+
+# The function, not the submodule of the same name (engine.store.sqlite_file).
+sqlite_file = _store.sqlite_file
+
+# Used by the console and the command line.
+__all__ += [
+    "DEFAULT_URL",
+    "MAX_PRIORITY",
+    "MIN_PRIORITY",
+    "SEVERITY_ORDER",
+    "STORE_WIDE_RULES",
+    "check_handler_name",
+    "check_queue_name",
+    "check_seconds",
+    "node_findings",
+    "node_settings",
+    "parse_text",
+    "sqlite_file",
+    "unserved_findings",
+    "validate_value",
+    "wait_event",
 ]

@@ -21,9 +21,7 @@ from pathlib import Path
 
 from console.cli.errors import Refused, UserError
 from console.demo import register_demo
-from engine import Engine
-from engine.settings import Settings
-from engine.store import DEFAULT_URL, sqlite_file
+from engine import DEFAULT_URL, Engine, Settings, sqlite_file
 
 Work = Callable[[Engine], Awaitable[int]]
 

@@ -17,9 +17,7 @@ from console.cli.common import build_engine, read_keys, store_url
 from console.cli.errors import Refused, UserError
 from console.cli.options import number_flag
 from console.headless import run_headless
-from engine import Engine
-from engine.settings import Settings
-from engine.store import sqlite_file
+from engine import Engine, Settings, sqlite_file
 
 REFRESH = number_flag("--refresh", float, 0.1, 20, "per second")
 INTERVAL = number_flag("--interval", float, 0.1, 3600, "s")

@@ -21,10 +21,9 @@ from typing import Any
 from console.cli.common import Access, with_store
 from console.cli.errors import Refused
 from console.cli.options import WORKERS
-from console.node_actions import outcome_lines, refusal, results, send
-from console.node_rows import COLUMNS, cell_texts
-from engine import Engine, Settings
-from engine.model import NodeInfo
+from console.cluster.node_actions import outcome_lines, refusal, results, send
+from console.cluster.node_rows import COLUMNS, cell_texts
+from engine import Engine, NodeInfo, Settings
 
 #: The verbs of ``taskdeck node``, and the engine command each sends.
 VERBS = {

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from console.cli.errors import UserError
-from engine import SettingsError, SettingSpec, parse_priority
-from engine.settings import parse_text, validate_value
+from engine import SettingsError, SettingSpec, parse_priority, parse_text, validate_value
 
 BEFORE = "before_"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.text import Text
 
-from console.cluster import Cluster
+from console.cluster.state import Cluster
 from console.format import busy_of, rate
 from console.panels.text_panel import TextPanel
 from engine import EngineSnapshot

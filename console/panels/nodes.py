@@ -19,12 +19,11 @@ from rich.text import Text
 from textual.events import Resize
 from textual.widgets import DataTable
 
-from console.cluster import Cluster
+from console.cluster.node_rows import COLUMNS, cell_texts
+from console.cluster.state import Cluster
 from console.format import Column
-from console.node_rows import COLUMNS, cell_texts
 from console.panels.task_table import fit
-from engine import EngineSnapshot
-from engine.model import NodeInfo
+from engine import EngineSnapshot, NodeInfo
 
 GAP = 1
 MIN_NODE = 10

@@ -18,11 +18,13 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input, Static, Tab, Tabs
 
-from console.cluster import Cluster
+from console.cluster.state import Cluster
 from console.format import num, short_num
 from console.panels.task_table import TaskTable, header_text
 from console.task_actions import cancel_task, retry_task
 from engine import (
+    MAX_PRIORITY,
+    MIN_PRIORITY,
     Engine,
     EngineNotRunning,
     EngineSnapshot,
@@ -32,7 +34,6 @@ from engine import (
     TaskRecord,
     TaskState,
 )
-from engine.model import MAX_PRIORITY, MIN_PRIORITY
 
 STATES = tuple(TaskState)
 #: Tab names when the full ones do not fit.

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.text import Text
 
-from console.cluster import Cluster
+from console.cluster.state import Cluster
 from console.format import column_chart, nice_top, short_num
 from console.panels.text_panel import TextPanel
 from engine import EngineSnapshot

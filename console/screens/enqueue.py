@@ -30,8 +30,16 @@ from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
 from console.payload_template import template_text
 from console.screens.compact import CompactForm
-from engine import Engine, Handler, PayloadError, parse_payload, parse_priority
-from engine.checks import check_handler_name, check_queue_name, check_seconds
+from engine import (
+    Engine,
+    Handler,
+    PayloadError,
+    check_handler_name,
+    check_queue_name,
+    check_seconds,
+    parse_payload,
+    parse_priority,
+)
 
 BY_NAME = (
     "Not registered in this console: the payload is checked as JSON only; a node that has "

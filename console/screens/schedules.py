@@ -30,8 +30,7 @@ from console.format import ago, clock
 from console.panels.footer import KeysFooter
 from console.screens.task_detail import TaskDetailScreen
 from console.states import state_text
-from engine import Engine, EngineNotRunning, StoreError
-from engine.model import ScheduleInfo
+from engine import Engine, EngineNotRunning, ScheduleInfo, StoreError
 
 #: How to define a schedule, shown while there is none.
 HOW_TO = (

@@ -33,8 +33,15 @@ from console.format import ago, bar, clock, when
 from console.panels.task_table import shown_progress
 from console.states import state_style
 from console.task_actions import cancel_task, retry_task
-from engine import Engine, EngineNotRunning, StoreError, TaskRecord, TaskState
-from engine.model import WorkflowRecord, WorkflowStep
+from engine import (
+    Engine,
+    EngineNotRunning,
+    StoreError,
+    TaskRecord,
+    TaskState,
+    WorkflowRecord,
+    WorkflowStep,
+)
 
 MAX_JSON_LINES = 400
 KEYS = "[b]c[/b] cancel · [b]r[/b] retry · [b]esc[/b] close"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from console.cluster import Cluster
+from console.cluster.state import Cluster
 from engine import Engine, EngineNotRunning, StoreError, TaskState
 
 #: Seconds between two looks, at least; the look scans queued tasks, so a slow one (a

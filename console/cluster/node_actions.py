@@ -12,8 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from engine import Engine
-from engine.model import CommandResult, NodeInfo
+from engine import CommandResult, Engine, NodeInfo
 
 if TYPE_CHECKING:  # the command line uses this module without loading Textual
     from textual.app import App

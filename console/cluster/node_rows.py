@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from console.format import Column, ago, rate, size
-from engine.model import NodeInfo
+from engine import NodeInfo
 
 COLUMNS = (
     Column("node", "NODE", 0),

@@ -1,9 +1,10 @@
-"""The attached console's hold on a cluster (``taskdeck console --attach``).
+"""The attached console's hold on a cluster (``taskdeck console --attach``): the
+:class:`~console.steering.Steering` of a console whose engine runs no workers.
 
 It reads the node rows for the Nodes panel, and turns the operator's pool keys into
 commands to the nodes: ``]`` / ``[`` / ``w`` go to the node selected in Nodes, ``a``
 and settings go to every node. Each command is announced when sent and its outcome
-when the nodes report it (within :data:`~console.node_actions.RESULT_WAIT`); a
+when the nodes report it (within :data:`~console.cluster.node_actions.RESULT_WAIT`); a
 refused one says why (no node selected, the node is dead, nothing alive). Pausing a
 queue and cancelling a task need none of this: they are stored, so every node sees
 them.
@@ -11,20 +12,36 @@ them.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
+from textual.widget import Widget
 
-from console.cluster import Cluster
-from console.node_actions import command_text, refusal, report, send
+from console.cluster.node_actions import command_text, refusal, report, send
+from console.cluster.state import Cluster
+from console.cluster.unserved import UnservedWatch
+from console.panels.bottlenecks import BottlenecksPanel
+from console.panels.header import HeaderBar
 from console.panels.nodes import NodesPanel
-from console.unserved import UnservedWatch
-from engine import Engine, Finding, Settings
-from engine.cluster import node_settings
-from engine.model import NodeInfo
+from console.panels.throughput import ThroughputPanel
+from console.panels.workers import WorkersPanel
+from console.screens.settings import SettingsScreen
+from console.screens.workers import WorkerCountScreen
+from console.steering import SNAPSHOT_PANELS, EnqueueChoices, HelpGroups, PanelKind, Redraw
+from engine import (
+    Engine,
+    EngineNotRunning,
+    EngineSnapshot,
+    Finding,
+    NodeInfo,
+    Settings,
+    StoreError,
+    node_settings,
+)
 
 #: The keys that mean something else when attached (for the help screen).
 ATTACHED_KEYS = [
@@ -49,37 +66,83 @@ ATTACHED_KEYS = [
 #: How long a worker count just asked for stands in for the node's reported one (so
 #: ``]`` pressed twice in a row asks for +2, not +1 twice).
 PENDING_FOR = 3.0
+#: The nodes in place of this engine's (absent) workers.
+ATTACHED_PANELS = tuple(NodesPanel if p is WorkersPanel else p for p in SNAPSHOT_PANELS)
+#: What a read of the node rows refreshes.
+CLUSTER_PANELS: tuple[PanelKind, ...] = (HeaderBar, NodesPanel, ThroughputPanel, BottlenecksPanel)
 
 
-class ClusterControl:
-    def __init__(
-        self,
-        app: App[Any],
-        engine: Engine,
-        cluster: Cluster,
-        panel: Callable[[], NodesPanel],
-        changed: Callable[[], object],
-    ) -> None:
-        """``panel`` finds the Nodes panel; ``changed`` asks for a fresh read of the
-        nodes (after a node carried a command out)."""
+class AttachedSteering:
+    """Steers the nodes on the engine's store; the engine itself runs no workers."""
+
+    def __init__(self, app: App[Any], engine: Engine, redraw: Redraw) -> None:
+        """``redraw`` shows a fresh read of the nodes (and is asked to after a node
+        carried a command out)."""
         self.app = app
         self.engine = engine
-        self.cluster = cluster
-        self.panel = panel
-        self.changed = changed
+        self.redraw = redraw
+        self.attached = True
+        self.cluster = Cluster()
+        self.panels = ATTACHED_PANELS
+        self.dashboard_class = "-attached"
+        self.resources_title: str | None = "Resources (console)"
+        self.help_groups: HelpGroups = [("Attached to a cluster", list(ATTACHED_KEYS))]
         self.sent_settings: dict[str, tuple[Any, float]] = {}  # name: (value, when sent)
         self._pending: dict[str, tuple[int, float]] = {}
-        self.unserved = UnservedWatch(engine, cluster)
+        self._nodes: NodesPanel | None = None
+        self._reading = False
+        self.unserved = UnservedWatch(engine, self.cluster)
+
+    def pool_panel(self) -> Widget:
+        self._nodes = NodesPanel(self.cluster, id="nodes", classes="panel")
+        return self._nodes
+
+    def snapshot(self) -> EngineSnapshot:
+        """The engine's snapshot, with the nodes' own findings joining what the store
+        shows."""
+        snap = self.engine.snapshot()
+        return replace(snap, findings=self.cluster.findings(snap.findings))
+
+    def refresh(self) -> None:
+        """Read the node rows in the background, then redraw what shows them; a read
+        still under way is not doubled (a slow store gets one read at a time)."""
+        if self._reading or not self.engine.running:
+            return
+        self._reading = True
+        self.app.run_worker(self._read(), group="nodes")
+
+    async def _read(self) -> None:
+        try:
+            await self.read_nodes()
+        except (StoreError, EngineNotRunning):
+            return  # the next tick tries again; the store error shows as a finding
+        finally:
+            self._reading = False
+        self.redraw(CLUSTER_PANELS)
 
     async def read_nodes(self) -> None:
         self.cluster.update(await self.engine.nodes(), time.time())
         await self.unserved.read()
 
+    async def enqueue_choices(self) -> EnqueueChoices:
+        """The handlers stored tasks name (this engine registers none) and those the
+        alive nodes run."""
+        known: list[str] = []
+        if not self.engine.handlers:
+            with contextlib.suppress(StoreError, EngineNotRunning):  # suggestions only
+                known = sorted({t.handler for t in await self.engine.tasks(limit=500)})
+        return EnqueueChoices(known, self.cluster.served())
+
+    def settings_screen(self, refresh_hz: float) -> SettingsScreen:
+        return SettingsScreen(
+            self.engine, refresh_hz, base=self.settings_base(), send=self.send_settings
+        )
+
     # -- one node's workers -------------------------------------------------------
     def selected(self) -> NodeInfo | None:
         """The node under the Nodes panel's cursor, or None (with a toast saying why)
         when it cannot take a command."""
-        node = self.panel().selected
+        node = self._nodes.selected if self._nodes is not None else None
         reason = refusal(node, time.time())
         if reason is not None:
             self.app.notify(reason, severity="warning")
@@ -111,6 +174,18 @@ class ClusterControl:
             return
         await self.set_workers(node, target)
 
+    def ask_workers(self) -> None:
+        node = self.selected()
+        if node is None:
+            return
+
+        def chosen(n: int | None) -> None:
+            if n is not None:
+                self.app.run_worker(self.set_workers(node, n), group="workers")
+
+        screen = WorkerCountScreen(self.workers_of(node), self.max_workers(), node=node.id)
+        self.app.push_screen(screen, chosen)
+
     async def set_workers(self, node: NodeInfo, n: int) -> None:
         """Send ``set_workers n`` to ``node``; toast it, then what the node did."""
         self._pending[node.id] = (n, time.monotonic())
@@ -123,7 +198,7 @@ class ClusterControl:
             self._pending.pop(node.id, None)
         elif node.snapshot.get("autoscale"):
             self.app.notify(f"{node.id}: its autoscaler is on and may change this", timeout=4)
-        self.changed()
+        self.refresh()
 
     # -- every node -----------------------------------------------------------------
     async def toggle_autoscale(self) -> None:
@@ -137,7 +212,7 @@ class ClusterControl:
             return
         self._sent({"autoscale": on})
         await report(self.app, self.engine, command_id, "update_settings", [n.id for n in alive])
-        self.changed()
+        self.refresh()
 
     def _sent(self, changes: dict[str, Any]) -> None:
         now = time.monotonic()

@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from engine.bottleneck import STORE_WIDE_RULES
-from engine.cluster import node_findings, unserved_findings
-from engine.model import NodeInfo
-from engine.snapshot import SEVERITY_ORDER, Finding
+from engine import (
+    SEVERITY_ORDER,
+    STORE_WIDE_RULES,
+    Finding,
+    NodeInfo,
+    node_findings,
+    unserved_findings,
+)
 
 #: Seconds of cluster throughput kept for the chart (as much as an engine keeps).
 HISTORY = 600
