@@ -18,6 +18,7 @@ from engine.errors import (
     UnclosedEngineWarning,
 )
 from engine.events import Event, EventKind, Subscription
+from engine.handle import TaskHandle
 from engine.limits import Rate, parse_rate
 from engine.model import (
     ACTIVE_STATES,
@@ -38,7 +39,7 @@ from engine.model import (
     parse_priority,
 )
 from engine.payload import parse_payload
-from engine.registry import Handler, TaskHandle
+from engine.registry import Handler
 from engine.retry import RetryPolicy
 from engine.settings import Settings, SettingSpec
 from engine.shutdown import StopReport

@@ -26,6 +26,7 @@ from engine.enqueue import Preparer
 from engine.errors import EngineNotRunning
 from engine.events import EventBus, EventKind, Subscription
 from engine.faults import FaultPlan
+from engine.handle import TaskHandle
 from engine.lifecycle import StopWatch
 from engine.limits import FlowLimits, flow_limits
 from engine.metrics import Metrics
@@ -33,7 +34,7 @@ from engine.model import TERMINAL_STATES, TaskRecord, TaskState, WorkflowRecord,
 from engine.monitor import Monitor
 from engine.periodic_commands import PeriodicCommands
 from engine.pool import WorkerPool
-from engine.registry import Handler, Registry, TaskHandle, build_handler
+from engine.registry import Handler, Registry, build_handler
 from engine.resources import Sampler
 from engine.schedule import (
     Scheduler,

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 from engine.checks import check_schedule_name
 from engine.codec import Codec, to_json
 from engine.events import EventBus, EventKind
+from engine.handle import TaskHandle
 from engine.metrics import Metrics
 from engine.model import ScheduleInfo
-from engine.registry import TaskHandle
 from engine.schedule import (
     Scheduler,
     ScheduleSpec,
