@@ -1,13 +1,8 @@
 """The Engine: the public face of the task engine, a thin façade over its parts.
 
-Each part is a class in its own module with its own state; the Engine builds them,
-hands each what it needs, and delegates every method:
-:mod:`engine.runtime` (start, stop, client mode), :mod:`engine.submit` (enqueue),
-:mod:`engine.reads` (counts, pages, wait, snapshot), :mod:`engine.commands`
-(operator commands), :mod:`engine.schedules` (periodic tasks), :mod:`engine.nodes`
-(the cluster) and :mod:`engine.outcomes` (what follows a completion). What they
-share while running is an :class:`engine.state.EngineState`.
-"""
+Each part is a class in its own module with its own state, built by
+:class:`engine.runtime.Runtime` and sharing an :class:`engine.state.EngineState`;
+every method here delegates to one of them."""
 
 from __future__ import annotations
 
@@ -17,6 +12,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, overload
@@ -103,15 +99,7 @@ class Engine:
         state = self._state = EngineState(self._store, self._registry, current, count)
         preparer = Preparer(self._registry, codec, strict_handlers, state.current_settings, clock)
         runtime = self._runtime = Runtime(
-            state,
-            codec,
-            self._bus,
-            clock,
-            node,
-            preparer=preparer,
-            register=self.task,
-            sampler=resource_sampler,
-            on_expire=on_expire,
+            state, codec, self._bus, clock, node, preparer, self.task, resource_sampler, on_expire
         )
         self._submit, self._reads, self._commands = runtime.submit, runtime.reads, runtime.commands
         self._schedules, self._nodes = runtime.schedules, runtime.nodes
@@ -173,16 +161,7 @@ class Engine:
     ) -> ScheduleSpec:
         """Define a periodic run of ``handler`` (see :meth:`periodic`); the store learns
         of it when the engine starts (at once if it is running)."""
-        return self._schedules.add(
-            handler,
-            every=every,
-            cron=cron,
-            tz=tz,
-            name=name,
-            payload=payload,
-            queue=queue,
-            priority=priority,
-        )
+        return self._schedules.add(handler, every, cron, tz, name, payload, queue, priority)
 
     @property
     def handlers(self) -> list[Handler]:
@@ -246,13 +225,8 @@ class Engine:
         """``async with engine.client(read_only=False, create=True) as e:`` opens the store
         for commands only: no workers, no background services (see :mod:`engine.client`)."""
         mode = open_mode(read_only, create)
-        return ClientSession(
-            self,
-            self._store,
-            mode,
-            self._state.configure_store,
-            lambda m: self._runtime.client_mode(m, self),
-        )
+        set_mode = partial(self._runtime.client_mode, owner=self)
+        return ClientSession(self, self._store, mode, self._state.configure_store, set_mode)
 
     # -- enqueue ----------------------------------------------------------------
     async def enqueue(
@@ -272,14 +246,7 @@ class Engine:
         returns the holder's id (``.deduplicated``); ``webhook``: a URL that gets the
         final record POSTed (see :mod:`engine.submit`)."""
         return await self._submit.enqueue(
-            handler,
-            payload,
-            priority=priority,
-            queue=queue,
-            delay=delay,
-            run_at=run_at,
-            unique_key=unique_key,
-            webhook=webhook,
+            handler, payload, priority, queue, delay, run_at, unique_key, webhook
         )
 
     async def enqueue_many(self, items: Iterable[Any]) -> list[str]:

@@ -56,7 +56,6 @@ class Runtime:
         bus: EventBus,
         clock: Callable[[], float],
         node: str,
-        *,
         preparer: Preparer,
         register: Register,
         sampler: Sampler | None,

@@ -69,16 +69,8 @@ class Schedules:
 
         def register(fn: Callable[..., Any] | TaskHandle) -> TaskHandle:
             handle = fn if isinstance(fn, TaskHandle) else self._register(**task_options)(fn)
-            self.add(
-                handle.name,
-                every=every,
-                cron=cron,
-                tz=tz,
-                name=schedule_name,
-                payload=payload,
-                queue=task_options.get("queue"),
-                priority=task_options.get("priority"),
-            )
+            queue, priority = task_options.get("queue"), task_options.get("priority")
+            self.add(handle.name, every, cron, tz, schedule_name, payload, queue, priority)
             return handle
 
         return register
@@ -86,7 +78,6 @@ class Schedules:
     def add(
         self,
         handler: str,
-        *,
         every: float | None,
         cron: str | None,
         tz: str,

@@ -4,7 +4,7 @@ the pool or the promoter, events). Checking what is enqueued is :mod:`engine.enq
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from engine.checks import parse_task_id
@@ -38,10 +38,29 @@ class Submitter:
         self._node = node
         self._clock = clock
 
-    async def enqueue(self, handler: str, payload: Any, **options: Any) -> str:
-        """Enqueue one task (``options``: see :meth:`Preparer.prepare`); returns its id
-        once the task is durably stored."""
-        new = self._preparer.prepare(handler, payload, **options)
+    async def enqueue(
+        self,
+        handler: str,
+        payload: Mapping[str, Any] | None,
+        priority: int | str | None,
+        queue: str | None,
+        delay: float | None,
+        run_at: Any,
+        unique_key: str | None,
+        webhook: str | None,
+    ) -> str:
+        """Enqueue one task (checked by :meth:`Preparer.prepare`); returns its id once
+        the task is durably stored."""
+        new = self._preparer.prepare(
+            handler,
+            payload,
+            priority=priority,
+            queue=queue,
+            delay=delay,
+            run_at=run_at,
+            unique_key=unique_key,
+            webhook=webhook,
+        )
         state = self._state
         state.require_writable("enqueue")
         pool = state.pool
