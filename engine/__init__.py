@@ -2,7 +2,7 @@
 
 from engine.codec import MAX_JSON_DEPTH, generate_key
 from engine.context import TaskContext, current_task
-from engine.core import Engine, TaskPage
+from engine.core import Engine
 from engine.errors import (
     EncryptionKeyError,
     EngineNotRunning,
@@ -39,6 +39,7 @@ from engine.model import (
     parse_priority,
 )
 from engine.payload import parse_payload
+from engine.reads import TaskPage
 from engine.registry import Handler
 from engine.retry import RetryPolicy
 from engine.settings import Settings, SettingSpec

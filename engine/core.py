@@ -50,7 +50,7 @@ from engine.store import DEFAULT_URL, open_store
 from engine.workers import check_workers
 from engine.workflow import Workflow
 
-__all__ = ["Engine", "TaskPage"]
+__all__ = ["Engine"]
 
 
 def _node_name() -> str:
