@@ -7,9 +7,6 @@ every method here delegates to one of them."""
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
@@ -35,6 +32,7 @@ from engine.model import (
     TaskState,
     WorkflowRecord,
 )
+from engine.nodes import node_name
 from engine.pool import WorkerPool
 from engine.reads import TaskPage
 from engine.registry import Handler, Registry, build_handler
@@ -51,11 +49,6 @@ from engine.workers import check_workers
 from engine.workflow import Workflow
 
 __all__ = ["Engine"]
-
-
-def _node_name() -> str:
-    host = socket.gethostname().split(".")[0][:24] or "host"
-    return f"{host}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
 class Engine:
@@ -93,7 +86,7 @@ class Engine:
         current = base.replace(**overrides) if overrides else base
         count = check_workers(workers, current.max_workers)
         codec = Codec(keys if keys is not None else [encryption_key] if encryption_key else None)
-        self.node = node = name or _node_name()
+        self.node = node = name or node_name()
         self._store = open_store(store, codec, clock, by=node, faults=faults)
         self._registry, self._codec, self._bus = Registry(), codec, EventBus(current.event_buffer)
         state = self._state = EngineState(self._store, self._registry, current, count)

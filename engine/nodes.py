@@ -4,6 +4,9 @@ description, and the commands an operator sends to nodes."""
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -14,6 +17,12 @@ from engine.model import CommandResult, NodeInfo
 from engine.snapshot import EngineSnapshot
 from engine.state import EngineState
 from engine.store.base import Store
+
+
+def node_name() -> str:
+    """A name for this engine process: short host name, process id, random suffix."""
+    host = socket.gethostname().split(".")[0][:24] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
 class Nodes:
