@@ -2,7 +2,7 @@
 
 from engine.codec import MAX_JSON_DEPTH, generate_key
 from engine.context import TaskContext, current_task
-from engine.core import Engine, TaskPage
+from engine.core import Engine
 from engine.errors import (
     EncryptionKeyError,
     EngineNotRunning,
@@ -18,6 +18,7 @@ from engine.errors import (
     UnclosedEngineWarning,
 )
 from engine.events import Event, EventKind, Subscription
+from engine.handle import TaskHandle
 from engine.limits import Rate, parse_rate
 from engine.model import (
     ACTIVE_STATES,
@@ -38,7 +39,8 @@ from engine.model import (
     parse_priority,
 )
 from engine.payload import parse_payload
-from engine.registry import Handler, TaskHandle
+from engine.reads import TaskPage
+from engine.registry import Handler
 from engine.retry import RetryPolicy
 from engine.settings import Settings, SettingSpec
 from engine.shutdown import StopReport

@@ -10,9 +10,9 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from engine.argtypes import Expect, field_types, type_problems
 from engine.checks import MAX_HANDLER_NAME, check_handler_name, check_queue_name
@@ -20,9 +20,6 @@ from engine.limits import parse_rate
 from engine.model import DEFAULT_PRIORITY, parse_priority
 from engine.retry import DEFAULT_RETRY, RetryPolicy, check_exception_types
 from engine.settings import suggest
-
-if TYPE_CHECKING:
-    from engine.workflow import Signature
 
 Executor: TypeAlias = Literal["async", "thread", "process"]
 EXECUTORS: tuple[Executor, ...] = ("async", "thread", "process")
@@ -44,8 +41,8 @@ ENQUEUE_OPTIONS = ("priority", "queue", "delay", "run_at", "unique_key", "webhoo
 MAX_RETRIES = 1000
 
 _POSITIONAL_ONLY = inspect.Parameter.POSITIONAL_ONLY
-_VAR_KEYWORD = inspect.Parameter.VAR_KEYWORD
-_VAR_POSITIONAL = inspect.Parameter.VAR_POSITIONAL
+VAR_KEYWORD = inspect.Parameter.VAR_KEYWORD
+VAR_POSITIONAL = inspect.Parameter.VAR_POSITIONAL
 
 
 def unknown_option_error(kind: str, names: list[str], allowed: tuple[str, ...]) -> TypeError:
@@ -110,9 +107,9 @@ class Handler:
         parts = []
         for p in inspect.signature(self.fn).parameters.values():
             text = p.name
-            if p.kind is _VAR_KEYWORD:
+            if p.kind is VAR_KEYWORD:
                 text = "**" + text
-            elif p.kind is _VAR_POSITIONAL:
+            elif p.kind is VAR_POSITIONAL:
                 text = "*" + text
             if p.annotation is not inspect.Parameter.empty:
                 annotation = p.annotation
@@ -185,9 +182,9 @@ def _analyse_signature(fn: Callable[..., Any]) -> tuple[tuple[str, ...], frozens
                 f"handler parameter {p.name!r} is positional-only; payloads are passed by "
                 "name, so remove the '/' from the signature"
             )
-        if p.kind is _VAR_KEYWORD:
+        if p.kind is VAR_KEYWORD:
             accepts_any = True
-        elif p.kind is not _VAR_POSITIONAL:
+        elif p.kind is not VAR_POSITIONAL:
             params.append(p.name)
             if p.default is inspect.Parameter.empty:
                 required.add(p.name)
@@ -282,71 +279,6 @@ def build_handler(fn: Callable[..., Any], options: Mapping[str, Any]) -> Handler
         types=field_types(fn),
         **hooks,
     )
-
-
-EnqueueFn = Callable[..., Awaitable[str]]
-
-
-class TaskHandle:
-    """What ``@engine.task`` returns: still callable as the plain function, plus
-    ``.enqueue(payload, **options)`` and Celery-style ``.delay(*args, **kwargs)``."""
-
-    def __init__(self, handler: Handler, enqueue: EnqueueFn, engine: Any = None) -> None:
-        self.handler = handler
-        self._enqueue = enqueue
-        self.engine = engine
-        self.__wrapped__ = handler.fn
-        self.__name__ = getattr(handler.fn, "__name__", handler.name)
-        self.__qualname__ = getattr(handler.fn, "__qualname__", handler.name)
-        self.__module__ = getattr(handler.fn, "__module__", __name__)
-        self.__doc__ = handler.fn.__doc__
-
-    @property
-    def name(self) -> str:
-        return self.handler.name
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.handler.fn(*args, **kwargs)
-
-    async def enqueue(self, payload: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
-        """Enqueue with a payload dict; keyword arguments that are not enqueue options
-        (priority, queue, delay, run_at) are taken as the payload instead."""
-        options = {k: kwargs.pop(k) for k in list(kwargs) if k in ENQUEUE_OPTIONS}
-        if kwargs:
-            if payload is not None:
-                raise TypeError(
-                    "pass the payload either as a dict or as keyword arguments, not both "
-                    f"(extra: {', '.join(kwargs)}); "
-                    f"enqueue options are {', '.join(ENQUEUE_OPTIONS)}"
-                )
-            payload = kwargs
-        return await self._enqueue(self.handler.name, payload, **options)
-
-    def s(self, **arguments: Any) -> Signature:
-        """A workflow step with these arguments (the previous result fills the rest):
-        ``chain(download.s(url=u), resize.s(width=8))``."""
-        from engine.workflow import Signature  # workflow builds on this module
-
-        return Signature(self.handler.name, arguments, {}, self.engine)
-
-    async def delay(self, *args: Any, **kwargs: Any) -> str:
-        """Enqueue with the handler's own arguments, bound by its signature."""
-        try:
-            bound = inspect.signature(self.handler.fn).bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(
-                f"arguments do not match {self.handler.signature_text()}: {exc}"
-            ) from None
-        payload = dict(bound.arguments)
-        for p in inspect.signature(self.handler.fn).parameters.values():
-            if p.kind is _VAR_KEYWORD and p.name in payload:
-                payload.update(payload.pop(p.name))
-            elif p.kind is _VAR_POSITIONAL and p.name in payload:
-                raise TypeError(f"{self.handler.name} takes *{p.name}; payloads are passed by name")
-        return await self._enqueue(self.handler.name, payload)
-
-    def __repr__(self) -> str:
-        return f"<task {self.handler.name} ({self.handler.executor})>"
 
 
 class Registry:

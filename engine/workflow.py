@@ -20,16 +20,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from engine.model import WorkflowKind, WorkflowRecord, WorkflowStep
 from engine.registry import Handler, payload_object
 from engine.settings import suggest
 
-if TYPE_CHECKING:
-    from engine.core import Engine
-
 STEP_OPTIONS = ("priority", "queue")
+
+
+class WorkflowEngine(Protocol):
+    """What a workflow needs of an engine: somewhere to enqueue itself."""
+
+    async def enqueue_workflow(self, flow: Chain | Group, /) -> WorkflowRecord: ...
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Signature:
     handler: str
     payload: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
-    engine: Engine | None = field(default=None, compare=False, repr=False)
+    engine: WorkflowEngine | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.handler, str):
@@ -140,7 +143,7 @@ def group(*members: StepLike, callback: StepLike | None = None) -> Group:
     return Group(sigs, None if callback is None else signature(callback, "group callback"))
 
 
-def _bound_engine(steps: Iterable[Signature]) -> Engine:
+def _bound_engine(steps: Iterable[Signature]) -> WorkflowEngine:
     for step in steps:
         if step.engine is not None:
             return step.engine

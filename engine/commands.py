@@ -1,0 +1,245 @@
+"""Operator commands as a part: cancel, reprioritize, retry, purge, workers, settings,
+pausing queues, draining, and the commands other nodes send here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from engine.aio import wait_event
+from engine.checks import check_queue_name, check_seconds, parse_task_id, storable_id
+from engine.codec import Codec
+from engine.events import EventBus, EventKind
+from engine.model import TERMINAL_STATES, NodeCommand, TaskState, parse_priority
+from engine.nodes import Nodes
+from engine.reads import parse_state
+from engine.settings import Settings
+from engine.state import EngineState
+from engine.store.base import Store
+from engine.waiters import Waiters
+from engine.workers import check_workers
+
+States = TaskState | str | Sequence[TaskState | str]
+
+
+def _states(state: States) -> list[TaskState]:
+    raw = [state] if isinstance(state, str | TaskState) else list(state)
+    return [s for s in (parse_state(r) for r in raw) if s is not None]
+
+
+class Commands:
+    """What an operator (or a finding's action, or another node) asks this engine to do."""
+
+    def __init__(
+        self,
+        state: EngineState,
+        store: Store,
+        codec: Codec,
+        bus: EventBus,
+        waiters: Waiters,
+        nodes: Nodes,
+        node: str,
+    ) -> None:
+        self._state = state
+        self._store = store
+        self._codec = codec
+        self._bus = bus
+        self._waiters = waiters
+        self._nodes = nodes
+        self._node = node
+
+    async def cancel(self, task_id: str | int, reason: str | None = None) -> TaskState:
+        """Cancel a queued, scheduled or running task; returns its previous state."""
+        tid = parse_task_id(task_id)
+        self._state.require_writable("cancel")
+        note = reason or "cancelled by operator"
+        previous = await self._store.cancel(tid, by="operator", note=self._codec.seal(note))
+        pool = self._state.pool
+        local = pool is not None and pool.cancel_local(tid)
+        if previous == TaskState.RUNNING and not local:
+            await self._stop_elsewhere(tid)
+        self._waiters.finished(tid)
+        self._bus.emit(EventKind.CANCELLED, task_id=str(tid), message=f"was {previous}: {note}")
+        return previous
+
+    async def _stop_elsewhere(self, task_id: int) -> None:
+        """A cancelled task running on another node: tell that node to stop it now
+        (its lease renewal would notice too, but later)."""
+        worker = (await self._store.get(task_id)).worker or ""
+        owner = worker.split("/", 1)[0]
+        if owner and owner != self._node:
+            await self._nodes.send_command("stop_task", {"task_id": task_id}, node=owner)
+
+    async def reprioritize(self, task_id: str | int, priority: int | str) -> int:
+        """Change a queued or scheduled task's priority; returns the old priority."""
+        tid = parse_task_id(task_id)
+        new = parse_priority(priority)
+        self._state.require_writable("reprioritize")
+        old = await self._store.reprioritize(tid, new, by="operator")
+        self._bus.emit(EventKind.REPRIORITIZED, task_id=str(tid), message=f"priority {old} → {new}")
+        return old
+
+    async def retry(self, task_id: str | int) -> TaskState:
+        """Queue a failed or cancelled task again (with a fresh retry budget)."""
+        tid = parse_task_id(task_id)
+        self._state.require_writable("retry")
+        previous = await self._store.retry(tid, by="operator", retries=None)
+        self._state.kick()
+        self._bus.emit(EventKind.RETRIED, task_id=str(tid), message=f"was {previous}")
+        return previous
+
+    async def retry_all(self, state: States, queue: str | None, handler: str | None) -> int:
+        """Queue every failed (or cancelled) task matching the filter again; returns how many."""
+        states = _states(state)
+        wrong = [s for s in states if s not in (TaskState.FAILED, TaskState.CANCELLED)]
+        if wrong or not states:
+            raise ValueError(
+                "only failed or cancelled tasks can be retried; "
+                f"got {', '.join(map(str, wrong)) or 'nothing'}"
+            )
+        if queue is not None:
+            check_queue_name(queue)
+        self._state.require_writable("retry")
+        count = await self._store.retry_where(states, queue, handler, "operator")
+        if count:
+            self._state.kick()
+        self._bus.emit(EventKind.RETRIED, message=f"{count} tasks retried", data={"count": count})
+        return count
+
+    async def purge(
+        self,
+        state: States,
+        queue: str | None,
+        handler: str | None,
+        ids: Sequence[str | int] | None,
+    ) -> int:
+        """Delete finished tasks (succeeded, failed or cancelled); returns how many."""
+        states = _states(state)
+        active = [s for s in states if s not in TERMINAL_STATES]
+        if active or not states:
+            raise ValueError(
+                "only finished tasks can be purged (succeeded, failed, cancelled); "
+                f"got {', '.join(map(str, active)) or 'nothing'} — cancel active tasks first"
+            )
+        if queue is not None:
+            check_queue_name(queue)
+        id_list = None if ids is None else [storable_id(i) or 0 for i in ids]  # 0: no task
+        self._state.require_writable("purge")
+        count = await self._store.purge(states, queue, handler, id_list)
+        self._bus.emit(EventKind.PURGED, message=f"{count} tasks purged", data={"count": count})
+        return count
+
+    async def set_workers(self, n: int) -> int:
+        """Resize the pool: grow at once; shrink after current tasks. Returns the old size."""
+        state = self._state
+        count = check_workers(n, state.settings.max_workers)
+        old = state.worker_count
+        state.workers = count
+        if state.pool is not None:
+            state.pool.resize(count)
+        if state.monitor is not None and count != old:
+            state.monitor.note_manual_change()
+        self._bus.emit(
+            EventKind.WORKERS_CHANGED,
+            message=f"workers {old} → {count}",
+            data={"old": old, "new": count},
+        )
+        return old
+
+    async def update_settings(self, **changes: Any) -> Settings:
+        """Change settings at runtime; all-or-nothing (``SettingsError`` names every bad field)."""
+        state = self._state
+        new = state.settings.replace(**changes)
+        old, state.settings = state.settings, new
+        self._bus.default_maxsize = new.event_buffer
+        state.configure_store()
+        if state.worker_count > new.max_workers:
+            await self.set_workers(new.max_workers)
+        state.kick()
+        changed = {k: v for k, v in new.as_dict().items() if old.as_dict()[k] != v}
+        if changed:
+            text = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+            self._bus.emit(EventKind.SETTINGS_CHANGED, message=text, data=changed)
+        return new
+
+    async def set_paused(self, queue: str, paused: bool) -> bool:
+        """Pause or resume claiming from ``queue``; False if it already was so."""
+        name = check_queue_name(queue)
+        self._state.require_writable("pause a queue" if paused else "resume a queue")
+        changed = await self._store.set_paused(name, paused)
+        if changed:
+            if not paused:
+                self._state.kick()
+            kind, verb = (
+                (EventKind.QUEUE_PAUSED, "paused")
+                if paused
+                else (EventKind.QUEUE_RESUMED, "resumed")
+            )
+            self._bus.emit(kind, queue=name, message=f"queue {name} {verb}")
+        return changed
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until no task is queued, scheduled or running (paused queues aside)."""
+        limit = None if timeout is None else check_seconds("timeout", timeout)
+        state = self._state
+        state.require_running()
+        completer, pool, progress = state.completer, state.pool, state.progress
+        assert completer is not None and pool is not None and progress
+        deadline = None if limit is None else time.monotonic() + limit
+        while True:
+            await completer.idle()
+            counts = await self._store.counts()
+            waiting = running = 0
+            for name, per in counts.by_queue.items():
+                running += per.get(TaskState.RUNNING, 0)
+                if name not in counts.paused:
+                    waiting += per.get(TaskState.QUEUED, 0) + per.get(TaskState.SCHEDULED, 0)
+            if not waiting and not running and not pool.busy and not completer.pending:
+                return
+            if pool.size == 0 and not running and not pool.busy:
+                raise RuntimeError(
+                    f"drain() cannot finish: this engine has 0 workers and {waiting} tasks are "
+                    "waiting; call set_workers(n) first"
+                )
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"drain() timed out after {limit:g} s: {waiting} queued or scheduled and "
+                    f"{running} running tasks remain"
+                )
+            progress.clear()
+            await wait_event(progress, 0.05)
+
+    async def apply_action(self, action: tuple[str, Mapping[str, Any]]) -> str:
+        """Carry out a finding's suggested command (set_workers, pause, resume,
+        update_settings); returns what was done, as text."""
+        name, args = action
+        if name == "set_workers":
+            old = await self.set_workers(args["n"])
+            return f"workers {old} → {args['n']}"
+        if name in ("pause", "resume"):
+            changed = await self.set_paused(args["queue"], name == "pause")
+            state = "paused" if name == "pause" else "resumed"
+            return (
+                f"queue {args['queue']} {state}"
+                if changed
+                else f"queue {args['queue']} was already {state}"
+            )
+        if name == "update_settings":
+            await self.update_settings(**args)
+            return "settings: " + ", ".join(f"{k}={v!r}" for k, v in args.items())
+        raise ValueError(
+            f"unknown action {name!r}; allowed: set_workers, pause, resume, update_settings"
+        )
+
+    async def apply_command(self, command: NodeCommand) -> str:
+        """Carry out one command another node sent here; returns what was done (raises
+        if refused)."""
+        args = command.args
+        if command.action == "stop_task":
+            task_id = int(args["task_id"])
+            pool = self._state.pool
+            if pool is not None and pool.cancel_local(task_id):
+                return f"stopped task {task_id}"
+            return f"task {task_id} is not running here"
+        return await self.apply_action((command.action, args))

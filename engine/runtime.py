@@ -1,0 +1,226 @@
+"""Builds the engine's parts, and starts and stops what runs: the completer, the
+worker pool and the background services; a graceful stop that ends on time (see
+:mod:`engine.shutdown`); and the commands-only mode of ``engine.client()``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from engine.checks import check_seconds
+from engine.cluster import NodeKeeper
+from engine.codec import Codec
+from engine.commands import Commands
+from engine.completions import Completer
+from engine.enqueue import Preparer
+from engine.errors import EngineNotRunning
+from engine.events import EventBus, EventKind
+from engine.lifecycle import StopWatch
+from engine.metrics import Metrics
+from engine.monitor import Monitor
+from engine.nodes import Nodes
+from engine.outcomes import Outcomes
+from engine.pool import WorkerPool
+from engine.reads import Reads
+from engine.resources import Sampler
+from engine.schedule import Scheduler
+from engine.schedules import Register, Schedules
+from engine.services import (
+    Cleaner,
+    ExpireHook,
+    LeaseKeeper,
+    ProgressReporter,
+    Promoter,
+    Rescuer,
+    Service,
+)
+from engine.shutdown import StopReport, left, mark_stopped, save_completions, stop_deadline
+from engine.state import EngineState
+from engine.store.base import OpenMode
+from engine.submit import Submitter
+from engine.waiters import Waiters
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Builds the parts (``submit``, ``reads``, ``nodes``, ``commands``, ``schedules``
+    and the completion fan-out) and starts and stops the running ones; owns their
+    asyncio tasks."""
+
+    def __init__(
+        self,
+        state: EngineState,
+        codec: Codec,
+        bus: EventBus,
+        clock: Callable[[], float],
+        node: str,
+        preparer: Preparer,
+        register: Register,
+        sampler: Sampler | None,
+        on_expire: ExpireHook | None,
+    ) -> None:
+        store, metrics = state.store, Metrics()
+        self._state, self._store, self._codec, self._bus = state, store, codec, bus
+        self._metrics, self._clock, self._node = metrics, clock, node
+        self._sampler, self._on_expire = sampler, on_expire
+        self._waiters = waiters = Waiters()
+        self.submit = Submitter(state, store, bus, metrics, preparer, node, clock)
+        self.reads = Reads(state, store, codec, bus, metrics, waiters, node, clock)
+        self.nodes = Nodes(state, store, bus, node, clock, self.reads.snapshot)
+        self.commands = Commands(state, store, codec, bus, waiters, self.nodes, node)
+        self.schedules = Schedules(state, store, codec, bus, metrics, clock, preparer, register)
+        self._outcomes = Outcomes(state, store, state.registry, bus, metrics, waiters)
+        self.services: list[Service] = []
+        self.service_tasks: list[asyncio.Task[None]] = []
+        self._unstopped = StopWatch()  # warns if a started engine is never stopped
+
+    async def start(self, owner: object) -> None:
+        """Open the store and start the workers and services (``owner``: the engine,
+        watched for being dropped while running)."""
+        if self._state.running:
+            return
+        self._state.configure_store()  # the open waits for locks within lock_timeout
+        await self._store.open()
+        try:
+            await self._start_on_open_store(owner)
+        except BaseException:
+            await self._abort_start()
+            raise
+
+    async def _start_on_open_store(self, owner: object) -> None:
+        state = self._state
+        state.started_at = self._clock()
+        state.configure_store()
+        state.progress = asyncio.Event()
+        outcomes = self._outcomes
+        state.completer = Completer(self._store, outcomes.on_report, outcomes.on_store_error)
+        state.completer.start()
+        pool = state.pool = WorkerPool(
+            store=self._store,
+            registry=state.registry,
+            codec=self._codec,
+            bus=self._bus,
+            completer=state.completer,
+            node=self._node,
+            settings=state.current_settings,
+            clock=self._clock,
+            metrics=self._metrics,
+            flow=state.flow_limits,
+        )
+        # A store shared by several processes (PostgreSQL; see store.base.Wakeable) wakes
+        # the pool when another node makes tasks ready; one without the hook is polled.
+        set_wakeup = getattr(self._store, "set_wakeup", None)
+        if set_wakeup is not None:
+            set_wakeup(pool.kick)
+        await self.schedules.sync_all()
+        self.services = self._build_services(pool)
+        loop = asyncio.get_running_loop()
+        self.service_tasks = [
+            loop.create_task(s.run(), name=f"taskdeck-{s.name}") for s in self.services
+        ]
+        pool.resize(state.workers)
+        pool.start()
+        state.running = True
+        self._unstopped.started(owner, self._store.url)
+        self._bus.emit(
+            EventKind.ENGINE_STARTED,
+            message=f"{self._node} on {self._store.url}, {state.workers} workers",
+        )
+
+    def _build_services(self, pool: WorkerPool) -> list[Service]:
+        state, store, bus, clock = self._state, self._store, self._bus, self._clock
+        settings, outcomes = state.current_settings, self._outcomes
+        state.promoter = Promoter(store, settings, bus, clock, outcomes.on_promoted)
+        state.node_keeper = NodeKeeper(
+            store, settings, bus, self.nodes.describe_node, self.commands.apply_command, clock
+        )
+        state.scheduler = Scheduler(store, settings, bus, clock, self.schedules.on_fired)
+        state.monitor = Monitor(
+            store,
+            settings,
+            bus,
+            metrics=self._metrics,
+            pool=pool,
+            set_workers=self.commands.set_workers,
+            handler_queues=lambda: {h.name: h.queue for h in state.registry},
+            sampler=self._sampler,
+        )
+        return [
+            state.scheduler,
+            LeaseKeeper(store, settings, bus, pool, self._node),
+            Rescuer(store, settings, bus, self._node, outcomes.on_rescued),
+            state.promoter,
+            Cleaner(store, settings, bus, self._on_expire),
+            ProgressReporter(store, settings, bus, pool, self._node, codec=self._codec),
+            state.node_keeper,
+            state.monitor,
+        ]
+
+    async def _abort_start(self) -> None:
+        """Undo a start that failed after the store opened: nothing keeps running and
+        the store is closed, so the engine can be started again (or dropped)."""
+        state = self._state
+        if state.pool is not None:
+            await state.pool.stop(0)
+        if state.completer is not None:
+            await state.completer.stop()
+        for task in self.service_tasks:
+            task.cancel()
+        await asyncio.gather(*self.service_tasks, return_exceptions=True)
+        self.service_tasks = []
+        state.pool = state.completer = None
+        try:
+            await self._store.close()
+        except Exception as exc:  # the store may be what failed
+            log.warning("could not close the store after a failed start: %s", exc)
+
+    async def stop(self, grace: float | None = None) -> StopReport:
+        """Graceful stop: finish or requeue running tasks (no attempt used), then close;
+        done within grace + a small bound even when the store takes no writes."""
+        state = self._state
+        pool, completer = state.pool, state.completer
+        if not state.running or pool is None or completer is None:
+            return StopReport()
+        wait = state.settings.shutdown_grace if grace is None else check_seconds("grace", grace)
+        self._bus.emit(EventKind.ENGINE_STOPPING, message=f"grace {wait:g} s")
+        state.workers = pool.size
+        deadline = stop_deadline(wait, state.settings.lock_timeout)
+        self._store.give_up_at(deadline)  # writes blocked by another process end in time
+        returned = state.stats["interrupted"]
+        try:
+            await pool.stop(wait)
+            await save_completions(completer, deadline)
+            if state.background:  # completion hooks still running
+                await asyncio.wait(state.background, timeout=max(left(deadline), 0.1))
+        finally:
+            await self._close(completer, deadline)
+        unsaved = state.stats["left_running"] = completer.pending
+        reason = completer.last_error if unsaved else None
+        return StopReport(state.stats["interrupted"] - returned, unsaved, reason)
+
+    async def _close(self, completer: Completer, deadline: float) -> None:
+        """The end of a stop: services cancelled, node row marked, store closed."""
+        state = self._state
+        await completer.stop()
+        for task in [*self.service_tasks, *state.background]:
+            task.cancel()
+        await asyncio.gather(*self.service_tasks, *state.background, return_exceptions=True)
+        self.service_tasks = []
+        if state.node_keeper is not None and state.node_keeper.joined:
+            await mark_stopped(self._store, self._node, deadline)
+        await self._store.close()
+        state.running = False
+        self._unstopped.stopped()
+        self._waiters.fail_all(EngineNotRunning("the engine stopped"))
+        self._bus.emit(EventKind.ENGINE_STOPPED, message=self._node)
+
+    def client_mode(self, mode: OpenMode | None, owner: object) -> None:
+        """``engine.client()`` opened the store in ``mode`` (None: closed it)."""
+        state = self._state
+        state.running, state.read_only = mode is not None, mode is not None and mode.read_only
+        if mode is None:
+            self._unstopped.stopped()
+        else:
+            self._unstopped.started(owner, self._store.url)
