@@ -257,6 +257,7 @@ class WorkerPool:
 
     # -- picture ----------------------------------------------------------------
     def workers(self) -> tuple[WorkerInfo, ...]:
+        """Each worker slot as the snapshot shows it."""
         return self._slots.workers()
 
     # -- stop -------------------------------------------------------------------
