@@ -62,3 +62,22 @@ class PayloadDecodeError(ValueError):
 class UnclosedEngineWarning(RuntimeWarning):
     """An engine was garbage-collected, or the interpreter exited, while it still ran
     (``async with engine:`` or ``await engine.stop()`` was forgotten)."""
+
+
+class HardTimeout(TimeoutError):
+    """An attempt ran past its handler's ``timeout``."""
+
+
+class WorkerProcessLost(Exception):
+    """The worker process died while running a task."""
+
+
+class RemoteError(Exception):
+    """A handler failed in a worker process; ``text`` is its traceback."""
+
+    def __init__(self, text: str, type_name: str, mro: list[str], not_serializable: bool) -> None:
+        super().__init__(text.strip().splitlines()[-1] if text.strip() else type_name)
+        self.text = text
+        self.type_name = type_name
+        self.mro = mro
+        self.not_serializable = not_serializable

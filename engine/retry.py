@@ -1,8 +1,12 @@
-"""Retry policies: fixed, linear or exponential backoff with a cap and full jitter.
+"""Retry policies, and whether a failed attempt is retried or the task fails.
 
-``delay(n)`` is the wait before retry number ``n`` (1 = the first retry). With
-``jitter=True`` it is drawn uniformly from ``[0, bound(n)]`` ("full jitter"), where
-``bound(n)`` is the un-jittered delay capped at ``cap``.
+A policy's ``delay(n)`` is the wait before retry number ``n`` (1 = the first retry).
+With ``jitter=True`` it is drawn uniformly from ``[0, bound(n)]`` ("full jitter"),
+where ``bound(n)`` is the un-jittered delay capped at ``cap``.
+
+:func:`decide` is the retry-or-fail decision for one failed attempt: a pure
+function of the error, the attempt number, the task's ``max_retries`` and the
+handler's policy (plus the random source the jitter draws from).
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ import math
 import random
 from dataclasses import dataclass, field
 from typing import Literal
+
+from engine.errors import PayloadDecodeError, RemoteError, ResultNotSerializable
+from engine.model import TaskState
 
 Kind = Literal["fixed", "linear", "exponential"]
 
@@ -137,3 +144,62 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy.exponential()
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    """What becomes of a task after a failed attempt.
+
+    ``state`` is ``scheduled`` (retry after ``delay`` seconds), ``queued`` (retry
+    now) or ``failed``; ``note`` says why, for the task's history.
+    """
+
+    state: TaskState
+    delay: float
+    note: str
+    kind: str  # the error's type name
+
+    @property
+    def retry(self) -> bool:
+        return self.state is not TaskState.FAILED
+
+
+def error_kind(exc: BaseException) -> str:
+    """The error's type name (for an error from a worker process, its own type's)."""
+    return exc.type_name if isinstance(exc, RemoteError) else type(exc).__name__
+
+
+def retryable(exc: BaseException, policy: RetryPolicy) -> bool:
+    """Whether ``policy`` retries ``exc``: never an unreadable payload or a result
+    that is not JSON; with ``retry_on`` set, only those types (matched by name for an
+    error raised in a worker process)."""
+    if isinstance(exc, RemoteError):
+        if exc.not_serializable:
+            return False
+        return not policy.retry_on or any(
+            f"{c.__module__}.{c.__qualname__}" in exc.mro for c in policy.retry_on
+        )
+    if isinstance(exc, PayloadDecodeError | ResultNotSerializable):
+        return False
+    return policy.should_retry(exc)
+
+
+def decide(
+    exc: BaseException,
+    attempt: int,
+    max_retries: int,
+    policy: RetryPolicy,
+    rng: random.Random | None = None,
+) -> RetryDecision:
+    """Retry or fail after attempt number ``attempt`` (1 = the first) ended in ``exc``."""
+    kind = error_kind(exc)
+    max_attempts = max_retries + 1
+    if not retryable(exc, policy):
+        return RetryDecision(TaskState.FAILED, 0.0, f"{kind}; not retryable", kind)
+    if attempt >= max_attempts:
+        note = f"{kind}; attempt {attempt}/{max_attempts}"
+        return RetryDecision(TaskState.FAILED, 0.0, note, kind)
+    delay = policy.delay(attempt, rng)
+    state = TaskState.SCHEDULED if delay > 0 else TaskState.QUEUED
+    note = f"{kind}; retry {attempt}/{max_retries} in {delay:.2f} s"
+    return RetryDecision(state, delay, note, kind)

@@ -156,9 +156,9 @@ def test_no_pickle_eval_or_import_by_name_in_the_engine() -> None:
     # handler.module / handler.qualname from the registry, never a task's stored name).
     assert sorted(found) == [
         "console/cli/common.py: import by name",
-        "engine/worker_process.py: import by name",
+        "engine/pool/worker_process.py: import by name",
     ]
-    executors = (ROOT / "engine" / "executors.py").read_text(encoding="utf-8")
+    executors = (ROOT / "engine" / "pool" / "executors.py").read_text(encoding="utf-8")
     assert '"module": handler.module,' in executors
 
 

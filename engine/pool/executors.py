@@ -6,7 +6,7 @@ it is counted as *leaked* until it returns, and it never takes a worker slot, so
 the pool keeps its capacity.
 
 ``ProcessRunner`` keeps one child process per concurrently running process task
-(``python -m engine.worker_process``), talks JSON lines with it, and kills the
+(``python -m engine.pool.worker_process``), talks JSON lines with it, and kills the
 child on a hard timeout or cancel — the one executor where a running task can
 really be stopped.
 """
@@ -28,6 +28,7 @@ from typing import Any
 from engine import context
 from engine.aio import settle
 from engine.context import TaskContext
+from engine.errors import RemoteError, WorkerProcessLost
 from engine.registry import Handler
 
 log = logging.getLogger(__name__)
@@ -137,21 +138,6 @@ class ThreadRunner:
 
 # ---------------------------------------------------------------------------
 # Processes
-
-
-class RemoteError(Exception):
-    """A handler failed in a worker process; ``text`` is its traceback."""
-
-    def __init__(self, text: str, type_name: str, mro: list[str], not_serializable: bool) -> None:
-        super().__init__(text.strip().splitlines()[-1] if text.strip() else type_name)
-        self.text = text
-        self.type_name = type_name
-        self.mro = mro
-        self.not_serializable = not_serializable
-
-
-class WorkerProcessLost(Exception):
-    """The worker process died while running a task."""
 
 
 class _Child:
@@ -272,7 +258,7 @@ class ProcessRunner:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "engine.worker_process",
+            "engine.pool.worker_process",
             str(os.getpid()),  # the parent: the child leaves when it dies
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""The child side of the ``process`` executor: ``python -m engine.worker_process PARENT_PID``.
+"""The child side of the ``process`` executor: ``python -m engine.pool.worker_process PARENT_PID``.
 
 It speaks JSON lines with its parent engine (stdin in, a private copy of stdout
 out; the handler's own prints go to stderr), runs one task at a time, and never
@@ -213,7 +213,7 @@ def main() -> None:
     # Ctrl-C in a terminal reaches the whole process group; the parent engine decides
     # when this child stops (it closes our stdin), so ignore it here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # The parent names itself (``python -m engine.worker_process PID``): if it died
+    # The parent names itself (``python -m engine.pool.worker_process PID``): if it died
     # while this interpreter started, getppid() is already someone else.
     die_with_parent(int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid())
     # Keep the real stdout for the protocol; send the handler's prints to stderr.
