@@ -54,8 +54,10 @@ class Nodes:
         self, nodes: Sequence[NodeInfo] | None = None, limit: int = UNSERVED_SCAN
     ) -> dict[str, int]:
         """Handlers that queued tasks name and no alive node runs, with how many such
-        tasks (of the first ``limit``); empty when no node is alive or an alive node
-        does not say which handlers it has."""
+        tasks (of the first ``limit`` found): work that waits until a node that has the
+        handler joins. ``nodes``: the node rows if just read (else they are read).
+        Empty when no node is alive (then nothing runs at all) or when an alive node
+        does not say which handlers it has (an older version: it may run any)."""
         self._state.require_running()
         rows = await self._store.nodes(DEAD_AFTER) if nodes is None else nodes
         alive = [n for n in rows if n.state == "alive"]
@@ -67,8 +69,10 @@ class Nodes:
     async def send_command(
         self, action: str, args: Mapping[str, Any] | None = None, *, node: str = "*"
     ) -> int:
-        """Send an operator command to one node (its id) or every node (``"*"``);
-        returns its id."""
+        """Send an operator command to one node (its id) or every node (``"*"``):
+        ``set_workers`` {n}, ``pause`` / ``resume`` {queue}, ``update_settings``
+        {name: value}, ``stop_task`` {task_id}. Each node carries it out within a
+        second and records the outcome (see :meth:`command_results`). Returns its id."""
         payload = dict(args or {})
         check_command(action, payload)
         if node != "*":

@@ -122,7 +122,12 @@ class Reads:
         queue: str | None,
         handler: str | None,
     ) -> int | None:
-        """The task's offset in ``tasks(state, queue, handler=...)``, or None."""
+        """Where the task is in ``tasks(state, queue, handler=...)``: its offset (0 is
+        first), or None when it is not in that list (another state, queue or handler).
+
+        The console uses it to keep the cursor on a task that a new priority moved far
+        away in a long list; it counts through the same indexes as ``tasks()``.
+        """
         tid = storable_id(task_id) or 0  # too big for a store: in no list
         st = parse_state(state)
         if queue is not None:
@@ -139,7 +144,14 @@ class Reads:
         before: int,
         handler: str | None,
     ) -> TaskPage | None:
-        """The page that holds the task, read by its key; None when not in that list."""
+        """The page of ``tasks(state, queue, handler=...)`` that holds the task, with up
+        to ``before`` tasks ahead of it (at most ``limit - 1``); ``page.offset`` says
+        where it starts. None when the task is not in that list.
+
+        Unlike ``tasks(offset=...)``, it reads by the task's key, so it is as fast a
+        million rows down as at the top: the console uses it to follow a task that a
+        new priority moved far away.
+        """
         tid = storable_id(task_id) or 0  # too big for a store: in no list
         st = parse_state(state)
         if queue is not None:
