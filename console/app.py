@@ -54,7 +54,6 @@ from textual.timer import Timer
 from textual.widgets import Input, Static
 
 from console.cluster.state import Cluster
-from console.cluster.steering import AttachedSteering
 from console.commands import ActionsProvider
 from console.demo import DemoPipeline
 from console.panels.bottlenecks import BottlenecksPanel
@@ -74,7 +73,9 @@ from console.screens.schedules import SchedulesScreen, ScheduleTable
 from console.screens.settings import SettingsScreen
 from console.screens.stack import dashboard_shows
 from console.screens.task_detail import TaskDetailScreen
-from console.steering import LocalSteering, PanelKind, Steering
+from console.steering.attached import AttachedSteering
+from console.steering.base import PanelKind, Steering
+from console.steering.local import LocalSteering
 from console.stop_signals import StopSignals, exit_at_once
 from engine import Engine, Event, TaskState
 

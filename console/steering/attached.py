@@ -1,5 +1,5 @@
 """The attached console's hold on a cluster (``taskdeck console --attach``): the
-:class:`~console.steering.Steering` of a console whose engine runs no workers.
+:class:`~console.steering.base.Steering` of a console whose engine runs no workers.
 
 It reads the node rows for the Nodes panel, and turns the operator's pool keys into
 commands to the nodes: ``]`` / ``[`` / ``w`` go to the node selected in Nodes, ``a``
@@ -31,7 +31,7 @@ from console.panels.throughput import ThroughputPanel
 from console.panels.workers import WorkersPanel
 from console.screens.settings import SettingsScreen
 from console.screens.workers import WorkerCountScreen
-from console.steering import SNAPSHOT_PANELS, EnqueueChoices, HelpGroups, PanelKind, Redraw
+from console.steering.base import SNAPSHOT_PANELS, EnqueueChoices, HelpGroups, PanelKind, Redraw
 from engine import (
     Engine,
     EngineNotRunning,
