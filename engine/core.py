@@ -29,7 +29,14 @@ from engine.faults import FaultPlan
 from engine.lifecycle import StopWatch
 from engine.limits import FlowLimits, flow_limits
 from engine.metrics import Metrics
-from engine.model import TERMINAL_STATES, TaskRecord, TaskState, WorkflowRecord, parse_priority
+from engine.model import (
+    TERMINAL_STATES,
+    TaskId,
+    TaskRecord,
+    TaskState,
+    WorkflowRecord,
+    parse_priority,
+)
 from engine.monitor import Monitor
 from engine.periodic_commands import PeriodicCommands
 from engine.pool import WorkerPool
@@ -265,11 +272,9 @@ class Engine(PeriodicCommands, ClusterCommands):
             flow=self.flow_limits,
         )
         self._pool = pool
-        # A store shared by several processes (PostgreSQL; see store.base.Wakeable) wakes
-        # the pool when another node makes tasks ready; one without the hook is polled.
-        set_wakeup = getattr(self._store, "set_wakeup", None)
-        if set_wakeup is not None:
-            set_wakeup(pool.kick)
+        # A store shared by several processes (PostgreSQL) wakes the pool when another
+        # node makes tasks ready; one that cannot tell (SQLite) is polled.
+        self._store.set_wakeup(pool.kick)
         settings = self._current_settings
         self._promoter = Promoter(self._store, settings, self._bus, self._clock, self._on_promoted)
         self._node_keeper = NodeKeeper(
@@ -418,7 +423,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         run_at: Any = None,
         unique_key: str | None = None,
         webhook: str | None = None,
-    ) -> str:
+    ) -> TaskId:
         """Enqueue one task; returns its id once the task is durably stored.
 
         ``run_at``: a timezone-aware datetime (or ``delay`` seconds from now).
@@ -462,7 +467,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         pool.unreserve(claimed)
         return task_id
 
-    async def enqueue_many(self, items: Iterable[Any]) -> list[str]:
+    async def enqueue_many(self, items: Iterable[Any]) -> list[TaskId]:
         """Enqueue many tasks in one transaction: all of them or none.
 
         Each item is ``(handler, payload)`` or ``(handler, payload, {options})``.
@@ -499,12 +504,12 @@ class Engine(PeriodicCommands, ClusterCommands):
         return await self._store.workflow(wid)
 
     def _after_enqueue(
-        self, tasks: Sequence[NewTask], ids: Sequence[str], started: bool = False
+        self, tasks: Sequence[NewTask], ids: Sequence[TaskId], started: bool = False
     ) -> None:
         ready = False
         per_queue: dict[str, int] = {}
         for task, task_id in zip(tasks, ids, strict=True):
-            if getattr(task_id, "deduplicated", False):
+            if task_id.deduplicated:
                 self._bus.emit(
                     EventKind.DEDUPLICATED,
                     task_id=task_id,
@@ -527,7 +532,7 @@ class Engine(PeriodicCommands, ClusterCommands):
             self._pool.kick()
         if self._bus.has_subscribers:
             for task, task_id in zip(tasks, ids, strict=True):
-                if task.waiting or getattr(task_id, "deduplicated", False):
+                if task.waiting or task_id.deduplicated:
                     continue  # a waiting step is announced when it is queued
                 self._bus.emit(
                     EventKind.ENQUEUED,
@@ -919,7 +924,7 @@ class Engine(PeriodicCommands, ClusterCommands):
         pool, monitor = self._pool, self._monitor
         stats = dict(self._stats)
         stats["dropped_events"] = self._bus.dropped
-        stats["transactions"] = getattr(self._store, "transactions", 0)
+        stats["transactions"] = self._store.transactions
         if monitor is not None:
             stats["sampler_cpu_ms"] = round(monitor.sample_cost * 1000)
             stats["monitor_cpu_ms"] = round(monitor.tick_cost * 1000)

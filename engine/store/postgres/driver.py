@@ -28,9 +28,9 @@ contract, behaviour and messages as the SQLite store, for a cluster of nodes:
   (a claim whose commit reply was lost gives its tasks back at once; a completion
   sent again after a lost reply counts once).
 - Node rows and operator commands (:mod:`engine.cluster`) use the statements of
-  :mod:`engine.store.postgres_cluster` (schema version 2).
+  :mod:`engine.store.postgres.cluster` (schema version 2).
 
-The connections and transactions are in :mod:`engine.store.postgres_session`, the
+The connections and transactions are in :mod:`engine.store.postgres.session`, the
 statements in ``postgres_ops`` (task life cycle), ``postgres_commands`` (operator
 commands), ``postgres_insert``, ``postgres_followups``, ``postgres_flow``,
 ``postgres_schedules`` and ``postgres_reads``; the schema in ``postgres_schema``.
@@ -51,18 +51,14 @@ from engine.model import (
     NodeCommand,
     NodeInfo,
     ScheduleInfo,
+    TaskId,
     TaskRecord,
     TaskState,
     WorkflowRecord,
 )
-from engine.store import postgres_cluster as cluster
-from engine.store import postgres_commands as commands
-from engine.store import postgres_flow as flow_ops
-from engine.store import postgres_ops as ops
-from engine.store import postgres_reads as reads
-from engine.store import postgres_schedules as sched
 from engine.store import rows as records
 from engine.store.base import (
+    Claimed,
     ClaimedTask,
     Completion,
     CompletionReport,
@@ -73,9 +69,15 @@ from engine.store.base import (
     TaskFilter,
     task_missing,
 )
-from engine.store.postgres_conn import AmbiguousCommit, Txn
-from engine.store.postgres_insert import FIND_ENQUEUED
-from engine.store.postgres_session import Op, PgSession, T
+from engine.store.postgres import cluster as cluster
+from engine.store.postgres import commands as commands
+from engine.store.postgres import flow as flow_ops
+from engine.store.postgres import reads as reads
+from engine.store.postgres import schedules as sched
+from engine.store.postgres import tasks as ops
+from engine.store.postgres.conn import AmbiguousCommit, Txn
+from engine.store.postgres.insert import FIND_ENQUEUED
+from engine.store.postgres.session import Op, PgSession, T
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ class PostgresStore(PgSession):
     split_claims = False
 
     # -- writes ---------------------------------------------------------------
-    async def enqueue(self, tasks: Sequence[NewTask]) -> list[str]:
+    async def enqueue(self, tasks: Sequence[NewTask]) -> list[TaskId]:
         if not tasks:
             return []
         op = partial(ops.enqueue, tasks=tasks, by=self._by)
@@ -100,7 +102,7 @@ class PostgresStore(PgSession):
         except AmbiguousCommit as exc:
             return await self._enqueue_again(tasks, exc)
 
-    async def _enqueue_again(self, tasks: Sequence[NewTask], lost: AmbiguousCommit) -> list[str]:
+    async def _enqueue_again(self, tasks: Sequence[NewTask], lost: AmbiguousCommit) -> list[TaskId]:
         """The connection was lost while an enqueue ran: if its rows are there (same
         creation time, handlers and payloads), it committed: return their ids; if none
         are, it did not: enqueue again. Either way each task is stored once."""
@@ -111,18 +113,20 @@ class PostgresStore(PgSession):
         except StoreError:
             raise lost from None
         if len(rows) == len(tasks):
-            return [str(r[0]) for r in rows]
+            return [TaskId(r[0]) for r in rows]
         if rows:
             raise lost
         log.info("an enqueue was cut off before it committed; enqueueing again")
         return await self._run(partial(ops.enqueue, tasks=tasks, by=self._by))
 
-    async def enqueue_workflow(self, kind: str, tasks: Sequence[NewTask]) -> tuple[int, list[str]]:
+    async def enqueue_workflow(
+        self, kind: str, tasks: Sequence[NewTask]
+    ) -> tuple[int, list[TaskId]]:
         return await self._run(partial(ops.enqueue_workflow, kind=kind, tasks=tasks, by=self._by))
 
     async def enqueue_and_claim(
         self, task: NewTask, owner: str, lease_ttl: float
-    ) -> tuple[str, ClaimedTask | None]:
+    ) -> tuple[TaskId, ClaimedTask | None]:
         op = partial(ops.enqueue_and_claim, task=task, by=owner, lease_ttl=lease_ttl)
         return await self._leasing(owner, op)
 
@@ -133,8 +137,8 @@ class PostgresStore(PgSession):
         handlers: Sequence[str],
         lease_ttl: float,
         flow: FlowLimits | None = None,
-    ) -> list[ClaimedTask]:
-        op: Op[list[ClaimedTask]]
+    ) -> Claimed:
+        op: Op[Claimed]
         if flow:
             op = partial(
                 flow_ops.claim,
@@ -301,7 +305,7 @@ class PostgresStore(PgSession):
     async def schedules(self) -> list[ScheduleInfo]:
         return [records.schedule(r) for r in await self._read(sched.LIST)]
 
-    # -- cluster: node rows and commands (see engine.store.postgres_cluster) ---------
+    # -- cluster: node rows and commands (see engine.store.postgres.cluster) ---------
     async def heartbeat(self, node: NodeInfo, dead_after: float) -> list[NodeCommand]:
         now = self.clock()
         return await self._on_conn(

@@ -27,15 +27,15 @@ from engine.errors import StoreOpenError
 from engine.faults import no_fault
 from engine.model import TaskState
 from engine.store.base import StoreCounts
-from engine.store.sqlite_file import FileInfo, foreign_marks, refuse, sidecars, uri
-from engine.store.sqlite_schema import (
+from engine.store.sqlite.file import FileInfo, foreign_marks, refuse, sidecars, uri
+from engine.store.sqlite.schema import (
     APPLICATION_ID,
     SCHEMA_VERSION,
     current_shape,
     migrate,
     quote_name,
 )
-from engine.store.sqlite_txn import is_busy, locked
+from engine.store.sqlite.txn import is_busy, locked
 
 COUNTS = "SELECT queue, state, n FROM task_counts WHERE n != 0"
 PAUSED = "SELECT name FROM queues WHERE paused = 1"

@@ -25,8 +25,8 @@ from engine.store.base import (
     Completion,
     webhook_task,
 )
-from engine.store.sqlite_insert import insert_one
-from engine.store.sqlite_txn import Txn
+from engine.store.sqlite.insert import insert_one
+from engine.store.sqlite.txn import Txn
 
 
 @dataclass(frozen=True, slots=True)

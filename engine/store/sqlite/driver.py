@@ -1,7 +1,7 @@
 """The embedded default store: one SQLite file in WAL mode.
 
 Writes go through one writer connection on its own thread (see
-:mod:`engine.store.sqlite_txn`) and are *group-committed*: every operation
+:mod:`engine.store.sqlite.txn`) and are *group-committed*: every operation
 submitted while a transaction is in flight joins the next one, so concurrent
 enqueues, claims and completions share a single ``BEGIN IMMEDIATE … COMMIT`` and
 a single thread hop. Reads (``get``, ``tasks``, ``counts``) use a separate
@@ -17,7 +17,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,21 +35,17 @@ from engine.faults import FaultPlan, hook
 from engine.limits import FlowLimits
 from engine.metrics import Reservoir, percentile
 from engine.model import (
-    TERMINAL_STATES,
     CommandResult,
     NodeCommand,
     NodeInfo,
     ScheduleInfo,
+    TaskId,
     TaskRecord,
     TaskState,
     WorkflowRecord,
 )
-from engine.store import rows as records
-from engine.store import sqlite_cluster as cluster_ops
-from engine.store import sqlite_flow as flow_ops
-from engine.store import sqlite_ops as ops
-from engine.store import sqlite_schedules as sched
 from engine.store.base import (
+    Claimed,
     ClaimedTask,
     Completion,
     CompletionReport,
@@ -61,11 +56,13 @@ from engine.store.base import (
     StoreCounts,
     StoredSchedule,
     TaskFilter,
-    task_missing,
 )
-from engine.store.sqlite_file import FileInfo, check_keys, inspect_file, sidecars, uri
-from engine.store.sqlite_keyset import Ordering, count_before, window_around
-from engine.store.sqlite_open import (
+from engine.store.sqlite import cluster as cluster_ops
+from engine.store.sqlite import flow as flow_ops
+from engine.store.sqlite import schedules as sched
+from engine.store.sqlite import tasks as ops
+from engine.store.sqlite.file import FileInfo, check_keys, inspect_file, sidecars, uri
+from engine.store.sqlite.open import (
     check_readable,
     connect_reader,
     prepare_writer,
@@ -73,8 +70,9 @@ from engine.store.sqlite_open import (
     read_counts_with,
     tidy_sidecars,
 )
-from engine.store.sqlite_schema import create_private_file
-from engine.store.sqlite_txn import (
+from engine.store.sqlite.reads import ListQuery, SQLiteReads
+from engine.store.sqlite.schema import create_private_file
+from engine.store.sqlite.txn import (
     BatchResult,
     CountsReader,
     LockWait,
@@ -83,49 +81,11 @@ from engine.store.sqlite_txn import (
     describe_sqlite_error,
     run_batch,
 )
-from engine.store.sqlite_watch import FileIdentity
+from engine.store.sqlite.watch import FileIdentity
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-COLUMNS = (
-    "id, handler, queue, priority, state, attempts, max_retries, payload, result, error, "
-    "progress, progress_message, created_at, run_at, started_at, finished_at, worker, "
-    "unique_key, webhook, workflow_id, step, waiting"
-)
-COLUMN_NAMES = [name.strip() for name in COLUMNS.split(",")]
-_MAX_UNION_QUEUES = 64
-OLDEST_QUEUED = (
-    "SELECT created_at FROM tasks WHERE id = (SELECT min(first) FROM ("
-    + " UNION ALL ".join(
-        f"SELECT (SELECT min(id) FROM tasks WHERE state = 'queued' AND queue = :q "
-        f"AND priority = {p}) AS first"
-        for p in range(10)
-    )
-    + "))"
-)
-WORKFLOW_STEPS = (
-    "SELECT id, handler, state, step, waiting, receives, started_at, finished_at FROM tasks "
-    "WHERE workflow_id = ? ORDER BY step"
-)
-#: How ``tasks()`` orders each state: claim order for queued, due time for
-#: scheduled, newest first for finished tasks (and for no state filter).
-_LIST_ORDER: dict[TaskState | None, str] = {
-    TaskState.QUEUED: "priority DESC, id",
-    TaskState.SCHEDULED: "run_at, id",
-    TaskState.RUNNING: "started_at, id",
-    **dict.fromkeys(TERMINAL_STATES, "finished_at DESC, id DESC"),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ListQuery:
-    """SQL for a page of tasks; ``reverse`` when it reads the page back to front."""
-
-    sql: str
-    params: list[Any]
-    reverse: bool = False
 
 
 class SQLiteStore:
@@ -161,6 +121,14 @@ class SQLiteStore:
         self._counts_reader = CountsReader(read_counts)
         self.transactions = 0
         self._latency = Reservoir(512)
+        self._reads = SQLiteReads(self._read, self.codec, clock, lambda: self._by_queue)
+
+    #: at most half the pool per claim: the loop and the writer thread overlap
+    split_claims = True
+
+    def set_wakeup(self, callback: Callable[[], None]) -> None:
+        """Nothing to hook: this process's own writes wake its pool; another
+        process's tasks are found by the next poll."""
 
     # -- lifecycle ------------------------------------------------------------
     @property
@@ -287,7 +255,7 @@ class SQLiteStore:
 
     def _run_ops(self, conn: sqlite3.Connection, ops: list[Op]) -> BatchResult:
         """On the writer thread: one group commit (see :func:`run_batch`), refused once
-        the store file is deleted or replaced (see :mod:`engine.store.sqlite_watch`)."""
+        the store file is deleted or replaced (see :mod:`engine.store.sqlite.watch`)."""
         batch = partial(run_batch, conn, ops, self.clock, self._lock, self._counts_reader)
         return self._identity.guard(partial(batch, self._fault, str(self.path)), len(ops))
 
@@ -318,22 +286,24 @@ class SQLiteStore:
                 future.set_result(result)
 
     # -- writes ---------------------------------------------------------------
-    async def enqueue(self, tasks: Sequence[NewTask]) -> list[str]:
+    async def enqueue(self, tasks: Sequence[NewTask]) -> list[TaskId]:
         if not tasks:
             return []
-        result: list[str] = await self._write(partial(ops.enqueue, tasks=tasks, by=self._by))
+        result: list[TaskId] = await self._write(partial(ops.enqueue, tasks=tasks, by=self._by))
         return result
 
-    async def enqueue_workflow(self, kind: str, tasks: Sequence[NewTask]) -> tuple[int, list[str]]:
-        result: tuple[int, list[str]] = await self._write(
+    async def enqueue_workflow(
+        self, kind: str, tasks: Sequence[NewTask]
+    ) -> tuple[int, list[TaskId]]:
+        result: tuple[int, list[TaskId]] = await self._write(
             partial(ops.enqueue_workflow, kind=kind, tasks=tasks, by=self._by)
         )
         return result
 
     async def enqueue_and_claim(
         self, task: NewTask, owner: str, lease_ttl: float
-    ) -> tuple[str, ClaimedTask | None]:
-        result: tuple[str, ClaimedTask | None] = await self._write(
+    ) -> tuple[TaskId, ClaimedTask | None]:
+        result: tuple[TaskId, ClaimedTask | None] = await self._write(
             partial(ops.enqueue_and_claim, task=task, by=owner, lease_ttl=lease_ttl)
         )
         return result
@@ -345,7 +315,7 @@ class SQLiteStore:
         handlers: Sequence[str],
         lease_ttl: float,
         flow: FlowLimits | None = None,
-    ) -> list[ClaimedTask]:
+    ) -> Claimed:
         op: Op
         if flow:
             op = partial(
@@ -359,7 +329,7 @@ class SQLiteStore:
         else:
             names = json.dumps(list(handlers))
             op = partial(ops.claim, owner=owner, limit=limit, handlers=names, lease_ttl=lease_ttl)
-        result: list[ClaimedTask] = await self._write(op)
+        result: Claimed = await self._write(op)
         return result
 
     async def complete(self, completions: Sequence[Completion]) -> CompletionReport:
@@ -481,9 +451,6 @@ class SQLiteStore:
         result: str = await self._write(partial(sched.trigger, name=name, by=by))
         return result
 
-    async def schedules(self) -> list[ScheduleInfo]:
-        return [records.schedule(r) for r in await self._read(sched.LIST)]
-
     # -- cluster --------------------------------------------------------------
     async def heartbeat(self, node: NodeInfo, dead_after: float) -> list[NodeCommand]:
         result: list[NodeCommand] = await self._write(
@@ -502,14 +469,6 @@ class SQLiteStore:
 
     async def record_command(self, result: CommandResult) -> None:
         await self._write(partial(cluster_ops.record_command, result=result))
-
-    async def nodes(self, dead_after: float) -> list[NodeInfo]:
-        silent = self.clock() - dead_after
-        return [records.node(r, silent, self.codec) for r in await self._read(cluster_ops.NODES)]
-
-    async def command_results(self, command_id: int) -> list[CommandResult]:
-        rows = await self._read(cluster_ops.RESULTS, (command_id,))
-        return [CommandResult(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
 
     # -- reads ----------------------------------------------------------------
     async def _read(self, sql: str, params: Any = ()) -> list[Any]:
@@ -546,178 +505,39 @@ class SQLiteStore:
         """p99 of recent write transactions (BEGIN to COMMIT, including lock waits)."""
         return percentile(sorted(self._latency.values()), 0.99)
 
+    # -- reads (see engine.store.sqlite.reads) ----------------------------------
     async def oldest_queued(self) -> dict[str, float]:
-        """When the oldest queued task of each queue was created (Unix seconds).
-
-        Ids grow with creation, so the oldest is the smallest id; each priority's
-        smallest id is one index seek, so this stays cheap with a million queued.
-        """
-        out: dict[str, float] = {}
-        for queue, per in list(self._by_queue.items()):
-            if not per.get(TaskState.QUEUED):
-                continue
-            rows = await self._read(OLDEST_QUEUED, {"q": queue})
-            if rows and rows[0][0] is not None:
-                out[queue] = rows[0][0]
-        return out
+        return await self._reads.oldest_queued()
 
     async def unclaimable(self, handlers: Sequence[str], limit: int = 1000) -> dict[str, int]:
-        rows = await self._read(
-            "SELECT handler, count(*) FROM (SELECT handler FROM tasks WHERE state = 'queued' "
-            "AND handler NOT IN (SELECT value FROM json_each(?)) LIMIT ?) GROUP BY handler",
-            (json.dumps(list(handlers)), limit),
-        )
-        return {handler: n for handler, n in rows}
+        return await self._reads.unclaimable(handlers, limit)
 
     async def workflow(self, workflow_id: int) -> WorkflowRecord:
-        head = await self._read(
-            "SELECT kind, created_at FROM workflows WHERE id = ?", (workflow_id,)
-        )
-        if not head:
-            raise LookupError(f"no workflow with id '{workflow_id}'")
-        steps = await self._read(WORKFLOW_STEPS, (workflow_id,))
-        return records.workflow(workflow_id, head[0][0], head[0][1], steps)
+        return await self._reads.workflow(workflow_id)
 
     async def get(self, task_id: int) -> TaskRecord:
-        rows = await self._read(f"SELECT {COLUMNS}, timeline FROM tasks WHERE id = ?", (task_id,))
-        if not rows:
-            raise task_missing(task_id)
-        return self._record(rows[0], with_timeline=True)
+        return await self._reads.get(task_id)
 
     async def tasks(self, flt: TaskFilter) -> list[TaskRecord]:
-        query = self._list_query(flt)
-        rows = await self._read(query.sql, query.params)
-        records = [self._record(row) for row in rows]
-        return records[::-1] if query.reverse else records
+        return await self._reads.tasks(flt)
 
-    def _filter_where(self, flt: TaskFilter) -> tuple[list[str], list[Any]]:
-        """WHERE terms and their parameters for a filter (the queue is left to callers)."""
-        where: list[str] = []
-        params: list[Any] = []
-        if flt.state is not None:
-            where.append(f"state = '{TaskState(flt.state).value}'")  # literal: partial indexes
-            if flt.state in TERMINAL_STATES:
-                where.append("finished_at IS NOT NULL")  # lets tasks_finished serve the order
-        if flt.handler is not None:
-            where.append("handler = ?")
-            params.append(flt.handler)
-        if flt.text:
-            pattern = (
-                "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            )
-            where.append("(handler LIKE ? ESCAPE '\\' OR queue LIKE ? ESCAPE '\\')")
-            params += [pattern, pattern]
-        if flt.id_prefix:
-            digits = "".join(ch for ch in flt.id_prefix if ch.isdigit())
-            where.append("CAST(id AS TEXT) LIKE ?")
-            params.append(f"{digits}%" if digits == flt.id_prefix else "-")
-        return where, params
-
-    def _keyed(
-        self, flt: TaskFilter
-    ) -> tuple[Ordering, str, list[Any], list[tuple[str, list[Any]]]]:
-        """The list's ordering, its WHERE, and the conditions to read it by key through
-        its indexes: one per queue for queued tasks (the ready index leads with it)."""
-        where, params = self._filter_where(flt)
-        if flt.queue is not None:
-            where.append("queue = ?")
-            params.append(flt.queue)
-        ordering = Ordering.parse(_LIST_ORDER.get(flt.state, "id DESC"))
-        cond = " AND ".join(where) if where else "1"
-        queues = sorted(q for q, c in self._by_queue.items() if c[TaskState.QUEUED])
-        if (
-            flt.state == TaskState.QUEUED
-            and flt.queue is None
-            and 0 < len(queues) <= _MAX_UNION_QUEUES
-        ):
-            return ordering, cond, params, [(f"{cond} AND queue = ?", [*params, q]) for q in queues]
-        return ordering, cond, params, [(cond, params)]
-
-    async def _key_of(
-        self, task_id: int, ordering: Ordering, cond: str, params: list[Any]
-    ) -> list[Any] | None:
-        rows = await self._read(
-            f"SELECT {ordering.names} FROM tasks WHERE id = ? AND {cond}", [task_id, *params]
-        )
-        return list(rows[0]) if rows else None
+    def _list_query(self, flt: TaskFilter) -> ListQuery:
+        """The SQL ``tasks(flt)`` runs (tests check its query plan)."""
+        return self._reads.list_query(flt)
 
     async def position(self, task_id: int, flt: TaskFilter) -> int | None:
-        """How many tasks come before ``task_id`` in ``tasks(flt)``'s order; None when the
-        task is not in that list. Counted through the same indexes as the list."""
-        ordering, cond, params, conds = self._keyed(flt)
-        values = await self._key_of(task_id, ordering, cond, params)
-        if values is None:
-            return None
-        sql, sql_params = count_before(ordering, conds, values)
-        counted = await self._read(sql, sql_params)
-        return int(counted[0][0])
+        return await self._reads.position(task_id, flt)
 
     async def around(
         self, task_id: int, flt: TaskFilter, before: int
     ) -> tuple[int, list[TaskRecord]] | None:
-        """The task's position and ``flt.limit`` rows of ``tasks(flt)`` that start up to
-        ``before`` rows ahead of it (``flt.offset`` is ignored); None when the task is not
-        in that list. Read by key, so it costs the same anywhere in a long list."""
-        ordering, cond, params, conds = self._keyed(flt)
-        values = await self._key_of(task_id, ordering, cond, params)
-        if values is None:
-            return None
-        sql, sql_params = count_before(ordering, conds, values)
-        position = int((await self._read(sql, sql_params))[0][0])
-        before = min(before, position, max(0, flt.limit - 1))
-        sql, sql_params = window_around(
-            ordering, COLUMNS, conds, values, before, flt.limit - before
-        )
-        rows = await self._read(sql, sql_params)
-        at = [COLUMN_NAMES.index(name) for name, _ in ordering.columns]
-        rows.sort(key=lambda row: ordering.sort_key(tuple(row[i] for i in at)))
-        ahead = next((i for i, row in enumerate(rows) if row[0] == task_id), before)
-        return position - ahead, [self._record(row) for row in rows]
+        return await self._reads.around(task_id, flt, before)
 
-    def _list_query(self, flt: TaskFilter) -> ListQuery:
-        where, params = self._filter_where(flt)
-        queue = flt.queue
-        if flt.state == TaskState.QUEUED and queue is None:
-            queues = sorted(q for q, c in self._by_queue.items() if c[TaskState.QUEUED])
-            if len(queues) == 1:
-                queue = queues[0]  # the same rows, straight from one index range
-            elif 0 < len(queues) <= _MAX_UNION_QUEUES:
-                return self._merged_queues_query(flt, where, params, queues)
-        if queue is not None:
-            where.append("queue = ?")
-            params.append(queue)
-        order = _LIST_ORDER.get(flt.state, "id DESC")
-        cond = f"WHERE {' AND '.join(where)}" if where else ""
-        return ListQuery(
-            f"SELECT {COLUMNS} FROM tasks {cond} ORDER BY {order} LIMIT ? OFFSET ?",
-            [*params, flt.limit, flt.offset],
-        )
+    async def schedules(self) -> list[ScheduleInfo]:
+        return await self._reads.schedules()
 
-    def _merged_queues_query(
-        self, flt: TaskFilter, where: list[str], params: list[Any], queues: list[str]
-    ) -> ListQuery:
-        """Queued tasks of every queue in claim order: the top ids of each queue through
-        its index (keys only), merged, then those rows. A window in the back half of a
-        long list is read from the end, in reverse, so its cost stays small too."""
-        order, reverse_order = "priority DESC, id", "priority ASC, id DESC"
-        offset, limit, reverse = flt.offset, flt.limit, False
-        if not (flt.handler or flt.text or flt.id_prefix):  # the count is known exactly
-            total = sum(self._by_queue[q][TaskState.QUEUED] for q in queues)
-            if offset + limit // 2 > total // 2:
-                limit = max(0, min(limit, total - offset))
-                offset, reverse = max(0, total - offset - limit), True
-                order, reverse_order = reverse_order, order
-        cond = " AND ".join(where)
-        parts, union_params = [], []
-        for q in queues:
-            parts.append(
-                f"SELECT * FROM (SELECT priority, id FROM tasks WHERE {cond} AND queue = ? "
-                f"ORDER BY {order} LIMIT ?)"
-            )
-            union_params += [*params, q, limit + offset]  # each part binds all
-        keys = " UNION ALL ".join(parts) + f" ORDER BY {order} LIMIT ? OFFSET ?"
-        sql = f"SELECT {COLUMNS} FROM tasks WHERE id IN (SELECT id FROM ({keys})) ORDER BY {order}"
-        return ListQuery(sql, [*union_params, limit, offset], reverse)
+    async def nodes(self, dead_after: float) -> list[NodeInfo]:
+        return await self._reads.nodes(dead_after)
 
-    def _record(self, row: Any, with_timeline: bool = False) -> TaskRecord:
-        return records.task(self.codec, row, row[22] if with_timeline else None)
+    async def command_results(self, command_id: int) -> list[CommandResult]:
+        return await self._reads.command_results(command_id)

@@ -3,7 +3,7 @@
 Every state change sets ``prev_state = state`` so the schema's CHECK constraint
 sees the transition; every one appends a line to the task's timeline and records
 its count change with ``txn.moved``. Expected refusals are *returned* as
-exceptions (see :mod:`engine.store.sqlite_txn`).
+exceptions (see :mod:`engine.store.sqlite.txn`).
 """
 
 from __future__ import annotations
@@ -15,11 +15,19 @@ from functools import lru_cache
 from engine.codec import Codec
 from engine.errors import InvalidTransition
 from engine.faults import no_fault
-from engine.model import TERMINAL_STATES, TaskState, timeline_line
-from engine.store import sqlite_followups as followups
-from engine.store import sqlite_insert
-from engine.store.base import ClaimedTask, Completion, Expired, NewTask, Rescued, task_missing
-from engine.store.sqlite_txn import Txn
+from engine.model import TERMINAL_STATES, TaskId, TaskState, timeline_line
+from engine.store.base import (
+    Claimed,
+    ClaimedTask,
+    Completion,
+    Expired,
+    NewTask,
+    Rescued,
+    task_missing,
+)
+from engine.store.sqlite import followups as followups
+from engine.store.sqlite import insert as sqlite_insert
+from engine.store.sqlite.txn import Txn
 
 _ENTRY = (
     "json_object('at', :now, 'state', {state}, 'attempt', {attempt}, 'by', :by{note}) || char(10)"
@@ -38,7 +46,7 @@ WORKFLOW = "INSERT INTO workflows (kind, steps, created_at) VALUES (?, ?, ?)"
 
 def enqueue_workflow(
     txn: Txn, kind: str, tasks: Sequence[NewTask], by: str
-) -> tuple[int, list[str]]:
+) -> tuple[int, list[TaskId]]:
     """Store a workflow and all its steps (later ones waiting) in one transaction."""
     workflow_id = txn.execute(WORKFLOW, (kind, len(tasks), txn.now)).lastrowid
     assert workflow_id is not None
@@ -84,10 +92,10 @@ def claim_sql(queue_count: int, per_queue: bool = False) -> str:
     )
 
 
-def claim(txn: Txn, owner: str, limit: int, handlers: str, lease_ttl: float) -> list[ClaimedTask]:
+def claim(txn: Txn, owner: str, limit: int, handlers: str, lease_ttl: float) -> Claimed:
     queues = [row[0] for row in txn.execute(ACTIVE_QUEUES)]
     if not queues or limit <= 0:
-        return []
+        return Claimed()
     params: dict[str, object] = {f"q{i}": q for i, q in enumerate(queues)}
     params["n"] = limit
     return run_claim(txn, claim_sql(len(queues)), params, owner, handlers, lease_ttl)
@@ -95,13 +103,13 @@ def claim(txn: Txn, owner: str, limit: int, handlers: str, lease_ttl: float) -> 
 
 def run_claim(
     txn: Txn, sql: str, params: dict[str, object], owner: str, handlers: str, lease_ttl: float
-) -> list[ClaimedTask]:
+) -> Claimed:
     """Run a claim statement; the leased tasks, best first."""
     now = txn.now
     params.update(handlers=handlers, owner=owner, by=owner, now=now, expires=now + lease_ttl)
     rows = txn.execute(sql, params).fetchall()
     rows.sort(key=lambda r: (-r[3], r[0]))
-    out = []
+    out = Claimed()
     for r in rows:
         txn.moved(r[2], TaskState.QUEUED, TaskState.RUNNING)
         out.append(
@@ -126,7 +134,7 @@ INSERT_RUNNING = (
 
 def enqueue_and_claim(
     txn: Txn, task: NewTask, by: str, lease_ttl: float
-) -> tuple[str, ClaimedTask | None]:
+) -> tuple[TaskId, ClaimedTask | None]:
     """Insert ``task`` already claimed by ``by`` when nothing else is waiting.
 
     With no queued task in any unpaused queue, the new task is the one the next
@@ -163,7 +171,7 @@ def enqueue_and_claim(
     task_id = cursor.lastrowid
     assert task_id is not None
     txn.moved(task.queue, "", TaskState.RUNNING)
-    return str(task_id), ClaimedTask.handed_over(task_id, task, now)
+    return TaskId(task_id), ClaimedTask.handed_over(task_id, task, now)
 
 
 # -- completion (fenced) -----------------------------------------------------
@@ -186,7 +194,7 @@ def complete(
     """Apply completions whose lease is still held; returns (applied, stale) indexes.
 
     Final states of workflow steps and tasks with webhooks set off their follow-ups
-    (see :mod:`engine.store.sqlite_followups`) in the same transaction.
+    (see :mod:`engine.store.sqlite.followups`) in the same transaction.
 
     Fast path: one ``executemany`` inside a savepoint. If any row did not match
     (a stale completion: the lease was lost), roll back to the savepoint and apply

@@ -1,6 +1,6 @@
 """Operator commands and deletion in the PostgreSQL store; each runs in one :class:`Txn`.
 
-The same behaviour and messages as :mod:`engine.store.sqlite_ops`: cancel,
+The same behaviour and messages as :mod:`engine.store.sqlite.tasks`: cancel,
 reprioritize, retry (one task, or every failed or cancelled task matching a
 filter), progress, pausing a queue, and purging finished tasks (by filter, or
 past their TTL). A command on one task locks its row (``FOR UPDATE``) and so waits
@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from engine.codec import Codec
 from engine.errors import InvalidTransition
 from engine.model import TERMINAL_STATES, TaskState, timeline_line
-from engine.store import postgres_followups as followups
 from engine.store.base import Expired, task_missing
-from engine.store.postgres_conn import Txn
-from engine.store.postgres_insert import at_text, js, line_sql
+from engine.store.postgres import followups as followups
+from engine.store.postgres.conn import Txn
+from engine.store.postgres.insert import at_text, js, line_sql
 
 # -- operator commands -------------------------------------------------------
 

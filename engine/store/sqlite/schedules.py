@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from engine.codec import Codec
 from engine.store import rows as records
 from engine.store.base import NewTask, StoredSchedule, schedule_missing
-from engine.store.sqlite_insert import insert_one
-from engine.store.sqlite_txn import Txn
+from engine.store.sqlite.insert import insert_one
+from engine.store.sqlite.txn import Txn
 
 NextRun = Callable[[float | None, str | None, str, float, float], float]
 

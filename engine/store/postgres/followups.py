@@ -1,6 +1,6 @@
 """What a task's final state sets off, in the transaction that records it (PostgreSQL).
 
-The same rules as :mod:`engine.store.sqlite_followups`: a succeeded workflow step
+The same rules as :mod:`engine.store.sqlite.followups`: a succeeded workflow step
 releases the next step (or, once every member has succeeded, the group's
 callback) with the result(s); a failed or cancelled step stops the waiting rest
 (they keep ``waiting``, so retrying the step resumes them); a task with a webhook
@@ -21,9 +21,9 @@ from engine.store.base import (
     WAITING_RUN_AT,
     webhook_task,
 )
-from engine.store.postgres_conn import Txn
-from engine.store.postgres_insert import insert_one
-from engine.store.sqlite_followups import Finished, finished, with_previous
+from engine.store.postgres.conn import Txn
+from engine.store.postgres.insert import insert_one
+from engine.store.sqlite.followups import Finished, finished, with_previous
 
 __all__ = ["Finished", "after_final", "finished", "resume"]
 

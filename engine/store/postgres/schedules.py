@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from engine.codec import Codec
 from engine.store import rows as records
 from engine.store.base import NewTask, StoredSchedule, schedule_missing
-from engine.store.postgres_conn import Txn
-from engine.store.postgres_insert import insert_one
-from engine.store.sqlite_schedules import NextRun
+from engine.store.postgres.conn import Txn
+from engine.store.postgres.insert import insert_one
+from engine.store.sqlite.schedules import NextRun
 
 __all__ = ["LIST", "NextRun", "fire_due", "set_paused", "sync", "trigger"]
 
