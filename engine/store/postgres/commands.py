@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from engine.codec import Codec
 from engine.errors import InvalidTransition
 from engine.model import TERMINAL_STATES, TaskState, timeline_line
-from engine.store.base import Expired, task_missing
+from engine.store.base import task_missing
 from engine.store.postgres import followups as followups
 from engine.store.postgres.conn import Txn
 from engine.store.postgres.insert import at_text, js, line_sql
@@ -215,33 +215,6 @@ async def set_paused(txn: Txn, queue: str, paused: bool) -> bool:
 
 
 # -- deletion ----------------------------------------------------------------
-
-PURGE_EXPIRED = (
-    "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE state = $1 AND finished_at < $2 "
-    "ORDER BY finished_at LIMIT $3 FOR UPDATE SKIP LOCKED) "
-    "RETURNING id, handler, queue, state, finished_at"
-)
-
-
-async def purge_expired(
-    txn: Txn, result_ttl: float, failed_ttl: float, limit: int
-) -> list[Expired]:
-    out: list[Expired] = []
-    for state, ttl in (
-        (TaskState.SUCCEEDED, result_ttl),
-        (TaskState.FAILED, failed_ttl),
-        (TaskState.CANCELLED, failed_ttl),
-    ):
-        room = limit - len(out)
-        if room <= 0:
-            break
-        rows = await txn.fetch(PURGE_EXPIRED, state.value, txn.now - ttl, room)
-        for r in sorted(rows, key=lambda r: (r[4], r[0])):
-            txn.moved(r[2], r[3], "")
-            out.append(Expired(str(r[0]), r[1], r[2], TaskState(r[3]), r[4]))
-        if out:
-            txn.fault("purge.mid")
-    return out
 
 
 async def purge(

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -69,6 +69,7 @@ from engine.store.base import (
     TaskFilter,
     task_missing,
 )
+from engine.store.batches import in_batches
 from engine.store.postgres import cluster as cluster
 from engine.store.postgres import commands as commands
 from engine.store.postgres import flow as flow_ops
@@ -224,22 +225,8 @@ class PostgresStore(PgSession):
         by: str,
         batch: int = 1000,
     ) -> int:
-        """In transactions of up to ``batch`` tasks, until a batch finds fewer."""
-        total = 0
-        while True:
-            done, seen = await self._run(
-                partial(
-                    commands.retry_where,
-                    states=states,
-                    queue=queue,
-                    handler=handler,
-                    by=by,
-                    limit=batch,
-                )
-            )
-            total += done
-            if seen < batch:
-                return total
+        op = partial(commands.retry_where, states=states, queue=queue, handler=handler, by=by)
+        return await in_batches(lambda limit: self._run(partial(op, limit=limit)), batch)
 
     async def purge(
         self,
@@ -251,29 +238,18 @@ class PostgresStore(PgSession):
     ) -> int:
         if ids is not None:
             ids = [i for i in ids if i <= MAX_ID]
-        total = 0
-        while True:
-            n = await self._run(
-                partial(
-                    commands.purge,
-                    states=states,
-                    queue=queue,
-                    handler=handler,
-                    ids=ids,
-                    limit=batch,
-                )
-            )
-            total += n
-            if n < batch:
-                return total
+        op = partial(commands.purge, states=states, queue=queue, handler=handler, ids=ids)
+        return await in_batches(partial(self._batch, op), batch)
+
+    async def _batch(self, op: Callable[..., Awaitable[int]], limit: int) -> tuple[int, int]:
+        n = await self._run(partial(op, limit=limit))
+        return n, n
 
     async def purge_expired(
         self, result_ttl: float, failed_ttl: float, limit: int
     ) -> list[Expired]:
         return await self._run(
-            partial(
-                commands.purge_expired, result_ttl=result_ttl, failed_ttl=failed_ttl, limit=limit
-            )
+            partial(ops.purge_expired, result_ttl=result_ttl, failed_ttl=failed_ttl, limit=limit)
         )
 
     async def save_progress(

@@ -14,7 +14,7 @@ from typing import Any
 
 from engine.codec import Codec
 from engine.model import TERMINAL_STATES, TaskId, TaskState, timeline_line
-from engine.store.base import Claimed, ClaimedTask, Completion, NewTask, Rescued
+from engine.store.base import Claimed, ClaimedTask, Completion, Expired, NewTask, Rescued
 from engine.store.postgres import followups as followups
 from engine.store.postgres.conn import Txn, counted
 from engine.store.postgres.insert import at_text, insert_one, js, line_sql
@@ -357,3 +357,33 @@ __all__ = [
     "renew_leases",
     "rescue",
 ]
+
+
+# -- deletion ----------------------------------------------------------------
+
+PURGE_EXPIRED = (
+    "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE state = $1 AND finished_at < $2 "
+    "ORDER BY finished_at LIMIT $3 FOR UPDATE SKIP LOCKED) "
+    "RETURNING id, handler, queue, state, finished_at"
+)
+
+
+async def purge_expired(
+    txn: Txn, result_ttl: float, failed_ttl: float, limit: int
+) -> list[Expired]:
+    out: list[Expired] = []
+    for state, ttl in (
+        (TaskState.SUCCEEDED, result_ttl),
+        (TaskState.FAILED, failed_ttl),
+        (TaskState.CANCELLED, failed_ttl),
+    ):
+        room = limit - len(out)
+        if room <= 0:
+            break
+        rows = await txn.fetch(PURGE_EXPIRED, state.value, txn.now - ttl, room)
+        for r in sorted(rows, key=lambda r: (r[4], r[0])):
+            txn.moved(r[2], r[3], "")
+            out.append(Expired(str(r[0]), r[1], r[2], TaskState(r[3]), r[4]))
+        if out:
+            txn.fault("purge.mid")
+    return out

@@ -11,7 +11,6 @@ read-only aiosqlite connection, which WAL lets run alongside the writer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sqlite3
@@ -25,7 +24,6 @@ import aiosqlite
 
 from engine.codec import Codec
 from engine.errors import (
-    EncryptionKeyError,
     EngineNotRunning,
     ReadOnlyError,
     StoreError,
@@ -57,29 +55,33 @@ from engine.store.base import (
     StoredSchedule,
     TaskFilter,
 )
+from engine.store.batches import in_batches
 from engine.store.sqlite import cluster as cluster_ops
+from engine.store.sqlite import commands
 from engine.store.sqlite import flow as flow_ops
 from engine.store.sqlite import schedules as sched
 from engine.store.sqlite import tasks as ops
-from engine.store.sqlite.file import FileInfo, check_keys, inspect_file, sidecars, uri
+from engine.store.sqlite.file import FileInfo, check_keys, inspect_file, sidecars
 from engine.store.sqlite.open import (
+    apply_pragmas,
     check_readable,
     connect_reader,
-    prepare_writer,
+    connect_writer,
     read_counts,
     read_counts_with,
     tidy_sidecars,
 )
 from engine.store.sqlite.reads import ListQuery, SQLiteReads
-from engine.store.sqlite.schema import create_private_file
 from engine.store.sqlite.txn import (
     BatchResult,
     CountsReader,
     LockWait,
     Op,
     WriterThread,
+    apply_deltas,
     describe_sqlite_error,
     run_batch,
+    settle_batch,
 )
 from engine.store.sqlite.watch import FileIdentity
 
@@ -143,13 +145,6 @@ class SQLiteStore:
         self._by_queue = {q: dict(c) for q, c in counts.by_queue.items()}
         self._paused = counts.paused
 
-    def _apply_deltas(self, deltas: dict[tuple[str, str], int]) -> None:
-        for (queue, state), n in deltas.items():
-            per = self._by_queue.get(queue)
-            if per is None:
-                per = self._by_queue[queue] = dict.fromkeys(TaskState, 0)
-            per[state] += n  # type: ignore[index]  # TaskState is a StrEnum: "queued" finds it
-
     def configure(self, *, durability: str, busy_timeout: float, lock_timeout: float) -> None:
         """Runtime settings: durability reaches the writer before its next batch,
         busy_timeout the reader before its next query."""
@@ -157,7 +152,7 @@ class SQLiteStore:
         self._durability, self._busy_timeout = durability, busy_timeout
         self._lock.timeout = lock_timeout
         if changed and self._writer is not None:
-            self._writer.submit(self._apply_pragmas)
+            self._writer.submit(partial(apply_pragmas, durability=durability))
 
     async def open(self, mode: OpenMode | None = None) -> None:
         """Open the file (see :class:`OpenMode`); a refused or failed open closes what it
@@ -192,44 +187,13 @@ class SQLiteStore:
         self._sidecars_before = before
 
     def _connect_writer(self, info: FileInfo, deadline: float) -> sqlite3.Connection:
-        if info.is_new:
-            with contextlib.suppress(FileExistsError):  # another process was first
-                create_private_file(self.path)
-        conn = sqlite3.connect(
-            uri(self.path, "mode=rw"),
-            uri=True,
-            isolation_level=None,
-            check_same_thread=False,
-            cached_statements=256,
+        return connect_writer(
+            self.path, info, deadline, self._lock.timeout, self._fault, self.codec, self._ready
         )
-        try:
-            prepare_writer(conn, info, deadline, self._lock.timeout, self._fault)
-            token = self.codec.key_check_token()
-            if token is not None and info.key_check is None:
-                conn.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('key_check', ?)", (token,)
-                )
-                (stored,) = conn.execute(
-                    "SELECT value FROM meta WHERE key = 'key_check'"
-                ).fetchone()
-                if not self.codec.keys_match(stored):
-                    raise EncryptionKeyError(
-                        f"another process set a different encryption key on {self.path}"
-                    )
-            self._apply_pragmas(conn)
-            self._identity.capture()
-        except BaseException:
-            conn.close()
-            raise
-        return conn
 
-    def _apply_pragmas(self, conn: sqlite3.Connection) -> None:
-        sync = "FULL" if self._durability == "full" else "NORMAL"
-        conn.execute(f"PRAGMA synchronous = {sync}")
-        # Writes do not use SQLite's busy handler (it sleeps at least 1 ms per
-        # conflict, long next to a 0.1 ms transaction): run_batch retries a locked
-        # BEGIN IMMEDIATE itself, starting at 50 µs, for up to lock_timeout.
-        conn.execute("PRAGMA busy_timeout = 0")
+    def _ready(self, conn: sqlite3.Connection) -> None:
+        apply_pragmas(conn, self._durability)
+        self._identity.capture()
 
     def give_up_at(self, deadline: float) -> None:
         """Blocked writes give up at ``deadline`` (``time.monotonic()``): a stop's bound."""
@@ -267,23 +231,13 @@ class SQLiteStore:
     ) -> None:
         """On the loop: apply the batch's count changes, then settle every future."""
         self.transactions += 1
-        if outcome is None:
-            for future in futures:
-                if not future.done():
-                    future.set_exception(error or RuntimeError("store batch lost"))
-            return
-        self._latency.add(outcome.elapsed, outcome.elapsed)
-        if outcome.counts is not None:
-            self._set_counts(outcome.counts)
-        else:
-            self._apply_deltas(outcome.deltas)
-        for future, result in zip(futures, outcome.results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
+        if outcome is not None:
+            self._latency.add(outcome.elapsed, outcome.elapsed)
+            if outcome.counts is not None:
+                self._set_counts(outcome.counts)
             else:
-                future.set_result(result)
+                apply_deltas(self._by_queue, outcome.deltas)
+        settle_batch(futures, outcome, error)
 
     # -- writes ---------------------------------------------------------------
     async def enqueue(self, tasks: Sequence[NewTask]) -> list[TaskId]:
@@ -358,19 +312,19 @@ class SQLiteStore:
 
     async def cancel(self, task_id: int, by: str, note: str) -> TaskState:
         result: TaskState = await self._write(
-            partial(ops.cancel, task_id=task_id, by=by, note=note, codec=self.codec)
+            partial(commands.cancel, task_id=task_id, by=by, note=note, codec=self.codec)
         )
         return result
 
     async def reprioritize(self, task_id: int, priority: int, by: str) -> int:
         result: int = await self._write(
-            partial(ops.reprioritize, task_id=task_id, priority=priority, by=by)
+            partial(commands.reprioritize, task_id=task_id, priority=priority, by=by)
         )
         return result
 
     async def retry(self, task_id: int, by: str, retries: int | None) -> TaskState:
         result: TaskState = await self._write(
-            partial(ops.retry, task_id=task_id, by=by, retries=retries)
+            partial(commands.retry, task_id=task_id, by=by, retries=retries)
         )
         return result
 
@@ -382,9 +336,8 @@ class SQLiteStore:
         ids: Sequence[int] | None,
         batch: int = 1000,
     ) -> int:
-        return await self._in_batches(
-            partial(ops.purge, states=states, queue=queue, handler=handler, ids=ids), batch
-        )
+        op = partial(commands.purge, states=states, queue=queue, handler=handler, ids=ids)
+        return await in_batches(partial(self._batch, op), batch)
 
     async def retry_where(
         self,
@@ -394,19 +347,12 @@ class SQLiteStore:
         by: str,
         batch: int = 1000,
     ) -> int:
-        return await self._in_batches(
-            partial(ops.retry_where, states=states, queue=queue, handler=handler, by=by), batch
-        )
+        op = partial(commands.retry_where, states=states, queue=queue, handler=handler, by=by)
+        return await in_batches(partial(self._batch, op), batch)
 
-    async def _in_batches(self, op: Callable[..., int], batch: int) -> int:
-        """Run ``op(txn, limit=batch)`` in one transaction after another until a run does
-        fewer than ``batch`` rows (so no transaction holds the writer for long)."""
-        total = 0
-        while True:
-            n: int = await self._write(partial(op, limit=batch))
-            total += n
-            if n < batch:
-                return total
+    async def _batch(self, op: Callable[..., int], limit: int) -> tuple[int, int]:
+        n: int = await self._write(partial(op, limit=limit))
+        return n, n
 
     async def purge_expired(
         self, result_ttl: float, failed_ttl: float, limit: int
@@ -420,10 +366,10 @@ class SQLiteStore:
         self, items: Sequence[tuple[int, str, float | None, str | None]]
     ) -> None:
         if items:
-            await self._write(partial(ops.save_progress, items=items))
+            await self._write(partial(commands.save_progress, items=items))
 
     async def set_paused(self, queue: str, paused: bool) -> bool:
-        result: bool = await self._write(partial(ops.set_paused, queue=queue, paused=paused))
+        result: bool = await self._write(partial(commands.set_paused, queue=queue, paused=paused))
         return result
 
     # -- periodic schedules ------------------------------------------------------
