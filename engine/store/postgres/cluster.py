@@ -14,7 +14,7 @@ from engine.codec import Codec
 from engine.model import CommandResult, NodeCommand, NodeInfo
 from engine.store import rows as records
 
-#: Version 2 of the PostgreSQL schema (see postgres_schema.MIGRATIONS).
+#: Version 2 of the PostgreSQL schema (see engine.store.postgres.schema.MIGRATIONS).
 CLUSTER_DDL = """
 CREATE TABLE nodes (
     id         text PRIMARY KEY,

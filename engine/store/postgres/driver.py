@@ -31,9 +31,9 @@ contract, behaviour and messages as the SQLite store, for a cluster of nodes:
   :mod:`engine.store.postgres.cluster` (schema version 2).
 
 The connections and transactions are in :mod:`engine.store.postgres.session`, the
-statements in ``postgres_ops`` (task life cycle), ``postgres_commands`` (operator
-commands), ``postgres_insert``, ``postgres_followups``, ``postgres_flow``,
-``postgres_schedules`` and ``postgres_reads``; the schema in ``postgres_schema``.
+statements in ``tasks`` (task life cycle), ``commands`` (operator commands),
+``insert``, ``followups``, ``flow``, ``schedules`` and ``reads`` next to it; the
+schema in ``schema``. Logic both drivers share lives in :mod:`engine.store`.
 """
 
 from __future__ import annotations
