@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.codec import json_name
+from engine.model import TaskId
 
 _NONE = type(None)
 
@@ -42,7 +43,11 @@ class Expect:
         if value is None:
             return None if self.nullable else _at("null", field, path)
         kind = list if type(value) is tuple else type(value)
-        if kind not in self.kinds and not (kind is int and float in self.kinds):
+        if (
+            kind not in self.kinds
+            and not (kind is int and float in self.kinds)
+            and not (kind in _IDS and str in self.kinds)
+        ):
             name = "a decimal number" if kind is float else json_name(value)
             return _at(name, field, path)
         if self.items is None or kind is not self.container:
@@ -57,6 +62,10 @@ class Expect:
             if found is not None:
                 return found
         return None
+
+
+#: task ids as ``enqueue`` returns them are strings (see :class:`TaskId`)
+_IDS = (TaskId, *TaskId.__subclasses__())
 
 
 def _at(found: str, field: str, path: str) -> str:

@@ -20,7 +20,7 @@ from engine.settings import Settings
 from engine.snapshot import SEVERITY_ORDER, Finding
 
 MIN_WINDOW = 5  # seconds of history before pool-level rules speak
-_GONE = "was deleted or replaced while the engine ran"  # see engine.store.sqlite_watch
+_GONE = "was deleted or replaced while the engine ran"  # see engine.store.sqlite.watch
 
 
 @dataclass(frozen=True)

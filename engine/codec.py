@@ -17,6 +17,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from engine.errors import EncryptionKeyError, PayloadDecodeError, PayloadError
+from engine.model import TaskId
 
 #: Payloads and results may nest objects and arrays at most this many levels deep
 #: (``{"a": [1]}`` is 2); deeper is refused with a clear error, never a RecursionError.
@@ -101,6 +102,10 @@ def _path(where: _Where) -> str:
     return path
 
 
+#: task ids as ``enqueue`` returns them (see :class:`TaskId`): strings in JSON
+_IDS = (TaskId, *TaskId.__subclasses__())
+
+
 def find_json_problem(value: Any, what: str = "value") -> str | None:
     """Return a message naming the first part of ``value`` JSON cannot hold exactly.
 
@@ -156,6 +161,8 @@ def find_json_problem(value: Any, what: str = "value") -> str | None:
             for index, sub in enumerate(item):
                 stack.append((sub, (where, index), depth + 1))
             continue
+        if kind in _IDS:
+            continue  # a task id as enqueue returns it: its digits, a plain JSON string
         if isinstance(item, str | int | float | dict | list | tuple):
             # Subclasses (e.g. enums, NamedTuples) would not round-trip exactly.
             return (

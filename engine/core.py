@@ -28,6 +28,7 @@ from engine.model import (
     CommandResult,
     NodeInfo,
     ScheduleInfo,
+    TaskId,
     TaskRecord,
     TaskState,
     WorkflowRecord,
@@ -233,7 +234,7 @@ class Engine:
         run_at: Any = None,
         unique_key: str | None = None,
         webhook: str | None = None,
-    ) -> str:
+    ) -> TaskId:
         """Enqueue one task; returns its id once the task is durably stored. ``run_at``:
         an aware datetime (or ``delay`` s); ``unique_key``: a held key adds nothing and
         returns the holder's id (``.deduplicated``); ``webhook``: a URL that gets the
@@ -242,7 +243,7 @@ class Engine:
             handler, payload, priority, queue, delay, run_at, unique_key, webhook
         )
 
-    async def enqueue_many(self, items: Iterable[Any]) -> list[str]:
+    async def enqueue_many(self, items: Iterable[Any]) -> list[TaskId]:
         """All or none, in one transaction; items are ``(handler, payload[, {options}])``."""
         return await self._submit.enqueue_many(items)
 

@@ -181,7 +181,7 @@ QUEUE_WEIGHTS = LimitKind("queue", _weight, "default=3, bulk=1")
 
 @dataclass(frozen=True)
 class FlowLimits:
-    """What the claim transaction enforces (see :mod:`engine.store.sqlite_flow`)."""
+    """What the claim transaction enforces (see :mod:`engine.store.sqlite.flow`)."""
 
     queue_rates: Mapping[str, Rate] = field(default_factory=dict)
     handler_rates: Mapping[str, Rate] = field(default_factory=dict)

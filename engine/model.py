@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from engine.errors import InvalidTransition
 
@@ -263,13 +263,21 @@ class TaskId(str):
     task already holds: no task was added and this is that task's id.
     """
 
-    __slots__ = ("deduplicated",)
-    deduplicated: bool
+    __slots__ = ()
+    deduplicated: ClassVar[bool] = False
 
-    def __new__(cls, value: object, deduplicated: bool = False) -> TaskId:
-        self = super().__new__(cls, value)
-        self.deduplicated = deduplicated
-        return self
+    @staticmethod
+    def held(value: object) -> TaskId:
+        """The id of the active task that already holds the unique key."""
+        return _HeldTaskId(value)
+
+
+class _HeldTaskId(TaskId):
+    """A :class:`TaskId` returned for a unique key another task holds (a class of its
+    own, so that making a plain id costs no more than making a ``str``)."""
+
+    __slots__ = ()
+    deduplicated = True
 
 
 def count_by_state(pairs: Iterable[tuple[str, int]]) -> dict[TaskState, int]:

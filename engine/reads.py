@@ -228,7 +228,7 @@ class Reads:
         pool, monitor = self._state.pool, self._state.monitor
         stats = dict(self._state.stats)
         stats["dropped_events"] = self._bus.dropped
-        stats["transactions"] = getattr(self._store, "transactions", 0)
+        stats["transactions"] = self._store.transactions
         if monitor is not None:
             stats["sampler_cpu_ms"] = round(monitor.sample_cost * 1000)
             stats["monitor_cpu_ms"] = round(monitor.tick_cost * 1000)

@@ -109,11 +109,9 @@ class Runtime:
             metrics=self._metrics,
             flow=state.flow_limits,
         )
-        # A store shared by several processes (PostgreSQL; see store.base.Wakeable) wakes
-        # the pool when another node makes tasks ready; one without the hook is polled.
-        set_wakeup = getattr(self._store, "set_wakeup", None)
-        if set_wakeup is not None:
-            set_wakeup(pool.kick)
+        # A store shared by several processes (PostgreSQL) wakes the pool when another
+        # node makes tasks ready; one that cannot tell (SQLite) is polled.
+        self._store.set_wakeup(pool.kick)
         await self.schedules.sync_all()
         self.services = self._build_services(pool)
         loop = asyncio.get_running_loop()

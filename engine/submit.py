@@ -11,7 +11,7 @@ from engine.checks import parse_task_id
 from engine.enqueue import Preparer
 from engine.events import EventBus, EventKind
 from engine.metrics import Metrics
-from engine.model import WorkflowRecord
+from engine.model import TaskId, WorkflowRecord
 from engine.state import EngineState
 from engine.store.base import NewTask, Store
 from engine.workflow import Workflow
@@ -48,7 +48,7 @@ class Submitter:
         run_at: Any,
         unique_key: str | None,
         webhook: str | None,
-    ) -> str:
+    ) -> TaskId:
         """Enqueue one task (checked by :meth:`Preparer.prepare`); returns its id once
         the task is durably stored."""
         new = self._preparer.prepare(
@@ -87,7 +87,7 @@ class Submitter:
         pool.unreserve(claimed)
         return task_id
 
-    async def enqueue_many(self, items: Iterable[Any]) -> list[str]:
+    async def enqueue_many(self, items: Iterable[Any]) -> list[TaskId]:
         """Enqueue many tasks in one transaction: all of them or none."""
         tasks = self._preparer.prepare_many(items)
         self._state.require_writable("enqueue")
@@ -117,13 +117,13 @@ class Submitter:
         return await self._store.workflow(wid)
 
     def after_enqueue(
-        self, tasks: Sequence[NewTask], ids: Sequence[str], started: bool = False
+        self, tasks: Sequence[NewTask], ids: Sequence[TaskId], started: bool = False
     ) -> None:
         """Count, wake the pool or the promoter, and announce what was stored."""
         ready = False
         per_queue: dict[str, int] = {}
         for task, task_id in zip(tasks, ids, strict=True):
-            if getattr(task_id, "deduplicated", False):
+            if task_id.deduplicated:
                 self._bus.emit(
                     EventKind.DEDUPLICATED,
                     task_id=task_id,
@@ -146,7 +146,7 @@ class Submitter:
             self._state.kick()
         if self._bus.has_subscribers:
             for task, task_id in zip(tasks, ids, strict=True):
-                if task.waiting or getattr(task_id, "deduplicated", False):
+                if task.waiting or task_id.deduplicated:
                     continue  # a waiting step is announced when it is queued
                 self._bus.emit(
                     EventKind.ENQUEUED,

@@ -5,7 +5,7 @@ members, then an optional callback with every member's result).
 ``group(a.s(x=1), a.s(x=2), callback=total.s())`` describe the work; the engine
 checks every step when it is enqueued and stores all steps in one transaction.
 Later steps wait as ``scheduled`` tasks; the store releases each when the step
-before it succeeds (see :mod:`engine.store.sqlite_followups`), so a workflow
+before it succeeds (see :mod:`engine.store.sqlite.followups`), so a workflow
 survives a crash like any task.
 
 How a step takes the previous result: as the one parameter its own arguments

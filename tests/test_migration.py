@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from engine import TaskState
-from engine.store.sqlite_schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from engine.store.sqlite.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 from .conftest import EngineFactory
 

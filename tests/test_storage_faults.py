@@ -22,8 +22,8 @@ from typing import Any, cast
 import pytest
 
 from engine import Engine, StoreError, StoreOpenError, TaskState
-from engine.store.sqlite import SQLiteStore
-from engine.store.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
+from engine.store.sqlite.driver import SQLiteStore
+from engine.store.sqlite.schema import APPLICATION_ID, SCHEMA_VERSION
 
 from .conftest import FAST, EngineFactory, until
 

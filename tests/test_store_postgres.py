@@ -32,11 +32,11 @@ from engine import (
 )
 from engine.codec import Codec
 from engine.store import open_store
-from engine.store import postgres_ops as ops
 from engine.store.base import Completion, NewTask
-from engine.store.postgres import PostgresStore
-from engine.store.postgres_conn import AmbiguousCommit, parse_url
-from engine.store.postgres_schema import MIGRATIONS, SCHEMA_VERSION, migrate
+from engine.store.postgres import tasks as ops
+from engine.store.postgres.conn import AmbiguousCommit, parse_url
+from engine.store.postgres.driver import PostgresStore
+from engine.store.postgres.schema import MIGRATIONS, SCHEMA_VERSION, migrate
 
 from .conftest import FAST, ROOT, until
 from .pg_fixtures import schema_of, server_of, sql

@@ -13,10 +13,10 @@ import pytest
 from engine import Engine, StoreError, StoreOpenError
 from engine.model import TaskState
 from engine.store import open_store, sqlite_path
-from engine.store import sqlite_ops as ops
 from engine.store.base import NewTask, TaskFilter
-from engine.store.sqlite import SQLiteStore
-from engine.store.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
+from engine.store.sqlite import tasks as ops
+from engine.store.sqlite.driver import SQLiteStore
+from engine.store.sqlite.schema import APPLICATION_ID, SCHEMA_VERSION
 
 
 def digest(path: Path) -> str:

@@ -27,7 +27,7 @@ def test_engine_imports_without_textual() -> None:
     # Given a fresh interpreter, when the engine package is imported,
     # then neither Textual nor the console comes with it.
     code = (
-        "import sys, engine, engine.store.sqlite, engine.pool.worker_process;"
+        "import sys, engine, engine.store.sqlite.driver, engine.pool.worker_process;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'console', 'rich')];"
         "print(','.join(bad))"
     )

@@ -108,7 +108,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 
     async def work(engine: Engine) -> int:
         task_id = await engine.enqueue(args.handler, payload, **options)
-        if getattr(task_id, "deduplicated", False):
+        if task_id.deduplicated:
             print(
                 f"taskdeck: unique key {args.unique_key!r} is held by active task {task_id}; "
                 "nothing was enqueued",

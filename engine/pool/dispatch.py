@@ -52,7 +52,7 @@ class WorkerPool:
         flow: Callable[[], FlowLimits | None] = lambda: None,
     ) -> None:
         self._flow = flow
-        self._split_claims = getattr(store, "split_claims", True)
+        self._split_claims = store.split_claims
         self._store = store
         self._registry = registry
         self._bus = bus
@@ -163,7 +163,7 @@ class WorkerPool:
             if len(claimed) < n and not self._stopping:
                 # Out of ready work: sleep until kicked (local enqueue …) or the poll interval
                 # (or until a rate limit that held tasks back has a token again).
-                retry_in = getattr(claimed, "retry_in", None)
+                retry_in = claimed.retry_in
                 wait = (
                     settings.poll_interval
                     if retry_in is None

@@ -69,11 +69,11 @@ def open_store(
     ``faults``: a crash test's fault plan (see :mod:`engine.faults`)."""
     scheme = scheme_of(url)
     if scheme in SQLITE_SCHEMES:
-        from engine.store.sqlite import SQLiteStore
+        from engine.store.sqlite.driver import SQLiteStore
 
         return SQLiteStore(sqlite_path(url), codec, clock, url=str(url), by=by, faults=faults)
     if scheme in ("postgres", "postgresql"):
-        from engine.store.postgres import PostgresStore
+        from engine.store.postgres.driver import PostgresStore
 
         return PostgresStore(str(url), codec, clock, by=by, faults=faults)
     raise StoreOpenError(

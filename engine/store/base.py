@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from engine.codec import Codec, to_json
 from engine.errors import TaskNotFound
@@ -22,6 +22,7 @@ from engine.model import (
     NodeCommand,
     NodeInfo,
     ScheduleInfo,
+    TaskId,
     TaskRecord,
     TaskState,
     WorkflowRecord,
@@ -146,6 +147,13 @@ class ClaimedTask:
         )
 
 
+class Claimed(list[ClaimedTask]):
+    """What a claim leased, best first, and when a rate limit that held some tasks
+    back has a token again (seconds from now; None when no rate limit held any back)."""
+
+    retry_in: float | None = None
+
+
 @dataclass(slots=True)
 class Completion:
     """The outcome of one attempt, applied only if the lease is still ours (fencing).
@@ -265,6 +273,20 @@ class Store(Protocol):
 
     url: str
 
+    #: write transactions this process has committed (or tried), for the stats
+    transactions: int
+
+    @property
+    def split_claims(self) -> bool:
+        """Whether a pool claims at most half its slots at a time (an embedded store:
+        the loop and the writer thread overlap) rather than every free slot at once."""
+        ...
+
+    def set_wakeup(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when another process has made tasks ready, so an idle
+        pool wakes at once instead of at its next poll (a store that cannot tell
+        keeps it and is polled)."""
+
     @property
     def encrypted(self) -> bool: ...
 
@@ -281,10 +303,13 @@ class Store(Protocol):
         (``time.monotonic()``), even those already waiting: a stopping engine's bound."""
 
     # -- writes -------------------------------------------------------------
-    async def enqueue(self, tasks: Sequence[NewTask]) -> list[str]:
-        """Insert all tasks in one transaction (all or nothing); returns their ids."""
+    async def enqueue(self, tasks: Sequence[NewTask]) -> list[TaskId]:
+        """Insert all tasks in one transaction (all or nothing); returns their ids
+        (``deduplicated`` where a unique key was already held)."""
 
-    async def enqueue_workflow(self, kind: str, tasks: Sequence[NewTask]) -> tuple[int, list[str]]:
+    async def enqueue_workflow(
+        self, kind: str, tasks: Sequence[NewTask]
+    ) -> tuple[int, list[TaskId]]:
         """Store a workflow (``chain`` or ``group``) and its steps in one transaction;
         returns its id and the steps' task ids."""
 
@@ -333,7 +358,7 @@ class Store(Protocol):
 
     async def enqueue_and_claim(
         self, task: NewTask, owner: str, lease_ttl: float
-    ) -> tuple[str, ClaimedTask | None]:
+    ) -> tuple[TaskId, ClaimedTask | None]:
         """Insert ``task``; if no task waits in any unpaused queue, insert it already
         leased to ``owner`` (an idle worker takes it without another round trip)."""
 
@@ -344,7 +369,7 @@ class Store(Protocol):
         handlers: Sequence[str],
         lease_ttl: float,
         flow: FlowLimits | None = None,
-    ) -> list[ClaimedTask]:
+    ) -> Claimed:
         """Lease up to ``limit`` queued tasks of the given handlers from unpaused queues,
         highest priority first, FIFO within a priority. Counts an attempt for each.
         ``flow``: rate limits, concurrency limits and queue weights, enforced across
@@ -429,13 +454,3 @@ class Store(Protocol):
     @property
     def last_counts(self) -> StoreCounts:
         """Counts as of the latest transaction this process committed or read."""
-
-
-@runtime_checkable
-class Wakeable(Protocol):
-    """An optional part of the Store contract: a store shared by several processes
-    (PostgreSQL) calls ``callback`` when another process has made tasks ready, so an
-    idle pool wakes at once instead of at its next poll. A store without it (SQLite:
-    this process's own writes already wake its pool) is polled."""
-
-    def set_wakeup(self, callback: Callable[[], None]) -> None: ...

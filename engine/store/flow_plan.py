@@ -16,13 +16,6 @@ from engine.limits import FlowLimits, Rate
 from engine.store.base import ClaimedTask
 
 
-class Claimed(list[ClaimedTask]):
-    """Claimed tasks, and when a rate limit that held some back has a token again
-    (seconds from now; None when no rate limit held anything back)."""
-
-    retry_in: float | None = None
-
-
 def refill(
     stored: Mapping[str, tuple[float, float]], rates: Mapping[str, Rate], now: float
 ) -> dict[str, float]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from engine.model import TaskId
 from engine.store.base import NewTask, first_state
-from engine.store.postgres_conn import Txn, counted
+from engine.store.postgres.conn import Txn, counted
 
 ACTIVE = "'queued', 'scheduled', 'running'"
 
@@ -80,14 +80,14 @@ WORKFLOW = "INSERT INTO workflows (kind, steps, created_at) VALUES ($1, $2, $3) 
 
 async def enqueue(
     txn: Txn, tasks: Sequence[NewTask], by: str, workflow_id: int | None = None
-) -> list[str]:
+) -> list[TaskId]:
     """Insert ``tasks`` in order; returns their ids (a holder's id for a duplicate)."""
     if all(t.plain for t in tasks) and workflow_id is None:
         return await _bulk(txn, tasks, by)
     return [await insert_one(txn, t, by, workflow_id) for t in tasks]
 
 
-async def _bulk(txn: Txn, tasks: Sequence[NewTask], by: str) -> list[str]:
+async def _bulk(txn: Txn, tasks: Sequence[NewTask], by: str) -> list[TaskId]:
     now = txn.now
     cols: list[list[object]] = [[] for _ in range(8)]
     for t in tasks:
@@ -105,7 +105,7 @@ async def _bulk(txn: Txn, tasks: Sequence[NewTask], by: str) -> list[str]:
         rows = await txn.fetch(INSERT_MANY, *cols, now)
     txn.fault("enqueue_many.mid")
     # Rows are inserted (and their ids drawn from the sequence) in input order.
-    return [str(i) for i in sorted(r[0] for r in rows)]
+    return list(map(TaskId, sorted(r[0] for r in rows)))
 
 
 async def insert_one(txn: Txn, t: NewTask, by: str, workflow_id: int | None = None) -> TaskId:
@@ -137,7 +137,7 @@ async def insert_one(txn: Txn, t: NewTask, by: str, workflow_id: int | None = No
                 break
             holder = await txn.fetchval(HOLDER, t.unique_key)
             if holder is not None:
-                return TaskId(holder, deduplicated=True)
+                return TaskId.held(holder)
             # the holder finished between the two statements: the key is free again
         else:  # pragma: no cover - a key changing hands five times in a row
             raise RuntimeError(f"unique key {t.unique_key!r} keeps changing hands; try again")
@@ -147,7 +147,7 @@ async def insert_one(txn: Txn, t: NewTask, by: str, workflow_id: int | None = No
 
 async def enqueue_workflow(
     txn: Txn, kind: str, tasks: Sequence[NewTask], by: str
-) -> tuple[int, list[str]]:
+) -> tuple[int, list[TaskId]]:
     """Store a workflow and all its steps (later ones waiting) in one transaction."""
     workflow_id = int(await txn.fetchval(WORKFLOW, kind, len(tasks), txn.now))
     return workflow_id, [await insert_one(txn, t, by, workflow_id) for t in tasks]

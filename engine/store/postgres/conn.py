@@ -3,7 +3,7 @@
 A store URL is ``postgresql://user[:password]@host[:port]/database`` (or
 ``postgres://…``) with an optional ``?schema=name`` (default ``public``); other
 query parameters (``sslmode`` …) are handed to asyncpg. :class:`Txn` is one open
-write transaction: the operations in :mod:`engine.store.postgres_ops` record their
+write transaction: the operations in :mod:`engine.store.postgres.tasks` record their
 count changes and the queues they made ready on it, and :meth:`Txn.finish` writes
 the counts, sends the wake-up ``NOTIFY`` and reads every count back in one
 statement just before ``COMMIT``.

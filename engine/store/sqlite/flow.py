@@ -22,10 +22,9 @@ from collections.abc import Mapping
 
 from engine.limits import FlowLimits, Rate
 from engine.store import flow_plan as plan_
-from engine.store.base import ClaimedTask
-from engine.store.flow_plan import Claimed
-from engine.store.sqlite_ops import claim_sql, run_claim
-from engine.store.sqlite_txn import Txn
+from engine.store.base import Claimed, ClaimedTask
+from engine.store.sqlite.tasks import claim_sql, run_claim
+from engine.store.sqlite.txn import Txn
 
 READY_COUNTS = (
     "SELECT queue, n FROM task_counts WHERE state = 'queued' AND n > 0 "

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from engine.aio import settle
 from engine.errors import StoreError
 from engine.faults import no_fault
+from engine.model import TaskState
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +250,36 @@ class WriterThread:
         else:
             self._post(self._deliver, futures, outcome, None)
         return following if following is not None else self._queue.get()
+
+
+def apply_deltas(
+    by_queue: dict[str, dict[TaskState, int]], deltas: dict[tuple[str, str], int]
+) -> None:
+    """Move the counts kept per queue by a batch's count changes."""
+    for (queue, state), n in deltas.items():
+        per = by_queue.get(queue)
+        if per is None:
+            per = by_queue[queue] = dict.fromkeys(TaskState, 0)
+        per[state] += n  # type: ignore[index]  # TaskState is a StrEnum: "queued" finds it
+
+
+def settle_batch(
+    futures: list[asyncio.Future[Any]], outcome: BatchResult | None, error: BaseException | None
+) -> None:
+    """Settle each operation's future with its result or refusal (or, when the batch
+    was lost, with its error)."""
+    if outcome is None:
+        for future in futures:
+            if not future.done():
+                future.set_exception(error or RuntimeError("store batch lost"))
+        return
+    for future, result in zip(futures, outcome.results, strict=True):
+        if future.done():
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
 
 class CountsReader:

@@ -1,8 +1,8 @@
 """Opening an SQLite store's connections.
 
-- The writer (:func:`prepare_writer`): WAL mode and the migrations, every wait for
-  another process's lock within one deadline (``lock_timeout`` from the start of the
-  open), then one clear "locked" error.
+- The writer (:func:`connect_writer`, :func:`prepare_writer`): WAL mode and the
+  migrations, every wait for another process's lock within one deadline
+  (``lock_timeout`` from the start of the open), then one clear "locked" error.
 - The reader (:func:`connect_reader`): ``mode=ro`` for a read-only open (nothing is
   written, no lock is ever waited for: WAL readers do not wait for writers), on a
   daemon thread so that an engine nobody stopped cannot keep the interpreter alive.
@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -23,19 +24,21 @@ from typing import Any
 
 import aiosqlite
 
-from engine.errors import StoreOpenError
+from engine.codec import Codec
+from engine.errors import EncryptionKeyError, StoreOpenError
 from engine.faults import no_fault
 from engine.model import TaskState
 from engine.store.base import StoreCounts
-from engine.store.sqlite_file import FileInfo, foreign_marks, refuse, sidecars, uri
-from engine.store.sqlite_schema import (
+from engine.store.sqlite.file import FileInfo, foreign_marks, refuse, sidecars, uri
+from engine.store.sqlite.schema import (
     APPLICATION_ID,
     SCHEMA_VERSION,
+    create_private_file,
     current_shape,
     migrate,
     quote_name,
 )
-from engine.store.sqlite_txn import is_busy, locked
+from engine.store.sqlite.txn import is_busy, locked
 
 COUNTS = "SELECT queue, state, n FROM task_counts WHERE n != 0"
 PAUSED = "SELECT name FROM queues WHERE paused = 1"
@@ -177,3 +180,54 @@ def tidy_sidecars(path: Path, before: frozenset[str]) -> None:
         pass
     finally:
         conn.close()
+
+
+def connect_writer(
+    path: Path,
+    info: FileInfo,
+    deadline: float,
+    lock_timeout: float,
+    fault: Callable[[str], None],
+    codec: Codec,
+    ready: Callable[[sqlite3.Connection], None],
+) -> sqlite3.Connection:
+    """The writer's connection: the file created if new (private), migrated, in WAL
+    mode, its key check stored; ``ready(conn)`` applies the runtime settings. A
+    failure closes the connection."""
+    if info.is_new:
+        with contextlib.suppress(FileExistsError):  # another process was first
+            create_private_file(path)
+    conn = sqlite3.connect(
+        uri(path, "mode=rw"),
+        uri=True,
+        isolation_level=None,
+        check_same_thread=False,
+        cached_statements=256,
+    )
+    try:
+        prepare_writer(conn, info, deadline, lock_timeout, fault)
+        token = codec.key_check_token()
+        if token is not None and info.key_check is None:
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('key_check', ?)", (token,)
+            )
+            (stored,) = conn.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
+            if not codec.keys_match(stored):
+                raise EncryptionKeyError(
+                    f"another process set a different encryption key on {path}"
+                )
+        ready(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def apply_pragmas(conn: sqlite3.Connection, durability: str) -> None:
+    """The writer's runtime settings (``durability``: "full" or "normal")."""
+    sync = "FULL" if durability == "full" else "NORMAL"
+    conn.execute(f"PRAGMA synchronous = {sync}")
+    # Writes do not use SQLite's busy handler (it sleeps at least 1 ms per
+    # conflict, long next to a 0.1 ms transaction): run_batch retries a locked
+    # BEGIN IMMEDIATE itself, starting at 50 µs, for up to lock_timeout.
+    conn.execute("PRAGMA busy_timeout = 0")

@@ -13,8 +13,8 @@ from typing import Any
 
 from engine.errors import StoreOpenError
 from engine.store.base import OpenMode
-from engine.store.postgres_conn import PgTarget, quote_ident
-from engine.store.postgres_schema import OUR_TABLES, SCHEMA_VERSION
+from engine.store.postgres.conn import PgTarget, quote_ident
+from engine.store.postgres.schema import OUR_TABLES, SCHEMA_VERSION
 
 
 async def check_existing(conn: Any, target: PgTarget, mode: OpenMode) -> str | None:

@@ -6,7 +6,7 @@ first for finished tasks and for no state filter. Queued tasks of several queues
 are merged from each queue's ``tasks_ready`` range (a ``LATERAL`` per queue), so a
 page costs the same with a million tasks queued. ``position`` and ``around``
 count and read by key through the same ranges as
-:mod:`engine.store.sqlite_keyset` does, never by ``OFFSET``.
+:mod:`engine.store.keyset` does, never by ``OFFSET``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.model import TERMINAL_STATES, TaskState
 from engine.store.base import TaskFilter
-from engine.store.sqlite_keyset import Ordering
+from engine.store.keyset import Ordering
 
 __all__ = ["COLUMNS", "Ordering", "Where", "keyed", "list_query"]
 

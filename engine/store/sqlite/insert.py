@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from engine.model import TaskId, TaskState
 from engine.store.base import NewTask, first_state
-from engine.store.sqlite_txn import Txn
+from engine.store.sqlite.txn import Txn
 
 # The whole batch travels as one JSON array, unpacked by SQLite in C: about 1.6×
 # the rows/s of executemany, which binds every row from Python. Everything in it
@@ -40,14 +40,14 @@ HOLDER = f"SELECT id FROM tasks WHERE unique_key = ? AND state IN ({ACTIVE})"
 
 def enqueue(
     txn: Txn, tasks: Sequence[NewTask], by: str, workflow_id: int | None = None
-) -> list[str]:
+) -> list[TaskId]:
     """Insert ``tasks`` in order; returns their ids (a holder's id for a duplicate)."""
     if all(t.plain for t in tasks) and workflow_id is None:
         return _bulk(txn, tasks, by)
     return [insert_one(txn, t, by, workflow_id) for t in tasks]
 
 
-def _bulk(txn: Txn, tasks: Sequence[NewTask], by: str) -> list[str]:
+def _bulk(txn: Txn, tasks: Sequence[NewTask], by: str) -> list[TaskId]:
     now = txn.now
     rows = []
     for t in tasks:
@@ -64,7 +64,7 @@ def _bulk(txn: Txn, tasks: Sequence[NewTask], by: str) -> list[str]:
     assert last is not None
     txn.fault("enqueue_many.mid")
     # AUTOINCREMENT ids are consecutive within one write transaction.
-    return [str(i) for i in range(last - len(rows) + 1, last + 1)]
+    return list(map(TaskId, range(last - len(rows) + 1, last + 1)))
 
 
 def insert_one(txn: Txn, t: NewTask, by: str, workflow_id: int | None = None) -> TaskId:
@@ -94,7 +94,7 @@ def insert_one(txn: Txn, t: NewTask, by: str, workflow_id: int | None = None) ->
         found = txn.execute(INSERT_ONE + ON_DUPLICATE, row).fetchone()
         if found is None:
             (holder,) = txn.execute(HOLDER, (t.unique_key,)).fetchone()
-            return TaskId(holder, deduplicated=True)
+            return TaskId.held(holder)
         task_id = found[0]
     assert task_id is not None
     txn.moved(t.queue, "", state)

@@ -28,19 +28,19 @@ contract, behaviour and messages as the SQLite store, for a cluster of nodes:
   (a claim whose commit reply was lost gives its tasks back at once; a completion
   sent again after a lost reply counts once).
 - Node rows and operator commands (:mod:`engine.cluster`) use the statements of
-  :mod:`engine.store.postgres_cluster` (schema version 2).
+  :mod:`engine.store.postgres.cluster` (schema version 2).
 
-The connections and transactions are in :mod:`engine.store.postgres_session`, the
-statements in ``postgres_ops`` (task life cycle), ``postgres_commands`` (operator
-commands), ``postgres_insert``, ``postgres_followups``, ``postgres_flow``,
-``postgres_schedules`` and ``postgres_reads``; the schema in ``postgres_schema``.
+The connections and transactions are in :mod:`engine.store.postgres.session`, the
+statements in ``tasks`` (task life cycle), ``commands`` (operator commands),
+``insert``, ``followups``, ``flow``, ``schedules`` and ``reads`` next to it; the
+schema in ``schema``. Logic both drivers share lives in :mod:`engine.store`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -51,18 +51,14 @@ from engine.model import (
     NodeCommand,
     NodeInfo,
     ScheduleInfo,
+    TaskId,
     TaskRecord,
     TaskState,
     WorkflowRecord,
 )
-from engine.store import postgres_cluster as cluster
-from engine.store import postgres_commands as commands
-from engine.store import postgres_flow as flow_ops
-from engine.store import postgres_ops as ops
-from engine.store import postgres_reads as reads
-from engine.store import postgres_schedules as sched
 from engine.store import rows as records
 from engine.store.base import (
+    Claimed,
     ClaimedTask,
     Completion,
     CompletionReport,
@@ -73,9 +69,16 @@ from engine.store.base import (
     TaskFilter,
     task_missing,
 )
-from engine.store.postgres_conn import AmbiguousCommit, Txn
-from engine.store.postgres_insert import FIND_ENQUEUED
-from engine.store.postgres_session import Op, PgSession, T
+from engine.store.batches import in_batches
+from engine.store.postgres import cluster as cluster
+from engine.store.postgres import commands as commands
+from engine.store.postgres import flow as flow_ops
+from engine.store.postgres import reads as reads
+from engine.store.postgres import schedules as sched
+from engine.store.postgres import tasks as ops
+from engine.store.postgres.conn import AmbiguousCommit, Txn
+from engine.store.postgres.insert import FIND_ENQUEUED
+from engine.store.postgres.session import Op, PgSession, T
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ class PostgresStore(PgSession):
     split_claims = False
 
     # -- writes ---------------------------------------------------------------
-    async def enqueue(self, tasks: Sequence[NewTask]) -> list[str]:
+    async def enqueue(self, tasks: Sequence[NewTask]) -> list[TaskId]:
         if not tasks:
             return []
         op = partial(ops.enqueue, tasks=tasks, by=self._by)
@@ -100,7 +103,7 @@ class PostgresStore(PgSession):
         except AmbiguousCommit as exc:
             return await self._enqueue_again(tasks, exc)
 
-    async def _enqueue_again(self, tasks: Sequence[NewTask], lost: AmbiguousCommit) -> list[str]:
+    async def _enqueue_again(self, tasks: Sequence[NewTask], lost: AmbiguousCommit) -> list[TaskId]:
         """The connection was lost while an enqueue ran: if its rows are there (same
         creation time, handlers and payloads), it committed: return their ids; if none
         are, it did not: enqueue again. Either way each task is stored once."""
@@ -111,18 +114,20 @@ class PostgresStore(PgSession):
         except StoreError:
             raise lost from None
         if len(rows) == len(tasks):
-            return [str(r[0]) for r in rows]
+            return [TaskId(r[0]) for r in rows]
         if rows:
             raise lost
         log.info("an enqueue was cut off before it committed; enqueueing again")
         return await self._run(partial(ops.enqueue, tasks=tasks, by=self._by))
 
-    async def enqueue_workflow(self, kind: str, tasks: Sequence[NewTask]) -> tuple[int, list[str]]:
+    async def enqueue_workflow(
+        self, kind: str, tasks: Sequence[NewTask]
+    ) -> tuple[int, list[TaskId]]:
         return await self._run(partial(ops.enqueue_workflow, kind=kind, tasks=tasks, by=self._by))
 
     async def enqueue_and_claim(
         self, task: NewTask, owner: str, lease_ttl: float
-    ) -> tuple[str, ClaimedTask | None]:
+    ) -> tuple[TaskId, ClaimedTask | None]:
         op = partial(ops.enqueue_and_claim, task=task, by=owner, lease_ttl=lease_ttl)
         return await self._leasing(owner, op)
 
@@ -133,8 +138,8 @@ class PostgresStore(PgSession):
         handlers: Sequence[str],
         lease_ttl: float,
         flow: FlowLimits | None = None,
-    ) -> list[ClaimedTask]:
-        op: Op[list[ClaimedTask]]
+    ) -> Claimed:
+        op: Op[Claimed]
         if flow:
             op = partial(
                 flow_ops.claim,
@@ -220,22 +225,8 @@ class PostgresStore(PgSession):
         by: str,
         batch: int = 1000,
     ) -> int:
-        """In transactions of up to ``batch`` tasks, until a batch finds fewer."""
-        total = 0
-        while True:
-            done, seen = await self._run(
-                partial(
-                    commands.retry_where,
-                    states=states,
-                    queue=queue,
-                    handler=handler,
-                    by=by,
-                    limit=batch,
-                )
-            )
-            total += done
-            if seen < batch:
-                return total
+        op = partial(commands.retry_where, states=states, queue=queue, handler=handler, by=by)
+        return await in_batches(lambda limit: self._run(partial(op, limit=limit)), batch)
 
     async def purge(
         self,
@@ -247,29 +238,18 @@ class PostgresStore(PgSession):
     ) -> int:
         if ids is not None:
             ids = [i for i in ids if i <= MAX_ID]
-        total = 0
-        while True:
-            n = await self._run(
-                partial(
-                    commands.purge,
-                    states=states,
-                    queue=queue,
-                    handler=handler,
-                    ids=ids,
-                    limit=batch,
-                )
-            )
-            total += n
-            if n < batch:
-                return total
+        op = partial(commands.purge, states=states, queue=queue, handler=handler, ids=ids)
+        return await in_batches(partial(self._batch, op), batch)
+
+    async def _batch(self, op: Callable[..., Awaitable[int]], limit: int) -> tuple[int, int]:
+        n = await self._run(partial(op, limit=limit))
+        return n, n
 
     async def purge_expired(
         self, result_ttl: float, failed_ttl: float, limit: int
     ) -> list[Expired]:
         return await self._run(
-            partial(
-                commands.purge_expired, result_ttl=result_ttl, failed_ttl=failed_ttl, limit=limit
-            )
+            partial(ops.purge_expired, result_ttl=result_ttl, failed_ttl=failed_ttl, limit=limit)
         )
 
     async def save_progress(
@@ -301,7 +281,7 @@ class PostgresStore(PgSession):
     async def schedules(self) -> list[ScheduleInfo]:
         return [records.schedule(r) for r in await self._read(sched.LIST)]
 
-    # -- cluster: node rows and commands (see engine.store.postgres_cluster) ---------
+    # -- cluster: node rows and commands (see engine.store.postgres.cluster) ---------
     async def heartbeat(self, node: NodeInfo, dead_after: float) -> list[NodeCommand]:
         now = self.clock()
         return await self._on_conn(

@@ -1,6 +1,6 @@
 """Node rows and the command channel in the PostgreSQL store (see :mod:`engine.cluster`).
 
-The same tables and the same behaviour as :mod:`engine.store.sqlite_cluster`: a
+The same tables and the same behaviour as :mod:`engine.store.sqlite.cluster`: a
 heartbeat saves the node's row, marks silent nodes dead and returns the commands
 for this node that it has not answered, in one transaction.
 """
@@ -14,7 +14,7 @@ from engine.codec import Codec
 from engine.model import CommandResult, NodeCommand, NodeInfo
 from engine.store import rows as records
 
-#: Version 2 of the PostgreSQL schema (see postgres_schema.MIGRATIONS).
+#: Version 2 of the PostgreSQL schema (see engine.store.postgres.schema.MIGRATIONS).
 CLUSTER_DDL = """
 CREATE TABLE nodes (
     id         text PRIMARY KEY,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from engine.errors import StoreError
-from engine.store.sqlite_txn import BatchResult
+from engine.store.sqlite.txn import BatchResult
 
 T = TypeVar("T")
 

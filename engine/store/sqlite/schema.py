@@ -1,7 +1,7 @@
 """SQLite schema and migrations.
 
 A Taskdeck store is marked with ``PRAGMA application_id`` and versioned with
-``PRAGMA user_version``. :func:`engine.store.sqlite_file.inspect_file` looks at a path
+``PRAGMA user_version``. :func:`engine.store.sqlite.file.inspect_file` looks at a path
 first, so a file that is not ours (a text file, another program's database, a newer
 schema) is refused with a specific message and left untouched.
 """

@@ -12,7 +12,7 @@ import json
 from engine.codec import Codec
 from engine.model import CommandResult, NodeCommand, NodeInfo
 from engine.store import rows
-from engine.store.sqlite_txn import Txn
+from engine.store.sqlite.txn import Txn
 
 SAVE_NODE = (
     "INSERT INTO nodes (handlers, id, host, pid, version, started_at, last_seen, state, "

@@ -1,6 +1,6 @@
 """Claiming under flow control on PostgreSQL: rate limits, concurrency limits, weights.
 
-The same rules as :mod:`engine.store.sqlite_flow` (token buckets in
+The same rules as :mod:`engine.store.sqlite.flow` (token buckets in
 ``rate_buckets``, running tasks counted from ``task_counts``, weighted fair
 queueing through ``queues.served``). SQLite runs one writer at a time; here
 several nodes claim at once, so a flow-controlled claim first takes a
@@ -17,10 +17,9 @@ from collections.abc import Mapping
 
 from engine.limits import FlowLimits, Rate
 from engine.store import flow_plan as plan_
-from engine.store.base import ClaimedTask
-from engine.store.flow_plan import Claimed
-from engine.store.postgres_conn import Txn
-from engine.store.postgres_ops import READY_QUEUES, claim_shares
+from engine.store.base import Claimed, ClaimedTask
+from engine.store.postgres.conn import Txn
+from engine.store.postgres.tasks import READY_QUEUES, claim_shares
 
 __all__ = ["Claimed", "claim"]
 

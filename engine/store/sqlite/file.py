@@ -20,8 +20,8 @@ from urllib.parse import quote
 from engine.codec import Codec
 from engine.errors import EncryptionKeyError, StoreOpenError
 from engine.store.base import OpenMode
-from engine.store.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
-from engine.store.sqlite_txn import locked
+from engine.store.sqlite.schema import APPLICATION_ID, SCHEMA_VERSION
+from engine.store.sqlite.txn import locked
 
 MIN_SQLITE = (3, 38, 0)  # RETURNING (3.35), the ->> operator (3.38)
 

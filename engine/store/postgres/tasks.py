@@ -1,10 +1,10 @@
 """The task life cycle in the PostgreSQL store: claim, complete, leases, rescue, promote.
 
-Each runs inside one :class:`Txn`, with the behaviour of :mod:`engine.store.sqlite_ops`.
+Each runs inside one :class:`Txn`, with the behaviour of :mod:`engine.store.sqlite.tasks`.
 Every state change sets ``prev_state = state`` so the transition CHECK sees it,
 appends a timeline line, and records its count change with ``txn.moved``. Rows
 another node holds are skipped (``FOR UPDATE SKIP LOCKED``): claims, promotion and
-rescue are shared work. Operator commands are in :mod:`engine.store.postgres_commands`.
+rescue are shared work. Operator commands are in :mod:`engine.store.postgres.commands`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.codec import Codec
-from engine.model import TERMINAL_STATES, TaskState, timeline_line
-from engine.store import postgres_followups as followups
-from engine.store.base import ClaimedTask, Completion, NewTask, Rescued
-from engine.store.postgres_conn import Txn, counted
-from engine.store.postgres_insert import at_text, insert_one, js, line_sql
-from engine.store.postgres_insert import enqueue as enqueue
-from engine.store.postgres_insert import enqueue_workflow as enqueue_workflow
+from engine.model import TERMINAL_STATES, TaskId, TaskState, timeline_line
+from engine.store.base import Claimed, ClaimedTask, Completion, Expired, NewTask, Rescued
+from engine.store.postgres import followups as followups
+from engine.store.postgres.conn import Txn, counted
+from engine.store.postgres.insert import at_text, insert_one, js, line_sql
+from engine.store.postgres.insert import enqueue as enqueue
+from engine.store.postgres.insert import enqueue_workflow as enqueue_workflow
 
 # -- claim -------------------------------------------------------------------
 
@@ -66,8 +66,8 @@ CLAIM_SHARES = (
 )
 
 
-def _claimed(txn: Txn, rows: Sequence[Any]) -> list[ClaimedTask]:
-    out = []
+def _claimed(txn: Txn, rows: Sequence[Any]) -> Claimed:
+    out = Claimed()
     for r in sorted(rows, key=lambda r: (-r[3], r[0])):
         txn.moved(r[2], TaskState.QUEUED, TaskState.RUNNING)
         out.append(
@@ -83,9 +83,9 @@ def _lease_args(txn: Txn, owner: str, handlers: Sequence[str], lease_ttl: float)
 
 async def claim(
     txn: Txn, owner: str, limit: int, handlers: Sequence[str], lease_ttl: float
-) -> list[ClaimedTask]:
+) -> Claimed:
     if limit <= 0 or not handlers:
-        return []
+        return Claimed()
     statement = CLAIM_ALONE if txn.alone else CLAIM
     rows = await txn.fetch(statement, *_lease_args(txn, owner, handlers, lease_ttl), limit)
     return _claimed(txn, rows)
@@ -98,7 +98,7 @@ async def claim_shares(
     limit: int,
     handlers: Sequence[str],
     lease_ttl: float,
-) -> list[ClaimedTask]:
+) -> Claimed:
     """Claim up to ``caps[queue]`` from each queue and ``limit`` in all."""
     queues = sorted(caps)
     args = _lease_args(txn, owner, handlers, lease_ttl)
@@ -141,9 +141,9 @@ INSERT_RUNNING = (
 
 async def enqueue_and_claim(
     txn: Txn, task: NewTask, by: str, lease_ttl: float
-) -> tuple[str, ClaimedTask | None]:
+) -> tuple[TaskId, ClaimedTask | None]:
     """Insert ``task`` already leased to ``by`` when nothing else is waiting (see
-    :func:`engine.store.sqlite_ops.enqueue_and_claim`)."""
+    :func:`engine.store.sqlite.tasks.enqueue_and_claim`)."""
     if task.run_at is not None or not task.plain or await txn.fetchval(MUST_WAIT, task.queue):
         return (await enqueue(txn, [task], by))[0], None
     now = txn.now
@@ -161,7 +161,7 @@ async def enqueue_and_claim(
         line,
     )
     txn.moved(task.queue, "", TaskState.RUNNING)
-    return str(task_id), ClaimedTask.handed_over(task_id, task, now)
+    return TaskId(task_id), ClaimedTask.handed_over(task_id, task, now)
 
 
 # -- completion (fenced) -----------------------------------------------------
@@ -357,3 +357,33 @@ __all__ = [
     "renew_leases",
     "rescue",
 ]
+
+
+# -- deletion ----------------------------------------------------------------
+
+PURGE_EXPIRED = (
+    "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE state = $1 AND finished_at < $2 "
+    "ORDER BY finished_at LIMIT $3 FOR UPDATE SKIP LOCKED) "
+    "RETURNING id, handler, queue, state, finished_at"
+)
+
+
+async def purge_expired(
+    txn: Txn, result_ttl: float, failed_ttl: float, limit: int
+) -> list[Expired]:
+    out: list[Expired] = []
+    for state, ttl in (
+        (TaskState.SUCCEEDED, result_ttl),
+        (TaskState.FAILED, failed_ttl),
+        (TaskState.CANCELLED, failed_ttl),
+    ):
+        room = limit - len(out)
+        if room <= 0:
+            break
+        rows = await txn.fetch(PURGE_EXPIRED, state.value, txn.now - ttl, room)
+        for r in sorted(rows, key=lambda r: (r[4], r[0])):
+            txn.moved(r[2], r[3], "")
+            out.append(Expired(str(r[0]), r[1], r[2], TaskState(r[3]), r[4]))
+        if out:
+            txn.fault("purge.mid")
+    return out

@@ -3,31 +3,36 @@
 Every state change sets ``prev_state = state`` so the schema's CHECK constraint
 sees the transition; every one appends a line to the task's timeline and records
 its count change with ``txn.moved``. Expected refusals are *returned* as
-exceptions (see :mod:`engine.store.sqlite_txn`).
+exceptions (see :mod:`engine.store.sqlite.txn`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from functools import lru_cache
 
 from engine.codec import Codec
-from engine.errors import InvalidTransition
 from engine.faults import no_fault
-from engine.model import TERMINAL_STATES, TaskState, timeline_line
-from engine.store import sqlite_followups as followups
-from engine.store import sqlite_insert
-from engine.store.base import ClaimedTask, Completion, Expired, NewTask, Rescued, task_missing
-from engine.store.sqlite_txn import Txn
+from engine.model import TERMINAL_STATES, TaskId, TaskState, timeline_line
+from engine.store.base import (
+    Claimed,
+    ClaimedTask,
+    Completion,
+    Expired,
+    NewTask,
+    Rescued,
+)
+from engine.store.sqlite import followups as followups
+from engine.store.sqlite import insert as sqlite_insert
+from engine.store.sqlite.txn import Txn
 
-_ENTRY = (
+ENTRY = (
     "json_object('at', :now, 'state', {state}, 'attempt', {attempt}, 'by', :by{note}) || char(10)"
 )
 
 
-def _entry(state: str, attempt: str = "attempts", note: str = "") -> str:
-    return _ENTRY.format(state=state, attempt=attempt, note=f", 'note', {note}" if note else "")
+def entry_sql(state: str, attempt: str = "attempts", note: str = "") -> str:
+    return ENTRY.format(state=state, attempt=attempt, note=f", 'note', {note}" if note else "")
 
 
 # -- enqueue -----------------------------------------------------------------
@@ -38,7 +43,7 @@ WORKFLOW = "INSERT INTO workflows (kind, steps, created_at) VALUES (?, ?, ?)"
 
 def enqueue_workflow(
     txn: Txn, kind: str, tasks: Sequence[NewTask], by: str
-) -> tuple[int, list[str]]:
+) -> tuple[int, list[TaskId]]:
     """Store a workflow and all its steps (later ones waiting) in one transaction."""
     workflow_id = txn.execute(WORKFLOW, (kind, len(tasks), txn.now)).lastrowid
     assert workflow_id is not None
@@ -77,17 +82,17 @@ def claim_sql(queue_count: int, per_queue: bool = False) -> str:
         "UPDATE tasks SET state = 'running', prev_state = 'queued', attempts = attempts + 1, "
         "lease_owner = :owner, lease_expires_at = :expires, started_at = :now, worker = :owner, "
         "progress = NULL, progress_message = NULL, "
-        f"timeline = timeline || {_entry(repr('running'), 'attempts + 1')} "
+        f"timeline = timeline || {entry_sql(repr('running'), 'attempts + 1')} "
         f"WHERE id IN ({pick}) "
         "RETURNING id, handler, queue, priority, attempts, max_retries, payload, created_at, "
         "run_at, workflow_id, webhook"
     )
 
 
-def claim(txn: Txn, owner: str, limit: int, handlers: str, lease_ttl: float) -> list[ClaimedTask]:
+def claim(txn: Txn, owner: str, limit: int, handlers: str, lease_ttl: float) -> Claimed:
     queues = [row[0] for row in txn.execute(ACTIVE_QUEUES)]
     if not queues or limit <= 0:
-        return []
+        return Claimed()
     params: dict[str, object] = {f"q{i}": q for i, q in enumerate(queues)}
     params["n"] = limit
     return run_claim(txn, claim_sql(len(queues)), params, owner, handlers, lease_ttl)
@@ -95,13 +100,13 @@ def claim(txn: Txn, owner: str, limit: int, handlers: str, lease_ttl: float) -> 
 
 def run_claim(
     txn: Txn, sql: str, params: dict[str, object], owner: str, handlers: str, lease_ttl: float
-) -> list[ClaimedTask]:
+) -> Claimed:
     """Run a claim statement; the leased tasks, best first."""
     now = txn.now
     params.update(handlers=handlers, owner=owner, by=owner, now=now, expires=now + lease_ttl)
     rows = txn.execute(sql, params).fetchall()
     rows.sort(key=lambda r: (-r[3], r[0]))
-    out = []
+    out = Claimed()
     for r in rows:
         txn.moved(r[2], TaskState.QUEUED, TaskState.RUNNING)
         out.append(
@@ -126,7 +131,7 @@ INSERT_RUNNING = (
 
 def enqueue_and_claim(
     txn: Txn, task: NewTask, by: str, lease_ttl: float
-) -> tuple[str, ClaimedTask | None]:
+) -> tuple[TaskId, ClaimedTask | None]:
     """Insert ``task`` already claimed by ``by`` when nothing else is waiting.
 
     With no queued task in any unpaused queue, the new task is the one the next
@@ -163,7 +168,7 @@ def enqueue_and_claim(
     task_id = cursor.lastrowid
     assert task_id is not None
     txn.moved(task.queue, "", TaskState.RUNNING)
-    return str(task_id), ClaimedTask.handed_over(task_id, task, now)
+    return TaskId(task_id), ClaimedTask.handed_over(task_id, task, now)
 
 
 # -- completion (fenced) -----------------------------------------------------
@@ -186,7 +191,7 @@ def complete(
     """Apply completions whose lease is still held; returns (applied, stale) indexes.
 
     Final states of workflow steps and tasks with webhooks set off their follow-ups
-    (see :mod:`engine.store.sqlite_followups`) in the same transaction.
+    (see :mod:`engine.store.sqlite.followups`) in the same transaction.
 
     Fast path: one ``executemany`` inside a savepoint. If any row did not match
     (a stale completion: the lease was lost), roll back to the savepoint and apply
@@ -318,7 +323,7 @@ def rescue(txn: Txn, exclude_owner: str, codec: Codec) -> list[Rescued]:
 
 PROMOTE = (
     "UPDATE tasks SET state = 'queued', prev_state = 'scheduled', "
-    f"timeline = timeline || {_entry(repr('queued'))} "
+    f"timeline = timeline || {entry_sql(repr('queued'))} "
     "WHERE id IN (SELECT id FROM tasks WHERE state = 'scheduled' AND run_at <= :now "
     "ORDER BY run_at LIMIT 1000) RETURNING id, queue"
 )
@@ -331,183 +336,6 @@ def promote_due(txn: Txn) -> tuple[list[tuple[int, str]], float | None]:
         txn.moved(queue, TaskState.SCHEDULED, TaskState.QUEUED)
     next_due = txn.execute(NEXT_DUE).fetchone()[0]
     return [(r[0], r[1]) for r in rows], next_due
-
-
-# -- operator commands -------------------------------------------------------
-
-STATE_OF = (
-    "SELECT state, queue, priority, attempts, max_retries, retries, waiting, workflow_id, step "
-    "FROM tasks WHERE id = ?"
-)
-
-
-CANCEL = (
-    "UPDATE tasks SET state = 'cancelled', prev_state = state, finished_at = :now, "
-    "lease_owner = NULL, lease_expires_at = NULL, waiting = 0, "
-    f"timeline = timeline || {_entry(repr('cancelled'), note=':note')} "
-    "WHERE id = :id AND state IN ('queued', 'scheduled', 'running') "
-    "RETURNING prev_state, queue, workflow_id, webhook"
-)
-
-
-def cancel(
-    txn: Txn, task_id: int, by: str, note: str, codec: Codec | None = None
-) -> TaskState | Exception:
-    row = txn.execute(CANCEL, {"now": txn.now, "by": by, "note": note, "id": task_id}).fetchone()
-    if row is not None:
-        txn.moved(row[1], row[0], TaskState.CANCELLED)
-        if row[2] is not None or row[3] is not None:
-            done = followups.Finished(task_id, TaskState.CANCELLED, row[2], row[3], None)
-            followups.after_final(txn, [done], codec or Codec(), by)
-        return TaskState(row[0])
-    found = txn.execute(STATE_OF, (task_id,)).fetchone()
-    if found is None:
-        return task_missing(task_id)
-    return InvalidTransition(f"task {task_id} already {found[0]}; nothing to cancel")
-
-
-REPRIORITIZE = (
-    "UPDATE tasks SET priority = :priority, "
-    f"timeline = timeline || {_entry('state', note=':note')} WHERE id = :id"
-)
-
-
-def reprioritize(txn: Txn, task_id: int, priority: int, by: str) -> int | Exception:
-    found = txn.execute(STATE_OF, (task_id,)).fetchone()
-    if found is None:
-        return task_missing(task_id)
-    state, _, old = found[0], found[1], found[2]
-    if state not in (TaskState.QUEUED, TaskState.SCHEDULED):
-        return InvalidTransition(
-            f"task {task_id} is {state}; only queued or scheduled tasks can change priority"
-        )
-    if old != priority:
-        note = f"priority {old} → {priority}"
-        txn.execute(
-            REPRIORITIZE,
-            {"priority": priority, "now": txn.now, "by": by, "note": note, "id": task_id},
-        )
-    return int(old)
-
-
-RETRY = (
-    "UPDATE tasks SET state = 'queued', prev_state = state, finished_at = NULL, result = NULL, "
-    "run_at = :now, max_retries = MAX(max_retries, attempts + :retries), "
-    f"timeline = timeline || {_entry(repr('queued'), note=':note')} WHERE id = :id"
-)
-
-
-#: The active task holding the unique key of a task (not itself), if any.
-KEY_HOLDER = (
-    "SELECT h.id, h.state, h.unique_key FROM tasks t JOIN tasks h "
-    "ON h.unique_key = t.unique_key AND h.state IN ('queued', 'scheduled', 'running') "
-    "WHERE t.id = ? AND t.unique_key IS NOT NULL AND h.id != t.id"
-)
-
-
-def retry(txn: Txn, task_id: int, by: str, retries: int | None) -> TaskState | Exception:
-    found = txn.execute(STATE_OF, (task_id,)).fetchone()
-    if found is None:
-        return task_missing(task_id)
-    state, queue = found[0], found[1]
-    if state not in (TaskState.FAILED, TaskState.CANCELLED):
-        return InvalidTransition(
-            f"task {task_id} is {state}; only failed or cancelled tasks can be retried"
-        )
-    if found[6]:
-        return InvalidTransition(
-            f"task {task_id} is step {found[8] + 1} of workflow {found[7]} and waits for an "
-            "earlier step; retry the step that failed and this one follows"
-        )
-    holder = txn.execute(KEY_HOLDER, (task_id,)).fetchone()
-    if holder is not None:
-        return InvalidTransition(
-            f"task {task_id} cannot be retried: its unique key {holder[2]!r} is held by task "
-            f"{holder[0]}, which is {holder[1]}; retry once that task has finished"
-        )
-    budget = found[5] if retries is None else retries
-    txn.execute(
-        RETRY,
-        {"now": txn.now, "retries": budget, "by": by, "note": f"retried by {by}", "id": task_id},
-    )
-    txn.moved(queue, state, TaskState.QUEUED)
-    if found[7] is not None:
-        followups.resume(txn, found[7], task_id, by)
-    return TaskState(state)
-
-
-# OR IGNORE: of several tasks with one unique key, only the first is queued again
-RETRY_WHERE = (
-    "UPDATE OR IGNORE tasks SET state = 'queued', prev_state = state, finished_at = NULL, "
-    "result = NULL, run_at = :now, max_retries = MAX(max_retries, attempts + retries), "
-    f"timeline = timeline || {_entry(repr('queued'), note=':note')} "
-    "WHERE id IN (SELECT id FROM tasks WHERE {where} LIMIT :limit) "
-    "RETURNING queue, prev_state, id, workflow_id"
-)
-
-
-#: A task whose unique key (if any) no active task holds: it can be queued again.
-KEY_FREE = (
-    "(unique_key IS NULL OR NOT EXISTS (SELECT 1 FROM tasks h WHERE h.unique_key = "
-    "tasks.unique_key AND h.state IN ('queued', 'scheduled', 'running')))"
-)
-
-
-def retry_where(
-    txn: Txn,
-    states: Sequence[TaskState],
-    queue: str | None,
-    handler: str | None,
-    by: str,
-    limit: int,
-) -> int:
-    """Queue up to ``limit`` failed or cancelled tasks again; returns how many (other
-    states in ``states`` are ignored: only failed and cancelled tasks can be retried)."""
-    states = [s for s in states if s in (TaskState.FAILED, TaskState.CANCELLED)]
-    if not states:
-        return 0
-    where = ["state IN (SELECT value FROM json_each(:states))", "waiting = 0", KEY_FREE]
-    params: dict[str, object] = {
-        "states": json.dumps([s.value for s in states]),
-        "now": txn.now,
-        "by": by,
-        "note": f"retried by {by} (bulk)",
-        "limit": limit,
-    }
-    if queue is not None:
-        where.append("queue = :queue")
-        params["queue"] = queue
-    if handler is not None:
-        where.append("handler = :handler")
-        params["handler"] = handler
-    rows = txn.execute(RETRY_WHERE.format(where=" AND ".join(where)), params).fetchall()
-    for queue_name, old, task_id, workflow_id in rows:
-        txn.moved(queue_name, old, TaskState.QUEUED)
-        if workflow_id is not None:
-            followups.resume(txn, workflow_id, task_id, by)
-    return len(rows)
-
-
-SAVE_PROGRESS = (
-    "UPDATE tasks SET progress = ?, progress_message = ? "
-    "WHERE id = ? AND state = 'running' AND lease_owner = ?"
-)
-
-
-def save_progress(txn: Txn, items: Sequence[tuple[int, str, float | None, str | None]]) -> None:
-    txn.conn.executemany(SAVE_PROGRESS, [(f, m, i, o) for i, o, f, m in items])
-
-
-PAUSE = (
-    "INSERT INTO queues (name, paused, changed_at) VALUES (?, ?, ?) "
-    "ON CONFLICT(name) DO UPDATE SET paused = excluded.paused, changed_at = excluded.changed_at "
-    "WHERE paused != excluded.paused"
-)
-
-
-def set_paused(txn: Txn, queue: str, paused: bool) -> bool:
-    txn.refresh_counts = True
-    return txn.execute(PAUSE, (queue, int(paused), txn.now)).rowcount > 0
 
 
 # -- deletion ----------------------------------------------------------------
@@ -534,36 +362,3 @@ def purge_expired(txn: Txn, result_ttl: float, failed_ttl: float, limit: int) ->
         if out:
             txn.fault("purge.mid")
     return out
-
-
-def purge(
-    txn: Txn,
-    states: Sequence[TaskState],
-    queue: str | None,
-    handler: str | None,
-    ids: Sequence[int] | None,
-    limit: int,
-) -> int:
-    """Delete up to ``limit`` finished tasks matching the filter; returns how many."""
-    where = ["state IN (SELECT value FROM json_each(?))"]
-    params: list[object] = [json.dumps([s.value for s in states if s in TERMINAL_STATES])]
-    if queue is not None:
-        where.append("queue = ?")
-        params.append(queue)
-    if handler is not None:
-        where.append("handler = ?")
-        params.append(handler)
-    if ids is not None:
-        where.append("id IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps(list(ids)))
-    params.append(limit)
-    sql = (
-        f"DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE {' AND '.join(where)} "
-        "LIMIT ?) RETURNING queue, state"
-    )
-    rows = txn.execute(sql, params).fetchall()
-    for queue_name, state in rows:
-        txn.moved(queue_name, state, "")
-    if rows:
-        txn.fault("purge.mid")
-    return len(rows)

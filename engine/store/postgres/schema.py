@@ -17,8 +17,8 @@ from typing import Any
 from engine.errors import EncryptionKeyError, StoreOpenError
 from engine.faults import no_fault
 from engine.model import TERMINAL_STATES, TaskState, transition_check_sql
-from engine.store.postgres_cluster import CLUSTER_DDL, NODE_HANDLERS_DDL
-from engine.store.postgres_conn import PgTarget, quote_ident
+from engine.store.postgres.cluster import CLUSTER_DDL, NODE_HANDLERS_DDL
+from engine.store.postgres.conn import PgTarget, quote_ident
 
 _STATES = ", ".join(f"'{s.value}'" for s in TaskState)
 _TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES))

@@ -32,7 +32,7 @@ from engine.faults import FaultPlan, hook
 from engine.metrics import Reservoir, percentile
 from engine.model import TaskState
 from engine.store.base import OpenMode, StoreCounts
-from engine.store.postgres_conn import (
+from engine.store.postgres.conn import (
     DRIVER_ERRORS,
     READ_COUNTS,
     RETRYABLE,
@@ -46,8 +46,8 @@ from engine.store.postgres_conn import (
     quote_ident,
     store_error,
 )
-from engine.store.postgres_open import check_existing
-from engine.store.postgres_schema import check_keys, migrate
+from engine.store.postgres.open import check_existing
+from engine.store.postgres.schema import check_keys, migrate
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Operator commands and deletion in the PostgreSQL store; each runs in one :class:`Txn`.
 
-The same behaviour and messages as :mod:`engine.store.sqlite_ops`: cancel,
+The same behaviour and messages as :mod:`engine.store.sqlite.tasks`: cancel,
 reprioritize, retry (one task, or every failed or cancelled task matching a
 filter), progress, pausing a queue, and purging finished tasks (by filter, or
 past their TTL). A command on one task locks its row (``FOR UPDATE``) and so waits
@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from engine.codec import Codec
 from engine.errors import InvalidTransition
 from engine.model import TERMINAL_STATES, TaskState, timeline_line
-from engine.store import postgres_followups as followups
-from engine.store.base import Expired, task_missing
-from engine.store.postgres_conn import Txn
-from engine.store.postgres_insert import at_text, js, line_sql
+from engine.store.base import task_missing
+from engine.store.postgres import followups as followups
+from engine.store.postgres.conn import Txn
+from engine.store.postgres.insert import at_text, js, line_sql
 
 # -- operator commands -------------------------------------------------------
 
@@ -215,33 +215,6 @@ async def set_paused(txn: Txn, queue: str, paused: bool) -> bool:
 
 
 # -- deletion ----------------------------------------------------------------
-
-PURGE_EXPIRED = (
-    "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE state = $1 AND finished_at < $2 "
-    "ORDER BY finished_at LIMIT $3 FOR UPDATE SKIP LOCKED) "
-    "RETURNING id, handler, queue, state, finished_at"
-)
-
-
-async def purge_expired(
-    txn: Txn, result_ttl: float, failed_ttl: float, limit: int
-) -> list[Expired]:
-    out: list[Expired] = []
-    for state, ttl in (
-        (TaskState.SUCCEEDED, result_ttl),
-        (TaskState.FAILED, failed_ttl),
-        (TaskState.CANCELLED, failed_ttl),
-    ):
-        room = limit - len(out)
-        if room <= 0:
-            break
-        rows = await txn.fetch(PURGE_EXPIRED, state.value, txn.now - ttl, room)
-        for r in sorted(rows, key=lambda r: (r[4], r[0])):
-            txn.moved(r[2], r[3], "")
-            out.append(Expired(str(r[0]), r[1], r[2], TaskState(r[3]), r[4]))
-        if out:
-            txn.fault("purge.mid")
-    return out
 
 
 async def purge(

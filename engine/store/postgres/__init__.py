@@ -1,0 +1,1 @@
+"""The PostgreSQL store: many engine nodes on one database (see :mod:`.driver`)."""

@@ -1,0 +1,489 @@
+"""The embedded default store: one SQLite file in WAL mode.
+
+Writes go through one writer connection on its own thread (see
+:mod:`engine.store.sqlite.txn`) and are *group-committed*: every operation
+submitted while a transaction is in flight joins the next one, so concurrent
+enqueues, claims and completions share a single ``BEGIN IMMEDIATE … COMMIT`` and
+a single thread hop. Reads (``get``, ``tasks``, ``counts``) use a separate
+read-only aiosqlite connection, which WAL lets run alongside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from engine.codec import Codec
+from engine.errors import (
+    EngineNotRunning,
+    ReadOnlyError,
+    StoreError,
+    StoreOpenError,
+)
+from engine.faults import FaultPlan, hook
+from engine.limits import FlowLimits
+from engine.metrics import Reservoir, percentile
+from engine.model import (
+    CommandResult,
+    NodeCommand,
+    NodeInfo,
+    ScheduleInfo,
+    TaskId,
+    TaskRecord,
+    TaskState,
+    WorkflowRecord,
+)
+from engine.store.base import (
+    Claimed,
+    ClaimedTask,
+    Completion,
+    CompletionReport,
+    Expired,
+    NewTask,
+    OpenMode,
+    Rescued,
+    StoreCounts,
+    StoredSchedule,
+    TaskFilter,
+)
+from engine.store.batches import in_batches
+from engine.store.sqlite import cluster as cluster_ops
+from engine.store.sqlite import commands
+from engine.store.sqlite import flow as flow_ops
+from engine.store.sqlite import schedules as sched
+from engine.store.sqlite import tasks as ops
+from engine.store.sqlite.file import FileInfo, check_keys, inspect_file, sidecars
+from engine.store.sqlite.open import (
+    apply_pragmas,
+    check_readable,
+    connect_reader,
+    connect_writer,
+    read_counts,
+    read_counts_with,
+    tidy_sidecars,
+)
+from engine.store.sqlite.reads import ListQuery, SQLiteReads
+from engine.store.sqlite.txn import (
+    BatchResult,
+    CountsReader,
+    LockWait,
+    Op,
+    WriterThread,
+    apply_deltas,
+    describe_sqlite_error,
+    run_batch,
+    settle_batch,
+)
+from engine.store.sqlite.watch import FileIdentity
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class SQLiteStore:
+    """Taskdeck's Store on an SQLite file."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        codec: Codec | None = None,
+        clock: Callable[[], float] = time.time,
+        *,
+        url: str | None = None,
+        by: str = "engine",
+        faults: FaultPlan | None = None,
+    ) -> None:
+        self.path = Path(path).expanduser().absolute()
+        self._fault = hook(faults)
+        self.url = url or f"sqlite:///{self.path}"
+        self.codec = codec or Codec()
+        self.clock = clock
+        self._by = by
+        self._durability = "normal"
+        self._busy_timeout = 5.0
+        self._lock = LockWait()
+        self._mode = OpenMode()
+        self._sidecars_before: frozenset[str] = frozenset()
+        self._identity = FileIdentity(self.path)
+        self._writer: WriterThread | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._reader_busy: float | None = None
+        self._by_queue: dict[str, dict[TaskState, int]] = {}
+        self._paused: frozenset[str] = frozenset()
+        self._counts_reader = CountsReader(read_counts)
+        self.transactions = 0
+        self._latency = Reservoir(512)
+        self._reads = SQLiteReads(self._read, self.codec, clock, lambda: self._by_queue)
+
+    #: at most half the pool per claim: the loop and the writer thread overlap
+    split_claims = True
+
+    def set_wakeup(self, callback: Callable[[], None]) -> None:
+        """Nothing to hook: this process's own writes wake its pool; another
+        process's tasks are found by the next poll."""
+
+    # -- lifecycle ------------------------------------------------------------
+    @property
+    def encrypted(self) -> bool:
+        return self.codec.encrypted
+
+    @property
+    def last_counts(self) -> StoreCounts:
+        return StoreCounts({q: dict(c) for q, c in self._by_queue.items()}, self._paused)
+
+    def _set_counts(self, counts: StoreCounts) -> None:
+        self._by_queue = {q: dict(c) for q, c in counts.by_queue.items()}
+        self._paused = counts.paused
+
+    def configure(self, *, durability: str, busy_timeout: float, lock_timeout: float) -> None:
+        """Runtime settings: durability reaches the writer before its next batch,
+        busy_timeout the reader before its next query."""
+        changed = durability != self._durability
+        self._durability, self._busy_timeout = durability, busy_timeout
+        self._lock.timeout = lock_timeout
+        if changed and self._writer is not None:
+            self._writer.submit(partial(apply_pragmas, durability=durability))
+
+    async def open(self, mode: OpenMode | None = None) -> None:
+        """Open the file (see :class:`OpenMode`); a refused or failed open closes what it
+        opened and leaves no new file next to the store."""
+        self._mode = mode = mode or OpenMode()
+        before = sidecars(self.path)
+        try:
+            # One deadline for every wait of the open: the look, the WAL switch, migrations.
+            self._lock.give_up_at = None
+            deadline = time.monotonic() + self._lock.timeout
+            info = await asyncio.to_thread(inspect_file, self.path, mode, self._lock.timeout)
+            check_keys(info, self.codec)
+            if not mode.read_only:
+                self._writer = WriterThread(
+                    partial(self._connect_writer, info, deadline),
+                    self._run_ops,
+                    self._deliver,
+                    f"taskdeck-writer:{self.path.name}",
+                )
+                await self._writer.start()
+            self._reader = await connect_reader(self.path, mode.read_only)
+            if mode.read_only:
+                await check_readable(self._read, info)
+            await self.counts()
+        except BaseException as exc:
+            await self.close()
+            await asyncio.to_thread(tidy_sidecars, self.path, before)
+            if isinstance(exc, sqlite3.Error):  # corrupted …: say so, no traceback
+                why = describe_sqlite_error(exc)
+                raise StoreOpenError(f"cannot open {self.path}: {why}") from None
+            raise
+        self._sidecars_before = before
+
+    def _connect_writer(self, info: FileInfo, deadline: float) -> sqlite3.Connection:
+        return connect_writer(
+            self.path, info, deadline, self._lock.timeout, self._fault, self.codec, self._ready
+        )
+
+    def _ready(self, conn: sqlite3.Connection) -> None:
+        apply_pragmas(conn, self._durability)
+        self._identity.capture()
+
+    def give_up_at(self, deadline: float) -> None:
+        """Blocked writes give up at ``deadline`` (``time.monotonic()``): a stop's bound."""
+        self._lock.give_up_at = deadline
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.stop()  # finishes every operation queued before it
+            self._writer = None
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+            if self._mode.read_only:
+                await asyncio.to_thread(tidy_sidecars, self.path, self._sidecars_before)
+
+    # -- group commit ---------------------------------------------------------
+    def _write(self, op: Op) -> asyncio.Future[Any]:
+        if self._writer is None:
+            if self._mode.read_only and self._reader is not None:
+                raise ReadOnlyError(f"the store {self.path} was opened read-only; cannot write")
+            raise EngineNotRunning("the store is not open; start the engine first")
+        return self._writer.write(op)
+
+    def _run_ops(self, conn: sqlite3.Connection, ops: list[Op]) -> BatchResult:
+        """On the writer thread: one group commit (see :func:`run_batch`), refused once
+        the store file is deleted or replaced (see :mod:`engine.store.sqlite.watch`)."""
+        batch = partial(run_batch, conn, ops, self.clock, self._lock, self._counts_reader)
+        return self._identity.guard(partial(batch, self._fault, str(self.path)), len(ops))
+
+    def _deliver(
+        self,
+        futures: list[asyncio.Future[Any]],
+        outcome: BatchResult | None,
+        error: BaseException | None,
+    ) -> None:
+        """On the loop: apply the batch's count changes, then settle every future."""
+        self.transactions += 1
+        if outcome is not None:
+            self._latency.add(outcome.elapsed, outcome.elapsed)
+            if outcome.counts is not None:
+                self._set_counts(outcome.counts)
+            else:
+                apply_deltas(self._by_queue, outcome.deltas)
+        settle_batch(futures, outcome, error)
+
+    # -- writes ---------------------------------------------------------------
+    async def enqueue(self, tasks: Sequence[NewTask]) -> list[TaskId]:
+        if not tasks:
+            return []
+        result: list[TaskId] = await self._write(partial(ops.enqueue, tasks=tasks, by=self._by))
+        return result
+
+    async def enqueue_workflow(
+        self, kind: str, tasks: Sequence[NewTask]
+    ) -> tuple[int, list[TaskId]]:
+        result: tuple[int, list[TaskId]] = await self._write(
+            partial(ops.enqueue_workflow, kind=kind, tasks=tasks, by=self._by)
+        )
+        return result
+
+    async def enqueue_and_claim(
+        self, task: NewTask, owner: str, lease_ttl: float
+    ) -> tuple[TaskId, ClaimedTask | None]:
+        result: tuple[TaskId, ClaimedTask | None] = await self._write(
+            partial(ops.enqueue_and_claim, task=task, by=owner, lease_ttl=lease_ttl)
+        )
+        return result
+
+    async def claim(
+        self,
+        owner: str,
+        limit: int,
+        handlers: Sequence[str],
+        lease_ttl: float,
+        flow: FlowLimits | None = None,
+    ) -> Claimed:
+        op: Op
+        if flow:
+            op = partial(
+                flow_ops.claim,
+                owner=owner,
+                limit=limit,
+                handlers=list(handlers),
+                lease_ttl=lease_ttl,
+                flow=flow,
+            )
+        else:
+            names = json.dumps(list(handlers))
+            op = partial(ops.claim, owner=owner, limit=limit, handlers=names, lease_ttl=lease_ttl)
+        result: Claimed = await self._write(op)
+        return result
+
+    async def complete(self, completions: Sequence[Completion]) -> CompletionReport:
+        if not completions:
+            return CompletionReport()
+        applied, stale = await self._write(
+            partial(ops.complete, completions=completions, codec=self.codec, by=self._by)
+        )
+        return CompletionReport([completions[i] for i in applied], [completions[i] for i in stale])
+
+    async def renew_leases(self, owner: str, lease_ttl: float) -> set[int]:
+        result: set[int] = await self._write(
+            partial(ops.renew_leases, owner=owner, lease_ttl=lease_ttl)
+        )
+        return result
+
+    async def rescue(self, exclude_owner: str) -> list[Rescued]:
+        result: list[Rescued] = await self._write(
+            partial(ops.rescue, exclude_owner=exclude_owner, codec=self.codec)
+        )
+        return result
+
+    async def promote_due(self) -> tuple[list[tuple[int, str]], float | None]:
+        result: tuple[list[tuple[int, str]], float | None] = await self._write(ops.promote_due)
+        return result
+
+    async def cancel(self, task_id: int, by: str, note: str) -> TaskState:
+        result: TaskState = await self._write(
+            partial(commands.cancel, task_id=task_id, by=by, note=note, codec=self.codec)
+        )
+        return result
+
+    async def reprioritize(self, task_id: int, priority: int, by: str) -> int:
+        result: int = await self._write(
+            partial(commands.reprioritize, task_id=task_id, priority=priority, by=by)
+        )
+        return result
+
+    async def retry(self, task_id: int, by: str, retries: int | None) -> TaskState:
+        result: TaskState = await self._write(
+            partial(commands.retry, task_id=task_id, by=by, retries=retries)
+        )
+        return result
+
+    async def purge(
+        self,
+        states: Sequence[TaskState],
+        queue: str | None,
+        handler: str | None,
+        ids: Sequence[int] | None,
+        batch: int = 1000,
+    ) -> int:
+        op = partial(commands.purge, states=states, queue=queue, handler=handler, ids=ids)
+        return await in_batches(partial(self._batch, op), batch)
+
+    async def retry_where(
+        self,
+        states: Sequence[TaskState],
+        queue: str | None,
+        handler: str | None,
+        by: str,
+        batch: int = 1000,
+    ) -> int:
+        op = partial(commands.retry_where, states=states, queue=queue, handler=handler, by=by)
+        return await in_batches(partial(self._batch, op), batch)
+
+    async def _batch(self, op: Callable[..., int], limit: int) -> tuple[int, int]:
+        n: int = await self._write(partial(op, limit=limit))
+        return n, n
+
+    async def purge_expired(
+        self, result_ttl: float, failed_ttl: float, limit: int
+    ) -> list[Expired]:
+        result: list[Expired] = await self._write(
+            partial(ops.purge_expired, result_ttl=result_ttl, failed_ttl=failed_ttl, limit=limit)
+        )
+        return result
+
+    async def save_progress(
+        self, items: Sequence[tuple[int, str, float | None, str | None]]
+    ) -> None:
+        if items:
+            await self._write(partial(commands.save_progress, items=items))
+
+    async def set_paused(self, queue: str, paused: bool) -> bool:
+        result: bool = await self._write(partial(commands.set_paused, queue=queue, paused=paused))
+        return result
+
+    # -- periodic schedules ------------------------------------------------------
+    async def sync_schedules(self, schedules: Sequence[StoredSchedule]) -> list[str]:
+        result: list[str] = await self._write(
+            partial(sched.sync, schedules=schedules, codec=self.codec)
+        )
+        return result
+
+    async def fire_schedules(
+        self, next_run: sched.NextRun
+    ) -> tuple[list[tuple[str, str, str]], float | None]:
+        result: tuple[list[tuple[str, str, str]], float | None] = await self._write(
+            partial(sched.fire_due, next_run=next_run, by=self._by)
+        )
+        return result
+
+    async def set_schedule_paused(self, name: str, paused: bool, next_run: sched.NextRun) -> bool:
+        result: bool = await self._write(
+            partial(sched.set_paused, name=name, paused=paused, next_run=next_run)
+        )
+        return result
+
+    async def trigger_schedule(self, name: str, by: str) -> str:
+        result: str = await self._write(partial(sched.trigger, name=name, by=by))
+        return result
+
+    # -- cluster --------------------------------------------------------------
+    async def heartbeat(self, node: NodeInfo, dead_after: float) -> list[NodeCommand]:
+        result: list[NodeCommand] = await self._write(
+            partial(cluster_ops.heartbeat, node=node, dead_after=dead_after, codec=self.codec)
+        )
+        return result
+
+    async def node_stopped(self, node_id: str) -> None:
+        await self._write(partial(cluster_ops.node_stopped, node_id=node_id))
+
+    async def send_command(self, target: str, action: str, args: str, by: str) -> int:
+        result: int = await self._write(
+            partial(cluster_ops.send_command, target=target, action=action, args=args, by=by)
+        )
+        return result
+
+    async def record_command(self, result: CommandResult) -> None:
+        await self._write(partial(cluster_ops.record_command, result=result))
+
+    # -- reads ----------------------------------------------------------------
+    async def _read(self, sql: str, params: Any = ()) -> list[Any]:
+        reader = self._reader
+        if reader is None:
+            raise EngineNotRunning("the store is not open; start the engine first")
+        try:
+            if self._reader_busy != self._busy_timeout:
+                self._reader_busy = self._busy_timeout
+                await reader.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            return list(await reader.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:  # corrupted, locked, deleted …: a StoreError saying so
+            gone = self._identity.gone
+            raise (StoreError(gone) if gone else describe_sqlite_error(exc)) from exc
+
+    async def counts(self) -> StoreCounts:
+        """Read every count now. Runs on the writer thread, in order with the writes,
+        so it never races the deltas this process applies (read-only: on the reader)."""
+        if self._writer is None and self._mode.read_only:
+            counts = await read_counts_with(self._read)
+        else:
+            counts = await self.on_writer(partial(self._identity.read, read_counts))
+        self._set_counts(counts)
+        return counts
+
+    async def on_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on the writer thread between batches (maintenance;
+        tests use it to set ``PRAGMA max_page_count`` and fill the store)."""
+        if self._writer is None:
+            raise EngineNotRunning("the store is not open; start the engine first")
+        return await self._writer.submit(fn)
+
+    def latency_p99(self) -> float | None:
+        """p99 of recent write transactions (BEGIN to COMMIT, including lock waits)."""
+        return percentile(sorted(self._latency.values()), 0.99)
+
+    # -- reads (see engine.store.sqlite.reads) ----------------------------------
+    async def oldest_queued(self) -> dict[str, float]:
+        return await self._reads.oldest_queued()
+
+    async def unclaimable(self, handlers: Sequence[str], limit: int = 1000) -> dict[str, int]:
+        return await self._reads.unclaimable(handlers, limit)
+
+    async def workflow(self, workflow_id: int) -> WorkflowRecord:
+        return await self._reads.workflow(workflow_id)
+
+    async def get(self, task_id: int) -> TaskRecord:
+        return await self._reads.get(task_id)
+
+    async def tasks(self, flt: TaskFilter) -> list[TaskRecord]:
+        return await self._reads.tasks(flt)
+
+    def _list_query(self, flt: TaskFilter) -> ListQuery:
+        """The SQL ``tasks(flt)`` runs (tests check its query plan)."""
+        return self._reads.list_query(flt)
+
+    async def position(self, task_id: int, flt: TaskFilter) -> int | None:
+        return await self._reads.position(task_id, flt)
+
+    async def around(
+        self, task_id: int, flt: TaskFilter, before: int
+    ) -> tuple[int, list[TaskRecord]] | None:
+        return await self._reads.around(task_id, flt, before)
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        return await self._reads.schedules()
+
+    async def nodes(self, dead_after: float) -> list[NodeInfo]:
+        return await self._reads.nodes(dead_after)
+
+    async def command_results(self, command_id: int) -> list[CommandResult]:
+        return await self._reads.command_results(command_id)
