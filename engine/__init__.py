@@ -50,7 +50,6 @@ from engine.workflow import Chain, Group, Signature, chain, group
 
 # isort: split
 # What the console and the command line use besides the core API above.
-from engine import store as _store
 from engine.aio import wait_event
 from engine.bottleneck import STORE_WIDE_RULES
 from engine.checks import check_handler_name, check_queue_name, check_seconds
@@ -58,7 +57,7 @@ from engine.cluster import node_findings, node_settings, unserved_findings
 from engine.model import MAX_PRIORITY, MIN_PRIORITY
 from engine.settings import parse_text, validate_value
 from engine.snapshot import SEVERITY_ORDER
-from engine.store import DEFAULT_URL
+from engine.store import DEFAULT_URL, sqlite_file
 
 __all__ = [
     "ACTIVE_STATES",
@@ -119,9 +118,6 @@ __all__ = [
     "parse_rate",
     "parse_workers",
 ]
-
-# The function, not the submodule of the same name (engine.store.sqlite_file).
-sqlite_file = _store.sqlite_file
 
 # Used by the console and the command line.
 __all__ += [
