@@ -67,9 +67,3 @@ class HeaderBar(TextPanel):
             text.append(" · paused: " + ", ".join(sorted(snap.paused_queues)), style="bold")
         if not snap.running:
             text.append(" · stopped", style="bold")
-
-
-def _deliberately_wrong() -> object:
-    from console.app import ConsoleApp  # a panel importing the app: a cycle
-
-    return ConsoleApp

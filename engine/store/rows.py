@@ -3,11 +3,6 @@ select the same columns in the same order)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from engine.pool import WorkerPool  # noqa: F401  (deliberately wrong: store -> pool)
-
 import json
 from collections.abc import Sequence
 from dataclasses import replace
