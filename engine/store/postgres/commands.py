@@ -13,19 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from engine.codec import Codec
-from engine.errors import InvalidTransition
 from engine.model import TERMINAL_STATES, TaskState, timeline_line
-from engine.store.base import task_missing
+from engine.store import commands as rules
 from engine.store.postgres import followups as followups
 from engine.store.postgres.conn import Txn
 from engine.store.postgres.insert import at_text, js, line_sql
 
 # -- operator commands -------------------------------------------------------
 
-STATE_OF = (
-    "SELECT state, queue, priority, attempts, max_retries, retries, waiting, workflow_id, step "
-    "FROM tasks WHERE id = $1 FOR UPDATE"
-)
+STATE_OF = f"SELECT {rules.STATE_OF_COLUMNS} FROM tasks WHERE id = $1 FOR UPDATE"
 
 
 CANCEL = (
@@ -46,10 +42,7 @@ async def cancel(txn: Txn, task_id: int, by: str, note: str, codec: Codec) -> Ta
             done = followups.Finished(task_id, TaskState.CANCELLED, row[2], row[3], None)
             await followups.after_final(txn, [done], codec, by)
         return TaskState(row[0])
-    found = await txn.fetchrow(STATE_OF, task_id)
-    if found is None:
-        raise task_missing(task_id)
-    raise InvalidTransition(f"task {task_id} already {found[0]}; nothing to cancel")
+    raise rules.nothing_to_cancel(task_id, await txn.fetchrow(STATE_OF, task_id))
 
 
 REPRIORITIZE = "UPDATE tasks SET priority = $1, timeline = timeline || $2 WHERE id = $3"
@@ -57,15 +50,13 @@ REPRIORITIZE = "UPDATE tasks SET priority = $1, timeline = timeline || $2 WHERE 
 
 async def reprioritize(txn: Txn, task_id: int, priority: int, by: str) -> int:
     found = await txn.fetchrow(STATE_OF, task_id)
-    if found is None:
-        raise task_missing(task_id)
+    refused = rules.reprioritize_refusal(task_id, found)
+    if refused is not None:
+        raise refused
+    assert found is not None
     state, old, attempts = found[0], found[2], found[3]
-    if state not in (TaskState.QUEUED, TaskState.SCHEDULED):
-        raise InvalidTransition(
-            f"task {task_id} is {state}; only queued or scheduled tasks can change priority"
-        )
     if old != priority:
-        line = timeline_line(txn.now, state, attempts, by, f"priority {old} → {priority}")
+        line = timeline_line(txn.now, state, attempts, by, rules.priority_note(old, priority))
         await txn.execute(REPRIORITIZE, priority, line, task_id)
     return int(old)
 
@@ -86,24 +77,12 @@ KEY_HOLDER = (
 
 async def retry(txn: Txn, task_id: int, by: str, retries: int | None) -> TaskState:
     found = await txn.fetchrow(STATE_OF, task_id)
-    if found is None:
-        raise task_missing(task_id)
+    holder = None if found is None else await txn.fetchrow(KEY_HOLDER, task_id)
+    refused = rules.retry_refusal(task_id, found, holder)
+    if refused is not None:
+        raise refused
+    assert found is not None
     state, queue = found[0], found[1]
-    if state not in (TaskState.FAILED, TaskState.CANCELLED):
-        raise InvalidTransition(
-            f"task {task_id} is {state}; only failed or cancelled tasks can be retried"
-        )
-    if found[6]:
-        raise InvalidTransition(
-            f"task {task_id} is step {found[8] + 1} of workflow {found[7]} and waits for an "
-            "earlier step; retry the step that failed and this one follows"
-        )
-    holder = await txn.fetchrow(KEY_HOLDER, task_id)
-    if holder is not None:
-        raise InvalidTransition(
-            f"task {task_id} cannot be retried: its unique key {holder[2]!r} is held by task "
-            f"{holder[0]}, which is {holder[1]}; retry once that task has finished"
-        )
     budget = found[5] if retries is None else retries
     now = txn.now
     note = js(f"retried by {by}")
@@ -114,11 +93,6 @@ async def retry(txn: Txn, task_id: int, by: str, retries: int | None) -> TaskSta
     return TaskState(state)
 
 
-#: A task whose unique key (if any) no active task holds: it can be queued again.
-KEY_FREE = (
-    "(unique_key IS NULL OR NOT EXISTS (SELECT 1 FROM tasks h WHERE h.unique_key = "
-    "tasks.unique_key AND h.state IN ('queued', 'scheduled', 'running')))"
-)
 RETRY_WHERE = (
     "UPDATE tasks SET state = 'queued', prev_state = state, finished_at = NULL, result = NULL, "
     "run_at = $2, max_retries = GREATEST(max_retries, attempts + retries), "
@@ -150,9 +124,9 @@ async def retry_where(
     queued, how many were looked at). Of several tasks with one unique key only the
     first is queued again (the others stay as they are)."""
     # only finished tasks that may move to queued: an active (or succeeded) one is left alone
-    retryable = [s.value for s in states if s in (TaskState.FAILED, TaskState.CANCELLED)]
+    retryable = [s.value for s in rules.retryable(states)]
     params: list[object] = [retryable]
-    where = ["state = ANY($1::text[])", "NOT waiting", KEY_FREE]
+    where = ["state = ANY($1::text[])", "NOT waiting", rules.KEY_FREE]
     _filters(queue, handler, params, where)
     params.append(limit)
     candidates = await txn.fetch(

@@ -8,21 +8,15 @@ import json
 from collections.abc import Sequence
 
 from engine.codec import Codec
-from engine.errors import InvalidTransition
 from engine.model import TERMINAL_STATES, TaskState
-from engine.store.base import (
-    task_missing,
-)
+from engine.store import commands as rules
 from engine.store.sqlite import followups as followups
 from engine.store.sqlite.tasks import entry_sql
 from engine.store.sqlite.txn import Txn
 
 # -- operator commands -------------------------------------------------------
 
-STATE_OF = (
-    "SELECT state, queue, priority, attempts, max_retries, retries, waiting, workflow_id, step "
-    "FROM tasks WHERE id = ?"
-)
+STATE_OF = f"SELECT {rules.STATE_OF_COLUMNS} FROM tasks WHERE id = ?"
 
 
 CANCEL = (
@@ -44,10 +38,7 @@ def cancel(
             done = followups.Finished(task_id, TaskState.CANCELLED, row[2], row[3], None)
             followups.after_final(txn, [done], codec or Codec(), by)
         return TaskState(row[0])
-    found = txn.execute(STATE_OF, (task_id,)).fetchone()
-    if found is None:
-        return task_missing(task_id)
-    return InvalidTransition(f"task {task_id} already {found[0]}; nothing to cancel")
+    return rules.nothing_to_cancel(task_id, txn.execute(STATE_OF, (task_id,)).fetchone())
 
 
 REPRIORITIZE = (
@@ -58,15 +49,12 @@ REPRIORITIZE = (
 
 def reprioritize(txn: Txn, task_id: int, priority: int, by: str) -> int | Exception:
     found = txn.execute(STATE_OF, (task_id,)).fetchone()
-    if found is None:
-        return task_missing(task_id)
-    state, _, old = found[0], found[1], found[2]
-    if state not in (TaskState.QUEUED, TaskState.SCHEDULED):
-        return InvalidTransition(
-            f"task {task_id} is {state}; only queued or scheduled tasks can change priority"
-        )
+    refused = rules.reprioritize_refusal(task_id, found)
+    if refused is not None:
+        return refused
+    old = found[2]
     if old != priority:
-        note = f"priority {old} → {priority}"
+        note = rules.priority_note(old, priority)
         txn.execute(
             REPRIORITIZE,
             {"priority": priority, "now": txn.now, "by": by, "note": note, "id": task_id},
@@ -91,24 +79,11 @@ KEY_HOLDER = (
 
 def retry(txn: Txn, task_id: int, by: str, retries: int | None) -> TaskState | Exception:
     found = txn.execute(STATE_OF, (task_id,)).fetchone()
-    if found is None:
-        return task_missing(task_id)
+    holder = None if found is None else txn.execute(KEY_HOLDER, (task_id,)).fetchone()
+    refused = rules.retry_refusal(task_id, found, holder)
+    if refused is not None:
+        return refused
     state, queue = found[0], found[1]
-    if state not in (TaskState.FAILED, TaskState.CANCELLED):
-        return InvalidTransition(
-            f"task {task_id} is {state}; only failed or cancelled tasks can be retried"
-        )
-    if found[6]:
-        return InvalidTransition(
-            f"task {task_id} is step {found[8] + 1} of workflow {found[7]} and waits for an "
-            "earlier step; retry the step that failed and this one follows"
-        )
-    holder = txn.execute(KEY_HOLDER, (task_id,)).fetchone()
-    if holder is not None:
-        return InvalidTransition(
-            f"task {task_id} cannot be retried: its unique key {holder[2]!r} is held by task "
-            f"{holder[0]}, which is {holder[1]}; retry once that task has finished"
-        )
     budget = found[5] if retries is None else retries
     txn.execute(
         RETRY,
@@ -130,13 +105,6 @@ RETRY_WHERE = (
 )
 
 
-#: A task whose unique key (if any) no active task holds: it can be queued again.
-KEY_FREE = (
-    "(unique_key IS NULL OR NOT EXISTS (SELECT 1 FROM tasks h WHERE h.unique_key = "
-    "tasks.unique_key AND h.state IN ('queued', 'scheduled', 'running')))"
-)
-
-
 def retry_where(
     txn: Txn,
     states: Sequence[TaskState],
@@ -147,10 +115,10 @@ def retry_where(
 ) -> int:
     """Queue up to ``limit`` failed or cancelled tasks again; returns how many (other
     states in ``states`` are ignored: only failed and cancelled tasks can be retried)."""
-    states = [s for s in states if s in (TaskState.FAILED, TaskState.CANCELLED)]
+    states = rules.retryable(states)
     if not states:
         return 0
-    where = ["state IN (SELECT value FROM json_each(:states))", "waiting = 0", KEY_FREE]
+    where = ["state IN (SELECT value FROM json_each(:states))", "waiting = 0", rules.KEY_FREE]
     params: dict[str, object] = {
         "states": json.dumps([s.value for s in states]),
         "now": txn.now,
