@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import Engine, TaskState
+from engine import Engine, Settings, TaskState
 
 SCENARIOS = (
     "enqueue_many",
@@ -49,7 +49,7 @@ def rss_mb() -> float:
 
 
 def make_engine(path: str, workers: int) -> tuple[Engine, list[float]]:
-    engine = Engine(path, workers=workers)
+    engine = Engine(path, workers=workers, settings=Settings.from_env())  # TASKDECK_PREFETCH …
     starts: list[float] = []
 
     @engine.task(name="noop")

@@ -40,6 +40,7 @@ def status_json(snap: EngineSnapshot) -> str:
             "store": snap.store,
             "workers": snap.worker_count,
             "busy": snap.busy_workers,
+            "buffered": snap.buffered,
             "counts": {state.value: n for state, n in snap.counts.items()},
             "queues": {
                 q.name: {"depth": q.depth, "paused": q.paused} for q in snap.queues.values()

@@ -3,6 +3,7 @@ pausing queues, draining, and the commands other nodes send here."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from engine.aio import wait_event
 from engine.checks import check_queue_name, check_seconds, parse_task_id, storable_id
 from engine.codec import Codec
+from engine.errors import InvalidTransition
 from engine.events import EventBus, EventKind
 from engine.model import TERMINAL_STATES, NodeCommand, TaskState, parse_priority
 from engine.nodes import Nodes
@@ -21,6 +23,10 @@ from engine.waiters import Waiters
 from engine.workers import check_workers
 
 States = TaskState | str | Sequence[TaskState | str]
+
+#: How long a reprioritize waits for the node holding the task to answer (its next
+#: heartbeat or two).
+RELAY_WAIT = 5.0
 
 
 def _states(state: States) -> list[TaskState]:
@@ -54,8 +60,12 @@ class Commands:
         tid = parse_task_id(task_id)
         self._state.require_writable("cancel")
         note = reason or "cancelled by operator"
-        previous = await self._store.cancel(tid, by="operator", note=self._codec.seal(note))
         pool = self._state.pool
+        if pool is None:
+            previous = await self._store.cancel(tid, by="operator", note=self._codec.seal(note))
+        else:  # held here, unstarted: back in the queue first, so it is cancelled queued
+            async with pool.held.giving_back(lambda c: c.id == tid, "being cancelled"):
+                previous = await self._store.cancel(tid, by="operator", note=self._codec.seal(note))
         local = pool is not None and pool.cancel_local(tid)
         if previous == TaskState.RUNNING and not local:
             await self._stop_elsewhere(tid)
@@ -76,9 +86,39 @@ class Commands:
         tid = parse_task_id(task_id)
         new = parse_priority(priority)
         self._state.require_writable("reprioritize")
-        old = await self._store.reprioritize(tid, new, by="operator")
+        pool = self._state.pool
+        try:
+            if pool is None:
+                old = await self._store.reprioritize(tid, new, by="operator")
+            else:  # held tasks it puts behind it go back first, so the new order holds
+                async with pool.held.reordering(tid, new):
+                    old = await self._store.reprioritize(tid, new, by="operator")
+        except InvalidTransition as refusal:  # running, or held ready by another node
+            old = await self._reprioritize_elsewhere(tid, new, refusal)
         self._bus.emit(EventKind.REPRIORITIZED, task_id=str(tid), message=f"priority {old} → {new}")
         return old
+
+    async def _reprioritize_elsewhere(self, task_id: int, new: int, refusal: Exception) -> int:
+        """A task another node has claimed may only be held ready there, unstarted: ask
+        that node to give it back with the new priority, and wait for its answer (it
+        refuses if the task has started)."""
+        record = await self._store.get(task_id)
+        owner = (record.worker or "").split("/", 1)[0]
+        if record.state != TaskState.RUNNING or not owner or owner == self._node:
+            raise refusal
+        args = {"task_id": task_id, "priority": new}
+        command = await self._nodes.send_command("reprioritize", args, node=owner)
+        deadline = time.monotonic() + RELAY_WAIT
+        while time.monotonic() < deadline:  # another process's answer: polled
+            for result in await self._store.command_results(command):
+                if not result.ok:
+                    raise InvalidTransition(result.outcome)
+                return record.priority
+            await asyncio.sleep(0.05)
+        raise InvalidTransition(
+            f"task {task_id} is running on node {owner}, which did not answer within "
+            f"{RELAY_WAIT:g} s; only queued or scheduled tasks can change priority"
+        )
 
     async def retry(self, task_id: str | int) -> TaskState:
         """Queue a failed or cancelled task again (with a fresh retry budget)."""
@@ -168,6 +208,8 @@ class Commands:
         name = check_queue_name(queue)
         self._state.require_writable("pause a queue" if paused else "resume a queue")
         changed = await self._store.set_paused(name, paused)
+        if self._state.pool is not None:  # its held tasks go back unstarted
+            self._state.pool.held.set_paused(name, paused)
         if changed:
             if not paused:
                 self._state.kick()
@@ -236,6 +278,14 @@ class Commands:
         """Carry out one command another node sent here; returns what was done (raises
         if refused)."""
         args = command.args
+        if command.action == "reprioritize":  # a task held ready here, from another node
+            task_id, pool = int(args["task_id"]), self._state.pool
+            if pool is None or not pool.holds(task_id):
+                raise InvalidTransition(
+                    f"task {task_id} is running; only queued or scheduled tasks can change priority"
+                )
+            old = await self.reprioritize(task_id, args["priority"])
+            return f"priority {old} → {args['priority']} (given back unstarted)"
         if command.action == "stop_task":
             task_id = int(args["task_id"])
             pool = self._state.pool

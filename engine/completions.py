@@ -46,6 +46,8 @@ class Completer:
         self._task: asyncio.Task[None] | None = None
         #: the store's latest refusal, kept until a write succeeds
         self.last_error: str | None = None
+        self.writes = 0  # completion writes committed, and the completions in them
+        self.written = 0
 
     @property
     def healthy(self) -> bool:
@@ -94,6 +96,8 @@ class Completer:
                 self._quiet.set()
                 self._backoff = 0.0
                 self.last_error = None
+                self.writes += 1
+                self.written += len(batch)
                 self._on_report(report)
             self._idle.set()
 

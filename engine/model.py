@@ -376,7 +376,14 @@ class ScheduleInfo:
 
 NodeState = Literal["alive", "stopped", "dead"]
 #: Operator commands a node carries out (see :mod:`engine.cluster`).
-COMMAND_ACTIONS = ("set_workers", "pause", "resume", "update_settings", "stop_task")
+COMMAND_ACTIONS = (
+    "set_workers",
+    "pause",
+    "resume",
+    "update_settings",
+    "stop_task",
+    "reprioritize",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,6 +96,8 @@ class Monitor(Service):
             self.metrics.record_store_error("reads", exc)
             counts = self.store.last_counts
         depths = {q: per.get(TaskState.QUEUED, 0) for q, per in counts.by_queue.items()}
+        for queue, held in self.pool.buffered_per_queue().items():  # waiting here, claimed
+            depths[queue] = depths.get(queue, 0) + held
         depth = sum(depths.values())
         self.metrics.tick(depth, self.pool.busy_seconds(), self.pool.size, depths)
         now = time.monotonic()

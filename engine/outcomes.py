@@ -56,6 +56,9 @@ class Outcomes:
         self._metrics.record_store_ok("completions")
         emit = self._bus.has_subscribers
         for c in report.applied:
+            if c.unstarted:  # held ready, given back unstarted: nothing to announce
+                stats["given_back"] += 1
+                continue
             if c.release:
                 stats["interrupted"] += 1
                 kind = EventKind.INTERRUPTED

@@ -192,16 +192,18 @@ class Reads:
         state = self._state
         counts = self._store.last_counts
         names = set(counts.by_queue) | set(counts.paused) | {h.queue for h in state.registry}
+        pool, monitor = state.pool, state.monitor
+        held = pool.buffered_per_queue() if pool is not None else {}
         queues = {
             name: QueueInfo(
                 name,
                 counts.depth(name),
                 name in counts.paused,
                 dict(counts.by_queue.get(name, dict.fromkeys(TaskState, 0))),
+                held.get(name, 0),
             )
             for name in sorted(names)
         }
-        pool, monitor = state.pool, state.monitor
         return EngineSnapshot(
             at=self._clock(),
             node=self._node,
@@ -210,6 +212,7 @@ class Reads:
             encrypted=self._codec.encrypted,
             worker_count=state.worker_count,
             busy_workers=pool.busy if pool is not None else 0,
+            buffered=pool.buffered if pool is not None else 0,
             workers=pool.workers() if pool is not None else (),
             counts=counts.totals(),
             queues=queues,
@@ -238,5 +241,11 @@ class Reads:
                 leaked_threads_total=pool.threads.leaked_total,
                 process_children=len(pool.processes.pids()),
                 started=pool.started_total,
+                claim_batches=pool.claim_batches,
+                claimed=pool.claimed_total,
+                held_dropped=pool.held.dropped,
             )
+        completer = self._state.completer
+        if completer is not None:
+            stats.update(completion_writes=completer.writes, completions=completer.written)
         return stats

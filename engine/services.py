@@ -87,7 +87,7 @@ class LeaseKeeper(PoolService):
         return self.settings().lease_renew_interval
 
     async def run_once(self) -> None:
-        if not self.pool.running:
+        if not self.pool.running and not self.pool.buffered:
             return
         gen = self.pool.claim_gen
         live = await self.store.renew_leases(self.node, self.settings().lease_ttl)

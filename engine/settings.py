@@ -193,6 +193,15 @@ class Settings:
         "Upper bound for the worker count (set_workers, autoscaler).", 1, 4096)
     claim_batch: int = setting(100, "tasks",
         "Most tasks claimed in one store transaction.", 1, 1000)
+    prefetch: int = setting(100, "tasks",
+        "Tasks claimed ahead and held ready beyond the running ones while work is "
+        "backed up, so a small pool claims in batches (0: claim only for idle "
+        "workers). Held tasks are leased; a stop gives them back without using an "
+        "attempt.", 0, 10_000)
+    prefetch_ttl: float = setting(0.1, "s",
+        "Longest a held task waits without the store confirming it is still ours "
+        "and its queue not paused (a cancel or pause from another process takes "
+        "effect within it).", 0.0, 60.0)
     poll_interval: float = setting(0.5, "s",
         "How often an idle engine looks for work enqueued by other processes "
         "(work enqueued in this process wakes it at once).", 0.01, 60.0)

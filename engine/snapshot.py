@@ -42,6 +42,8 @@ class QueueInfo:
     depth: int
     paused: bool
     counts: Mapping[TaskState, int] = field(default_factory=dict)
+    #: of its ``running`` tasks, those held ready by this engine, not yet started
+    buffered: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,9 @@ class EngineSnapshot:
     metrics: MetricsView | None = None
     resource_series: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     autoscale: ScaleDecision | None = None
+    #: tasks claimed and held ready for a worker (leased, counted as running in
+    #: ``counts``, not yet started; see the ``prefetch`` setting)
+    buffered: int = 0
 
     @property
     def paused_queues(self) -> frozenset[str]:

@@ -45,6 +45,7 @@ class EngineState:
         self.background: set[asyncio.Task[Any]] = set()  # hooks and schedule syncs
         self.stats = {"stale_completions": 0, "rescued": 0, "interrupted": 0, "retries": 0}
         self.stats["left_running"] = 0  # completions a stop could not save
+        self.stats["given_back"] = 0  # held ready tasks returned unstarted
         self._flow: FlowLimits | None = None
         self._flow_settings: Settings | None = None
         self._flow_handlers = 0

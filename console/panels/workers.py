@@ -52,7 +52,8 @@ class WorkersPanel(TextPanel):
 
     def title_for(self, snap: EngineSnapshot) -> str:
         busy, total = snap.busy_workers, snap.worker_count
-        return f"Workers · {busy_of(busy, total)}" + (" busy" if busy <= total else "")
+        title = f"Workers · {busy_of(busy, total)}" + (" busy" if busy <= total else "")
+        return title + (f" · {snap.buffered} buffered" if snap.buffered else "")
 
     def render_snapshot(self, snap: EngineSnapshot) -> Text:
         if not snap.workers:

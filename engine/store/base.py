@@ -149,9 +149,23 @@ class ClaimedTask:
 
 class Claimed(list[ClaimedTask]):
     """What a claim leased, best first, and when a rate limit that held some tasks
-    back has a token again (seconds from now; None when no rate limit held any back)."""
+    back has a token again (seconds from now; None when no rate limit held any back).
+
+    Of the ``held`` ids the claim was asked to check: ``gone``, those no longer leased
+    to the claimer (cancelled, or rescued elsewhere), and ``paused``, those still
+    leased to it whose queue is paused."""
 
     retry_in: float | None = None
+    gone: frozenset[int] = frozenset()
+    paused: frozenset[int] = frozenset()
+
+    def check(self, held: Sequence[int], rows: Sequence[tuple[int, bool, bool]]) -> Claimed:
+        """Set ``gone`` and ``paused`` from (id, still leased to us, queue paused) rows
+        read for the ``held`` ids (a purged task has no row: gone)."""
+        ours = {row[0] for row in rows if row[1]}
+        self.gone = frozenset(held) - ours
+        self.paused = frozenset(row[0] for row in rows if row[1] and row[2])
+        return self
 
 
 @dataclass(slots=True)
@@ -176,6 +190,8 @@ class Completion:
     progress_message: str | None = None
     note: str | None = None
     release: bool = False
+    #: a release of a task that never started here (held ready, then given back)
+    unstarted: bool = False
     handler: str = ""
     queue: str = ""
     #: what a final state sets off: the next workflow step, a webhook task
@@ -369,11 +385,14 @@ class Store(Protocol):
         handlers: Sequence[str],
         lease_ttl: float,
         flow: FlowLimits | None = None,
+        held: Sequence[int] = (),
     ) -> Claimed:
         """Lease up to ``limit`` queued tasks of the given handlers from unpaused queues,
         highest priority first, FIFO within a priority. Counts an attempt for each.
         ``flow``: rate limits, concurrency limits and queue weights, enforced across
-        every process on the store."""
+        every process on the store. ``held``: tasks ``owner`` claimed earlier and holds
+        unstarted; the same transaction says which of them are gone or paused (see
+        :class:`Claimed`)."""
 
     async def complete(self, completions: Sequence[Completion]) -> CompletionReport: ...
 

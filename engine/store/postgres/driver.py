@@ -138,6 +138,7 @@ class PostgresStore(PgSession):
         handlers: Sequence[str],
         lease_ttl: float,
         flow: FlowLimits | None = None,
+        held: Sequence[int] = (),
     ) -> Claimed:
         op: Op[Claimed]
         if flow:
@@ -154,7 +155,9 @@ class PostgresStore(PgSession):
             op = partial(
                 ops.claim, owner=owner, limit=limit, handlers=handlers, lease_ttl=lease_ttl
             )
-        return await self._leasing(owner, op, alone=not flow)
+        if held:
+            op = partial(ops.claim_checking, op=op, owner=owner, held=list(held))
+        return await self._leasing(owner, op, alone=not flow and not held)
 
     async def _leasing(self, owner: str, op: Op[T], alone: bool = False) -> T:
         """Run a claiming ``op`` (``alone``: as one statement, see ``Txn.alone``). If its

@@ -9,7 +9,7 @@ rescue are shared work. Operator commands are in :mod:`engine.store.postgres.com
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from engine.codec import Codec
@@ -104,6 +104,21 @@ async def claim_shares(
     args = _lease_args(txn, owner, handlers, lease_ttl)
     rows = await txn.fetch(CLAIM_SHARES, *args, queues, [caps[q] for q in queues], limit)
     return _claimed(txn, rows)
+
+
+HELD = (
+    "SELECT id, state = 'running' AND lease_owner = $1, "
+    "queue IN (SELECT name FROM queues WHERE paused) FROM tasks WHERE id = ANY($2::bigint[])"
+)
+
+
+async def claim_checking(
+    txn: Txn, op: Callable[[Txn], Awaitable[Claimed]], owner: str, held: Sequence[int]
+) -> Claimed:
+    """Run the claim ``op`` and, in the same transaction, check the ``held`` tasks."""
+    rows = await txn.fetch(HELD, owner, list(held))
+    claimed = await op(txn)
+    return claimed.check(held, [(r[0], bool(r[1]), bool(r[2])) for r in rows])
 
 
 RECOVER = (

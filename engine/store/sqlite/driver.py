@@ -269,6 +269,7 @@ class SQLiteStore:
         handlers: Sequence[str],
         lease_ttl: float,
         flow: FlowLimits | None = None,
+        held: Sequence[int] = (),
     ) -> Claimed:
         op: Op
         if flow:
@@ -283,6 +284,8 @@ class SQLiteStore:
         else:
             names = json.dumps(list(handlers))
             op = partial(ops.claim, owner=owner, limit=limit, handlers=names, lease_ttl=lease_ttl)
+        if held:
+            op = partial(ops.claim_checking, op=op, owner=owner, held=list(held))
         result: Claimed = await self._write(op)
         return result
 

@@ -8,7 +8,8 @@ exceptions (see :mod:`engine.store.sqlite.txn`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from engine.codec import Codec
@@ -113,6 +114,21 @@ def run_claim(
             ClaimedTask(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], now, r[9], r[10])
         )
     return out
+
+
+HELD = (
+    "SELECT id, state = 'running' AND lease_owner = :owner, "
+    "queue IN (SELECT name FROM queues WHERE paused = 1) "
+    "FROM tasks WHERE id IN (SELECT value FROM json_each(:held))"
+)
+
+
+def claim_checking(
+    txn: Txn, op: Callable[[Txn], Claimed], owner: str, held: Sequence[int]
+) -> Claimed:
+    """Run the claim ``op`` and, in the same transaction, check the ``held`` tasks."""
+    rows = txn.execute(HELD, {"owner": owner, "held": json.dumps(list(held))}).fetchall()
+    return op(txn).check(held, rows)
 
 
 # -- enqueue straight to an idle worker -------------------------------------------
