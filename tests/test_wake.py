@@ -97,6 +97,21 @@ async def test_a_producer_in_another_process_wakes_an_idle_worker(
             await started_soon(engine, task_id)
 
 
+async def test_wake_ups_close_together_are_merged_but_none_is_lost(db_path: Path) -> None:
+    """A wake-up that comes right after another (the first task already done, the
+    worker idle again) is held back a moment and merged, never dropped."""
+    engine = worker(db_path)
+    async with engine:
+        producer = Engine(db_path, workers=0, strict_handlers=False)
+        async with producer.client(create=False):
+            for _ in range(10):
+                await started_soon(engine, str(await producer.enqueue("job", {})))
+                await started_soon(engine, str(await producer.enqueue("job", {})))
+            burst = [await producer.enqueue("job", {}) for _ in range(30)]
+        for task_id in burst:
+            await started_soon(engine, str(task_id))
+
+
 async def test_a_resume_and_a_retry_from_another_process_wake_the_worker(db_path: Path) -> None:
     engine = worker(db_path)
     calls: list[str] = []
