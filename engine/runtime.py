@@ -109,8 +109,8 @@ class Runtime:
             metrics=self._metrics,
             flow=state.flow_limits,
         )
-        # A store shared by several processes (PostgreSQL) wakes the pool when another
-        # node makes tasks ready; one that cannot tell (SQLite) is polled.
+        # The store wakes the pool when another process or node makes tasks ready
+        # (PostgreSQL: LISTEN/NOTIFY; SQLite: a datagram socket); the poll stays.
         self._store.set_wakeup(pool.kick)
         await self.schedules.sync_all()
         self.services = self._build_services(pool)

@@ -203,8 +203,8 @@ class Settings:
         "and its queue not paused (a cancel or pause from another process takes "
         "effect within it).", 0.0, 60.0)
     poll_interval: float = setting(0.5, "s",
-        "How often an idle engine looks for work enqueued by other processes "
-        "(work enqueued in this process wakes it at once).", 0.01, 60.0)
+        "How often an idle engine looks for work it was not woken for (work made ready "
+        "by this or another process on the store wakes it at once).", 0.01, 60.0)
     lease_ttl: float = setting(30.0, "s",
         "How long a running task's lease lasts without renewal; a crashed worker's "
         "tasks run again after this.", 0.5, 86400.0)

@@ -159,7 +159,10 @@ PAUSE = (
 
 def set_paused(txn: Txn, queue: str, paused: bool) -> bool:
     txn.refresh_counts = True
-    return txn.execute(PAUSE, (queue, int(paused), txn.now)).rowcount > 0
+    changed = txn.execute(PAUSE, (queue, int(paused), txn.now)).rowcount > 0
+    if changed and not paused:
+        txn.wake()
+    return changed
 
 
 def purge(

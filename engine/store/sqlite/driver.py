@@ -5,7 +5,8 @@ Writes go through one writer connection on its own thread (see
 submitted while a transaction is in flight joins the next one, so concurrent
 enqueues, claims and completions share a single ``BEGIN IMMEDIATE … COMMIT`` and
 a single thread hop. Reads (``get``, ``tasks``, ``counts``) use a separate
-read-only aiosqlite connection, which WAL lets run alongside the writer.
+read-only aiosqlite connection, which WAL lets run alongside the writer. A commit
+that made tasks ready wakes the other processes' engines (see ``wake.py``).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ from engine.store.sqlite.txn import (
     run_batch,
     settle_batch,
 )
+from engine.store.sqlite.wake import Wake
 from engine.store.sqlite.watch import FileIdentity
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,7 @@ class SQLiteStore:
         self._mode = OpenMode()
         self._sidecars_before: frozenset[str] = frozenset()
         self._identity = FileIdentity(self.path)
+        self._wake = Wake(self.path)  # other processes' engines, and this one's socket
         self._writer: WriterThread | None = None
         self._reader: aiosqlite.Connection | None = None
         self._reader_busy: float | None = None
@@ -129,8 +132,7 @@ class SQLiteStore:
     split_claims = True
 
     def set_wakeup(self, callback: Callable[[], None]) -> None:
-        """Nothing to hook: this process's own writes wake its pool; another
-        process's tasks are found by the next poll."""
+        self._wake.on_wake = callback  # another process made tasks ready (see wake.py)
 
     # -- lifecycle ------------------------------------------------------------
     @property
@@ -173,6 +175,7 @@ class SQLiteStore:
                     f"taskdeck-writer:{self.path.name}",
                 )
                 await self._writer.start()
+                await self._wake.listen(mode)  # an engine's socket (not a client's)
             self._reader = await connect_reader(self.path, mode.read_only)
             if mode.read_only:
                 await check_readable(self._read, info)
@@ -203,6 +206,7 @@ class SQLiteStore:
         if self._writer is not None:
             await self._writer.stop()  # finishes every operation queued before it
             self._writer = None
+        await self._wake.close()
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
@@ -218,10 +222,10 @@ class SQLiteStore:
         return self._writer.write(op)
 
     def _run_ops(self, conn: sqlite3.Connection, ops: list[Op]) -> BatchResult:
-        """On the writer thread: one group commit (see :func:`run_batch`), refused once
-        the store file is deleted or replaced (see :mod:`engine.store.sqlite.watch`)."""
+        """Writer thread: a group commit (refused once the file is gone: watch.py), wake-ups."""
         batch = partial(run_batch, conn, ops, self.clock, self._lock, self._counts_reader)
-        return self._identity.guard(partial(batch, self._fault, str(self.path)), len(ops))
+        outcome = self._identity.guard(partial(batch, self._fault, str(self.path)), len(ops))
+        return self._wake.after(outcome)
 
     def _deliver(
         self,

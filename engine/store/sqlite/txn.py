@@ -77,10 +77,11 @@ class Txn:
     """One open write transaction, plus the count changes it has made.
 
     ``refresh_counts`` asks for a full re-read of the counts after commit (for
-    changes that deltas do not describe, such as pausing a queue).
+    changes that deltas do not describe, such as pausing a queue); ``woke`` says that
+    tasks became ready, so the other processes' engines are woken after the commit.
     """
 
-    __slots__ = ("_deltas", "conn", "fault", "now", "refresh_counts")
+    __slots__ = ("_deltas", "conn", "fault", "now", "refresh_counts", "woke")
 
     def __init__(
         self, conn: sqlite3.Connection, now: float, fault: Callable[[str], None] = no_fault
@@ -89,6 +90,7 @@ class Txn:
         self.now = now
         self.fault = fault  # a crash test's named fault point (see engine.faults)
         self.refresh_counts = False
+        self.woke = False
         self._deltas: defaultdict[tuple[str, str], int] = defaultdict(int)
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
@@ -100,6 +102,12 @@ class Txn:
             self._deltas[(queue, old)] -= n
         if new:
             self._deltas[(queue, new)] += n
+            if new == TaskState.QUEUED:
+                self.woke = True
+
+    def wake(self) -> None:
+        """Tasks became ready without changing state (a queue was resumed)."""
+        self.woke = True
 
     def flush_counts(self) -> dict[tuple[str, str], int]:
         """Write the count changes; returns them."""
@@ -119,6 +127,7 @@ class BatchResult:
     deltas: dict[tuple[str, str], int] = field(default_factory=dict)
     counts: Any = None
     elapsed: float = 0.0  # seconds from the first BEGIN to the last COMMIT
+    woke: bool = False  # a committed operation made tasks ready
 
 
 _STOP = object()
@@ -402,6 +411,7 @@ def _run_once(
     for point in points:
         fault(f"{point}.after_commit")
     into.results.extend(results)
+    into.woke |= txn.woke
     for key, n in deltas.items():
         into.deltas[key] = into.deltas.get(key, 0) + n
     return txn.refresh_counts
