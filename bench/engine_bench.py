@@ -1,12 +1,20 @@
-"""Engine throughput, latency and memory on the SQLite file store; prints JSON.
+"""Engine throughput, latency and memory at the default settings; prints JSON.
 
-    python bench/engine_bench.py            # full run (a few minutes)
-    python bench/engine_bench.py --quick    # smaller counts, for a smoke check
+    python bench/engine_bench.py               # full run (several minutes)
+    python bench/engine_bench.py --quick       # smaller counts, for a smoke check
+    python bench/engine_bench.py --workers 64  # another worker count than the default
+    python bench/engine_bench.py --only e2e_many e2e_many_2proc raw_baseline
 
-Every scenario runs in a fresh process on a fresh file, at default durability,
-with no-op async handlers. The raw baseline is the stdlib ``sqlite3`` doing the
-same claim-and-complete cycle in batches of 100 in a tight loop; our processing
-rate is reported as a fraction of it.
+Every scenario runs in a fresh process on a fresh SQLite file, at the default settings
+and the Engine's default worker count (unless ``--workers``), with no-op async handlers.
+The ``*_2proc`` scenarios are the usual deployment: a producer process (an Engine with
+``workers=0``) and a ``taskdeck run --headless`` process (see bench/two_process.py).
+``enqueue_concurrent`` is 100 coroutines each awaiting one ``enqueue`` at a time (a web
+server's request handlers); it reports store transactions per enqueue, on SQLite and
+(``enqueue_concurrent_pg``) on PostgreSQL at 127.0.0.1:5432, database ``test``, in a
+fresh schema. The raw baseline is the stdlib ``sqlite3`` doing the same
+claim-and-complete cycle in batches of 100 in a tight loop; every processing rate is
+also reported as a fraction of it (``fraction_of_raw``).
 """
 
 from __future__ import annotations
@@ -22,22 +30,31 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import Engine, Settings, TaskState
+import two_process
+from cluster_bench import fresh_store
+
+from engine import Engine, Settings
 
 SCENARIOS = (
     "enqueue_many",
     "enqueue_single",
+    "enqueue_concurrent",
+    "enqueue_concurrent_pg",
     "process",
     "e2e_many",
     "e2e_single",
-    "e2e_single_2proc",
     "latency",
+    *two_process.SCENARIOS,
     "rss",
     "raw_baseline",
 )
+#: the figures that process tasks, each also given as a fraction of the raw baseline
+PROCESSING = ("process", "e2e_many", "e2e_single", "e2e_many_2proc", "e2e_single_2proc")
+DEFAULT_WORKERS = two_process.DEFAULT_WORKERS
 
 
 def rss_mb() -> float:
@@ -48,8 +65,13 @@ def rss_mb() -> float:
     return 0.0
 
 
-def make_engine(path: str, workers: int) -> tuple[Engine, list[float]]:
-    engine = Engine(path, workers=workers, settings=Settings.from_env())  # TASKDECK_PREFETCH …
+def make_engine(path: str, workers: int | None) -> tuple[Engine, list[float]]:
+    # settings from TASKDECK_* variables, e.g. TASKDECK_PREFETCH=0 for the old claim size
+    engine = Engine(
+        path,
+        workers=DEFAULT_WORKERS if workers is None else workers,
+        settings=Settings.from_env(),
+    )
     starts: list[float] = []
 
     @engine.task(name="noop")
@@ -68,7 +90,38 @@ async def fill(engine: Engine, n: int, batch: int = 500) -> None:
         await engine.enqueue_many([("noop", {"n": j}) for j in range(i, min(n, i + batch))])
 
 
-async def scenario(name: str, path: str, n: int, workers: int) -> dict[str, object]:
+def transactions(engine: Engine) -> int:
+    return engine.snapshot().stats["transactions"]
+
+
+async def enqueue_concurrent(store: str, count: int, coroutines: int = 100) -> dict[str, object]:
+    """``coroutines`` callers, each awaiting one ``enqueue`` at a time (no workers)."""
+    engine, _ = make_engine(store, 0)
+    per = count // coroutines
+
+    async def caller(c: int) -> None:
+        for i in range(per):
+            await engine.enqueue("noop", {"n": c * per + i})
+
+    async with engine:
+        await engine.enqueue("noop", {"n": -1})  # warm up connections and statements
+        before, t = transactions(engine), time.perf_counter()
+        await asyncio.gather(*(caller(c) for c in range(coroutines)))
+        elapsed, done = time.perf_counter() - t, transactions(engine) - before
+    return {
+        "tasks": per * coroutines,
+        "coroutines": coroutines,
+        "rate": per * coroutines / elapsed,
+        "transactions": done,
+        "transactions_per_enqueue": done / (per * coroutines),
+    }
+
+
+async def scenario(
+    name: str, path: str, n: int, workers: int | None, quick: bool
+) -> dict[str, object]:
+    if name in two_process.SCENARIOS:
+        return await two_process.run(name, path, n, workers, quick)
     if name == "enqueue_many":
         engine, _ = make_engine(path, 0)
         async with engine:
@@ -79,18 +132,25 @@ async def scenario(name: str, path: str, n: int, workers: int) -> dict[str, obje
         engine, _ = make_engine(path, 0)
         async with engine:
             count = n // 10
-            t = time.perf_counter()
+            before, t = transactions(engine), time.perf_counter()
             for i in range(count):
                 await engine.enqueue("noop", {"n": i})
-            return {"tasks": count, "rate": count / (time.perf_counter() - t)}
+            rate = count / (time.perf_counter() - t)
+            per = (transactions(engine) - before) / count
+            return {"tasks": count, "rate": rate, "transactions_per_enqueue": per}
+    if name == "enqueue_concurrent":
+        return await enqueue_concurrent(path, n // 10)
+    if name == "enqueue_concurrent_pg":
+        with fresh_store("postgres") as url:
+            return await enqueue_concurrent(url, n // 10)
     if name == "process":
         engine, _ = make_engine(path, 0)
         async with engine:
             await fill(engine, n)
             t = time.perf_counter()
-            await engine.set_workers(workers)
+            await engine.set_workers(DEFAULT_WORKERS if workers is None else workers)
             await engine.drain()
-            return {"tasks": n, "workers": workers, "rate": n / (time.perf_counter() - t)}
+            return {"tasks": n, "rate": n / (time.perf_counter() - t)}
     if name in ("e2e_many", "e2e_single"):
         engine, _ = make_engine(path, workers)
         count = n if name == "e2e_many" else n // 5
@@ -102,27 +162,11 @@ async def scenario(name: str, path: str, n: int, workers: int) -> dict[str, obje
                 for i in range(count):
                     await engine.enqueue("noop", {"n": i})
             await engine.drain()
-            return {"tasks": count, "workers": workers, "rate": count / (time.perf_counter() - t)}
-    if name == "e2e_single_2proc":
-        # As the peers in the notes were measured: the producer is its own process.
-        engine, _ = make_engine(path, workers)
-        count = n // 5
-        async with engine:
-            t = time.perf_counter()
-            producer = await asyncio.create_subprocess_exec(
-                sys.executable, __file__, "--producer", "--db", path, "--tasks", str(count)
-            )
-            while engine.snapshot().counts[TaskState.SUCCEEDED] < count:
-                if producer.returncode not in (None, 0):
-                    raise SystemExit(f"the producer failed with exit code {producer.returncode}")
-                await asyncio.sleep(0.005)
-            rate = count / (time.perf_counter() - t)
-            await producer.wait()
-            return {"tasks": count, "workers": workers, "rate": rate}
+            return {"tasks": count, "rate": count / (time.perf_counter() - t)}
     if name == "latency":
         engine, starts = make_engine(path, workers)
         async with engine:
-            for _ in range(1000):
+            for _ in range(300 if quick else 1000):
                 tid = await engine.enqueue("timed", {"t0": time.perf_counter()})
                 await engine.wait(tid, timeout=5)
                 await asyncio.sleep(0.002)
@@ -160,14 +204,6 @@ async def scenario(name: str, path: str, n: int, workers: int) -> dict[str, obje
     if name == "raw_baseline":
         return raw_baseline(path, n)
     raise SystemExit(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
-
-
-async def produce(path: str, count: int) -> None:
-    """The producer process of ``e2e_single_2proc``: one awaited enqueue at a time."""
-    engine = Engine(path, workers=0, strict_handlers=False)
-    async with engine:
-        for i in range(count):
-            await engine.enqueue("noop", {"n": i})
 
 
 def raw_baseline(path: str, n: int) -> dict[str, object]:
@@ -209,20 +245,12 @@ def raw_baseline(path: str, n: int) -> dict[str, object]:
     return {"tasks": done, "batch": 100, "rate": done / (time.perf_counter() - t)}
 
 
-def run_child(name: str, n: int, workers: int) -> dict[str, object]:
+def run_child(name: str, n: int, workers: int | None, quick: bool) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable,
-            __file__,
-            "--scenario",
-            name,
-            "--tasks",
-            str(n),
-            "--workers",
-            str(workers),
-            "--db",
-            os.path.join(tmp, "bench.db"),
-        ]
+        cmd = [sys.executable, __file__, "--scenario", name, "--tasks", str(n)]
+        cmd += ["--db", os.path.join(tmp, "bench.db")]
+        cmd += ["--workers", str(workers)] if workers is not None else []
+        cmd += ["--quick"] if quick else []
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             return {"error": out.stderr.strip().splitlines()[-1:]}
@@ -230,38 +258,52 @@ def run_child(name: str, n: int, workers: int) -> dict[str, object]:
         return result
 
 
+def rounded(value: Any) -> Any:
+    """Figures to a readable precision: 4 decimals under 1, 2 under 100, else whole."""
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, float):
+        return round(value, 4 if abs(value) < 1 else 2 if abs(value) < 100 else None)
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts")
     parser.add_argument("--tasks", type=int, default=None, help="tasks per scenario")
-    parser.add_argument("--workers", type=int, default=64, help="worker slots (async)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help=f"worker slots (default: the Engine's, {DEFAULT_WORKERS})",
+    )
     parser.add_argument("--scenario", choices=SCENARIOS, help="run one scenario here")
     parser.add_argument("--only", nargs="*", choices=SCENARIOS, help="run these scenarios")
     parser.add_argument("--db", help=argparse.SUPPRESS)
-    parser.add_argument("--producer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     n = args.tasks or (20_000 if args.quick else 100_000)
-    if args.producer:
-        asyncio.run(produce(args.db, n))
-        return
     if args.scenario:
-        result = asyncio.run(scenario(args.scenario, args.db, n, args.workers))
+        result = asyncio.run(scenario(args.scenario, args.db, n, args.workers, args.quick))
         print(json.dumps(result))
         return
-    results = {name: run_child(name, n, args.workers) for name in (args.only or SCENARIOS)}
-    summary: dict[str, object] = {
+    names = args.only or SCENARIOS
+    results = {name: run_child(name, n, args.workers, args.quick) for name in names}
+    summary: dict[str, Any] = {
         "python": sys.version.split()[0],
         "sqlite": sqlite3.sqlite_version,
         "cpus": os.cpu_count(),
         "tasks": n,
-        "workers": args.workers,
+        "workers": DEFAULT_WORKERS if args.workers is None else args.workers,
         **results,
     }
     raw = results.get("raw_baseline", {}).get("rate")
-    proc = results.get("process", {}).get("rate")
-    if isinstance(raw, float) and isinstance(proc, float):
-        summary["process_fraction_of_raw"] = round(proc / raw, 3)
-    print(json.dumps(summary, indent=2, default=lambda v: round(v, 2)))
+    if isinstance(raw, float):
+        summary["fraction_of_raw"] = {
+            name: results[name]["rate"] / raw
+            for name in PROCESSING
+            if isinstance(results.get(name, {}).get("rate"), float)
+        }
+    print(json.dumps(rounded(summary), indent=2))
 
 
 if __name__ == "__main__":
