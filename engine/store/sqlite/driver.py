@@ -148,8 +148,7 @@ class SQLiteStore:
         self._paused = counts.paused
 
     def configure(self, *, durability: str, busy_timeout: float, lock_timeout: float) -> None:
-        """Runtime settings: durability reaches the writer before its next batch,
-        busy_timeout the reader before its next query."""
+        """Runtime settings: for the writer's next batch and the reader's next query."""
         changed = durability != self._durability
         self._durability, self._busy_timeout = durability, busy_timeout
         self._lock.timeout = lock_timeout
@@ -157,8 +156,7 @@ class SQLiteStore:
             self._writer.submit(partial(apply_pragmas, durability=durability))
 
     async def open(self, mode: OpenMode | None = None) -> None:
-        """Open the file (see :class:`OpenMode`); a refused or failed open closes what it
-        opened and leaves no new file next to the store."""
+        """Open the file (see :class:`OpenMode`); a failed open leaves no new file."""
         self._mode = mode = mode or OpenMode()
         before = sidecars(self.path)
         try:
@@ -448,8 +446,7 @@ class SQLiteStore:
         return counts
 
     async def on_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(connection)`` on the writer thread between batches (maintenance;
-        tests use it to set ``PRAGMA max_page_count`` and fill the store)."""
+        """Run ``fn(connection)`` on the writer thread between batches (maintenance)."""
         if self._writer is None:
             raise EngineNotRunning("the store is not open; start the engine first")
         return await self._writer.submit(fn)
