@@ -61,9 +61,12 @@ def tally_from_env() -> Tally:
 
 def app() -> Engine:
     """The Engine ``taskdeck run --headless --app bench.bench_app:app`` runs."""
-    workers = os.environ.get("BENCH_WORKERS")
-    sized = {"workers": int(workers)} if workers else {}
-    engine = Engine(os.environ["BENCH_STORE"], settings=Settings.from_env(), **sized)
+    store, settings = os.environ["BENCH_STORE"], Settings.from_env()
+    workers = os.environ.get("BENCH_WORKERS")  # unset: the Engine's default
+    if workers:
+        engine = Engine(store, int(workers), settings=settings)
+    else:
+        engine = Engine(store, settings=settings)
     tally = tally_from_env()
 
     @engine.task(name="noop")

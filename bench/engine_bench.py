@@ -14,7 +14,8 @@ server's request handlers); it reports store transactions per enqueue, on SQLite
 (``enqueue_concurrent_pg``) on PostgreSQL at 127.0.0.1:5432, database ``test``, in a
 fresh schema. The raw baseline is the stdlib ``sqlite3`` doing the same
 claim-and-complete cycle in batches of 100 in a tight loop; every processing rate is
-also reported as a fraction of it (``fraction_of_raw``).
+also reported as a fraction of it (``fraction_of_raw``). ``load_1m`` is the machine's
+1-minute load average before and after the run: on a shared machine figures move with it.
 """
 
 from __future__ import annotations
@@ -287,11 +288,13 @@ def main() -> None:
         print(json.dumps(result))
         return
     names = args.only or SCENARIOS
-    results = {name: run_child(name, n, args.workers, args.quick) for name in names}
+    load_before = os.getloadavg()[0]
+    results: dict[str, Any] = {name: run_child(name, n, args.workers, args.quick) for name in names}
     summary: dict[str, Any] = {
         "python": sys.version.split()[0],
         "sqlite": sqlite3.sqlite_version,
         "cpus": os.cpu_count(),
+        "load_1m": {"before": load_before, "after": os.getloadavg()[0]},
         "tasks": n,
         "workers": DEFAULT_WORKERS if args.workers is None else args.workers,
         **results,

@@ -25,7 +25,8 @@ starts at 100 ms and backs off to 10 s). ``taskdeck_over_peer`` divides Taskdeck
 figure by the peer's on the same store: above 1 is Taskdeck faster for rates, slower
 for latencies. For a peer without batches, ``e2e_batch`` compares with its single
 enqueues (its fastest way in). A peer that is not installed or fails is listed under
-``skipped`` with the reason.
+``skipped`` with the reason. ``load_1m``: the machine's 1-minute load average before and
+after the run.
 """
 
 from __future__ import annotations
@@ -259,6 +260,7 @@ def rounded(value: Any) -> Any:
 def bench(backends: list[str], peers: list[str] | None, n: int, samples: int, workers: int) -> Any:
     rows: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
+    load_before = os.getloadavg()[0]
     for backend in backends:
         down = pg_unavailable() if backend == "postgres" else None
         ours: dict[str, Any] | None = None
@@ -277,6 +279,7 @@ def bench(backends: list[str], peers: list[str] | None, n: int, samples: int, wo
             rows.append(line)
     return {
         "cpus": os.cpu_count(),
+        "load_1m": {"before": load_before, "after": os.getloadavg()[0]},
         "tasks": n,
         "latency_samples": samples,
         "workers": workers,
