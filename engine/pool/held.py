@@ -54,11 +54,27 @@ class HeldCommands:
 
     # -- giving back -----------------------------------------------------------
     def give_back(self, claimed: ClaimedTask, why: str) -> None:
-        """Return an unstarted task to the queue without using an attempt."""
+        """Return an unstarted task to the queue as it was before its claim: its
+        attempts and timeline unchanged (``why`` is noted only should the claim not
+        be the last thing its timeline says)."""
         self.given_back += 1
-        self.release(claimed, f"returned unstarted ({why}); attempt not counted", unstarted=True)
+        self._completer.add(
+            Completion(
+                claimed.id,
+                claimed.attempts,
+                self._node,
+                TaskState.QUEUED,
+                claimed.started_at,  # the claim's time: how its line is found
+                note=f"returned unstarted ({why}); attempt not counted",
+                release=True,
+                unstarted=True,
+                handler=claimed.handler,
+                queue=claimed.queue,
+            )
+        )
 
-    def release(self, claimed: ClaimedTask, note: str, unstarted: bool = False) -> None:
+    def release(self, claimed: ClaimedTask, note: str) -> None:
+        """Return a claimed task that could not start here to the queue (no attempt)."""
         now = self._clock()
         self._completer.add(
             Completion(
@@ -70,7 +86,6 @@ class HeldCommands:
                 run_at=now,
                 note=note,
                 release=True,
-                unstarted=unstarted,
                 handler=claimed.handler,
                 queue=claimed.queue,
             )

@@ -190,7 +190,9 @@ class Completion:
     progress_message: str | None = None
     note: str | None = None
     release: bool = False
-    #: a release of a task that never started here (held ready, then given back)
+    #: a release of a task that never started here (held ready, then given back): the
+    #: store undoes its claim (attempts and timeline as before it); ``at`` is then
+    #: the claim's time
     unstarted: bool = False
     handler: str = ""
     queue: str = ""
@@ -207,6 +209,22 @@ class Completion:
             and self.state in TERMINAL_STATES
             and not self.release
         )
+
+
+def split_unstarted(completions: Sequence[Completion]) -> tuple[list[int], list[int]]:
+    """Indexes of the give-backs of unstarted tasks, and of the other completions."""
+    back = [i for i, c in enumerate(completions) if c.unstarted]
+    return back, [i for i, c in enumerate(completions) if not c.unstarted]
+
+
+def merged(
+    *parts: tuple[Sequence[int], tuple[Sequence[int], Sequence[int]]],
+) -> tuple[list[int], list[int]]:
+    """The (applied, stale) indexes of a batch from its parts': each part is its
+    indexes in the batch and its own (applied, stale) indexes into itself."""
+    applied = sorted(index[i] for index, (done, _) in parts for i in done)
+    stale = sorted(index[i] for index, (_, late) in parts for i in late)
+    return applied, stale
 
 
 @dataclass(slots=True)

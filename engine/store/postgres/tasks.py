@@ -14,7 +14,16 @@ from typing import Any
 
 from engine.codec import Codec
 from engine.model import TERMINAL_STATES, TaskId, TaskState, timeline_line
-from engine.store.base import Claimed, ClaimedTask, Completion, Expired, NewTask, Rescued
+from engine.store.base import (
+    Claimed,
+    ClaimedTask,
+    Completion,
+    Expired,
+    NewTask,
+    Rescued,
+    merged,
+    split_unstarted,
+)
 from engine.store.postgres import followups as followups
 from engine.store.postgres.conn import Txn, counted
 from engine.store.postgres.insert import at_text, insert_one, js, line_sql
@@ -210,7 +219,52 @@ JOIN tasks t ON t.id = c.id WHERE strpos(t.timeline, c.line) > 0
 """
 
 
+#: Held tasks given back unstarted: each claim undone (the claim's line, ``claimed``,
+#: taken off the timeline, or, should another line follow it, a ``queued`` line added).
+GIVE_BACK = """
+UPDATE tasks t SET state = 'queued', prev_state = 'running', lease_owner = NULL,
+    lease_expires_at = NULL, attempts = t.attempts - 1,
+    timeline = CASE WHEN right(t.timeline, length(c.claimed)) = c.claimed
+        THEN left(t.timeline, length(t.timeline) - length(c.claimed)) ELSE t.timeline || c.line END
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::int[]) WITH ORDINALITY
+     AS c (id, claimed, line, owner, attempt, ord)
+WHERE t.id = c.id AND t.state = 'running' AND t.lease_owner = c.owner AND t.attempts = c.attempt
+RETURNING c.ord, t.queue
+"""
+
+
 async def complete(
+    txn: Txn, completions: Sequence[Completion], codec: Codec, by: str
+) -> tuple[list[int], list[int]]:
+    """Apply completions whose lease is still held; returns (applied, stale) indexes."""
+    back, rest = split_unstarted(completions)
+    if not back:
+        return await _complete(txn, completions, codec, by)
+    given = await give_back(txn, [completions[i] for i in back])
+    done = await _complete(txn, [completions[i] for i in rest], codec, by) if rest else ([], [])
+    return merged((back, given), (rest, done))
+
+
+async def give_back(txn: Txn, completions: Sequence[Completion]) -> tuple[list[int], list[int]]:
+    """Undo the claims of held tasks (``at``: each claim's time, as its line shows it)."""
+    claimed = [
+        f'{{"at":{at_text(c.at)},"state":"running","attempt":{c.attempt},"by":{js(c.owner)}}}\n'
+        for c in completions
+    ]
+    lines = [
+        timeline_line(c.at, TaskState.QUEUED, c.attempt - 1, c.owner, c.note) for c in completions
+    ]
+    ids, owners = [c.task_id for c in completions], [c.owner for c in completions]
+    attempts = [c.attempt for c in completions]
+    rows = await txn.fetch(GIVE_BACK, ids, claimed, lines, owners, attempts)
+    applied = sorted(int(r[0]) - 1 for r in rows)
+    for r in rows:
+        txn.moved(r[1], TaskState.RUNNING, TaskState.QUEUED)
+    done = set(applied)
+    return applied, [i for i in range(len(completions)) if i not in done]
+
+
+async def _complete(
     txn: Txn, completions: Sequence[Completion], codec: Codec, by: str
 ) -> tuple[list[int], list[int]]:
     """Apply completions whose lease is still held; returns (applied, stale) indexes.

@@ -22,6 +22,8 @@ from engine.store.base import (
     Expired,
     NewTask,
     Rescued,
+    merged,
+    split_unstarted,
 )
 from engine.store.sqlite import followups as followups
 from engine.store.sqlite import insert as sqlite_insert
@@ -201,8 +203,49 @@ COMPLETE_MANY = COMPLETE
 COMPLETE += " RETURNING queue"
 
 
+#: The timeline line a claim wrote (the same expression on the values it stored).
+CLAIM_LINE = (
+    "json_object('at', started_at, 'state', 'running', 'attempt', attempts, 'by', lease_owner)"
+    " || char(10)"
+)
+#: A held task given back unstarted: its claim undone (the claim's line taken off the
+#: timeline, or, should another line follow it, a ``queued`` line added).
+GIVE_BACK = (
+    "UPDATE tasks SET state = 'queued', prev_state = 'running', lease_owner = NULL, "
+    "lease_expires_at = NULL, attempts = attempts - 1, timeline = CASE "
+    f"WHEN substr(timeline, -length({CLAIM_LINE})) = {CLAIM_LINE} "
+    f"THEN substr(timeline, 1, length(timeline) - length({CLAIM_LINE})) ELSE timeline || ? END "
+    "WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ? RETURNING queue"
+)
+
+
 def complete(
     txn: Txn, completions: Sequence[Completion], codec: Codec | None = None, by: str = "engine"
+) -> tuple[list[int], list[int]]:
+    """Apply completions whose lease is still held; returns (applied, stale) indexes."""
+    back, rest = split_unstarted(completions)
+    if not back:
+        return _complete(txn, completions, codec, by)
+    given = give_back(txn, [completions[i] for i in back])
+    done = _complete(txn, [completions[i] for i in rest], codec, by) if rest else ([], [])
+    return merged((back, given), (rest, done))
+
+
+def give_back(txn: Txn, completions: Sequence[Completion]) -> tuple[list[int], list[int]]:
+    applied, stale = [], []
+    for index, c in enumerate(completions):
+        line = timeline_line(c.at, TaskState.QUEUED, c.attempt - 1, c.owner, c.note)
+        row = txn.execute(GIVE_BACK, (line, c.task_id, c.owner, c.attempt)).fetchone()
+        if row is None:
+            stale.append(index)
+        else:
+            applied.append(index)
+            txn.moved(row[0], TaskState.RUNNING, TaskState.QUEUED)
+    return applied, stale
+
+
+def _complete(
+    txn: Txn, completions: Sequence[Completion], codec: Codec | None, by: str
 ) -> tuple[list[int], list[int]]:
     """Apply completions whose lease is still held; returns (applied, stale) indexes.
 
