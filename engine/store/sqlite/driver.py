@@ -171,6 +171,7 @@ class SQLiteStore:
                     self._run_ops,
                     self._deliver,
                     f"taskdeck-writer:{self.path.name}",
+                    self._wake.after,  # a commit that made tasks ready wakes the others
                 )
                 await self._writer.start()
                 await self._wake.listen(mode)  # an engine's socket (not a client's)
@@ -220,10 +221,10 @@ class SQLiteStore:
         return self._writer.write(op)
 
     def _run_ops(self, conn: sqlite3.Connection, ops: list[Op]) -> BatchResult:
-        """Writer thread: a group commit (refused once the file is gone: watch.py), wake-ups."""
+        """On the writer thread: one group commit (see :func:`run_batch`), refused once
+        the store file is deleted or replaced (see :mod:`engine.store.sqlite.watch`)."""
         batch = partial(run_batch, conn, ops, self.clock, self._lock, self._counts_reader)
-        outcome = self._identity.guard(partial(batch, self._fault, str(self.path)), len(ops))
-        return self._wake.after(outcome)
+        return self._identity.guard(partial(batch, self._fault, str(self.path)), len(ops))
 
     def _deliver(
         self,

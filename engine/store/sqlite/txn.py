@@ -157,6 +157,8 @@ class WriterThread:
     lands together because the thread needs the GIL, which the loop releases when
     it goes back to waiting. ``submit(fn)`` runs a plain function on the
     connection between batches (pragmas, reads that must not race the writes).
+    ``after(outcome)`` runs on the thread once a batch's outcome is on its way to the
+    loop (the wake-ups of other processes: not in the way of this one's results).
     """
 
     def __init__(
@@ -165,10 +167,12 @@ class WriterThread:
         run_ops: Callable[[sqlite3.Connection, list[Op]], Any],
         deliver: Callable[[list[asyncio.Future[Any]], Any, BaseException | None], None],
         name: str,
+        after: Callable[[Any], None] = lambda outcome: None,
     ) -> None:
         self._connect = connect
         self._run_ops = run_ops
         self._deliver = deliver
+        self._after = after
         self._queue: SimpleQueue[Any] = SimpleQueue()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._ready: asyncio.Future[None] | None = None
@@ -258,6 +262,7 @@ class WriterThread:
             self._post(self._deliver, futures, None, exc)
         else:
             self._post(self._deliver, futures, outcome, None)
+            self._after(outcome)
         return following if following is not None else self._queue.get()
 
 

@@ -115,11 +115,11 @@ class Wake:
         return self._dirs
 
     # -- sending (the writer thread) ---------------------------------------------------
-    def after(self, outcome: BatchResult) -> BatchResult:
-        """After a group commit: the wake-up if it made tasks ready; returns ``outcome``."""
+    def after(self, outcome: BatchResult) -> None:
+        """After a group commit (its results on their way): a wake-up if it made tasks
+        ready."""
         if outcome.woke:
             self.send()
-        return outcome
 
     def send(self) -> None:
         """One datagram to every other engine's socket; never blocks, never raises."""
