@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,11 +36,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         line = json.loads(proc.stdout.readline())
         if sum(line["counts"].values()) >= 5:
             break
+    # Keep reading its status lines: a full pipe would block the engine's writes to
+    # stdout, and with them its heartbeats (the node would look dead to the commands).
+    drain = threading.Thread(target=proc.stdout.read, daemon=True)
+    drain.start()
     try:
         yield home
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        proc.wait(timeout=30)
+        drain.join(timeout=5)
         assert proc.returncode == 0 and "Traceback" not in err, err
 
 
