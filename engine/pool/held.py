@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from engine.completions import Completer
 from engine.model import TaskState
@@ -58,36 +59,29 @@ class HeldCommands:
         attempts and timeline unchanged (``why`` is noted only should the claim not
         be the last thing its timeline says)."""
         self.given_back += 1
-        self._completer.add(
-            Completion(
-                claimed.id,
-                claimed.attempts,
-                self._node,
-                TaskState.QUEUED,
-                claimed.started_at,  # the claim's time: how its line is found
-                note=f"returned unstarted ({why}); attempt not counted",
-                release=True,
-                unstarted=True,
-                handler=claimed.handler,
-                queue=claimed.queue,
-            )
-        )
+        note = f"returned unstarted ({why}); attempt not counted"
+        # the claim's time: how its line is found
+        self._back(claimed, claimed.started_at, note, unstarted=True)
 
     def release(self, claimed: ClaimedTask, note: str) -> None:
         """Return a claimed task that could not start here to the queue (no attempt)."""
         now = self._clock()
+        self._back(claimed, now, note, run_at=now)
+
+    def _back(self, claimed: ClaimedTask, at: float, note: str, **how: Any) -> None:
+        """Queue ``claimed`` again through the completer, without counting an attempt."""
         self._completer.add(
             Completion(
                 claimed.id,
                 claimed.attempts,
                 self._node,
                 TaskState.QUEUED,
-                now,
-                run_at=now,
+                at,
                 note=note,
                 release=True,
                 handler=claimed.handler,
                 queue=claimed.queue,
+                **how,
             )
         )
 
