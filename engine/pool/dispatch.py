@@ -142,9 +142,12 @@ class WorkerPool:
         self.kick()
 
     def kick(self) -> None:
-        """Wake the dispatcher: there may be work or a free slot."""
+        """Wake the dispatcher: there may be work or a free slot. A pool of no
+        workers (a producer's) has nothing to claim: waking it for every enqueue
+        would only cost the loop a turn."""
         self._exhausted_until = 0.0
-        self._wake.set()
+        if self._slots.target or self._stopping:
+            self._wake.set()
 
     # -- dispatch ---------------------------------------------------------------
     def start(self) -> None:
