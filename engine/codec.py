@@ -179,6 +179,8 @@ def find_json_problem(value: Any, what: str = "value") -> str | None:
 def to_json(value: Any, what: str = "value") -> str:
     """Encode ``value`` as compact JSON, or raise :class:`PayloadError` (a ``ValueError``)
     naming the path."""
+    if value is None:  # most handlers return nothing: no walk, no encoder call
+        return "null"
     problem = find_json_problem(value, what)
     if problem is not None:
         raise PayloadError(problem)

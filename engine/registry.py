@@ -129,8 +129,9 @@ class Handler:
         what is missing or unexpected, or (``types``) every value that does not fit
         its parameter's annotation: ``images.resize: field "image_id" must be str;
         got null``."""
-        example = "{" + ", ".join(repr(p) + ": …" for p in self.params[:3]) + "}"
-        payload = payload_object(payload, f"payload for {self.name}", example)
+        if type(payload) is not dict:
+            example = "{" + ", ".join(repr(p) + ": …" for p in self.params[:3]) + "}"
+            payload = payload_object(payload, f"payload for {self.name}", example)
         keys = payload.keys()
         missing = self.required.difference(keys)
         unexpected = [] if self.accepts_any else [k for k in keys if k not in self.params]
