@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from engine.checks import check_node_id, parse_task_id
-from engine.cluster import DEAD_AFTER, UNSERVED_SCAN, check_command, node_info
+from engine.cluster import DEAD_AFTER, UNSERVED_SCAN, check_command, node_info, version
 from engine.events import EventBus, EventKind
 from engine.model import CommandResult, NodeInfo
 from engine.snapshot import EngineSnapshot
@@ -44,6 +44,7 @@ class Nodes:
         self._node = node
         self._clock = clock
         self._snapshot = snapshot
+        self._version: str | None = None  # read once, at the first heartbeat
 
     async def nodes(self) -> list[NodeInfo]:
         """Every engine process on this store (alive first), from their heartbeats."""
@@ -97,7 +98,10 @@ class Nodes:
     def describe_node(self) -> NodeInfo:
         """This node as its heartbeat shows it to the others."""
         snap, names = self._snapshot(), self._state.registry.names()
-        return node_info(self._node, self._state.started_at, snap, self._clock(), names)
+        if self._version is None:
+            self._version = version()
+        started, now = self._state.started_at, self._clock()
+        return node_info(self._node, started, snap, now, names, self._version)
 
 
 def _plain(value: object) -> object:
