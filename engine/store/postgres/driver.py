@@ -77,6 +77,7 @@ from engine.store.postgres import reads as reads
 from engine.store.postgres import schedules as sched
 from engine.store.postgres import tasks as ops
 from engine.store.postgres.conn import AmbiguousCommit, Txn
+from engine.store.postgres.group import EnqueueGroup
 from engine.store.postgres.insert import FIND_ENQUEUED
 from engine.store.postgres.session import Op, PgSession, T
 
@@ -90,14 +91,20 @@ class PostgresStore(PgSession):
 
     #: claim every free worker slot at once (see WorkerPool._dispatch)
     split_claims = False
+    _group: EnqueueGroup | None = None  # made at the first enqueue of plain tasks
 
     # -- writes ---------------------------------------------------------------
     async def enqueue(self, tasks: Sequence[NewTask]) -> list[TaskId]:
         if not tasks:
             return []
-        op = partial(ops.enqueue, tasks=tasks, by=self._by)
         if not all(t.plain for t in tasks):
-            return await self._run(op)
+            return await self._run(partial(ops.enqueue, tasks=tasks, by=self._by))
+        if self._group is None:
+            self._group = EnqueueGroup(self._insert_plain, self._spawn)
+        return await self._group.enqueue(tasks)  # concurrent ones share one statement
+
+    async def _insert_plain(self, tasks: Sequence[NewTask]) -> list[TaskId]:
+        op = partial(ops.enqueue, tasks=tasks, by=self._by)
         try:  # one INSERT: a statement of its own
             return await self._run(op, alone=True)
         except AmbiguousCommit as exc:
