@@ -16,6 +16,7 @@ from typing import TextIO
 
 from console.demo import DemoPipeline
 from console.format import busy_of
+from console.status_out import StatusOut
 from console.stop_signals import StopSignals, exit_at_once
 from engine import Engine, EngineSnapshot, TaskState, wait_event
 
@@ -85,6 +86,7 @@ async def run_headless(
     signals = StopSignals(graceful, now)
     signals.install(loop)
     pipeline = DemoPipeline(engine, rate=demo_rate) if demo else None
+    status = StatusOut(out, json_lines)  # a reader that falls behind never blocks the loop
     try:
         if workers is not None:
             await engine.set_workers(workers)
@@ -99,12 +101,13 @@ async def run_headless(
             pipeline.start()
         while not stop.is_set():
             snap = engine.snapshot()
-            print(status_json(snap) if json_lines else status_line(snap), file=out, flush=True)
+            status.write(status_json(snap) if json_lines else status_line(snap))
             await wait_event(stop, interval)
     finally:
         if pipeline is not None:
             await pipeline.stop()
         report = await engine.stop()
         signals.remove(loop)
+        await asyncio.to_thread(status.close)
     print(f"stopped; {report.describe()}", file=sys.stderr)
     return 0

@@ -309,3 +309,42 @@ def test_attached_console_steers_a_headless_engine_in_another_process(tmp_path: 
         os.close(master)
         reader.join(timeout=5)
     assert engine.returncode == 0
+
+
+def test_headless_goes_on_working_when_its_output_is_not_read(tmp_path: Path) -> None:
+    """Status lines to a pipe nobody reads (a full pipe): the engine must not block on
+    them — the demo's tasks keep succeeding — and the lines dropped meanwhile are
+    counted in the next one the reader gets."""
+    import fcntl
+
+    store = tmp_path / "demo.db"
+    proc = start_headless(
+        "--store", str(store), "--workers", "4", "--demo-rate", "20", "--interval", "0.1"
+    )
+    assert proc.stdout is not None
+    fcntl.fcntl(proc.stdout.fileno(), 1031, 4096)  # F_SETPIPE_SZ: full after a few lines
+
+    def succeeded() -> int:
+        out = taskdeck("status", "--json", "--store", str(store))
+        if out.returncode != 0:
+            return 0
+        return sum(q["succeeded"] for q in json.loads(out.stdout)["queues"].values())
+
+    try:
+        deadline = time.monotonic() + 30
+        while succeeded() == 0:
+            assert time.monotonic() < deadline, "the demo load did not get processed"
+        full_by = time.monotonic() + 2.0  # 20 lines of about 1 kB: the pipe is full by then
+        while time.monotonic() < full_by:
+            time.sleep(0.1)
+        before = succeeded()
+        while succeeded() < before + 10:  # still working with the pipe full
+            assert time.monotonic() < deadline + 30, "the engine stopped with its output full"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert any(line.get("dropped_lines", 0) > 0 for line in lines), lines[-3:]
+    assert "Traceback" not in err
