@@ -1,0 +1,1 @@
+"""Alerts: rules over the engine's measures, their states, channels and deliveries."""
