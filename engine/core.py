@@ -97,6 +97,8 @@ class Engine:
         )
         self._submit, self._reads, self._commands = runtime.submit, runtime.reads, runtime.commands
         self._schedules, self._nodes = runtime.schedules, runtime.nodes
+        #: alert rules, channels and alerts (see :class:`engine.alerts.part.Alerts`)
+        self.alerts = runtime.alerts
         self.task(
             name=webhook.WEBHOOK_HANDLER,
             queue=webhook.WEBHOOK_QUEUE,

@@ -8,6 +8,14 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from engine.alerts.part import (
+    ALERT_HANDLER,
+    ALERT_QUEUE,
+    ALERT_RETRIES,
+    RETRY,
+    Alerts,
+    AlertService,
+)
 from engine.checks import check_seconds
 from engine.cluster import NodeKeeper
 from engine.codec import Codec
@@ -72,6 +80,13 @@ class Runtime:
         self.commands = Commands(state, store, codec, bus, waiters, self.nodes, node)
         self.schedules = Schedules(state, store, codec, bus, metrics, clock, preparer, register)
         self._outcomes = Outcomes(state, store, state.registry, bus, metrics, waiters)
+        self.alerts = Alerts(
+            store, codec, state.current_settings, node, self.reads.snapshot,
+            lambda: {h.name: h.queue for h in state.registry}, self.nodes.nodes,
+        )  # fmt: skip
+        register(name=ALERT_HANDLER, queue=ALERT_QUEUE, retries=ALERT_RETRIES, retry=RETRY)(
+            self.alerts.deliver
+        )
         self.services: list[Service] = []
         self.service_tasks: list[asyncio.Task[None]] = []
         self._unstopped = StopWatch()  # warns if a started engine is never stopped
@@ -154,6 +169,7 @@ class Runtime:
             ProgressReporter(store, settings, bus, pool, self._node, codec=self._codec),
             state.node_keeper,
             state.monitor,
+            AlertService(store, settings, bus, self.alerts),
         ]
 
     async def _abort_start(self) -> None:

@@ -300,6 +300,12 @@ class Settings:
         "Let completion webhooks reach loopback, private, link-local (cloud "
         "metadata), shared and other non-public addresses; off, they are refused "
         "at enqueue and at send time.")
+    alert_retention: float = setting(604800.0, "s",
+        "How long resolved alerts and the history of alert transitions and "
+        "deliveries are kept.", 60.0, 31_536_000.0)
+    alert_lease_ttl: float = setting(5.0, "s",
+        "How long the node that evaluates alert rules holds its lease without "
+        "renewing it; another node takes over after this.", 1.0, 300.0)
     # -- flow control (held across every process on the store)
     queue_rate_limits: LimitMap[str] = setting(LimitMap[str](), "",
         "Most tasks started per second/minute/hour in a queue (a token bucket).",

@@ -8,9 +8,9 @@ taken from the store's clock so tests can move time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from engine.codec import Codec, to_json
 from engine.errors import TaskNotFound
@@ -32,6 +32,7 @@ from engine.model import (
 #: The due time of a workflow step that waits for earlier steps (year 3000): never
 #: promoted by time, and sorted after every real due time.
 WAITING_RUN_AT = 32_503_680_000.0
+T = TypeVar("T")
 
 #: The built-in handler that POSTs a finished task's record to its webhook URL.
 WEBHOOK_HANDLER = "taskdeck.webhook"
@@ -454,6 +455,10 @@ class Store(Protocol):
         self, items: Sequence[tuple[int, str, float | None, str | None]]
     ) -> None:
         """Persist (id, owner, fraction, message) for running tasks."""
+
+    async def alerts(self, plan: Callable[[Any], Generator[Any, Any, T]]) -> T:
+        """Run an alerts plan (see :mod:`engine.store.alerts`) in one write transaction."""
+        ...
 
     async def set_paused(self, queue: str, paused: bool) -> bool:
         """Pause or resume a queue; returns whether anything changed."""

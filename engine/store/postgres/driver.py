@@ -57,6 +57,7 @@ from engine.model import (
     WorkflowRecord,
 )
 from engine.store import rows as records
+from engine.store.alerts import numbered_plan
 from engine.store.base import (
     Claimed,
     ClaimedTask,
@@ -70,6 +71,7 @@ from engine.store.base import (
     task_missing,
 )
 from engine.store.batches import in_batches
+from engine.store.plans import Plan
 from engine.store.postgres import cluster as cluster
 from engine.store.postgres import commands as commands
 from engine.store.postgres import flow as flow_ops
@@ -79,6 +81,7 @@ from engine.store.postgres import tasks as ops
 from engine.store.postgres.conn import AmbiguousCommit, Txn
 from engine.store.postgres.group import EnqueueGroup
 from engine.store.postgres.insert import FIND_ENQUEUED
+from engine.store.postgres.plans import drive
 from engine.store.postgres.session import Op, PgSession, T
 
 log = logging.getLogger(__name__)
@@ -267,6 +270,9 @@ class PostgresStore(PgSession):
     ) -> None:
         if items:
             await self._run(partial(commands.save_progress, items=items))
+
+    async def alerts(self, plan: Callable[[Txn], Plan[T]]) -> T:
+        return await self._run(lambda txn: drive(txn, numbered_plan(plan(txn))))
 
     async def set_paused(self, queue: str, paused: bool) -> bool:
         return await self._run(partial(commands.set_paused, queue=queue, paused=paused))

@@ -57,6 +57,7 @@ from engine.store.base import (
     TaskFilter,
 )
 from engine.store.batches import in_batches
+from engine.store.plans import Plan
 from engine.store.sqlite import cluster as cluster_ops
 from engine.store.sqlite import commands
 from engine.store.sqlite import flow as flow_ops
@@ -72,6 +73,7 @@ from engine.store.sqlite.open import (
     read_counts_with,
     tidy_sidecars,
 )
+from engine.store.sqlite.plans import drive
 from engine.store.sqlite.reads import ListQuery, SQLiteReads
 from engine.store.sqlite.txn import (
     BatchResult,
@@ -373,6 +375,10 @@ class SQLiteStore:
     ) -> None:
         if items:
             await self._write(partial(commands.save_progress, items=items))
+
+    async def alerts(self, plan: Callable[[Any], Plan[T]]) -> T:
+        result: T = await self._write(lambda txn: drive(txn, plan(txn)))
+        return result
 
     async def set_paused(self, queue: str, paused: bool) -> bool:
         result: bool = await self._write(partial(commands.set_paused, queue=queue, paused=paused))

@@ -19,7 +19,7 @@ from engine.faults import no_fault
 from engine.model import TERMINAL_STATES, TaskState, transition_check_sql
 
 APPLICATION_ID = 0x54534B44  # "TSKD"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _STATES = ", ".join(f"'{s.value}'" for s in TaskState)
 _TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES))
@@ -226,8 +226,62 @@ CREATE TABLE command_results (
 # older version, whose handlers are unknown).
 _V4 = "ALTER TABLE nodes ADD COLUMN handlers TEXT"
 
+# Version 5: alerts (see engine.alerts): one row per alert (a rule for one scope
+# key), the history of its transitions and deliveries, silences per rule, and the
+# lease row that names the one node evaluating the rules.
+_V5 = """
+CREATE TABLE alerts (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    rule          TEXT    NOT NULL,
+    key           TEXT    NOT NULL,
+    state         TEXT    NOT NULL CHECK (state IN ('pending', 'firing', 'resolved', 'cleared')),
+    severity      TEXT    NOT NULL,
+    since         REAL    NOT NULL,
+    started_at    REAL    NOT NULL,
+    clear_since   REAL,
+    last_notified REAL,
+    notified      INTEGER NOT NULL DEFAULT 0,
+    acked_by      TEXT,
+    acked_at      REAL,
+    note          TEXT    NOT NULL DEFAULT '',
+    value         REAL,
+    summary       TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX alerts_open ON alerts(state, rule, key);
+CREATE INDEX alerts_since ON alerts(since);
+
+CREATE TABLE alert_events (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id INTEGER,
+    at       REAL    NOT NULL,
+    kind     TEXT    NOT NULL,
+    channel  TEXT,
+    task_id  INTEGER,
+    detail   TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX alert_events_alert ON alert_events(alert_id, id);
+CREATE INDEX alert_events_at ON alert_events(at);
+
+CREATE TABLE alert_silences (
+    rule  TEXT PRIMARY KEY,
+    until REAL NOT NULL,
+    note  TEXT NOT NULL,
+    by    TEXT NOT NULL,
+    at    REAL NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE alert_leader (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    node       TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+INSERT INTO alert_leader (id, node, expires_at) VALUES (1, '', 0)
+"""
+
 #: (version, script) pairs, applied in order inside one transaction each.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4))
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5),
+)  # fmt: skip
 
 
 def create_private_file(path: Path) -> None:
