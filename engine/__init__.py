@@ -1,5 +1,9 @@
 """Taskdeck's engine: a durable task queue on one SQLite file. Importable without Textual."""
 
+from engine.alerts.config import AlertConfig, AlertConfigError, Channel, alert_config
+from engine.alerts.machine import Alert
+from engine.alerts.part import AlertEvent, Silence
+from engine.alerts.rules import MEASURES, RuleError, parse_duration, parse_rule
 from engine.codec import MAX_JSON_DEPTH, generate_key
 from engine.context import TaskContext, current_task
 from engine.core import Engine
@@ -63,9 +67,15 @@ __all__ = [
     "ACTIVE_STATES",
     "ALLOWED_TRANSITIONS",
     "MAX_JSON_DEPTH",
+    "MEASURES",
     "PRIORITY_NAMES",
     "TERMINAL_STATES",
+    "Alert",
+    "AlertConfig",
+    "AlertConfigError",
+    "AlertEvent",
     "Chain",
+    "Channel",
     "CommandResult",
     "EncryptionKeyError",
     "Engine",
@@ -87,11 +97,13 @@ __all__ = [
     "ReadOnlyError",
     "ResultNotSerializable",
     "RetryPolicy",
+    "RuleError",
     "ScheduleInfo",
     "SettingSpec",
     "Settings",
     "SettingsError",
     "Signature",
+    "Silence",
     "StopReport",
     "StoreError",
     "StoreOpenError",
@@ -108,14 +120,17 @@ __all__ = [
     "WorkerInfo",
     "WorkflowRecord",
     "WorkflowStep",
+    "alert_config",
     "chain",
     "check_workers",
     "current_task",
     "generate_key",
     "group",
+    "parse_duration",
     "parse_payload",
     "parse_priority",
     "parse_rate",
+    "parse_rule",
     "parse_workers",
 ]
 

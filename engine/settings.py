@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 ENV_PREFIX = "TASKDECK_"
 #: Environment variables with our prefix that belong to the CLI, not to Settings.
-CLI_ENV = frozenset({"KEY", "KEY_FILE", "STORE", "APP", "WORKERS"})
+CLI_ENV = frozenset({"KEY", "KEY_FILE", "STORE", "APP", "WORKERS", "CONFIG"})
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,14 @@ import importlib
 import os
 import stat
 import sys
+import tomllib
 from collections.abc import Awaitable, Callable
 from enum import Enum
 from pathlib import Path
 
 from console.cli.errors import Refused, UserError
 from console.demo import register_demo
-from engine import DEFAULT_URL, Engine, Settings, sqlite_file
+from engine import DEFAULT_URL, AlertConfigError, Engine, Settings, sqlite_file
 
 Work = Callable[[Engine], Awaitable[int]]
 
@@ -94,7 +95,9 @@ def build_engine(args: argparse.Namespace, *, workers: int, client: bool = False
     if args.app:
         if args.store:
             raise UserError("--store cannot be combined with --app: your Engine chooses its store")
-        return load_app(args.app)
+        engine = load_app(args.app)
+        configure_alerts(engine)
+        return engine
     engine = Engine(
         store_url(args),
         workers=workers,
@@ -102,7 +105,30 @@ def build_engine(args: argparse.Namespace, *, workers: int, client: bool = False
         settings=Settings.from_env(),
     )
     register_demo(engine, schedules=not client)
+    configure_alerts(engine)
     return engine
+
+
+def configure_alerts(engine: Engine) -> None:
+    """Give ``engine`` the ``[alerts]`` table of ``TASKDECK_CONFIG`` or
+    ``./taskdeck.toml`` (when there is one). A bad table is a usage error naming the
+    file and every problem; nothing starts."""
+    named = os.environ.get("TASKDECK_CONFIG")
+    path = Path(named) if named else Path("taskdeck.toml")
+    if not path.exists():
+        if named:
+            raise UserError(f"TASKDECK_CONFIG names {path}, which does not exist")
+        return
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("alerts")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UserError(f"{path}: {exc}") from None
+    if table is None:
+        return
+    try:
+        engine.alerts.configure(table)
+    except AlertConfigError as exc:
+        raise UserError(f"{path}: " + f"\n{path}: ".join(exc.problems)) from None
 
 
 def store_url(args: argparse.Namespace) -> str:
