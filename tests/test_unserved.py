@@ -19,11 +19,15 @@ from console.panels.bottlenecks import BottlenecksPanel
 from console.screens.enqueue import EnqueueScreen
 from engine import Engine
 from engine.cluster import unserved_findings
+from engine.store.postgres.schema import SCHEMA_VERSION as PG_VERSION
+from engine.store.sqlite.schema import SCHEMA_VERSION as SQLITE_VERSION
 
 from .conftest import BOTH_BACKENDS, FAST
 from .console_helpers import screen_text, settle, started, text_of
 from .console_helpers import until as shown
 from .pg_fixtures import sql
+
+ALERT_TABLES = ("alerts", "alert_events", "alert_silences", "alert_leader")
 
 #: A line of the queue table: "│ 12       images.x        images …"
 ROW = re.compile(r"│ \d+ +images\.\w+ +images ")
@@ -75,7 +79,9 @@ async def test_nodes_say_their_handlers_and_unserved_ones_are_found(store: str |
         nodes = await watcher.nodes()
         [row] = [n for n in nodes if n.id == "node-a"]
         assert row.handlers is not None  # its own and the built-in webhook sender
-        assert {"images.notify", "images.resize", "taskdeck.webhook"} == set(row.handlers)
+        assert {"images.notify", "images.resize", "taskdeck.webhook", "taskdeck.alert"} == set(
+            row.handlers
+        )
         unserved = await watcher.unserved()
         assert unserved == {"images.x": 12, "images.legacy": 3}
         titles = [f.title for f in unserved_findings(unserved)]
@@ -94,6 +100,8 @@ async def test_a_store_from_before_the_handlers_column_opens(db_path: Path) -> N
         pass  # creates the store
     with sqlite3.connect(db_path) as conn:
         conn.execute("ALTER TABLE nodes DROP COLUMN handlers")
+        for table in ALERT_TABLES:  # added by a later version
+            conn.execute(f"DROP TABLE {table}")
         conn.execute("PRAGMA user_version = 3")
         conn.execute(
             "INSERT INTO nodes (id, host, pid, version, started_at, last_seen, state, workers, "
@@ -101,7 +109,7 @@ async def test_a_store_from_before_the_handlers_column_opens(db_path: Path) -> N
         )
     await producer_enqueues(db_path, [("images.x", 2)])
     with sqlite3.connect(db_path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (4,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SQLITE_VERSION,)
         columns = [r[1] for r in conn.execute("PRAGMA table_info(nodes)")]
         assert "handlers" in columns
     again = node(db_path, "node-new")
@@ -116,6 +124,8 @@ async def test_a_postgres_store_from_before_the_handlers_column_opens(pg_url: st
     async with first:
         pass
     await sql(pg_url, "ALTER TABLE nodes DROP COLUMN handlers")
+    for table in ALERT_TABLES:  # added by a later version
+        await sql(pg_url, f"DROP TABLE {table}")
     await sql(pg_url, "UPDATE taskdeck_meta SET value = '2' WHERE key = 'schema_version'")
     await sql(
         pg_url,
@@ -127,7 +137,7 @@ async def test_a_postgres_store_from_before_the_handlers_column_opens(pg_url: st
         rows = {n.id: n for n in await again.nodes()}
         assert rows["node-old"].handlers is None
         version = await sql(pg_url, "SELECT value FROM taskdeck_meta WHERE key = 'schema_version'")
-        assert version[0][0] == "3"
+        assert version[0][0] == str(PG_VERSION)
 
 
 async def test_the_attached_console_warns_and_marks_the_rows(db_path: Path) -> None:
