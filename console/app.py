@@ -27,6 +27,7 @@ console's :mod:`steering <console.steering>`; the app does not ask.
 | enter | task detail |
 | f | failed tasks |
 | t | schedules (periodic tasks): pause, resume, run now |
+| A | alerts: firing first, history; acknowledge, silence |
 | / | filter the queue |
 | 1 … 6 | show queued, scheduled, running, succeeded, failed, cancelled |
 | ? | help |
@@ -48,7 +49,6 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.events import Resize
-from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Input, Static
@@ -57,13 +57,14 @@ from console.cluster.state import Cluster
 from console.commands import ActionsProvider
 from console.demo import DemoPipeline
 from console.panels.bottlenecks import BottlenecksPanel
-from console.panels.events import EventsPanel
+from console.panels.events import EngineEvents, EventsPanel
 from console.panels.footer import KeysFooter
 from console.panels.header import HeaderBar
 from console.panels.queue import QueuePanel
 from console.panels.resources import ResourcesPanel
 from console.panels.task_table import TaskTable
 from console.panels.throughput import ThroughputPanel
+from console.screens.alerts import AlertsScreen
 from console.screens.enqueue import EnqueueScreen
 from console.screens.failed import FailedScreen
 from console.screens.help import HelpScreen
@@ -77,14 +78,14 @@ from console.steering.attached import AttachedSteering
 from console.steering.base import PanelKind, Steering
 from console.steering.local import LocalSteering
 from console.stop_signals import StopSignals, exit_at_once
-from engine import Engine, Event, TaskState
+from engine import Engine, TaskState
 
 MIN_SIZE = (100, 30)
 #: Actions refused while the engine stops (they would change it).
 CHANGES_ENGINE = frozenset(
     {
         "enqueue", "cancel", "priority", "retry", "workers", "set_workers", "queues",
-        "autoscale", "settings", "apply_finding", "failed", "schedules",
+        "autoscale", "settings", "apply_finding", "failed", "schedules", "alerts",
     }
 )  # fmt: skip
 #: Actions on the dashboard's panels: off (and out of the footer) on other screens.
@@ -92,14 +93,6 @@ DASHBOARD_ONLY = CHANGES_ENGINE | {"filter", "clear_filter", "show_state"}
 PRIORITY_KEYS = Binding.Group("Priority", compact=True)
 POOL_KEYS = Binding.Group("Workers", compact=True)
 STATE_KEYS = {str(i + 1): state for i, state in enumerate(TaskState)}
-
-
-class EngineEvents(Message):
-    """A batch of engine events (batched so a flood costs one repaint)."""
-
-    def __init__(self, events: list[Event]) -> None:
-        super().__init__()
-        self.events = events
 
 
 class ConsoleApp(App[int]):
@@ -159,6 +152,7 @@ class ConsoleApp(App[int]):
             tooltip="Apply the selected bottleneck's suggestion",
         ),
         Binding("f", "failed", "Failed", tooltip="Failed and cancelled tasks: retry, purge"),
+        Binding("A", "alerts", "Alerts", show=False, tooltip="Alerts: firing, pending, recent"),
         Binding(
             "t", "schedules", "Schedules", tooltip="Periodic tasks: next/last run, pause, run now"
         ),
@@ -211,7 +205,7 @@ class ConsoleApp(App[int]):
     # -- layout ---------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         cluster = self.control.cluster
-        yield HeaderBar(cluster, id="header")
+        yield HeaderBar(cluster, self.engine.alerts.firing, id="header")
         with Horizontal(id="top", classes=self.control.dashboard_class):
             yield QueuePanel(self.engine, self.now, cluster=cluster, id="queue", classes="panel")
             yield self.control.pool_panel()
@@ -443,6 +437,9 @@ class ConsoleApp(App[int]):
     def action_schedules(self) -> None:
         self.push_screen(SchedulesScreen(self.engine, self.now))
 
+    def action_alerts(self) -> None:
+        self.push_screen(AlertsScreen(self.engine, self.now))
+
     def action_help(self) -> None:
         groups: list[tuple[str, list[BindingType]]] = [
             *self.control.help_groups,
@@ -451,6 +448,7 @@ class ConsoleApp(App[int]):
             ("Bottlenecks", list(BottlenecksPanel.BINDINGS)),
             ("Failed tasks (f)", list(FailedScreen.BINDINGS)),
             ("Schedules (t)", [*SchedulesScreen.BINDINGS, *ScheduleTable.BINDINGS]),
+            ("Alerts (A)", list(AlertsScreen.BINDINGS)),
             ("Enqueue form (e)", list(EnqueueScreen.BINDINGS)),
             ("Settings (s)", list(SettingsScreen.BINDINGS)),
             ("Task detail (enter)", list(TaskDetailScreen.BINDINGS)),

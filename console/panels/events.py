@@ -19,6 +19,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.widgets import RichLog
 
 from engine import EngineSnapshot, Event, EventKind
@@ -117,6 +118,14 @@ def action_line(event: Event) -> Text:
     if event.message:
         text.append(f": {event.message}")
     return text
+
+
+class EngineEvents(Message):
+    """A batch of engine events (batched so a flood costs one repaint)."""
+
+    def __init__(self, events: list[Event]) -> None:
+        super().__init__()
+        self.events = events
 
 
 class EventLog(RichLog):

@@ -5,9 +5,11 @@ the workers, rates and autoscaler are the sums over the alive nodes."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rich.text import Text
+from textual import work
 
 from console.cluster.state import Cluster
 from console.format import busy_of, rate
@@ -20,9 +22,32 @@ class HeaderBar(TextPanel):
     HeaderBar { height: 1; padding: 0 1; background: $panel; color: $text; dock: top; }
     """
 
-    def __init__(self, cluster: Cluster | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        cluster: Cluster | None = None,
+        firing: Callable[[], Awaitable[int]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``firing``: reads how many alerts are firing (every 2 s, shown when any)."""
         super().__init__(**kwargs)
         self.cluster = cluster
+        self._read_firing = firing
+        self.firing = 0
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        if self._read_firing is not None:
+            self.set_interval(2.0, self.count_firing)
+            self.count_firing()
+
+    @work(exclusive=True, group="firing")
+    async def count_firing(self) -> None:
+        if self._read_firing is None:
+            return
+        try:
+            self.firing = await self._read_firing()
+        except Exception:  # the store is closing or gone: keep the last count
+            return
 
     def render_snapshot(self, snap: EngineSnapshot) -> Text:
         text = Text()
@@ -61,8 +86,10 @@ class HeaderBar(TextPanel):
         self._tail(text, snap)
         return text
 
-    @staticmethod
-    def _tail(text: Text, snap: EngineSnapshot) -> None:
+    def _tail(self, text: Text, snap: EngineSnapshot) -> None:
+        if self.firing:
+            text.append(f" · 🔔 {self.firing} alert{'s' if self.firing > 1 else ''} firing (A)",
+                        style=f"bold {self.app.theme_variables.get('error', '')}")  # fmt: skip
         if snap.paused_queues:
             text.append(" · paused: " + ", ".join(sorted(snap.paused_queues)), style="bold")
         if not snap.running:

@@ -5,8 +5,9 @@ Every engine with rules configured tries to take the store's alert lease each
 ``evaluate_every``; the one holding it (the leader) gathers the measures, runs the
 rules through the state machine and, in one transaction that renews the lease,
 writes the transitions and enqueues one delivery task per channel (handler
-``taskdeck.alert``, queue ``alerts``). A leader that dies stops renewing; another
-node takes over once the lease (setting ``alert_lease_ttl``) runs out.
+``taskdeck.alert``, in the ``webhooks`` queue beside completion webhooks). A leader
+that dies stops renewing; another node takes over once the lease (setting
+``alert_lease_ttl``) runs out.
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ from engine.services import Service
 from engine.settings import Settings
 from engine.snapshot import EngineSnapshot
 from engine.store import alerts as plans
-from engine.store.base import NewTask, Store
+from engine.store.base import WEBHOOK_QUEUE, NewTask, Store
 
 log = logging.getLogger(__name__)
 
 ALERT_HANDLER = "taskdeck.alert"
-ALERT_QUEUE = "alerts"
+ALERT_QUEUE = WEBHOOK_QUEUE  # outbound notifications share one system queue
 ALERT_RETRIES = 5
 RETRY = RetryPolicy.exponential(
     base=1.0, cap=120.0, retry_on=(OSError, TimeoutError, ConnectionError)
