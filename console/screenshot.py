@@ -5,7 +5,8 @@ has a backlog, and one image that fails for good, so there is a traceback to sho
 then saves the dashboard at 160×50 and 100×30, the enqueue form with a payload
 error, settings, a failed task's detail, the detail of a step in the middle of an
 image's chain, the schedules (after running one now and pausing another) at 160×50
-and 100×30, the failed tasks, and help; then three demo engines (nodes) on another
+and 100×30, the failed tasks, help, and the alerts (the demo's rules, one of them
+acknowledged); then three demo engines (nodes) on another
 store with a console attached to them (``console --attach``), after ``]`` on one
 node, at 160×50 and 100×30. Each is saved as SVG and, when a renderer is
 installed (see ``console.svg_to_png``), as PNG.
@@ -41,12 +42,25 @@ SHOTS = (
     "schedules-100x30",
     "failed-tasks",
     "help",
+    "alerts",
     "attached-160x50",
     "attached-100x30",
 )
 #: The nodes of the attached screenshots and their worker counts.
 NODES = {"node-a": 3, "node-b": 4, "node-c": 4}
 
+
+#: The demo's alert rules (no channels: nobody is notified).
+DEMO_ALERTS = {
+    "evaluate_every": "0.5s",
+    "bottlenecks": "warning",
+    "rules": {
+        "images-backlog": "queue:images backlog > 20 for 2s severity critical repeat 30m",
+        "downloads-waiting": "queue:downloads oldest_wait > 3s for 1s",
+        "stalled": "throughput == 0 for 5m while backlog > 0 severity critical",
+    },
+    "slo": {"downloads": "p95 wait < 30s"},
+}
 
 BAD_PAYLOAD = """{
   "image_id": "img-0007",
@@ -90,6 +104,7 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
     with tempfile.TemporaryDirectory() as tmp:
         engine = Engine(Path(tmp) / "demo.db", workers=8)
         register_demo(engine)
+        engine.alerts.configure(DEMO_ALERTS)
         app = ConsoleApp(engine, demo=True, demo_rate=4.0)
 
         def save(name: str) -> None:
@@ -177,6 +192,13 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
 
             await open_and_save("f", "failed-tasks", 0.8)
             await open_and_save("question_mark", "help", 0.3)
+            await pilot.press("A")
+            await pilot.pause(1.2)
+            await pilot.press("a")  # acknowledge the first (firing) one
+            await pilot.pause(1.2)
+            app.clear_notifications()
+            save("alerts")
+            await pilot.press("escape")
             if app.demo is not None:
                 await app.demo.stop()
         with contextlib.suppress(Exception):

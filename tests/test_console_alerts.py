@@ -47,7 +47,7 @@ async def test_the_header_counts_firing_alerts_and_a_opens_them_with_ack_and_sil
         header = app.dashboard.query_one(HeaderBar)
         assert "alert firing" not in text_of(header)
         await engine.enqueue("images.resize", {"job_id": "a"})
-        await until(pilot, lambda: "1 alert firing (A)" in text_of(header), timeout=10)
+        await until(pilot, lambda: "▲ 1 alert firing (A)" in text_of(header), timeout=10)
 
         await pilot.press("A")
         await settle(pilot)

@@ -52,6 +52,11 @@ class HeaderBar(TextPanel):
     def render_snapshot(self, snap: EngineSnapshot) -> Text:
         text = Text()
         text.append("taskdeck ", style="bold")
+        if self.firing:  # first, so it shows however narrow the screen
+            error = self.app.theme_variables.get("error", "")
+            plural = "s" if self.firing > 1 else ""
+            text.append(f"▲ {self.firing} alert{plural} firing (A)", style=f"bold {error}")
+            text.append(" · ")
         store = snap.store if self.size.width >= 150 else snap.store.rsplit("/", 1)[-1]
         if self.cluster is not None:
             return self._cluster_line(text, snap, self.cluster, store)
@@ -86,10 +91,8 @@ class HeaderBar(TextPanel):
         self._tail(text, snap)
         return text
 
-    def _tail(self, text: Text, snap: EngineSnapshot) -> None:
-        if self.firing:
-            text.append(f" · 🔔 {self.firing} alert{'s' if self.firing > 1 else ''} firing (A)",
-                        style=f"bold {self.app.theme_variables.get('error', '')}")  # fmt: skip
+    @staticmethod
+    def _tail(text: Text, snap: EngineSnapshot) -> None:
         if snap.paused_queues:
             text.append(" · paused: " + ", ".join(sorted(snap.paused_queues)), style="bold")
         if not snap.running:

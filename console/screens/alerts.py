@@ -95,14 +95,14 @@ class AlertsScreen(Screen[None]):
 
     @work(exclusive=True, group="alerts")
     async def load(self) -> None:
+        chosen = self.selected if self.is_attached else None
         try:
             alerts = await self.engine.alerts.recent()
             silenced = await self.engine.alerts.silences()
-            chosen = self.selected
             history = await self.engine.alerts.history(chosen.id if chosen else 0, 30)
         except (EngineNotRunning, StoreError):
             return  # the console is closing
-        if self.is_attached:
+        if self.is_attached and self.is_current:
             self.alerts, self.silenced, self.history = alerts, silenced, history
             self.loaded = True
             self.show()

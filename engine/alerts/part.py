@@ -158,7 +158,8 @@ class Alerts:
             for key in sorted(keys):
                 verdict = seen.get(key) or Verdict(rule.name, key, False, None, "clear")
                 before = by_key.get((rule.name, key))
-                moved = step(before, rule, verdict, now, rule.name in silenced)
+                quiet = rule.name in silenced or not rule.channels  # nobody to tell
+                moved = step(before, rule, verdict, now, quiet)
                 if moved.alert is None or moved.alert == before:
                     continue
                 writes.append(
