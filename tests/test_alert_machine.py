@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -148,3 +151,12 @@ def test_every_problem_in_a_configuration_is_reported_at_once() -> None:
     assert "notifies unknown channel 'nobody'" in text
     assert "bad alerts.repeat 'often'" in text
     assert "alerts.colour: unknown key" in text
+
+
+def test_the_readme_example_configuration_is_valid() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    [block] = re.findall(r"```toml\n(.*?)```", readme[readme.index("### Alerts") :], re.S)[:1]
+    config = alert_config(tomllib.loads(block)["alerts"])
+    assert len(config.channels) == 2
+    kinds = [r.kind for r in config.rules]
+    assert kinds.count("rule") == 3 and kinds.count("slo") == 1 and "bottleneck" in kinds

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -110,11 +110,9 @@ class SQLiteStore:
         self.path = Path(path).expanduser().absolute()
         self._fault = hook(faults)
         self.url = url or f"sqlite:///{self.path}"
-        self.codec = codec or Codec()
-        self.clock = clock
+        self.codec, self.clock = codec or Codec(), clock
         self._by = by
-        self._durability = "normal"
-        self._busy_timeout = 5.0
+        self._durability, self._busy_timeout = "normal", 5.0
         self._lock = LockWait()
         self._mode = OpenMode()
         self._sidecars_before: frozenset[str] = frozenset()
@@ -126,8 +124,7 @@ class SQLiteStore:
         self._by_queue: dict[str, dict[TaskState, int]] = {}
         self._paused: frozenset[str] = frozenset()
         self._counts_reader = CountsReader(read_counts)
-        self.transactions = 0
-        self._latency = Reservoir(512)
+        self.transactions, self._latency = 0, Reservoir(512)
         self._reads = SQLiteReads(self._read, self.codec, clock, lambda: self._by_queue)
 
     #: at most half the pool per claim: the loop and the writer thread overlap
@@ -377,8 +374,7 @@ class SQLiteStore:
             await self._write(partial(commands.save_progress, items=items))
 
     async def alerts(self, plan: Callable[[Any], Plan[T]]) -> T:
-        result: T = await self._write(lambda txn: drive(txn, plan(txn)))
-        return result
+        return cast(T, await self._write(lambda txn: drive(txn, plan(txn))))
 
     async def set_paused(self, queue: str, paused: bool) -> bool:
         result: bool = await self._write(partial(commands.set_paused, queue=queue, paused=paused))
