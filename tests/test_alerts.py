@@ -199,3 +199,23 @@ async def test_a_channel_test_message_and_bad_configuration(
     with pytest.raises(AlertConfigError, match=r"alerts\.channels\.x has no url"):
         engine.alerts.configure({"channels": {"x": {"type": "webhook"}}})
     assert engine.alerts.config is before  # nothing changed
+
+
+@BOTH_BACKENDS
+async def test_one_engine_leads_and_another_takes_over_when_its_lease_runs_out(
+    store: str | Path,
+) -> None:
+    config = {"evaluate_every": "0.1s", "rules": {"any": "backlog > 1000"}}
+    first = engine_on(store, alert_lease_ttl=1.0, name="node-a")
+    second = engine_on(store, alert_lease_ttl=1.0, name="node-b")
+    for engine in (first, second):
+        engine.alerts.configure(config)
+    async with first:
+        await until(lambda: first.alerts.leading, 10, "the first engine to lead")
+        async with second:
+            await asyncio.sleep(0.5)
+            assert first.alerts.leading and not second.alerts.leading
+            assert (await second.alerts.leader() or ("", 0))[0] == first.node
+            first.alerts.configure(None)  # it stops evaluating (as if it died)
+            await until(lambda: second.alerts.leading, 10, "the second engine to take over")
+            assert (await second.alerts.leader() or ("", 0))[0] == second.node
