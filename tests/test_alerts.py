@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from engine import Engine
+from engine import Engine, ReadOnlyError
 from engine.alerts.config import AlertConfigError
 
 from .alert_servers import Received, free_port, http_server, smtp_server
@@ -219,3 +219,26 @@ async def test_one_engine_leads_and_another_takes_over_when_its_lease_runs_out(
             first.alerts.configure(None)  # it stops evaluating (as if it died)
             await until(lambda: second.alerts.leading, 10, "the second engine to take over")
             assert (await second.alerts.leader() or ("", 0))[0] == second.node
+
+
+@BOTH_BACKENDS
+async def test_a_read_only_client_lists_alerts_and_cannot_change_them(store: str | Path) -> None:
+    engine = engine_on(store, name="node-a")
+    engine.alerts.configure({"evaluate_every": "0.1s", "rules": {"any": "queue:work backlog > 0"}})
+    async with engine:
+        await engine.pause("work")
+        await engine.enqueue("work")
+        await until(lambda: engine.alerts.leading, 10, "the engine to lead")
+        for _ in range(100):
+            if [a for a in await engine.alerts.recent() if a.state == "firing"]:
+                break
+            await asyncio.sleep(0.05)
+        viewer = Engine(store, workers=0)
+        async with viewer.client(read_only=True) as reader:
+            [alert] = await reader.alerts.recent()
+            assert alert.state == "firing" and await reader.alerts.firing() == 1
+            assert [e.kind for e in await reader.alerts.history(alert.id)][-1] == "firing"
+            with pytest.raises(ReadOnlyError):
+                await reader.alerts.ack(alert.id, by="viewer")
+        [again] = await engine.alerts.recent()
+        assert again.acked_at is None

@@ -86,7 +86,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             print("* acknowledged")
         return 0
 
-    return with_store(args, Access.WRITE, work)
+    return with_store(args, Access.READ, work)
 
 
 def cmd_ack(args: argparse.Namespace) -> int:
@@ -146,4 +146,4 @@ def cmd_history(args: argparse.Namespace) -> int:
             print("no alert history")
         return 0
 
-    return with_store(args, Access.WRITE, work)
+    return with_store(args, Access.READ, work)

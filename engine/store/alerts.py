@@ -13,12 +13,12 @@ commit together or not at all.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.store.base import NewTask
-from engine.store.plans import Insert, Moves, Plan, Query, T, row, rows, run, value
+from engine.store.plans import Fetch, Insert, Moves, Plan, Query, T, row, rows, run, value
 
 #: every column of an alert row after ``id``, in order
 ALERT_COLUMNS = (
@@ -89,6 +89,48 @@ def numbered_plan(plan: Plan[T]) -> Plan[T]:
             if isinstance(step, Query):
                 step = step._replace(sql=numbered(step.sql))
             answer = yield step
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+#: the plans that only read: a driver may run them outside a write transaction (on a
+#: read connection), so listing alerts works on a store opened read-only
+READS = frozenset({"recent", "events", "silences", "leader", "one", "paused_since"})
+
+
+def is_read(plan: Callable[..., Any]) -> bool:
+    """Whether ``plan`` (one of this module's plans, or a partial of one) only reads."""
+    found = getattr(plan, "func", plan)
+    return getattr(found, "__module__", "") == __name__ and found.__name__ in READS
+
+
+@dataclass(frozen=True, slots=True)
+class _At:
+    now: float
+
+    def moved(self, queue: str, old: str, new: str, n: int = 1) -> None:
+        raise TypeError("a read plan moves no task")
+
+
+async def drive_reads(
+    read: Callable[[str, tuple[Any, ...]], Awaitable[list[Any]]],
+    plan: Callable[[Any], Plan[T]],
+    now: float,
+) -> T:
+    """Run a read plan with ``read(sql, args) -> rows`` (a driver's read connection)."""
+    steps = plan(_At(now))
+    answer: Any = None
+    try:
+        while True:
+            step = steps.send(answer)
+            if not isinstance(step, Query) or step.fetch is Fetch.NOTHING:
+                raise TypeError(f"a read plan wrote: {step!r}")
+            found = await read(step.sql, step.args)
+            first = found[0] if found else None
+            answer = {Fetch.ROWS: found, Fetch.ROW: first}.get(
+                step.fetch, first[0] if first is not None else None
+            )
     except StopIteration as done:
         result: T = done.value
         return result

@@ -57,7 +57,7 @@ from engine.model import (
     WorkflowRecord,
 )
 from engine.store import rows as records
-from engine.store.alerts import numbered_plan
+from engine.store.alerts import drive_reads, is_read, numbered, numbered_plan
 from engine.store.base import (
     Claimed,
     ClaimedTask,
@@ -271,7 +271,10 @@ class PostgresStore(PgSession):
         if items:
             await self._run(partial(commands.save_progress, items=items))
 
-    async def alerts(self, plan: Callable[[Txn], Plan[T]]) -> T:
+    async def alerts(self, plan: Callable[[Any], Plan[T]]) -> T:
+        if is_read(plan):  # on a pooled connection: no write transaction
+            read = partial(_read_numbered, self._read)
+            return await drive_reads(read, plan, self.clock())
         return await self._run(lambda txn: drive(txn, numbered_plan(plan(txn))))
 
     async def set_paused(self, queue: str, paused: bool) -> bool:
@@ -408,3 +411,9 @@ class PostgresStore(PgSession):
 def _check_id(task_id: int) -> None:
     if task_id > MAX_ID:
         raise task_missing(task_id)
+
+
+async def _read_numbered(
+    read: Callable[..., Awaitable[list[Any]]], sql: str, args: tuple[Any, ...]
+) -> list[Any]:
+    return await read(numbered(sql), *args)

@@ -43,6 +43,7 @@ from engine.model import (
     TaskState,
     WorkflowRecord,
 )
+from engine.store.alerts import drive_reads, is_read
 from engine.store.base import (
     Claimed,
     ClaimedTask,
@@ -245,8 +246,7 @@ class SQLiteStore:
     async def enqueue(self, tasks: Sequence[NewTask]) -> list[TaskId]:
         if not tasks:
             return []
-        result: list[TaskId] = await self._write(partial(ops.enqueue, tasks=tasks, by=self._by))
-        return result
+        return cast(list[TaskId], await self._write(partial(ops.enqueue, tasks=tasks, by=self._by)))
 
     async def enqueue_workflow(
         self, kind: str, tasks: Sequence[NewTask]
@@ -288,8 +288,7 @@ class SQLiteStore:
             op = partial(ops.claim, owner=owner, limit=limit, handlers=names, lease_ttl=lease_ttl)
         if held:
             op = partial(ops.claim_checking, op=op, owner=owner, held=list(held))
-        result: Claimed = await self._write(op)
-        return result
+        return cast(Claimed, await self._write(op))
 
     async def complete(self, completions: Sequence[Completion]) -> CompletionReport:
         if not completions:
@@ -374,6 +373,8 @@ class SQLiteStore:
             await self._write(partial(commands.save_progress, items=items))
 
     async def alerts(self, plan: Callable[[Any], Plan[T]]) -> T:
+        if is_read(plan):  # on the reader: no write transaction; works read-only too
+            return await drive_reads(self._read, plan, self.clock())
         return cast(T, await self._write(lambda txn: drive(txn, plan(txn))))
 
     async def set_paused(self, queue: str, paused: bool) -> bool:
@@ -402,8 +403,7 @@ class SQLiteStore:
         return result
 
     async def trigger_schedule(self, name: str, by: str) -> str:
-        result: str = await self._write(partial(sched.trigger, name=name, by=by))
-        return result
+        return cast(str, await self._write(partial(sched.trigger, name=name, by=by)))
 
     # -- cluster --------------------------------------------------------------
     async def heartbeat(self, node: NodeInfo, dead_after: float) -> list[NodeCommand]:
