@@ -1,7 +1,7 @@
 """What the commands share: the engine they act on and how they open its store.
 
 Commands that only read (``status``, ``tasks``, ``show``, ``schedules``, ``workflow``,
-``nodes``) open the store read-only: nothing is written, nothing is created, no
+``nodes``, ``alerts``) open the store read-only: nothing is written, nothing is created, no
 scheduler or other background service runs, and they never wait for another
 process's write lock. Commands that change something open it as a client (no workers,
 no background services); only ``enqueue`` creates a store that does not exist yet.

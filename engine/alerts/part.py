@@ -227,7 +227,8 @@ class Alerts:
 
     # -- reads and operator commands ---------------------------------------------------
     async def recent(self, recent: float = 86400.0, limit: int = 200) -> list[Alert]:
-        """Firing first, then pending, then the recently resolved (``recent`` seconds)."""
+        """Firing first, then pending, then those resolved in the last ``recent`` seconds
+        (a pending alert that cleared without firing is only in the history)."""
         now = self._snapshot().at
         rows = await self._store.alerts(partial(plans.recent, since=now - recent, limit=limit))
         return [alert_of(r) for r in rows]

@@ -54,7 +54,7 @@ SILENCE = (
     "by = excluded.by, at = excluded.at"
 )
 RECENT = (
-    f"{_SELECT} WHERE state IN ('pending', 'firing') OR since >= ? "
+    f"{_SELECT} WHERE state IN ('pending', 'firing') OR (state = 'resolved' AND since >= ?) "
     "ORDER BY CASE state WHEN 'firing' THEN 0 WHEN 'pending' THEN 1 ELSE 2 END, since DESC, "
     "id DESC LIMIT ?"
 )
