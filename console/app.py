@@ -12,26 +12,7 @@ runs no workers; a Nodes panel takes the place of Workers (its rows read with
 become commands to the nodes. Which of the two it is lives in one place, the
 console's :mod:`steering <console.steering>`; the app does not ask.
 
-| Key | Does |
-| --- | --- |
-| e | enqueue a task |
-| c | cancel the selected task |
-| + / - | raise / lower its priority |
-| ] / [ | one worker more / fewer (attached: on the node selected in Nodes) |
-| w | set the worker count (attached: the selected node's) |
-| s | settings (attached: sent to every node) |
-| p | pause or resume a queue (stored: every node on the store sees it) |
-| r | retry the selected failed or cancelled task |
-| a | autoscaler on / off (attached: on every node) |
-| x | apply the selected bottleneck's suggestion |
-| enter | task detail |
-| f | failed tasks |
-| t | schedules (periodic tasks): pause, resume, run now |
-| / | filter the queue |
-| 1 … 6 | show queued, scheduled, running, succeeded, failed, cancelled |
-| ? | help |
-| ctrl+p | command palette |
-| q | quit (finish running tasks, or stop now) |
+The keys are ``BINDINGS`` below; the help screen (``?``) and the README list them.
 """
 
 from __future__ import annotations
@@ -67,6 +48,7 @@ from console.panels.throughput import ThroughputPanel
 from console.screens.enqueue import EnqueueScreen
 from console.screens.failed import FailedScreen
 from console.screens.help import HelpScreen
+from console.screens.pause_all import PauseAllScreen
 from console.screens.queues import QueuesScreen
 from console.screens.quit import QuitChoice, QuitScreen
 from console.screens.schedules import SchedulesScreen, ScheduleTable
@@ -84,7 +66,7 @@ MIN_SIZE = (100, 30)
 CHANGES_ENGINE = frozenset(
     {
         "enqueue", "cancel", "priority", "retry", "workers", "set_workers", "queues",
-        "autoscale", "settings", "apply_finding", "failed", "schedules",
+        "autoscale", "settings", "apply_finding", "failed", "schedules", "pause_all",
     }
 )  # fmt: skip
 #: Actions on the dashboard's panels: off (and out of the footer) on other screens.
@@ -147,6 +129,7 @@ class ConsoleApp(App[int]):
         Binding("w", "set_workers", "Workers…", show=False, tooltip="Set the worker count"),
         Binding("s", "settings", "Settings", tooltip="Change runtime settings"),
         Binding("p", "queues", "Pause", tooltip="Pause or resume a queue"),
+        Binding("P", "pause_all", "Pause all", show=False, tooltip="Pause or resume everything"),
         Binding(
             "r", "retry", "Retry", show=False, tooltip="Retry the selected failed or cancelled task"
         ),
@@ -405,6 +388,9 @@ class ConsoleApp(App[int]):
     def action_queues(self) -> None:
         selected = self.queue.selected
         self.push_screen(QueuesScreen(self.engine, selected.queue if selected else None))
+
+    def action_pause_all(self) -> None:
+        self.push_screen(PauseAllScreen(self.engine, self.engine.snapshot().all_paused))
 
     @work(group="settings")
     async def action_autoscale(self) -> None:

@@ -14,7 +14,7 @@ from engine.codec import Codec
 from engine.errors import InvalidTransition
 from engine.events import EventBus, EventKind
 from engine.model import TERMINAL_STATES, NodeCommand, TaskState, parse_priority
-from engine.nodes import Nodes
+from engine.nodes import Nodes, operator
 from engine.reads import parse_state
 from engine.settings import Settings
 from engine.state import EngineState
@@ -27,6 +27,7 @@ States = TaskState | str | Sequence[TaskState | str]
 #: How long a reprioritize waits for the node holding the task to answer (its next
 #: heartbeat or two).
 RELAY_WAIT = 5.0
+MAX_NOTE = 500  # characters in an operator's note
 
 
 def _states(state: States) -> list[TaskState]:
@@ -221,6 +222,24 @@ class Commands:
             self._bus.emit(kind, queue=name, message=f"queue {name} {verb}")
         return changed
 
+    async def set_all_paused(self, paused: bool, note: str | None = None) -> bool:
+        """Pause everything (no task starts on any node, enqueues still accepted) or
+        resume; False if it already was so."""
+        if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
+            raise ValueError(f"note: must be text of at most {MAX_NOTE} characters")
+        self._state.require_writable("pause everything" if paused else "resume everything")
+        changed = await self._store.set_paused(None, paused, operator(), note)
+        if self._state.pool is not None:  # its held tasks go back unstarted
+            self._state.pool.held.set_paused(None, paused)
+        if changed:
+            if not paused:
+                self._state.kick()
+            kind = EventKind.ALL_PAUSED if paused else EventKind.ALL_RESUMED
+            why = f": {note}" if note else ""
+            message = f"everything paused{why}" if paused else "everything resumed"
+            self._bus.emit(kind, message=message)
+        return changed
+
     async def drain(self, timeout: float | None = None) -> None:
         """Wait until no task is queued, scheduled or running (paused queues aside)."""
         limit = None if timeout is None else check_seconds("timeout", timeout)
@@ -235,7 +254,7 @@ class Commands:
             waiting = running = 0
             for name, per in counts.by_queue.items():
                 running += per.get(TaskState.RUNNING, 0)
-                if name not in counts.paused:
+                if name not in counts.paused and counts.all_paused is None:
                     waiting += per.get(TaskState.QUEUED, 0) + per.get(TaskState.SCHEDULED, 0)
             if not waiting and not running and not pool.busy and not completer.pending:
                 return

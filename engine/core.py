@@ -374,6 +374,15 @@ class Engine:
         """Claim from ``queue`` again. Returns False if it was not paused."""
         return await self._commands.set_paused(queue, False)
 
+    async def pause_all(self, note: str | None = None) -> bool:
+        """Pause everything: no task starts on any node (running ones finish; enqueues
+        are still accepted) until :meth:`resume_all`. False if already paused."""
+        return await self._commands.set_all_paused(True, note)
+
+    async def resume_all(self) -> bool:
+        """Undo :meth:`pause_all`. Returns False if everything was not paused."""
+        return await self._commands.set_all_paused(False)
+
     async def drain(self, timeout: float | None = None) -> None:
         """Wait until no task is queued, scheduled or running (paused queues aside); for
         tests and scripts (``TimeoutError`` says what was still waiting)."""

@@ -387,6 +387,29 @@ COMMAND_ACTIONS = (
 
 
 @dataclass(frozen=True, slots=True)
+class AllPaused:
+    """Everything paused (``Engine.pause_all``): no task starts on any node until
+    resumed; enqueues are still accepted. ``by`` is who paused (user@host), ``note``
+    why."""
+
+    at: float
+    by: str
+    note: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({"at": self.at, "by": self.by, "note": self.note})
+
+    @classmethod
+    def from_json(cls, text: str) -> AllPaused:
+        """The stored flag; a value this version cannot read still means paused."""
+        try:
+            data = json.loads(text)
+            return cls(float(data["at"]), str(data["by"]), data.get("note"))
+        except (ValueError, TypeError, KeyError):
+            return cls(0.0, "?", None)
+
+
+@dataclass(frozen=True, slots=True)
 class NodeInfo:
     """One engine process on the store, as its last heartbeat described it."""
 

@@ -18,6 +18,7 @@ from engine.limits import FlowLimits
 from engine.model import (
     CREATED,
     TERMINAL_STATES,
+    AllPaused,
     CommandResult,
     NodeCommand,
     NodeInfo,
@@ -261,10 +262,12 @@ class Expired:
 
 @dataclass(frozen=True)
 class StoreCounts:
-    """Task counts per queue and state, and the paused queues."""
+    """Task counts per queue and state, the paused queues, and whether everything is
+    paused (``all_paused``: who paused, when and why)."""
 
     by_queue: Mapping[str, Mapping[TaskState, int]] = field(default_factory=dict)
     paused: frozenset[str] = frozenset()
+    all_paused: AllPaused | None = None
 
     def totals(self) -> dict[TaskState, int]:
         out = dict.fromkeys(TaskState, 0)
@@ -455,8 +458,12 @@ class Store(Protocol):
     ) -> None:
         """Persist (id, owner, fraction, message) for running tasks."""
 
-    async def set_paused(self, queue: str, paused: bool) -> bool:
-        """Pause or resume a queue; returns whether anything changed."""
+    async def set_paused(
+        self, queue: str | None, paused: bool, by: str = "", note: str | None = None
+    ) -> bool:
+        """Pause or resume a queue, or (``queue`` None) everything: no task of any queue
+        starts on any node while it is set (``by`` and ``note`` are kept with it);
+        returns whether anything changed."""
 
     def latency_p99(self) -> float | None:
         """p99 of recent write-transaction times, in seconds (None before any)."""

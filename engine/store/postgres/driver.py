@@ -268,8 +268,11 @@ class PostgresStore(PgSession):
         if items:
             await self._run(partial(commands.save_progress, items=items))
 
-    async def set_paused(self, queue: str, paused: bool) -> bool:
-        return await self._run(partial(commands.set_paused, queue=queue, paused=paused))
+    async def set_paused(
+        self, queue: str | None, paused: bool, by: str = "", note: str | None = None
+    ) -> bool:
+        op = partial(commands.set_paused, queue=queue, paused=paused, by=by, note=note)
+        return await self._run(op)
 
     # -- periodic schedules ------------------------------------------------------
     async def sync_schedules(self, schedules: Sequence[StoredSchedule]) -> list[str]:
