@@ -1,9 +1,11 @@
 """Taskdeck's engine: a durable task queue on one SQLite file. Importable without Textual."""
 
 from engine.codec import MAX_JSON_DEPTH, generate_key
+from engine.config import Config, load_config
 from engine.context import TaskContext, current_task
 from engine.core import Engine
 from engine.errors import (
+    ConfigError,
     EncryptionKeyError,
     EngineNotRunning,
     InvalidTransition,
@@ -42,6 +44,7 @@ from engine.payload import parse_payload
 from engine.reads import TaskPage
 from engine.registry import Handler
 from engine.retry import RetryPolicy
+from engine.saved_settings import SettingInfo
 from engine.settings import Settings, SettingSpec
 from engine.shutdown import StopReport
 from engine.snapshot import EngineSnapshot, Finding, QueueInfo, WorkerInfo
@@ -67,6 +70,8 @@ __all__ = [
     "TERMINAL_STATES",
     "Chain",
     "CommandResult",
+    "Config",
+    "ConfigError",
     "EncryptionKeyError",
     "Engine",
     "EngineNotRunning",
@@ -88,6 +93,7 @@ __all__ = [
     "ResultNotSerializable",
     "RetryPolicy",
     "ScheduleInfo",
+    "SettingInfo",
     "SettingSpec",
     "Settings",
     "SettingsError",
@@ -113,6 +119,7 @@ __all__ = [
     "current_task",
     "generate_key",
     "group",
+    "load_config",
     "parse_payload",
     "parse_priority",
     "parse_rate",

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 ENV_PREFIX = "TASKDECK_"
 #: Environment variables with our prefix that belong to the CLI, not to Settings.
-CLI_ENV = frozenset({"KEY", "KEY_FILE", "STORE", "APP", "WORKERS"})
+CLI_ENV = frozenset({"KEY", "KEY_FILE", "STORE", "APP", "WORKERS", "CONFIG"})
 
 
 @dataclass(frozen=True)
@@ -384,22 +384,7 @@ class Settings:
         cls, environ: Mapping[str, str] | None = None, base: Settings | None = None
     ) -> Settings:
         """Read ``TASKDECK_<NAME>`` variables (e.g. ``TASKDECK_LEASE_TTL=30``)."""
-        env = os.environ if environ is None else environ
-        texts: dict[str, str] = {}
-        for key, text in env.items():
-            if not key.startswith(ENV_PREFIX):
-                continue
-            suffix = key[len(ENV_PREFIX) :]
-            name = suffix.lower()
-            if name in SPEC_BY_NAME:
-                texts[name] = text
-            elif suffix not in CLI_ENV:
-                log.warning(
-                    "ignoring unknown environment variable %s%s",
-                    key,
-                    suggest(name, list(SPEC_BY_NAME)),
-                )
-        return cls.from_texts(texts, base)
+        return cls.from_texts(env_texts(environ), base)
 
     @classmethod
     def from_toml(cls, path: str | Path, base: Settings | None = None) -> Settings:
@@ -414,6 +399,25 @@ class Settings:
         if not isinstance(table, dict):
             raise SettingsError({"taskdeck": "must be a table of settings"})
         return (base or cls()).replace(**table)
+
+
+def env_texts(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The settings given as ``TASKDECK_<NAME>`` variables (``os.environ`` by default),
+    as text by name; an unknown ``TASKDECK_`` variable is logged and ignored."""
+    env = os.environ if environ is None else environ
+    texts: dict[str, str] = {}
+    for key, text in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        suffix = key[len(ENV_PREFIX) :]
+        name = suffix.lower()
+        if name in SPEC_BY_NAME:
+            texts[name] = text
+        elif suffix not in CLI_ENV:
+            log.warning(
+                "ignoring unknown environment variable %s%s", key, suggest(name, list(SPEC_BY_NAME))
+            )
+    return texts
 
 
 def _specs() -> tuple[SettingSpec, ...]:

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from console.cli import interactive, nodes, schedules, tasks
+from console.cli import interactive, nodes, schedules, settings, tasks
 from console.cli.errors import EXIT_INTERRUPTED, UserError, exit_code, log, message
 from console.cli.options import add_before, merge, shared_parser
 
@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     tasks.add_parsers(sub, common)
     schedules.add_parsers(sub, common)
     nodes.add_parsers(sub, common)
+    settings.add_parsers(sub, common)
     return top
 
 

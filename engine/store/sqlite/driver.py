@@ -37,6 +37,7 @@ from engine.model import (
     CommandResult,
     NodeCommand,
     NodeInfo,
+    SavedSetting,
     ScheduleInfo,
     TaskId,
     TaskRecord,
@@ -61,6 +62,7 @@ from engine.store.sqlite import cluster as cluster_ops
 from engine.store.sqlite import commands
 from engine.store.sqlite import flow as flow_ops
 from engine.store.sqlite import schedules as sched
+from engine.store.sqlite import settings as saved_ops
 from engine.store.sqlite import tasks as ops
 from engine.store.sqlite.file import FileInfo, check_keys, inspect_file, sidecars
 from engine.store.sqlite.open import (
@@ -213,6 +215,11 @@ class SQLiteStore:
                 await asyncio.to_thread(tidy_sidecars, self.path, self._sidecars_before)
 
     # -- group commit ---------------------------------------------------------
+    async def _call(self, op: Callable[..., T], /, **args: Any) -> T:
+        """``op(txn, **args)`` in the next group commit; returns what it returned."""
+        result: T = await self._write(partial(op, **args))
+        return result
+
     def _write(self, op: Op) -> asyncio.Future[Any]:
         if self._writer is None:
             if self._mode.read_only and self._reader is not None:
@@ -301,16 +308,10 @@ class SQLiteStore:
         return CompletionReport([completions[i] for i in applied], [completions[i] for i in stale])
 
     async def renew_leases(self, owner: str, lease_ttl: float) -> set[int]:
-        result: set[int] = await self._write(
-            partial(ops.renew_leases, owner=owner, lease_ttl=lease_ttl)
-        )
-        return result
+        return await self._call(ops.renew_leases, owner=owner, lease_ttl=lease_ttl)
 
     async def rescue(self, exclude_owner: str) -> list[Rescued]:
-        result: list[Rescued] = await self._write(
-            partial(ops.rescue, exclude_owner=exclude_owner, codec=self.codec)
-        )
-        return result
+        return await self._call(ops.rescue, exclude_owner=exclude_owner, codec=self.codec)
 
     async def promote_due(self) -> tuple[list[tuple[int, str]], float | None]:
         result: tuple[list[tuple[int, str]], float | None] = await self._write(ops.promote_due)
@@ -380,18 +381,12 @@ class SQLiteStore:
 
     # -- periodic schedules ------------------------------------------------------
     async def sync_schedules(self, schedules: Sequence[StoredSchedule]) -> list[str]:
-        result: list[str] = await self._write(
-            partial(sched.sync, schedules=schedules, codec=self.codec)
-        )
-        return result
+        return await self._call(sched.sync, schedules=schedules, codec=self.codec)
 
     async def fire_schedules(
         self, next_run: sched.NextRun
     ) -> tuple[list[tuple[str, str, str]], float | None]:
-        result: tuple[list[tuple[str, str, str]], float | None] = await self._write(
-            partial(sched.fire_due, next_run=next_run, by=self._by)
-        )
-        return result
+        return await self._call(sched.fire_due, next_run=next_run, by=self._by)
 
     async def set_schedule_paused(self, name: str, paused: bool, next_run: sched.NextRun) -> bool:
         result: bool = await self._write(
@@ -405,22 +400,27 @@ class SQLiteStore:
 
     # -- cluster --------------------------------------------------------------
     async def heartbeat(self, node: NodeInfo, dead_after: float) -> list[NodeCommand]:
-        result: list[NodeCommand] = await self._write(
-            partial(cluster_ops.heartbeat, node=node, dead_after=dead_after, codec=self.codec)
-        )
-        return result
+        heartbeat = cluster_ops.heartbeat
+        return await self._call(heartbeat, node=node, dead_after=dead_after, codec=self.codec)
 
     async def node_stopped(self, node_id: str) -> None:
         await self._write(partial(cluster_ops.node_stopped, node_id=node_id))
 
     async def send_command(self, target: str, action: str, args: str, by: str) -> int:
-        result: int = await self._write(
-            partial(cluster_ops.send_command, target=target, action=action, args=args, by=by)
-        )
-        return result
+        send = cluster_ops.send_command
+        return await self._call(send, target=target, action=action, args=args, by=by)
 
     async def record_command(self, result: CommandResult) -> None:
         await self._write(partial(cluster_ops.record_command, result=result))
+
+    # -- runtime settings (see engine.store.sqlite.settings) --------------------
+    async def save_settings(
+        self, saved: Sequence[SavedSetting], removed: Sequence[str], command: tuple[str, str, str]
+    ) -> int:
+        return await self._call(saved_ops.save, saved=saved, removed=removed, command=command)
+
+    async def saved_settings(self) -> list[SavedSetting]:
+        return [SavedSetting(*row) for row in await self._read(saved_ops.SAVED)]
 
     # -- reads ----------------------------------------------------------------
     async def _read(self, sql: str, params: Any = ()) -> list[Any]:
