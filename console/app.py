@@ -8,9 +8,10 @@ mount if it is not running, and stops it on quit.
 
 ``attach=True`` watches a cluster instead (``taskdeck console --attach``): the engine
 runs no workers; a Nodes panel takes the place of Workers (its rows read with
-``engine.nodes()`` on the tick), and the worker keys, the autoscaler and settings
-become commands to the nodes. Which of the two it is lives in one place, the
-console's :mod:`steering <console.steering>`; the app does not ask.
+``engine.nodes()`` on the tick), and the worker keys become commands to the nodes
+(settings and the autoscaler are saved in the store for every node, in both modes).
+Which of the two it is lives in one place, the console's :mod:`steering
+<console.steering>`; the app does not ask.
 
 | Key | Does |
 | --- | --- |
@@ -19,10 +20,10 @@ console's :mod:`steering <console.steering>`; the app does not ask.
 | + / - | raise / lower its priority |
 | ] / [ | one worker more / fewer (attached: on the node selected in Nodes) |
 | w | set the worker count (attached: the selected node's) |
-| s | settings (attached: sent to every node) |
+| s | settings, saved for every node: source and who/when of each; ctrl+r resets one |
 | p | pause or resume a queue (stored: every node on the store sees it) |
 | r | retry the selected failed or cancelled task |
-| a | autoscaler on / off (attached: on every node) |
+| a | autoscaler on / off (saved for every node) |
 | x | apply the selected bottleneck's suggestion |
 | enter | task detail |
 | f | failed tasks |

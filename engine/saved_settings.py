@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.errors import SettingsError
@@ -37,15 +37,17 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class SettingInfo:
     """One setting: its value in force here and where that comes from (``source``:
-    default, file, env, flag, code or runtime); ``reset_to``: the value below a
-    runtime change (what a reset goes back to); for a runtime change, who made it
-    (``user@host``, process id, interface) and when (Unix seconds)."""
+    default, file, env, flag, code or runtime); ``reset_to`` and ``reset_from``: the
+    value below a runtime change and its source (what a reset goes back to); for a
+    runtime change, who made it (``user@host``, process id, interface) and when (Unix
+    seconds)."""
 
     name: str
     value: Any
     source: str
     default: Any
     reset_to: Any
+    reset_from: str
     changed_by: str | None = None
     changed_at: float | None = None
     pid: int | None = None
@@ -129,13 +131,20 @@ class SavedSettings:
         out = []
         for spec, value in state.settings:
             row = saved.get(spec.name)
-            source = "runtime" if row is not None else state.layers.source(spec.name)
-            reset_to = getattr(base, spec.name)
-            if row is None:
-                out.append(SettingInfo(spec.name, value, source, spec.default, reset_to))
-                continue
-            who = (row.changed_by, row.changed_at, row.pid, row.interface)
-            out.append(SettingInfo(spec.name, value, source, spec.default, reset_to, *who))
+            below = state.layers.source(spec.name)
+            info = SettingInfo(
+                spec.name, value, below, spec.default, getattr(base, spec.name), below
+            )
+            if row is not None:
+                info = replace(
+                    info,
+                    source="runtime",
+                    changed_by=row.changed_by,
+                    changed_at=row.changed_at,
+                    pid=row.pid,
+                    interface=row.interface,
+                )
+            out.append(info)
         return out
 
     async def load(self) -> None:

@@ -134,6 +134,7 @@ def row(info: SettingInfo) -> dict[str, Any]:
         "source": info.source,
         "default": plain(info.default),
         "reset_to": plain(info.reset_to),
+        "reset_from": info.reset_from,
         "changed_by": info.changed_by,
         "changed_at": info.changed_at,
         "pid": info.pid,
