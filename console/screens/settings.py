@@ -78,7 +78,13 @@ class SettingsScreen(CompactForm[float | None]):
 
     BINDINGS = [
         Binding("ctrl+s", "apply", "Apply", priority=True),
-        Binding("ctrl+r", "reset", "Reset one", priority=True),
+        Binding(
+            "ctrl+r",
+            "reset",
+            "Reset one",
+            priority=True,
+            tooltip="Reset the focused setting: its runtime change removed, on every node",
+        ),
         Binding("escape", "close", "Close"),
     ]
 
