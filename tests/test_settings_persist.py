@@ -15,13 +15,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from engine import Engine, SettingsError, load_config
+from engine.store.postgres.conn import parse_url
+from engine.store.postgres.schema import MIGRATIONS as PG_MIGRATIONS
+from engine.store.postgres.schema import migrate
 from engine.store.sqlite.schema import APPLICATION_ID, MIGRATIONS
 
 from .cli_helpers import run
 from .conftest import BOTH_BACKENDS, FAST, EngineFactory, until
+from .pg_fixtures import server_of, sql
 
 
 def node(store: str | Path, name: str, workers: int = 1, **options: Any) -> Engine:
@@ -155,6 +160,22 @@ async def test_a_store_of_the_previous_version_gets_the_table(
         assert again.settings.result_ttl == 42
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (5,)
+
+
+async def test_a_postgres_schema_of_the_previous_version_gets_the_table(pg_url: str) -> None:
+    conn = await asyncpg.connect(server_of(pg_url))
+    try:  # the schema as the release before saved settings left it (version 3)
+        await migrate(conn, parse_url(pg_url), None, migrations=PG_MIGRATIONS[:3])
+    finally:
+        await conn.close()
+    assert await sql(pg_url, "SELECT to_regclass('saved_settings')") == [(None,)]
+    engine = node(pg_url, "node-a")
+    async with engine:
+        await engine.update_settings(result_ttl=42)
+    again = node(pg_url, "node-b")
+    async with again:
+        assert again.settings.result_ttl == 42
+    assert await sql(pg_url, "SELECT name, value FROM saved_settings") == [("result_ttl", "42.0")]
 
 
 def settings_json(home: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
