@@ -5,7 +5,9 @@ everywhere. ``Settings(**values)`` and ``settings.replace(**changes)`` validate
 every field at once and raise :class:`~engine.errors.SettingsError` naming *each*
 bad field (with a "did you mean" for unknown names); nothing is half-applied.
 Sources: keyword arguments, environment variables (``TASKDECK_LEASE_TTL=30``) and a
-TOML file (top level or a ``[taskdeck]`` table).
+TOML file (top level or a ``[taskdeck]`` table); :mod:`engine.config` layers
+``taskdeck.toml``, the environment and ``--set`` flags, and
+:mod:`engine.saved_settings` the runtime changes saved in the store, on top.
 """
 
 from __future__ import annotations
