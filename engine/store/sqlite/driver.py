@@ -364,10 +364,8 @@ class SQLiteStore:
     async def purge_expired(
         self, result_ttl: float, failed_ttl: float, limit: int
     ) -> list[Expired]:
-        result: list[Expired] = await self._write(
-            partial(ops.purge_expired, result_ttl=result_ttl, failed_ttl=failed_ttl, limit=limit)
-        )
-        return result
+        purge = ops.purge_expired
+        return await self._call(purge, result_ttl=result_ttl, failed_ttl=failed_ttl, limit=limit)
 
     async def save_progress(
         self, items: Sequence[tuple[int, str, float | None, str | None]]
@@ -437,12 +435,15 @@ class SQLiteStore:
             raise (StoreError(gone) if gone else describe_sqlite_error(exc)) from exc
 
     async def counts(self) -> StoreCounts:
-        """Read every count now. Runs on the writer thread, in order with the writes,
-        so it never races the deltas this process applies (read-only: on the reader)."""
+        """Read every count now, on the writer thread between batches (read-only: on the
+        reader); kept only if no batch's deltas were applied while this one resumed."""
         if self._writer is None and self._mode.read_only:
             counts = await read_counts_with(self._read)
         else:
+            delivered = self.transactions
             counts = await self.on_writer(partial(self._identity.read, read_counts))
+            if self.transactions != delivered:  # they may be missing from it: keep them
+                return counts
         self._set_counts(counts)
         return counts
 
