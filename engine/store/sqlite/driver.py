@@ -411,14 +411,15 @@ class SQLiteStore:
     async def record_command(self, result: CommandResult) -> None:
         await self._write(partial(cluster_ops.record_command, result=result))
 
-    # -- runtime settings (see engine.store.sqlite.settings) --------------------
     async def save_settings(
         self, saved: Sequence[SavedSetting], removed: Sequence[str], command: tuple[str, str, str]
     ) -> int:
         return await self._call(saved_ops.save, saved=saved, removed=removed, command=command)
 
     async def saved_settings(self) -> list[SavedSetting]:
-        return [SavedSetting(*row) for row in await self._read(saved_ops.SAVED)]
+        if self._writer is None:  # read-only: on the reader; else in order with the writes
+            return [SavedSetting(*row) for row in await self._read(saved_ops.SAVED)]
+        return await self.on_writer(saved_ops.saved)
 
     # -- reads ----------------------------------------------------------------
     async def _read(self, sql: str, params: Any = ()) -> list[Any]:

@@ -6,6 +6,7 @@ either sees both (the command, then the row at its next start) or neither.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
 from engine.model import SavedSetting
@@ -39,3 +40,8 @@ def save(
         txn.execute("DELETE FROM saved_settings WHERE name = ?", (name,))
     action, args, by = command
     return cluster.send_command(txn, "*", action, args, by)
+
+
+def saved(conn: sqlite3.Connection) -> list[SavedSetting]:
+    """Every saved setting (on the writer's connection, between batches)."""
+    return [SavedSetting(*row) for row in conn.execute(SAVED)]
