@@ -7,6 +7,9 @@ no node row or heartbeat. Reads and operator commands work inside the block
 line tool needs: ``taskdeck status`` must not fire a due periodic run or rescue
 another engine's tasks, and must not create a store at a mistyped path.
 
+The settings saved in the store (runtime changes, see :mod:`engine.saved_settings`)
+are taken when it opens, as an engine takes them when it starts.
+
 - ``create=False``: a store that does not exist is refused with ``StoreOpenError``
   ("no Taskdeck store at …"), and nothing is created.
 - ``read_only=True`` (implies ``create=False``): nothing is written. SQLite is opened
