@@ -8,9 +8,10 @@ mount if it is not running, and stops it on quit.
 
 ``attach=True`` watches a cluster instead (``taskdeck console --attach``): the engine
 runs no workers; a Nodes panel takes the place of Workers (its rows read with
-``engine.nodes()`` on the tick), and the worker keys, the autoscaler and settings
-become commands to the nodes. Which of the two it is lives in one place, the
-console's :mod:`steering <console.steering>`; the app does not ask.
+``engine.nodes()`` on the tick), and the worker keys become commands to the nodes
+(settings and the autoscaler are saved in the store for every node, in both modes).
+Which of the two it is lives in one place, the console's :mod:`steering
+<console.steering>`; the app does not ask.
 
 The keys are ``BINDINGS`` below; the help screen (``?``) and the README list them.
 """

@@ -1,9 +1,11 @@
 """Taskdeck's engine: a durable task queue on one SQLite file. Importable without Textual."""
 
 from engine.codec import MAX_JSON_DEPTH, generate_key
+from engine.config import Config, load_config
 from engine.context import TaskContext, current_task
 from engine.core import Engine
 from engine.errors import (
+    ConfigError,
     EncryptionKeyError,
     EngineNotRunning,
     InvalidTransition,
@@ -43,6 +45,7 @@ from engine.payload import parse_payload
 from engine.reads import TaskPage
 from engine.registry import Handler
 from engine.retry import RetryPolicy
+from engine.saved_settings import SettingInfo
 from engine.settings import Settings, SettingSpec
 from engine.shutdown import StopReport
 from engine.snapshot import EngineSnapshot, Finding, QueueInfo, WorkerInfo
@@ -69,6 +72,8 @@ __all__ = [
     "AllPaused",
     "Chain",
     "CommandResult",
+    "Config",
+    "ConfigError",
     "EncryptionKeyError",
     "Engine",
     "EngineNotRunning",
@@ -90,6 +95,7 @@ __all__ = [
     "ResultNotSerializable",
     "RetryPolicy",
     "ScheduleInfo",
+    "SettingInfo",
     "SettingSpec",
     "Settings",
     "SettingsError",
@@ -115,6 +121,7 @@ __all__ = [
     "current_task",
     "generate_key",
     "group",
+    "load_config",
     "parse_payload",
     "parse_priority",
     "parse_rate",

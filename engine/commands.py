@@ -16,7 +16,7 @@ from engine.events import EventBus, EventKind
 from engine.model import TERMINAL_STATES, NodeCommand, TaskState, parse_priority
 from engine.nodes import Nodes, operator
 from engine.reads import parse_state
-from engine.settings import Settings
+from engine.saved_settings import SavedSettings
 from engine.state import EngineState
 from engine.store.base import Store
 from engine.waiters import Waiters
@@ -47,8 +47,10 @@ class Commands:
         waiters: Waiters,
         nodes: Nodes,
         node: str,
+        saved: SavedSettings,
     ) -> None:
         self._state = state
+        self._saved = saved
         self._store = store
         self._codec = codec
         self._bus = bus
@@ -188,22 +190,6 @@ class Commands:
         )
         return old
 
-    async def update_settings(self, **changes: Any) -> Settings:
-        """Change settings at runtime; all-or-nothing (``SettingsError`` names every bad field)."""
-        state = self._state
-        new = state.settings.replace(**changes)
-        old, state.settings = state.settings, new
-        self._bus.default_maxsize = new.event_buffer
-        state.configure_store()
-        if state.worker_count > new.max_workers:
-            await self.set_workers(new.max_workers)
-        state.kick()
-        changed = {k: v for k, v in new.as_dict().items() if old.as_dict()[k] != v}
-        if changed:
-            text = ", ".join(f"{k}={v!r}" for k, v in changed.items())
-            self._bus.emit(EventKind.SETTINGS_CHANGED, message=text, data=changed)
-        return new
-
     async def set_paused(self, queue: str, paused: bool) -> bool:
         """Pause or resume claiming from ``queue``; False if it already was so."""
         name = check_queue_name(queue)
@@ -286,8 +272,8 @@ class Commands:
                 if changed
                 else f"queue {args['queue']} was already {state}"
             )
-        if name == "update_settings":
-            await self.update_settings(**args)
+        if name == "update_settings":  # saved: every node takes it
+            await self._saved.update(args)
             return "settings: " + ", ".join(f"{k}={v!r}" for k, v in args.items())
         raise ValueError(
             f"unknown action {name!r}; allowed: set_workers, pause, resume, update_settings"
@@ -305,6 +291,8 @@ class Commands:
                 )
             old = await self.reprioritize(task_id, args["priority"])
             return f"priority {old} → {args['priority']} (given back unstarted)"
+        if command.action in ("update_settings", "reset_settings"):  # here only, not saved
+            return await self._saved.on_command(command)
         if command.action == "stop_task":
             task_id = int(args["task_id"])
             pool = self._state.pool

@@ -383,6 +383,7 @@ COMMAND_ACTIONS = (
     "update_settings",
     "stop_task",
     "reprioritize",
+    "reset_settings",
 )
 
 
@@ -454,3 +455,17 @@ class CommandResult:
     done_at: float
     ok: bool
     outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class SavedSetting:
+    """A setting changed at runtime, as the store keeps it: its value as JSON, and who
+    changed it (user@host, process id, interface) and when (see
+    :mod:`engine.saved_settings`)."""
+
+    name: str
+    value: str
+    changed_at: float
+    changed_by: str
+    pid: int
+    interface: str

@@ -24,6 +24,7 @@ from engine.outcomes import Outcomes
 from engine.pool import WorkerPool
 from engine.reads import Reads
 from engine.resources import Sampler
+from engine.saved_settings import SavedSettings
 from engine.schedule import Scheduler
 from engine.schedules import Register, Schedules
 from engine.services import (
@@ -69,7 +70,8 @@ class Runtime:
         self.submit = Submitter(state, store, bus, metrics, preparer, node, clock)
         self.reads = Reads(state, store, codec, bus, metrics, waiters, node, clock)
         self.nodes = Nodes(state, store, bus, node, clock, self.reads.snapshot)
-        self.commands = Commands(state, store, codec, bus, waiters, self.nodes, node)
+        self.saved = SavedSettings(state, store, bus, clock, lambda n: self.commands.set_workers(n))
+        self.commands = Commands(state, store, codec, bus, waiters, self.nodes, node, self.saved)
         self.schedules = Schedules(state, store, codec, bus, metrics, clock, preparer, register)
         self._outcomes = Outcomes(state, store, state.registry, bus, metrics, waiters)
         self.services: list[Service] = []
@@ -91,7 +93,8 @@ class Runtime:
 
     async def _start_on_open_store(self, owner: object) -> None:
         state = self._state
-        state.started_at = self._clock()
+        state.started_at = self._clock()  # a change saved after this reaches it as a command
+        await self.saved.load()
         state.configure_store()
         state.progress = asyncio.Event()
         outcomes = self._outcomes
@@ -214,11 +217,13 @@ class Runtime:
         self._waiters.fail_all(EngineNotRunning("the engine stopped"))
         self._bus.emit(EventKind.ENGINE_STOPPED, message=self._node)
 
-    def client_mode(self, mode: OpenMode | None, owner: object) -> None:
-        """``engine.client()`` opened the store in ``mode`` (None: closed it)."""
+    async def client_mode(self, mode: OpenMode | None, owner: object) -> None:
+        """``engine.client()`` opened the store in ``mode`` (None: closed it); an open
+        one takes the settings saved in the store."""
         state = self._state
         state.running, state.read_only = mode is not None, mode is not None and mode.read_only
         if mode is None:
             self._unstopped.stopped()
-        else:
-            self._unstopped.started(owner, self._store.url)
+            return
+        self._unstopped.started(owner, self._store.url)
+        await self.saved.load()

@@ -19,6 +19,8 @@ from console.panels.bottlenecks import BottlenecksPanel
 from console.screens.enqueue import EnqueueScreen
 from engine import Engine
 from engine.cluster import unserved_findings
+from engine.store.postgres.schema import SCHEMA_VERSION as PG_VERSION
+from engine.store.sqlite.schema import SCHEMA_VERSION as SQLITE_VERSION
 
 from .conftest import BOTH_BACKENDS, FAST
 from .console_helpers import screen_text, settle, started, text_of
@@ -92,8 +94,9 @@ async def test_a_store_from_before_the_handlers_column_opens(db_path: Path) -> N
     first = node(db_path, "node-new")
     async with first:
         pass  # creates the store
-    with sqlite3.connect(db_path) as conn:
+    with sqlite3.connect(db_path) as conn:  # what a version-3 store has: no later tables
         conn.execute("ALTER TABLE nodes DROP COLUMN handlers")
+        conn.execute("DROP TABLE saved_settings")
         conn.execute("PRAGMA user_version = 3")
         conn.execute(
             "INSERT INTO nodes (id, host, pid, version, started_at, last_seen, state, workers, "
@@ -101,7 +104,7 @@ async def test_a_store_from_before_the_handlers_column_opens(db_path: Path) -> N
         )
     await producer_enqueues(db_path, [("images.x", 2)])
     with sqlite3.connect(db_path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (4,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SQLITE_VERSION,)
         columns = [r[1] for r in conn.execute("PRAGMA table_info(nodes)")]
         assert "handlers" in columns
     again = node(db_path, "node-new")
@@ -116,6 +119,7 @@ async def test_a_postgres_store_from_before_the_handlers_column_opens(pg_url: st
     async with first:
         pass
     await sql(pg_url, "ALTER TABLE nodes DROP COLUMN handlers")
+    await sql(pg_url, "DROP TABLE saved_settings")  # what a version-2 schema has
     await sql(pg_url, "UPDATE taskdeck_meta SET value = '2' WHERE key = 'schema_version'")
     await sql(
         pg_url,
@@ -127,7 +131,7 @@ async def test_a_postgres_store_from_before_the_handlers_column_opens(pg_url: st
         rows = {n.id: n for n in await again.nodes()}
         assert rows["node-old"].handlers is None
         version = await sql(pg_url, "SELECT value FROM taskdeck_meta WHERE key = 'schema_version'")
-        assert version[0][0] == "3"
+        assert version[0][0] == str(PG_VERSION)
 
 
 async def test_the_attached_console_warns_and_marks_the_rows(db_path: Path) -> None:

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from console.cli import interactive, nodes, queues, schedules, tasks
+from console.cli import interactive, nodes, queues, schedules, settings, tasks
 from console.cli.errors import EXIT_INTERRUPTED, UserError, exit_code, log, message
 from console.cli.options import add_before, merge, shared_parser
 
@@ -38,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
     schedules.add_parsers(sub, common)
     queues.add_parsers(sub, common)
     nodes.add_parsers(sub, common)
+    settings.add_parsers(sub, common)
     return top
 
 

@@ -1,9 +1,7 @@
-"""The Store contract: what every backend (SQLite now, PostgreSQL later) provides.
-
-The engine talks to a store only through this protocol. Payloads, results and
-errors cross it as *encoded text* (see :mod:`engine.codec`); reads that return
-:class:`~engine.model.TaskRecord` decode them with the store's codec. Times are
-taken from the store's clock so tests can move time.
+"""The Store contract: what every backend (SQLite, PostgreSQL) provides. The engine talks
+to a store only through this protocol. Payloads, results and errors cross it as *encoded
+text* (see :mod:`engine.codec`); reads that return :class:`~engine.model.TaskRecord` decode
+them with the store's codec. Times are taken from the store's clock so tests can move time.
 """
 
 from __future__ import annotations
@@ -22,6 +20,7 @@ from engine.model import (
     CommandResult,
     NodeCommand,
     NodeInfo,
+    SavedSetting,
     ScheduleInfo,
     TaskId,
     TaskRecord,
@@ -392,6 +391,14 @@ class Store(Protocol):
         seconds is reported dead."""
 
     async def command_results(self, command_id: int) -> list[CommandResult]: ...
+
+    async def save_settings(
+        self, saved: Sequence[SavedSetting], removed: Sequence[str], command: tuple[str, str, str]
+    ) -> int:
+        """Save runtime settings, delete ``removed`` ones and send ``command`` (action, JSON
+        args, by) to every node, in one transaction; returns the command's id."""
+
+    async def saved_settings(self) -> list[SavedSetting]: ...
 
     async def enqueue_and_claim(
         self, task: NewTask, owner: str, lease_ttl: float

@@ -19,6 +19,7 @@ from engine.faults import no_fault
 from engine.model import TERMINAL_STATES, TaskState, transition_check_sql
 from engine.store.postgres.cluster import CLUSTER_DDL, NODE_HANDLERS_DDL
 from engine.store.postgres.conn import PgTarget, quote_ident
+from engine.store.postgres.settings import SAVED_SETTINGS_DDL
 
 _STATES = ", ".join(f"'{s.value}'" for s in TaskState)
 _TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES))
@@ -144,8 +145,13 @@ CREATE TABLE rate_buckets (
 
 #: (version, script) pairs, applied in order; never edit one that has shipped — add
 #: the next version instead. Version 2: node rows and the command channel; version 3:
-#: the handlers each node runs.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, CLUSTER_DDL), (3, NODE_HANDLERS_DDL))
+#: the handlers each node runs; version 4: settings changed at runtime.
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, _V1),
+    (2, CLUSTER_DDL),
+    (3, NODE_HANDLERS_DDL),
+    (4, SAVED_SETTINGS_DDL),
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 #: The tables a Taskdeck schema holds (a schema with any of them but no
@@ -160,6 +166,7 @@ OUR_TABLES = (
     "nodes",
     "commands",
     "command_results",
+    "saved_settings",
 )
 
 

@@ -37,6 +37,7 @@ from engine.model import (
     CommandResult,
     NodeCommand,
     NodeInfo,
+    SavedSetting,
     ScheduleInfo,
     TaskId,
     TaskRecord,
@@ -61,6 +62,7 @@ from engine.store.sqlite import cluster as cluster_ops
 from engine.store.sqlite import commands
 from engine.store.sqlite import flow as flow_ops
 from engine.store.sqlite import schedules as sched
+from engine.store.sqlite import settings as saved_ops
 from engine.store.sqlite import tasks as ops
 from engine.store.sqlite.file import FileInfo, check_keys, inspect_file, sidecars
 from engine.store.sqlite.open import (
@@ -215,6 +217,11 @@ class SQLiteStore:
                 await asyncio.to_thread(tidy_sidecars, self.path, self._sidecars_before)
 
     # -- group commit ---------------------------------------------------------
+    async def _call(self, op: Callable[..., T], /, **args: Any) -> T:
+        """``op(txn, **args)`` in the next group commit; returns what it returned."""
+        result: T = await self._write(partial(op, **args))
+        return result
+
     def _write(self, op: Callable[[Txn], T | Exception]) -> asyncio.Future[T]:
         """Queue ``op`` for the writer's next transaction (an ``Exception`` it returns
         is raised to the caller)."""
@@ -399,6 +406,16 @@ class SQLiteStore:
     async def record_command(self, result: CommandResult) -> None:
         await self._write(partial(cluster_ops.record_command, result=result))
 
+    async def save_settings(
+        self, saved: Sequence[SavedSetting], removed: Sequence[str], command: tuple[str, str, str]
+    ) -> int:
+        return await self._call(saved_ops.save, saved=saved, removed=removed, command=command)
+
+    async def saved_settings(self) -> list[SavedSetting]:
+        if self._writer is None:  # read-only: on the reader; else in order with the writes
+            return [SavedSetting(*row) for row in await self._read(saved_ops.SAVED)]
+        return await self.on_writer(saved_ops.saved)
+
     # -- reads ----------------------------------------------------------------
     async def _read(self, sql: str, params: Any = ()) -> list[Any]:
         reader = self._reader
@@ -414,12 +431,15 @@ class SQLiteStore:
             raise (StoreError(gone) if gone else describe_sqlite_error(exc)) from exc
 
     async def counts(self) -> StoreCounts:
-        """Read every count now. Runs on the writer thread, in order with the writes,
-        so it never races the deltas this process applies (read-only: on the reader)."""
+        """Read every count now, on the writer thread between batches (read-only: on the
+        reader); kept only if no batch's deltas were applied while this one resumed."""
         if self._writer is None and self._mode.read_only:
             counts = await read_counts_with(self._read)
         else:
+            delivered = self.transactions
             counts = await self.on_writer(partial(self._identity.read, read_counts))
+            if self.transactions != delivered:  # they may be missing from it: keep them
+                return counts
         self._set_counts(counts)
         return counts
 
