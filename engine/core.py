@@ -291,8 +291,7 @@ class Engine:
         *,
         handler: str | None = None,
     ) -> int | None:
-        """The task's offset in ``tasks(state, queue, handler=...)`` (0 is first), or
-        None when it is not in that list."""
+        """The task's offset in ``tasks(state, queue, handler=...)`` (0 first), or None."""
         return await self._reads.position(task_id, state, queue, handler)
 
     async def tasks_around(
@@ -316,8 +315,7 @@ class Engine:
     def events(
         self, kinds: Iterable[EventKind | str] | None = None, maxsize: int | None = None
     ) -> Subscription:
-        """Subscribe to events (``async for event in engine.events(): …``); bounded: a
-        slow reader's overflow is dropped and counted, never slowing the engine."""
+        """``async for event in engine.events()``; a slow reader's overflow is dropped."""
         return self._bus.subscribe(kinds, maxsize)
 
     def snapshot(self) -> EngineSnapshot:
@@ -332,8 +330,7 @@ class Engine:
         return await self._commands.cancel(task_id, reason)
 
     async def reprioritize(self, task_id: str | int, priority: int | str) -> int:
-        """Change a queued or scheduled task's priority (applies on the next claim);
-        returns the old priority."""
+        """A queued or scheduled task's new priority (for the next claim); returns the old."""
         return await self._commands.reprioritize(task_id, priority)
 
     async def retry(self, task_id: str | int) -> TaskState:
@@ -387,17 +384,15 @@ class Engine:
         return await self._commands.set_paused(queue, False)
 
     async def pause_all(self, note: str | None = None) -> bool:
-        """Pause everything: no task starts on any node (running ones finish; enqueues
-        are still accepted) until :meth:`resume_all`. False if already paused."""
+        """No task starts on any node until :meth:`resume_all`; False if already so."""
         return await self._commands.set_all_paused(True, note)
 
     async def resume_all(self) -> bool:
-        """Undo :meth:`pause_all`. Returns False if everything was not paused."""
+        """Undo :meth:`pause_all`; False if everything was not paused."""
         return await self._commands.set_all_paused(False)
 
     async def drain(self, timeout: float | None = None) -> None:
-        """Wait until no task is queued, scheduled or running (paused queues aside); for
-        tests and scripts (``TimeoutError`` says what was still waiting)."""
+        """Wait until nothing is queued, scheduled or running (paused queues aside)."""
         await self._commands.drain(timeout)
 
     async def apply_action(self, action: tuple[str, Mapping[str, Any]]) -> str:
@@ -415,13 +410,11 @@ class Engine:
         return await self._schedules.set_paused(name, True)
 
     async def resume_schedule(self, name: str) -> bool:
-        """Start a paused schedule again from its next time after now (missed runs are
-        not made up); returns False if it was not paused."""
+        """Run a paused schedule again from its next time (no catch-up); False if not paused."""
         return await self._schedules.set_paused(name, False)
 
     async def trigger_schedule(self, name: str) -> str:
-        """Enqueue one run of a schedule now (its next scheduled run stays); returns the
-        task id."""
+        """Enqueue one run of a schedule now (its next run stays); returns the task id."""
         return await self._schedules.trigger(name)
 
     # -- cluster ----------------------------------------------------------------------
@@ -432,8 +425,7 @@ class Engine:
     async def unserved(
         self, nodes: Sequence[NodeInfo] | None = None, limit: int = UNSERVED_SCAN
     ) -> dict[str, int]:
-        """Handlers that queued tasks name and no alive node runs, with how many such
-        tasks (of the first ``limit``); see :meth:`engine.nodes.Nodes.unserved`."""
+        """Handlers queued tasks name and no alive node runs (see ``Nodes.unserved``)."""
         return await self._nodes.unserved(nodes, limit)
 
     async def send_command(
@@ -444,8 +436,7 @@ class Engine:
         return await self._nodes.send_command(action, args, node=node)
 
     async def command_results(self, command_id: int) -> list[CommandResult]:
-        """What each node did with a command so far; ``LookupError`` for an id that
-        cannot be one (not a positive integer below 2**63)."""
+        """What each node did with a command so far (``LookupError``: not a command id)."""
         return await self._nodes.command_results(command_id)
 
     # -- for tests that look inside a running engine ----------------------------------

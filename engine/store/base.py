@@ -211,22 +211,6 @@ class Completion:
         )
 
 
-def split_unstarted(completions: Sequence[Completion]) -> tuple[list[int], list[int]]:
-    """Indexes of the give-backs of unstarted tasks, and of the other completions."""
-    back = [i for i, c in enumerate(completions) if c.unstarted]
-    return back, [i for i, c in enumerate(completions) if not c.unstarted]
-
-
-def merged(
-    *parts: tuple[Sequence[int], tuple[Sequence[int], Sequence[int]]],
-) -> tuple[list[int], list[int]]:
-    """The (applied, stale) indexes of a batch from its parts': each part is its
-    indexes in the batch and its own (applied, stale) indexes into itself."""
-    applied = sorted(index[i] for index, (done, _) in parts for i in done)
-    stale = sorted(index[i] for index, (_, late) in parts for i in late)
-    return applied, stale
-
-
 @dataclass(slots=True)
 class CompletionReport:
     """Which completions were applied, and which were stale (lease lost)."""
@@ -261,8 +245,7 @@ class Expired:
 
 @dataclass(frozen=True)
 class StoreCounts:
-    """Task counts per queue and state, the paused queues, and whether everything is
-    paused (``all_paused``: who paused, when and why)."""
+    """Task counts per queue and state, the paused queues, and ``all_paused``."""
 
     by_queue: Mapping[str, Mapping[TaskState, int]] = field(default_factory=dict)
     paused: frozenset[str] = frozenset()
@@ -468,8 +451,7 @@ class Store(Protocol):
     async def set_paused(
         self, queue: str | None, paused: bool, by: str = "", note: str | None = None
     ) -> bool:
-        """Pause or resume a queue, or (``queue`` None) everything: no task of any queue
-        starts on any node while it is set (``by`` and ``note`` are kept with it);
+        """Pause or resume a queue, or (None) everything, keeping ``by`` and ``note``;
         returns whether anything changed."""
 
     def latency_p99(self) -> float | None:

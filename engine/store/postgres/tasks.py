@@ -21,9 +21,8 @@ from engine.store.base import (
     Expired,
     NewTask,
     Rescued,
-    merged,
-    split_unstarted,
 )
+from engine.store.completion_batch import merged, split_unstarted
 from engine.store.postgres import followups as followups
 from engine.store.postgres.conn import Txn, counted
 from engine.store.postgres.insert import at_text, insert_one, js, line_sql

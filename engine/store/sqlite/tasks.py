@@ -22,9 +22,8 @@ from engine.store.base import (
     Expired,
     NewTask,
     Rescued,
-    merged,
-    split_unstarted,
 )
+from engine.store.completion_batch import merged, split_unstarted
 from engine.store.sqlite import followups as followups
 from engine.store.sqlite import insert as sqlite_insert
 from engine.store.sqlite.txn import Txn
