@@ -8,31 +8,12 @@ mount if it is not running, and stops it on quit.
 
 ``attach=True`` watches a cluster instead (``taskdeck console --attach``): the engine
 runs no workers; a Nodes panel takes the place of Workers (its rows read with
-``engine.nodes()`` on the tick), and the worker keys, the autoscaler and settings
-become commands to the nodes. Which of the two it is lives in one place, the
-console's :mod:`steering <console.steering>`; the app does not ask.
+``engine.nodes()`` on the tick), and the worker keys become commands to the nodes
+(settings and the autoscaler are saved in the store for every node, in both modes).
+Which of the two it is lives in one place, the console's :mod:`steering
+<console.steering>`; the app does not ask.
 
-| Key | Does |
-| --- | --- |
-| e | enqueue a task |
-| c | cancel the selected task |
-| + / - | raise / lower its priority |
-| ] / [ | one worker more / fewer (attached: on the node selected in Nodes) |
-| w | set the worker count (attached: the selected node's) |
-| s | settings (attached: sent to every node) |
-| p | pause or resume a queue (stored: every node on the store sees it) |
-| r | retry the selected failed or cancelled task |
-| a | autoscaler on / off (attached: on every node) |
-| x | apply the selected bottleneck's suggestion |
-| enter | task detail |
-| f | failed tasks |
-| t | schedules (periodic tasks): pause, resume, run now |
-| A | alerts: firing first, history; acknowledge, silence |
-| / | filter the queue |
-| 1 … 6 | show queued, scheduled, running, succeeded, failed, cancelled |
-| ? | help |
-| ctrl+p | command palette |
-| q | quit (finish running tasks, or stop now) |
+The keys are ``BINDINGS`` below; the help screen (``?``) and the README list them.
 """
 
 from __future__ import annotations
@@ -68,6 +49,7 @@ from console.screens.alerts import AlertsScreen
 from console.screens.enqueue import EnqueueScreen
 from console.screens.failed import FailedScreen
 from console.screens.help import HelpScreen
+from console.screens.pause_all import PauseAllScreen
 from console.screens.queues import QueuesScreen
 from console.screens.quit import QuitChoice, QuitScreen
 from console.screens.schedules import SchedulesScreen, ScheduleTable
@@ -86,6 +68,7 @@ CHANGES_ENGINE = frozenset(
     {
         "enqueue", "cancel", "priority", "retry", "workers", "set_workers", "queues",
         "autoscale", "settings", "apply_finding", "failed", "schedules", "alerts",
+        "pause_all",
     }
 )  # fmt: skip
 #: Actions on the dashboard's panels: off (and out of the footer) on other screens.
@@ -93,6 +76,13 @@ DASHBOARD_ONLY = CHANGES_ENGINE | {"filter", "clear_filter", "show_state"}
 PRIORITY_KEYS = Binding.Group("Priority", compact=True)
 POOL_KEYS = Binding.Group("Workers", compact=True)
 STATE_KEYS = {str(i + 1): state for i, state in enumerate(TaskState)}
+APPLY_FIX = Binding(
+    "x",
+    "apply_finding",
+    "Apply fix",
+    show=False,
+    tooltip="Apply the selected bottleneck's suggestion",
+)
 
 
 class ConsoleApp(App[int]):
@@ -140,17 +130,12 @@ class ConsoleApp(App[int]):
         Binding("w", "set_workers", "Workers…", show=False, tooltip="Set the worker count"),
         Binding("s", "settings", "Settings", tooltip="Change runtime settings"),
         Binding("p", "queues", "Pause", tooltip="Pause or resume a queue"),
+        Binding("P", "pause_all", "Pause all", show=False, tooltip="Pause or resume everything"),
         Binding(
             "r", "retry", "Retry", show=False, tooltip="Retry the selected failed or cancelled task"
         ),
         Binding("a", "autoscale", "Autoscale", show=False, tooltip="Autoscaler on or off"),
-        Binding(
-            "x",
-            "apply_finding",
-            "Apply fix",
-            show=False,
-            tooltip="Apply the selected bottleneck's suggestion",
-        ),
+        APPLY_FIX,
         Binding("f", "failed", "Failed", tooltip="Failed and cancelled tasks: retry, purge"),
         Binding("A", "alerts", "Alerts", show=False, tooltip="Alerts: firing, pending, recent"),
         Binding(
@@ -399,6 +384,9 @@ class ConsoleApp(App[int]):
     def action_queues(self) -> None:
         selected = self.queue.selected
         self.push_screen(QueuesScreen(self.engine, selected.queue if selected else None))
+
+    def action_pause_all(self) -> None:
+        self.push_screen(PauseAllScreen(self.engine, self.engine.snapshot().all_paused))
 
     @work(group="settings")
     async def action_autoscale(self) -> None:

@@ -78,6 +78,13 @@ def when(at: float | None, now: float) -> str:
     return f"{clock(at)} ({ago(abs(delta))} {'ago' if delta >= 0 else 'from now'})"
 
 
+def paused_by(by: str, at: float, note: str | None, now: float | None = None) -> str:
+    """Who paused everything, when and why: ``by alice@web1 at 2026-12-05 14:02:11
+    (4m12s ago): deploy``."""
+    text = f"by {by} at {when(at, time.time() if now is None else now)}"
+    return f"{text}: {note}" if note else text
+
+
 def size(n_bytes: float) -> str:
     for unit, factor in (("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
         if n_bytes >= factor:

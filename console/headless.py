@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 import time
+from dataclasses import asdict
 from typing import TextIO
 
 from console.demo import DemoPipeline
@@ -24,6 +25,8 @@ from engine import Engine, EngineSnapshot, TaskState, wait_event
 def status_line(snap: EngineSnapshot) -> str:
     c = snap.counts
     paused = f" · paused {','.join(sorted(snap.paused_queues))}" if snap.paused_queues else ""
+    if snap.all_paused is not None:
+        paused += " · ALL PAUSED" + (f" ({snap.all_paused.note})" if snap.all_paused.note else "")
     return (
         f"{time.strftime('%H:%M:%S')} · workers {busy_of(snap.busy_workers, snap.worker_count)}"
         f" · queued {c[TaskState.QUEUED]:,} · scheduled {c[TaskState.SCHEDULED]:,}"
@@ -42,6 +45,7 @@ def status_json(snap: EngineSnapshot) -> str:
             "workers": snap.worker_count,
             "busy": snap.busy_workers,
             "buffered": snap.buffered,
+            "all_paused": None if snap.all_paused is None else asdict(snap.all_paused),
             "counts": {state.value: n for state, n in snap.counts.items()},
             "queues": {
                 q.name: {"depth": q.depth, "paused": q.paused} for q in snap.queues.values()

@@ -5,9 +5,11 @@ from engine.alerts.machine import Alert
 from engine.alerts.part import AlertEvent, Silence
 from engine.alerts.rules import MEASURES, RuleError, parse_duration, parse_rule
 from engine.codec import MAX_JSON_DEPTH, generate_key
+from engine.config import Config, load_config
 from engine.context import TaskContext, current_task
 from engine.core import Engine
 from engine.errors import (
+    ConfigError,
     EncryptionKeyError,
     EngineNotRunning,
     InvalidTransition,
@@ -29,6 +31,7 @@ from engine.model import (
     ALLOWED_TRANSITIONS,
     PRIORITY_NAMES,
     TERMINAL_STATES,
+    AllPaused,
     CommandResult,
     NodeCommand,
     NodeInfo,
@@ -46,6 +49,7 @@ from engine.payload import parse_payload
 from engine.reads import TaskPage
 from engine.registry import Handler
 from engine.retry import RetryPolicy
+from engine.saved_settings import SettingInfo
 from engine.settings import Settings, SettingSpec
 from engine.shutdown import StopReport
 from engine.snapshot import EngineSnapshot, Finding, QueueInfo, WorkerInfo
@@ -74,9 +78,12 @@ __all__ = [
     "AlertConfig",
     "AlertConfigError",
     "AlertEvent",
+    "AllPaused",
     "Chain",
     "Channel",
     "CommandResult",
+    "Config",
+    "ConfigError",
     "EncryptionKeyError",
     "Engine",
     "EngineNotRunning",
@@ -99,6 +106,7 @@ __all__ = [
     "RetryPolicy",
     "RuleError",
     "ScheduleInfo",
+    "SettingInfo",
     "SettingSpec",
     "Settings",
     "SettingsError",
@@ -126,6 +134,7 @@ __all__ = [
     "current_task",
     "generate_key",
     "group",
+    "load_config",
     "parse_duration",
     "parse_payload",
     "parse_priority",

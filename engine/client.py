@@ -7,6 +7,9 @@ no node row or heartbeat. Reads and operator commands work inside the block
 line tool needs: ``taskdeck status`` must not fire a due periodic run or rescue
 another engine's tasks, and must not create a store at a mistyped path.
 
+The settings saved in the store (runtime changes, see :mod:`engine.saved_settings`)
+are taken when it opens, as an engine takes them when it starts.
+
 - ``create=False``: a store that does not exist is refused with ``StoreOpenError``
   ("no Taskdeck store at …"), and nothing is created.
 - ``read_only=True`` (implies ``create=False``): nothing is written. SQLite is opened
@@ -16,7 +19,7 @@ another engine's tasks, and must not create a store at a mistyped path.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Generic, Protocol, TypeVar
 
@@ -56,7 +59,7 @@ class ClientSession(Generic[E]):
         store: Store,
         mode: OpenMode,
         configure: Callable[[], None],
-        set_mode: Callable[[OpenMode | None], None],
+        set_mode: Callable[[OpenMode | None], Awaitable[None]],
     ) -> None:
         self._engine = engine
         self._store = store
@@ -74,7 +77,11 @@ class ClientSession(Generic[E]):
         self._configure()
         await self._store.open(self._mode)
         self._open = True
-        self._set_mode(self._mode)
+        try:
+            await self._set_mode(self._mode)  # it reads the settings saved in the store
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
         return self._engine
 
     async def __aexit__(
@@ -86,5 +93,5 @@ class ClientSession(Generic[E]):
         if not self._open:
             return
         self._open = False
-        self._set_mode(None)
+        await self._set_mode(None)
         await self._store.close()

@@ -45,7 +45,7 @@ def check_command(action: str, args: Mapping[str, Any]) -> None:
     if action not in COMMAND_ACTIONS:
         raise ValueError(f"unknown command {action!r}; allowed: {', '.join(COMMAND_ACTIONS)}")
     needed = {"set_workers": "n", "pause": "queue", "resume": "queue", "stop_task": "task_id"}
-    needed["reprioritize"] = "task_id"
+    needed.update(reprioritize="task_id", reset_settings="names")
     key = needed.get(action)
     if key is not None and key not in args:
         raise ValueError(f"command {action} needs {key}=…; got {dict(args)!r}")

@@ -222,6 +222,13 @@ class Codec:
         keys = [k for k in (keys or []) if k]
         self._fernet: MultiFernet | None = _load_keys(keys) if keys else None
 
+    @classmethod
+    def of(cls, encryption_key: str | bytes | None, keys: Sequence[str | bytes] | None) -> Codec:
+        """For ``Engine(encryption_key=…)`` or ``Engine(keys=[new, old])`` (not both)."""
+        if encryption_key is not None and keys is not None:
+            raise TypeError("give encryption_key= or keys=[new, old], not both")
+        return cls(keys if keys is not None else [encryption_key] if encryption_key else None)
+
     @property
     def encrypted(self) -> bool:
         return self._fernet is not None

@@ -14,9 +14,9 @@ from engine.codec import Codec
 from engine.errors import InvalidTransition
 from engine.events import EventBus, EventKind
 from engine.model import TERMINAL_STATES, NodeCommand, TaskState, parse_priority
-from engine.nodes import Nodes
+from engine.nodes import Nodes, operator
 from engine.reads import parse_state
-from engine.settings import Settings
+from engine.saved_settings import SavedSettings
 from engine.state import EngineState
 from engine.store.base import Store
 from engine.waiters import Waiters
@@ -27,6 +27,7 @@ States = TaskState | str | Sequence[TaskState | str]
 #: How long a reprioritize waits for the node holding the task to answer (its next
 #: heartbeat or two).
 RELAY_WAIT = 5.0
+MAX_NOTE = 500  # characters in an operator's note
 
 
 def _states(state: States) -> list[TaskState]:
@@ -46,8 +47,10 @@ class Commands:
         waiters: Waiters,
         nodes: Nodes,
         node: str,
+        saved: SavedSettings,
     ) -> None:
         self._state = state
+        self._saved = saved
         self._store = store
         self._codec = codec
         self._bus = bus
@@ -187,22 +190,6 @@ class Commands:
         )
         return old
 
-    async def update_settings(self, **changes: Any) -> Settings:
-        """Change settings at runtime; all-or-nothing (``SettingsError`` names every bad field)."""
-        state = self._state
-        new = state.settings.replace(**changes)
-        old, state.settings = state.settings, new
-        self._bus.default_maxsize = new.event_buffer
-        state.configure_store()
-        if state.worker_count > new.max_workers:
-            await self.set_workers(new.max_workers)
-        state.kick()
-        changed = {k: v for k, v in new.as_dict().items() if old.as_dict()[k] != v}
-        if changed:
-            text = ", ".join(f"{k}={v!r}" for k, v in changed.items())
-            self._bus.emit(EventKind.SETTINGS_CHANGED, message=text, data=changed)
-        return new
-
     async def set_paused(self, queue: str, paused: bool) -> bool:
         """Pause or resume claiming from ``queue``; False if it already was so."""
         name = check_queue_name(queue)
@@ -221,6 +208,24 @@ class Commands:
             self._bus.emit(kind, queue=name, message=f"queue {name} {verb}")
         return changed
 
+    async def set_all_paused(self, paused: bool, note: str | None = None) -> bool:
+        """Pause everything (no task starts on any node, enqueues still accepted) or
+        resume; False if it already was so."""
+        if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
+            raise ValueError(f"note: must be text of at most {MAX_NOTE} characters")
+        self._state.require_writable("pause everything" if paused else "resume everything")
+        changed = await self._store.set_paused(None, paused, operator(), note)
+        if self._state.pool is not None:  # its held tasks go back unstarted
+            self._state.pool.held.set_paused(None, paused)
+        if changed:
+            if not paused:
+                self._state.kick()
+            kind = EventKind.ALL_PAUSED if paused else EventKind.ALL_RESUMED
+            why = f": {note}" if note else ""
+            message = f"everything paused{why}" if paused else "everything resumed"
+            self._bus.emit(kind, message=message)
+        return changed
+
     async def drain(self, timeout: float | None = None) -> None:
         """Wait until no task is queued, scheduled or running (paused queues aside)."""
         limit = None if timeout is None else check_seconds("timeout", timeout)
@@ -235,7 +240,7 @@ class Commands:
             waiting = running = 0
             for name, per in counts.by_queue.items():
                 running += per.get(TaskState.RUNNING, 0)
-                if name not in counts.paused:
+                if name not in counts.paused and counts.all_paused is None:
                     waiting += per.get(TaskState.QUEUED, 0) + per.get(TaskState.SCHEDULED, 0)
             if not waiting and not running and not pool.busy and not completer.pending:
                 return
@@ -267,8 +272,8 @@ class Commands:
                 if changed
                 else f"queue {args['queue']} was already {state}"
             )
-        if name == "update_settings":
-            await self.update_settings(**args)
+        if name == "update_settings":  # saved: every node takes it
+            await self._saved.update(args)
             return "settings: " + ", ".join(f"{k}={v!r}" for k, v in args.items())
         raise ValueError(
             f"unknown action {name!r}; allowed: set_workers, pause, resume, update_settings"
@@ -286,6 +291,8 @@ class Commands:
                 )
             old = await self.reprioritize(task_id, args["priority"])
             return f"priority {old} → {args['priority']} (given back unstarted)"
+        if command.action in ("update_settings", "reset_settings"):  # here only, not saved
+            return await self._saved.on_command(command)
         if command.action == "stop_task":
             task_id = int(args["task_id"])
             pool = self._state.pool

@@ -15,10 +15,12 @@ from types import TracebackType
 from typing import Any, overload
 
 from engine import webhook
+from engine.actor import Actor
 from engine.client import ClientSession, open_mode
 from engine.cluster import UNSERVED_SCAN, NodeKeeper
 from engine.codec import Codec
 from engine.commands import States
+from engine.config import Config, Layers
 from engine.enqueue import Preparer
 from engine.events import EventBus, EventKind, Subscription
 from engine.faults import FaultPlan
@@ -39,13 +41,14 @@ from engine.reads import TaskPage
 from engine.registry import Handler, Registry, build_handler
 from engine.resources import Sampler
 from engine.runtime import Runtime
+from engine.saved_settings import SettingInfo
 from engine.schedule import ScheduleSpec
 from engine.services import ExpireHook
 from engine.settings import Settings
 from engine.shutdown import StopReport
 from engine.snapshot import EngineSnapshot
 from engine.state import EngineState
-from engine.store import DEFAULT_URL, open_store
+from engine.store import open_store
 from engine.workers import check_workers
 from engine.workflow import Workflow
 
@@ -55,25 +58,27 @@ __all__ = ["Engine"]
 class Engine:
     """A durable task engine. Use ``async with engine:`` to run it.
 
-    ``store``: ``sqlite:///path.db`` (default ``sqlite:///taskdeck.db``) or a path.
-    ``workers``: concurrent tasks (0 = enqueue only). ``encryption_key`` or
-    ``keys=[new, old]``: Fernet keys for payloads, results and errors at rest.
-    ``strict_handlers=False`` lets a producer enqueue handler names it has not
-    registered. ``resource_sampler`` replaces the psutil sampler (tests script CPU
-    spikes with it). ``faults`` (crash tests only) makes the process die at a named
-    point (see :mod:`engine.faults`). Other keyword arguments are settings (see
-    :class:`Settings`).
+    ``store``: ``sqlite:///path.db``, a path or ``postgresql://…`` (default: the config's, else
+    ``sqlite:///taskdeck.db``). ``workers``: concurrent tasks (0 = enqueue only). ``config``: a
+    ``load_config()`` to start from; ``interface``: what changes made here are recorded as (api,
+    cli, console). ``encryption_key`` or ``keys=[new, old]``: Fernet keys for payloads, results
+    and errors at rest. ``strict_handlers=False`` lets a producer enqueue handler names it has
+    not registered. ``resource_sampler`` replaces the psutil sampler (tests script CPU spikes
+    with it). ``faults`` (crash tests only) makes the process die at a named point (see
+    :mod:`engine.faults`). Other keyword arguments are settings (see :class:`Settings`).
     """
 
     def __init__(
         self,
-        store: str | Path = DEFAULT_URL,
+        store: str | Path | None = None,
         workers: int = 4,
         *,
         encryption_key: str | bytes | None = None,
         keys: Sequence[str | bytes] | None = None,
         strict_handlers: bool = True,
         settings: Settings | Mapping[str, Any] | None = None,
+        config: Config | None = None,
+        interface: str = "api",
         on_expire: ExpireHook | None = None,
         clock: Callable[[], float] = time.time,
         name: str | None = None,
@@ -81,30 +86,25 @@ class Engine:
         faults: FaultPlan | None = None,
         **overrides: Any,
     ) -> None:
-        if encryption_key is not None and keys is not None:
-            raise TypeError("give encryption_key= or keys=[new, old], not both")
-        base = settings if isinstance(settings, Settings) else Settings(**(settings or {}))
-        current = base.replace(**overrides) if overrides else base
+        codec = Codec.of(encryption_key, keys)
+        layers = Layers.build(settings, config, overrides)
+        current, actor = layers.settings(), Actor.here(interface)
         count = check_workers(workers, current.max_workers)
-        codec = Codec(keys if keys is not None else [encryption_key] if encryption_key else None)
         self.node = node = name or node_name()
-        self._store = open_store(store, codec, clock, by=node, faults=faults)
+        self._store = open_store(layers.store_url(store), codec, clock, by=node, faults=faults)
         self._registry, self._codec, self._bus = Registry(), codec, EventBus(current.event_buffer)
-        state = self._state = EngineState(self._store, self._registry, current, count)
+        state = self._state = EngineState(self._store, self._registry, layers, count, actor)
         preparer = Preparer(self._registry, codec, strict_handlers, state.current_settings, clock)
         runtime = self._runtime = Runtime(
             state, codec, self._bus, clock, node, preparer, self.task, resource_sampler, on_expire
         )
         self._submit, self._reads, self._commands = runtime.submit, runtime.reads, runtime.commands
-        self._schedules, self._nodes = runtime.schedules, runtime.nodes
-        #: alert rules, channels and alerts (see :class:`engine.alerts.part.Alerts`)
-        self.alerts = runtime.alerts
+        self._schedules, self._nodes, self._saved = runtime.schedules, runtime.nodes, runtime.saved
+        self.alerts = runtime.alerts  #: rules, channels, alerts (engine.alerts.part.Alerts)
         self.task(
-            name=webhook.WEBHOOK_HANDLER,
-            queue=webhook.WEBHOOK_QUEUE,
-            retries=webhook.WEBHOOK_RETRIES,
-            retry=webhook.RETRY,
-        )(webhook.make_handler(self.get, state.current_settings))
+            name=webhook.WEBHOOK_HANDLER, queue=webhook.WEBHOOK_QUEUE,
+            retries=webhook.WEBHOOK_RETRIES, retry=webhook.RETRY,
+        )(webhook.make_handler(self.get, state.current_settings))  # fmt: skip
 
     # -- registration -----------------------------------------------------------
     @overload
@@ -290,8 +290,7 @@ class Engine:
         *,
         handler: str | None = None,
     ) -> int | None:
-        """The task's offset in ``tasks(state, queue, handler=...)`` (0 is first), or
-        None when it is not in that list."""
+        """The task's offset in ``tasks(state, queue, handler=...)`` (0 first), or None."""
         return await self._reads.position(task_id, state, queue, handler)
 
     async def tasks_around(
@@ -315,8 +314,7 @@ class Engine:
     def events(
         self, kinds: Iterable[EventKind | str] | None = None, maxsize: int | None = None
     ) -> Subscription:
-        """Subscribe to events (``async for event in engine.events(): …``); bounded: a
-        slow reader's overflow is dropped and counted, never slowing the engine."""
+        """``async for event in engine.events()``; a slow reader's overflow is dropped."""
         return self._bus.subscribe(kinds, maxsize)
 
     def snapshot(self) -> EngineSnapshot:
@@ -331,8 +329,7 @@ class Engine:
         return await self._commands.cancel(task_id, reason)
 
     async def reprioritize(self, task_id: str | int, priority: int | str) -> int:
-        """Change a queued or scheduled task's priority (applies on the next claim);
-        returns the old priority."""
+        """A queued or scheduled task's new priority (for the next claim); returns the old."""
         return await self._commands.reprioritize(task_id, priority)
 
     async def retry(self, task_id: str | int) -> TaskState:
@@ -365,8 +362,17 @@ class Engine:
         return await self._commands.set_workers(n)
 
     async def update_settings(self, **changes: Any) -> Settings:
-        """Change settings at runtime; all-or-nothing (``SettingsError`` names every bad field)."""
-        return await self._commands.update_settings(**changes)
+        """Change settings, all or nothing (``SettingsError`` names every bad one); saved in
+        the store with who and when, for every node (see :mod:`engine.saved_settings`)."""
+        return await self._saved.update(changes)
+
+    async def reset_settings(self, *names: str) -> Settings:
+        """Undo runtime changes: back to the file, env, flag or code value, on every node."""
+        return await self._saved.reset(names)
+
+    async def settings_info(self) -> list[SettingInfo]:
+        """Every setting: value, source (default … runtime), who changed it and when."""
+        return await self._saved.info()
 
     async def pause(self, queue: str) -> bool:
         """Stop claiming from ``queue`` (running tasks finish). Returns False if already paused."""
@@ -376,9 +382,16 @@ class Engine:
         """Claim from ``queue`` again. Returns False if it was not paused."""
         return await self._commands.set_paused(queue, False)
 
+    async def pause_all(self, note: str | None = None) -> bool:
+        """No task starts on any node until :meth:`resume_all`; False if already so."""
+        return await self._commands.set_all_paused(True, note)
+
+    async def resume_all(self) -> bool:
+        """Undo :meth:`pause_all`; False if everything was not paused."""
+        return await self._commands.set_all_paused(False)
+
     async def drain(self, timeout: float | None = None) -> None:
-        """Wait until no task is queued, scheduled or running (paused queues aside); for
-        tests and scripts (``TimeoutError`` says what was still waiting)."""
+        """Wait until nothing is queued, scheduled or running (paused queues aside)."""
         await self._commands.drain(timeout)
 
     async def apply_action(self, action: tuple[str, Mapping[str, Any]]) -> str:
@@ -396,13 +409,11 @@ class Engine:
         return await self._schedules.set_paused(name, True)
 
     async def resume_schedule(self, name: str) -> bool:
-        """Start a paused schedule again from its next time after now (missed runs are
-        not made up); returns False if it was not paused."""
+        """Run a paused schedule again from its next time (no catch-up); False if not paused."""
         return await self._schedules.set_paused(name, False)
 
     async def trigger_schedule(self, name: str) -> str:
-        """Enqueue one run of a schedule now (its next scheduled run stays); returns the
-        task id."""
+        """Enqueue one run of a schedule now (its next run stays); returns the task id."""
         return await self._schedules.trigger(name)
 
     # -- cluster ----------------------------------------------------------------------
@@ -413,8 +424,7 @@ class Engine:
     async def unserved(
         self, nodes: Sequence[NodeInfo] | None = None, limit: int = UNSERVED_SCAN
     ) -> dict[str, int]:
-        """Handlers that queued tasks name and no alive node runs, with how many such
-        tasks (of the first ``limit``); see :meth:`engine.nodes.Nodes.unserved`."""
+        """Handlers queued tasks name and no alive node runs (see ``Nodes.unserved``)."""
         return await self._nodes.unserved(nodes, limit)
 
     async def send_command(
@@ -425,8 +435,7 @@ class Engine:
         return await self._nodes.send_command(action, args, node=node)
 
     async def command_results(self, command_id: int) -> list[CommandResult]:
-        """What each node did with a command so far; ``LookupError`` for an id that
-        cannot be one (not a positive integer below 2**63)."""
+        """What each node did with a command so far (``LookupError``: not a command id)."""
         return await self._nodes.command_results(command_id)
 
     # -- for tests that look inside a running engine ----------------------------------

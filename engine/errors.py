@@ -26,6 +26,16 @@ class SettingsError(ValueError):
         super().__init__(head + "\n  " + "\n  ".join(lines))
 
 
+class ConfigError(SettingsError):
+    """A configuration file, environment variable or ``--set`` flag is invalid: one
+    line per bad entry, each saying where it is (``taskdeck.toml:7``) and what is
+    allowed. ``errors`` maps each place to its message. Nothing was started."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = dict(errors)
+        ValueError.__init__(self, "\n".join(f"{where}: {text}" for where, text in errors.items()))
+
+
 class StoreError(RuntimeError):
     """The store cannot do what was asked (locked, full, corrupted …)."""
 

@@ -45,6 +45,8 @@ class EventKind(enum.StrEnum):
     PURGED = "purged"
     QUEUE_PAUSED = "queue_paused"
     QUEUE_RESUMED = "queue_resumed"
+    ALL_PAUSED = "all_paused"
+    ALL_RESUMED = "all_resumed"
     WORKERS_CHANGED = "workers_changed"
     SETTINGS_CHANGED = "settings_changed"
     ENGINE_STARTED = "engine_started"

@@ -383,7 +383,31 @@ COMMAND_ACTIONS = (
     "update_settings",
     "stop_task",
     "reprioritize",
+    "reset_settings",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class AllPaused:
+    """Everything paused (``Engine.pause_all``): no task starts on any node until
+    resumed; enqueues are still accepted. ``by`` is who paused (user@host), ``note``
+    why."""
+
+    at: float
+    by: str
+    note: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({"at": self.at, "by": self.by, "note": self.note})
+
+    @classmethod
+    def from_json(cls, text: str) -> AllPaused:
+        """The stored flag; a value this version cannot read still means paused."""
+        try:
+            data = json.loads(text)
+            return cls(float(data["at"]), str(data["by"]), data.get("note"))
+        except (ValueError, TypeError, KeyError):
+            return cls(0.0, "?", None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,3 +455,17 @@ class CommandResult:
     done_at: float
     ok: bool
     outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class SavedSetting:
+    """A setting changed at runtime, as the store keeps it: its value as JSON, and who
+    changed it (user@host, process id, interface) and when (see
+    :mod:`engine.saved_settings`)."""
+
+    name: str
+    value: str
+    changed_at: float
+    changed_by: str
+    pid: int
+    interface: str

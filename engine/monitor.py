@@ -71,6 +71,7 @@ class Monitor(Service):
         self._idle_ticks = 0  # ticks in a row with idle workers and a ready backlog
         self._unclaimable: dict[str, int] = {}
         self._last_decision = float("-inf")
+        self._worked = False  # had workers: a producer (0 from the start) is never scaled
         self._last_reason = ""
 
     def interval(self) -> float:
@@ -150,7 +151,10 @@ class Monitor(Service):
         self._announce(found)
         self.findings = found
         self.tick_cost += time.thread_time() - tick_start
-        if settings.autoscale and now - self._last_decision >= settings.scale_interval:
+        # never given workers (a producer, an attached console): it takes no work
+        self._worked = self._worked or self.pool.size > 0
+        due = now - self._last_decision >= settings.scale_interval
+        if settings.autoscale and self._worked and due:
             self._last_decision = now
             await self._autoscale(view, settings, now)
 

@@ -225,6 +225,7 @@ class Reads:
             metrics=monitor.view if monitor else None,
             resource_series=monitor.history.values() if monitor else {},
             autoscale=monitor.scaler.last if monitor else None,
+            all_paused=counts.all_paused,
         )
 
     def _stats(self) -> dict[str, int]:

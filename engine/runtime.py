@@ -32,6 +32,7 @@ from engine.outcomes import Outcomes
 from engine.pool import WorkerPool
 from engine.reads import Reads
 from engine.resources import Sampler
+from engine.saved_settings import SavedSettings
 from engine.schedule import Scheduler
 from engine.schedules import Register, Schedules
 from engine.services import (
@@ -77,13 +78,15 @@ class Runtime:
         self.submit = Submitter(state, store, bus, metrics, preparer, node, clock)
         self.reads = Reads(state, store, codec, bus, metrics, waiters, node, clock)
         self.nodes = Nodes(state, store, bus, node, clock, self.reads.snapshot)
-        self.commands = Commands(state, store, codec, bus, waiters, self.nodes, node)
+        self.saved = SavedSettings(state, store, bus, clock, lambda n: self.commands.set_workers(n))
+        self.commands = Commands(state, store, codec, bus, waiters, self.nodes, node, self.saved)
         self.schedules = Schedules(state, store, codec, bus, metrics, clock, preparer, register)
         self._outcomes = Outcomes(state, store, state.registry, bus, metrics, waiters)
         self.alerts = Alerts(
             store, codec, state.current_settings, node, self.reads.snapshot,
             lambda: {h.name: h.queue for h in state.registry}, self.nodes.nodes,
         )  # fmt: skip
+        self.alerts.configure(state.layers.config.alerts or None)  # checked by load_config
         register(name=ALERT_HANDLER, queue=ALERT_QUEUE, retries=ALERT_RETRIES, retry=RETRY)(
             self.alerts.deliver
         )
@@ -106,7 +109,8 @@ class Runtime:
 
     async def _start_on_open_store(self, owner: object) -> None:
         state = self._state
-        state.started_at = self._clock()
+        state.started_at = self._clock()  # a change saved after this reaches it as a command
+        await self.saved.load()
         state.configure_store()
         state.progress = asyncio.Event()
         outcomes = self._outcomes
@@ -230,11 +234,13 @@ class Runtime:
         self._waiters.fail_all(EngineNotRunning("the engine stopped"))
         self._bus.emit(EventKind.ENGINE_STOPPED, message=self._node)
 
-    def client_mode(self, mode: OpenMode | None, owner: object) -> None:
-        """``engine.client()`` opened the store in ``mode`` (None: closed it)."""
+    async def client_mode(self, mode: OpenMode | None, owner: object) -> None:
+        """``engine.client()`` opened the store in ``mode`` (None: closed it); an open
+        one takes the settings saved in the store."""
         state = self._state
         state.running, state.read_only = mode is not None, mode is not None and mode.read_only
         if mode is None:
             self._unstopped.stopped()
-        else:
-            self._unstopped.started(owner, self._store.url)
+            return
+        self._unstopped.started(owner, self._store.url)
+        await self.saved.load()

@@ -5,7 +5,9 @@ everywhere. ``Settings(**values)`` and ``settings.replace(**changes)`` validate
 every field at once and raise :class:`~engine.errors.SettingsError` naming *each*
 bad field (with a "did you mean" for unknown names); nothing is half-applied.
 Sources: keyword arguments, environment variables (``TASKDECK_LEASE_TTL=30``) and a
-TOML file (top level or a ``[taskdeck]`` table).
+TOML file (top level or a ``[taskdeck]`` table); :mod:`engine.config` layers
+``taskdeck.toml``, the environment and ``--set`` flags, and
+:mod:`engine.saved_settings` the runtime changes saved in the store, on top.
 """
 
 from __future__ import annotations
@@ -390,22 +392,7 @@ class Settings:
         cls, environ: Mapping[str, str] | None = None, base: Settings | None = None
     ) -> Settings:
         """Read ``TASKDECK_<NAME>`` variables (e.g. ``TASKDECK_LEASE_TTL=30``)."""
-        env = os.environ if environ is None else environ
-        texts: dict[str, str] = {}
-        for key, text in env.items():
-            if not key.startswith(ENV_PREFIX):
-                continue
-            suffix = key[len(ENV_PREFIX) :]
-            name = suffix.lower()
-            if name in SPEC_BY_NAME:
-                texts[name] = text
-            elif suffix not in CLI_ENV:
-                log.warning(
-                    "ignoring unknown environment variable %s%s",
-                    key,
-                    suggest(name, list(SPEC_BY_NAME)),
-                )
-        return cls.from_texts(texts, base)
+        return cls.from_texts(env_texts(environ), base)
 
     @classmethod
     def from_toml(cls, path: str | Path, base: Settings | None = None) -> Settings:
@@ -420,6 +407,25 @@ class Settings:
         if not isinstance(table, dict):
             raise SettingsError({"taskdeck": "must be a table of settings"})
         return (base or cls()).replace(**table)
+
+
+def env_texts(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The settings given as ``TASKDECK_<NAME>`` variables (``os.environ`` by default),
+    as text by name; an unknown ``TASKDECK_`` variable is logged and ignored."""
+    env = os.environ if environ is None else environ
+    texts: dict[str, str] = {}
+    for key, text in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        suffix = key[len(ENV_PREFIX) :]
+        name = suffix.lower()
+        if name in SPEC_BY_NAME:
+            texts[name] = text
+        elif suffix not in CLI_ENV:
+            log.warning(
+                "ignoring unknown environment variable %s%s", key, suggest(name, list(SPEC_BY_NAME))
+            )
+    return texts
 
 
 def _specs() -> tuple[SettingSpec, ...]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from engine.model import TaskState
+from engine.model import AllPaused, TaskState
 from engine.settings import Settings
 
 if TYPE_CHECKING:
@@ -91,6 +91,8 @@ class EngineSnapshot:
     #: tasks claimed and held ready for a worker (leased, counted as running in
     #: ``counts``, not yet started; see the ``prefetch`` setting)
     buffered: int = 0
+    #: everything paused (``Engine.pause_all``, from any process): who, when, why
+    all_paused: AllPaused | None = None
 
     @property
     def paused_queues(self) -> frozenset[str]:

@@ -8,9 +8,11 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
+from engine.actor import Actor
 from engine.client import read_only_refusal
 from engine.cluster import NodeKeeper
 from engine.completions import Completer
+from engine.config import Layers
 from engine.errors import EngineNotRunning
 from engine.limits import FlowLimits, flow_limits
 from engine.monitor import Monitor
@@ -27,10 +29,14 @@ class EngineState:
     when stopped) while running. Parts read them here each time, so a restart or a
     settings change reaches every part at once."""
 
-    def __init__(self, store: Store, registry: Registry, settings: Settings, workers: int) -> None:
+    def __init__(
+        self, store: Store, registry: Registry, layers: Layers, workers: int, actor: Actor
+    ) -> None:
         self.store = store
         self.registry = registry
-        self.settings = settings
+        self.layers = layers  # the settings below the runtime changes
+        self.settings = layers.settings()
+        self.actor = actor  # who this engine's operator actions are by
         self.workers = workers  # the pool's size while stopped (applied on start)
         self.running = False
         self.read_only = False

@@ -23,6 +23,9 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(extra or {})}
     env.pop("TASKDECK_KEY", None)
     env.pop("TASKDECK_KEY_FILE", None)
+    for name in ("TASKDECK_CONFIG", "TASKDECK_STORE"):  # the test's own, if it gives one
+        if name not in (extra or {}):
+            env.pop(name, None)
     return env
 
 

@@ -5,7 +5,8 @@ bench/cluster_bench.py, run as the product's headless runner would run a user's 
         python -m console.cli run --headless --app tests.node_worker:app
 
 ``app`` builds an engine named ``NODE_NAME`` (default: the usual host-pid name) on
-``NODE_STORE`` with ``NODE_WORKERS`` workers, settings from ``TASKDECK_*`` variables,
+``NODE_STORE`` with ``NODE_WORKERS`` workers, settings (and ``[alerts]``) from
+``load_config()`` (``TASKDECK_CONFIG`` and ``TASKDECK_*`` variables),
 and one handler, ``job``, that sleeps ``NODE_SLEEP`` seconds (0: returns at once).
 """
 
@@ -14,8 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from engine import Engine
-from engine.settings import Settings
+from engine import Engine, load_config
 
 
 def app() -> Engine:
@@ -23,7 +23,7 @@ def app() -> Engine:
         os.environ["NODE_STORE"],
         workers=int(os.environ.get("NODE_WORKERS", "4")),
         name=os.environ.get("NODE_NAME") or None,
-        settings=Settings.from_env(),
+        config=load_config(),
     )
     pause = float(os.environ.get("NODE_SLEEP", "0"))
 

@@ -242,3 +242,26 @@ async def test_a_read_only_client_lists_alerts_and_cannot_change_them(store: str
                 await reader.alerts.ack(alert.id, by="viewer")
         [again] = await engine.alerts.recent()
         assert again.acked_at is None
+
+
+async def test_paused_for_counts_everything_paused_as_every_queue_paused(db_path: Path) -> None:
+    engine = engine_on(db_path, name="node-a")
+    rules = {"queue": "queue:work paused_for > 0.2", "store": "paused_for > 0.2"}
+    engine.alerts.configure({"evaluate_every": "0.1s", "rules": rules})
+    async with engine:
+        await engine.pause_all(note="failover")
+
+        async def firing() -> set[str]:
+            return {a.rule for a in await engine.alerts.recent() if a.state == "firing"}
+
+        for _ in range(200):
+            if await firing() == {"queue", "store"}:
+                break
+            await asyncio.sleep(0.05)
+        assert await firing() == {"queue", "store"}
+        await engine.resume_all()
+        for _ in range(200):
+            if not await firing():
+                break
+            await asyncio.sleep(0.05)
+        assert not await firing()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from engine import Engine
@@ -89,6 +92,40 @@ async def test_alerts_commands_list_ack_silence_and_test(tmp_path: Path) -> None
             assert code == 0 and "firing" in out and "delivered → hook" in out
 
 
+def start_run(home: Path) -> subprocess.Popen[str]:
+    """``taskdeck run --headless`` in ``home`` (which has the taskdeck.toml)."""
+    command = ["-m", "console.cli", "run", "--headless", "--no-demo", "--workers", "1"]
+    return subprocess.Popen(
+        [sys.executable, *command, "--store", str(home / "tasks.db")],
+        cwd=home,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def test_taskdeck_run_takes_the_alerts_table_of_taskdeck_toml(tmp_path: Path) -> None:
+    rule = 'always = "dead_nodes >= 0 severity critical"'
+    with http_server() as hook:
+        config = CONFIG.format(url=hook.url, port=free_port()).replace(
+            'busy = "queue:work backlog > 0"', rule
+        )
+        (tmp_path / "taskdeck.toml").write_text(config, encoding="utf-8")
+        node = start_run(tmp_path)
+        try:
+            await until(lambda: len(hook.items) >= 1, 20, "the firing notification")
+            [body] = hook.bodies()[:1]
+            assert (body["rule"], body["notice"], body["severity"]) == (
+                "always",
+                "firing",
+                "critical",
+            )
+        finally:
+            node.send_signal(signal.SIGTERM)
+            _, err = await asyncio.to_thread(node.communicate, timeout=20)
+        assert node.returncode == 0, err
+
+
 def test_a_bad_alerts_table_is_refused_with_the_file_and_position(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(
@@ -99,6 +136,12 @@ def test_a_bad_alerts_table_is_refused_with_the_file_and_position(tmp_path: Path
     done = run("alerts", cwd=tmp_path, env={"TASKDECK_CONFIG": str(bad)})
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert lines[0].startswith(f"taskdeck: error: {bad}: alerts.channels.x.url must be an http")
-    assert any("at position 1" in line and "unknown measure 'backlogg'" in line for line in lines)
+    assert lines[0].startswith(
+        f"taskdeck: error: {bad}:5: [alerts]: alerts.channels.x.url must be an http"
+    )
+    assert any(
+        line.startswith(f"taskdeck: error: {bad}:2: [alerts]: alert rule 'big', at position 1")
+        and "unknown measure 'backlogg'" in line
+        for line in lines
+    )
     assert not (tmp_path / "taskdeck.db").exists()  # nothing started or created

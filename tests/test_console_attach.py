@@ -1,7 +1,7 @@
 """The attached console (``taskdeck console --attach``) on a cluster: three real engines
 (nodes) on one store in the test's event loop, and a console on an engine with no
 workers. The Nodes panel shows them; the worker keys reach the selected node only,
-and the autoscaler, settings and pauses reach every node."""
+and the autoscaler, settings (saved in the store) and pauses reach every node."""
 
 from __future__ import annotations
 
@@ -50,7 +50,9 @@ def table_text(panel: NodesPanel) -> str:
 
 
 def attached(store: str | Path) -> ConsoleApp:
-    console = Engine(store, workers=0, strict_handlers=False, name="console", **FAST)
+    console = Engine(
+        store, workers=0, strict_handlers=False, name="console", interface="console", **FAST
+    )
     return ConsoleApp(console, attach=True)
 
 
@@ -165,9 +167,8 @@ async def test_autoscale_and_settings_go_to_every_node(
         await pilot.press("a")
         await until(lambda: all(e.settings.autoscale for e in nodes.values()), 1.5, "autoscale")
         await settle(pilot)
-        assert "every node (3 alive): update_settings autoscale=True sent" in toasts(app)
-        assert "3 nodes: settings: autoscale=True" in toasts(app)
-        assert not app.engine.settings.autoscale  # the console itself never scales
+        assert "saved for every node (3 alive): autoscale=True" in toasts(app)
+        assert app.engine.worker_count == 0  # the console itself never scales: no workers
 
         await pilot.press("s")
         screen = app.screen
@@ -181,11 +182,16 @@ async def test_autoscale_and_settings_go_to_every_node(
             lambda: all(e.settings.result_ttl == 600 for e in nodes.values()), 1.5, "settings"
         )
         assert all(dict(e.settings.queue_concurrency) == {"reports": 2} for e in nodes.values())
-        assert app.engine.settings.result_ttl == 86400  # sent, not applied here
         assert any(
-            t.startswith("sent to every node (3 alive): result_ttl=600") for t in toasts(app)
+            t.startswith("saved for every node (3 alive): result_ttl=600") for t in toasts(app)
         )
-        # the form starts from what was sent
+        # saved in the store, by the console: a node started now starts from it
+        info = {i.name: i for i in await app.engine.settings_info()}
+        assert (info["result_ttl"].source, info["result_ttl"].interface) == ("runtime", "console")
+        late = Engine(db_path, workers=1, name="node-d", **FAST)
+        async with late:
+            assert late.settings.result_ttl == 600 and late.settings.autoscale
+        # the form starts from what was saved
         await pilot.press("s")
         assert app.screen.query_one("#in-result_ttl", Input).value == "600"
         await pilot.press("escape")
@@ -194,9 +200,10 @@ async def test_autoscale_and_settings_go_to_every_node(
 async def test_the_settings_form_starts_from_what_the_nodes_report(
     db_path: Path, nodes: dict[str, Engine]
 ) -> None:
-    for engine in nodes.values():  # set on the nodes before any console looked
-        await engine.update_settings(result_ttl=900, queue_rate_limits={"emails": "100/m"})
-    await nodes["node-a"].update_settings(failed_ttl=1000)  # one node differs
+    # saved for every node, before any console looked
+    await nodes["node-b"].update_settings(result_ttl=900, queue_rate_limits={"emails": "100/m"})
+    # one node differs: a command to that node alone (not saved)
+    await nodes["node-b"].send_command("update_settings", {"failed_ttl": 1000}, node="node-a")
     async with console_on(db_path) as (app, pilot):
 
         def reported(node: NodeInfo, name: str) -> object:

@@ -50,7 +50,7 @@ def test_the_readme_shows_every_command() -> None:
     shown = {next((a for a in c if not a.startswith("-")), "console") for c in SESSION + ELSEWHERE}
     assert shown >= {
         "console", "run", "enqueue", "status", "tasks", "show", "cancel", "retry",
-        "schedules", "schedule", "workflow", "nodes", "node", "screenshot",
+        "schedules", "schedule", "workflow", "nodes", "node", "screenshot", "settings",
     }  # fmt: skip
 
 

@@ -98,10 +98,11 @@ async def test_a_store_from_before_the_handlers_column_opens(db_path: Path) -> N
     first = node(db_path, "node-new")
     async with first:
         pass  # creates the store
-    with sqlite3.connect(db_path) as conn:
+    with sqlite3.connect(db_path) as conn:  # what a version-3 store has: no later tables
         conn.execute("ALTER TABLE nodes DROP COLUMN handlers")
         for table in ALERT_TABLES:  # added by a later version
             conn.execute(f"DROP TABLE {table}")
+        conn.execute("DROP TABLE saved_settings")
         conn.execute("PRAGMA user_version = 3")
         conn.execute(
             "INSERT INTO nodes (id, host, pid, version, started_at, last_seen, state, workers, "
@@ -126,6 +127,7 @@ async def test_a_postgres_store_from_before_the_handlers_column_opens(pg_url: st
     await sql(pg_url, "ALTER TABLE nodes DROP COLUMN handlers")
     for table in ALERT_TABLES:  # added by a later version
         await sql(pg_url, f"DROP TABLE {table}")
+    await sql(pg_url, "DROP TABLE saved_settings")  # what a version-2 schema has
     await sql(pg_url, "UPDATE taskdeck_meta SET value = '2' WHERE key = 'schema_version'")
     await sql(
         pg_url,

@@ -15,14 +15,18 @@
     taskdeck workflow ID [--json]    a chain or group with each step's state
     taskdeck nodes [--json]          the engines (nodes) on the store: workers, done/s, CPU …
     taskdeck node NODE|all VERB …    set-workers N, pause/resume QUEUE, settings NAME=VALUE
+    taskdeck settings [--json]       every setting: value, source, who changed it and when
+    taskdeck settings set|reset …    change settings for every node (saved), or undo that
     taskdeck screenshot              SVG (and PNG) screenshots of the console into screenshots/
 
 Global options (before or after the command, the same meaning): ``--store URL``,
-``--workers N``, ``--app module:attribute`` (your own Engine), ``--key-file PATH`` (or
-``TASKDECK_KEY_FILE``; or the keys in ``TASKDECK_KEY``), ``--log-level``, ``--json``.
-Settings come from ``TASKDECK_<SETTING>`` environment variables (e.g.
-``TASKDECK_LEASE_TTL=30``). Mistakes print one line to stderr, never a traceback; the
-exit codes are in :mod:`console.cli.errors`.
+``--config FILE``, ``--set NAME=VALUE``, ``--workers N``, ``--app module:attribute`` (your
+own Engine), ``--key-file PATH`` (or ``TASKDECK_KEY_FILE``; or the keys in
+``TASKDECK_KEY``), ``--log-level``, ``--json``. Settings come from ``taskdeck.toml`` (or
+``--config``), then ``TASKDECK_<SETTING>`` environment variables (e.g.
+``TASKDECK_LEASE_TTL=30``), then ``--set``, then the runtime changes saved in the store.
+Mistakes print one line to stderr, never a traceback; the exit codes are in
+:mod:`console.cli.errors`.
 """
 
 from __future__ import annotations

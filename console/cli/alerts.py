@@ -2,8 +2,8 @@
 DURATION --note TEXT``, ``alerts test CHANNEL`` and ``alerts history [ID]``.
 
 The rules and channels come from the ``[alerts]`` table of the configuration file
-(``TASKDECK_CONFIG``, else ``./taskdeck.toml``; see
-:func:`console.cli.common.configure_alerts`).
+(``--config``, ``TASKDECK_CONFIG``, else ``./taskdeck.toml``; see
+:func:`engine.config.load_config`).
 """
 
 from __future__ import annotations

@@ -15,14 +15,13 @@ import importlib
 import os
 import stat
 import sys
-import tomllib
 from collections.abc import Awaitable, Callable
 from enum import Enum
 from pathlib import Path
 
 from console.cli.errors import Refused, UserError
 from console.demo import register_demo
-from engine import DEFAULT_URL, AlertConfigError, Engine, Settings, sqlite_file
+from engine import DEFAULT_URL, Config, Engine, load_config, sqlite_file
 
 Work = Callable[[Engine], Awaitable[int]]
 
@@ -89,52 +88,60 @@ def load_app(spec: str) -> Engine:
     return target
 
 
-def build_engine(args: argparse.Namespace, *, workers: int, client: bool = False) -> Engine:
+def flag_settings(values: list[str] | None) -> dict[str, str]:
+    """``--set NAME=VALUE`` flags as texts by name (a later one wins)."""
+    texts: dict[str, str] = {}
+    for value in values or []:
+        name, sep, text = value.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"--set takes NAME=VALUE, e.g. --set lease_ttl=30; got {value!r}")
+        texts[name.strip()] = text
+    return texts
+
+
+def cli_config(args: argparse.Namespace) -> Config:
+    """The configuration: ``--config`` (or ``TASKDECK_CONFIG``, or ``./taskdeck.toml``),
+    the environment and ``--set`` flags; a bad one is refused with every bad entry."""
+    if args.config is not None and not args.config.strip():
+        raise UserError("--config is empty; give the path of a TOML file")
+    return load_config(args.config, flags=flag_settings(args.set))
+
+
+def build_engine(
+    args: argparse.Namespace, *, workers: int, client: bool = False, interface: str = "cli"
+) -> Engine:
     """The user's Engine (``--app``), or one on ``--store`` with the demo handlers
-    (and, unless it is a ``client`` of the store, the demo's schedules)."""
+    (and, unless it is a ``client`` of the store, the demo's schedules), configured
+    from the file, the environment and ``--set``."""
     if args.app:
-        if args.store:
-            raise UserError("--store cannot be combined with --app: your Engine chooses its store")
-        engine = load_app(args.app)
-        configure_alerts(engine)
-        return engine
+        for flag, given in (
+            ("--store", args.store),
+            ("--config", args.config),
+            ("--set", args.set),
+        ):
+            if given:
+                raise UserError(
+                    f"{flag} cannot be combined with --app: your Engine chooses its store and "
+                    "settings (Engine(config=load_config()) reads taskdeck.toml)"
+                )
+        return load_app(args.app)
+    config = cli_config(args)
     engine = Engine(
-        store_url(args),
+        store_url(args, config),
         workers=workers,
         keys=read_keys(args.key_file),
-        settings=Settings.from_env(),
+        config=config,
+        interface=interface,
     )
     register_demo(engine, schedules=not client)
-    configure_alerts(engine)
     return engine
 
 
-def configure_alerts(engine: Engine) -> None:
-    """Give ``engine`` the ``[alerts]`` table of ``TASKDECK_CONFIG`` or
-    ``./taskdeck.toml`` (when there is one). A bad table is a usage error naming the
-    file and every problem; nothing starts."""
-    named = os.environ.get("TASKDECK_CONFIG")
-    path = Path(named) if named else Path("taskdeck.toml")
-    if not path.exists():
-        if named:
-            raise UserError(f"TASKDECK_CONFIG names {path}, which does not exist")
-        return
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8")).get("alerts")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UserError(f"{path}: {exc}") from None
-    if table is None:
-        return
-    try:
-        engine.alerts.configure(table)
-    except AlertConfigError as exc:
-        raise UserError(f"{path}: " + f"\n{path}: ".join(exc.problems)) from None
-
-
-def store_url(args: argparse.Namespace) -> str:
-    """``--store`` (an empty one is refused, not taken for the default)."""
+def store_url(args: argparse.Namespace, config: Config) -> str:
+    """``--store``, else ``TASKDECK_STORE`` or the file's ``[engine] store``, else the
+    default (an empty ``--store`` is refused, not taken for the default)."""
     if args.store is None:
-        return DEFAULT_URL
+        return config.store or DEFAULT_URL
     if not args.store.strip():
         raise UserError(f"--store is empty; give a URL or a path (default {DEFAULT_URL})")
     return str(args.store)

@@ -2,7 +2,7 @@
 
 - 2 (usage): what was typed is wrong: an unknown command or option, a bad option
   value, a payload that is not JSON (or too deep, or not UTF-8) or does not fit the
-  handler, an unknown handler, a bad setting.
+  handler, an unknown handler, a bad setting, a bad configuration file.
 - 1 (refused): what was typed is fine, but the store, a key or the state of what it
   names refused it: the store cannot be opened (or none exists there, or it is
   locked), a key or key file is missing or wrong, no such task, schedule or node, a
@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 
 from engine import (
+    ConfigError,
     EncryptionKeyError,
     EngineNotRunning,
     InvalidTransition,
@@ -72,7 +73,9 @@ def exit_code(exc: BaseException) -> int:
 
 
 def message(exc: BaseException) -> str:
-    """One line for stderr."""
+    """One line for stderr (a bad configuration: one per bad entry)."""
+    if isinstance(exc, ConfigError):
+        return f"{exc}\nnothing was started or changed: fix the configuration first"
     if isinstance(exc, SettingsError):  # one line, however many settings are wrong
         named = "; ".join(f"{name}: {text}" for name, text in exc.errors.items())
         return f"invalid setting{'s' if len(exc.errors) > 1 else ''}: {named} (nothing was changed)"

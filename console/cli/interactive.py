@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from console.cli.common import build_engine, read_keys, store_url
+from console.cli.common import build_engine, cli_config, read_keys, store_url
 from console.cli.errors import Refused, UserError
 from console.cli.options import number_flag
 from console.headless import run_headless
-from engine import Engine, Settings, sqlite_file
+from engine import Engine, sqlite_file
 
 REFRESH = number_flag("--refresh", float, 0.1, 20, "per second")
 INTERVAL = number_flag("--interval", float, 0.1, 3600, "s")
@@ -100,7 +100,8 @@ def attached_engine(args: argparse.Namespace) -> Engine:
             "--attach runs no workers: choose a node in the Nodes panel and use ] [ w instead "
             "of --workers"
         )
-    url = store_url(args)
+    config = cli_config(args)
+    url = store_url(args, config)
     path = sqlite_file(url)
     if path is not None and not path.exists():
         raise Refused(
@@ -111,7 +112,8 @@ def attached_engine(args: argparse.Namespace) -> Engine:
         url,
         workers=0,
         keys=read_keys(args.key_file),
-        settings=Settings.from_env().replace(autoscale=False),
+        config=config,
+        interface="console",
         strict_handlers=False,
     )
 
@@ -122,7 +124,7 @@ def cmd_console(args: argparse.Namespace) -> int:
         engine = attached_engine(args)
     else:
         workers = args.workers if args.workers is not None else DEFAULT_WORKERS
-        engine = build_engine(args, workers=workers)
+        engine = build_engine(args, workers=workers, interface="console")
         if args.app and args.workers is not None:
             asyncio.run(engine.set_workers(args.workers))
     require_terminal(args.command or "console")  # after the options' own mistakes

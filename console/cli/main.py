@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from console.cli import alerts, interactive, nodes, schedules, tasks
+from console.cli import alerts, interactive, nodes, queues, schedules, settings, tasks
 from console.cli.errors import EXIT_INTERRUPTED, UserError, exit_code, log, message
 from console.cli.options import add_before, merge, shared_parser
 
@@ -36,8 +36,10 @@ def parser() -> argparse.ArgumentParser:
     interactive.add_parsers(sub, common)
     tasks.add_parsers(sub, common)
     schedules.add_parsers(sub, common)
+    queues.add_parsers(sub, common)
     nodes.add_parsers(sub, common)
     alerts.add_parsers(sub, common)
+    settings.add_parsers(sub, common)
     return top
 
 

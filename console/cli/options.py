@@ -1,9 +1,10 @@
 """The options every command shares, and checked values for the numeric flags.
 
-Global options (``--store``, ``--workers``, ``--app``, ``--key-file``, ``--log-level``,
-``--json``) mean the same before or after the command: ``taskdeck --store x.db status``
-is ``taskdeck status --store x.db``. Given in both places with different values, or
-before a command they do not apply to, they are refused, never dropped.
+Global options (``--store``, ``--config``, ``--set``, ``--workers``, ``--app``,
+``--key-file``, ``--log-level``, ``--json``) mean the same before or after the command:
+``taskdeck --store x.db status`` is ``taskdeck status --store x.db``. Given in both places
+with different values, or before a command they do not apply to, they are refused, never
+dropped (``--set`` may be given many times, in both places).
 
 Numeric flags are checked when the command line is read, with the messages settings
 use (``--interval must be a number from 0.1 to 3600 s; got '0'``).
@@ -31,6 +32,7 @@ class GlobalOption:
     kind: Callable[[str], Any] | None = None
     choices: tuple[str, ...] = ()
     switch: bool = False  # a flag with no value (``--json``)
+    many: bool = False  # may be given many times (``--set``): a list
 
     def add(self, parser: argparse.ArgumentParser, prefix: str = "") -> None:
         if self.switch:
@@ -38,6 +40,8 @@ class GlobalOption:
                                 help=self.help)  # fmt: skip
             return
         extra: dict[str, Any] = {"choices": self.choices} if self.choices else {}
+        if self.many:
+            extra["action"] = "append"
         if self.kind is not None:
             extra["type"] = self.kind
         parser.add_argument(
@@ -83,6 +87,19 @@ WORKERS = number_flag("--workers", int, 0, 4096, "workers")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 GLOBALS = (
     GlobalOption("--store", "store", "store URL or path (default sqlite:///taskdeck.db)", "URL"),
+    GlobalOption(
+        "--config",
+        "config",
+        "configuration file (or TASKDECK_CONFIG; default ./taskdeck.toml)",
+        "FILE",
+    ),
+    GlobalOption(
+        "--set",
+        "set",
+        "a setting for this process, above the file and the environment",
+        "NAME=VALUE",
+        many=True,
+    ),
     GlobalOption("--workers", "workers", "worker slots (default 8; console and run)", "N", WORKERS),
     GlobalOption("--app", "app", "your Engine as module:attribute (default: the demo)", "M:A"),
     GlobalOption(
@@ -134,6 +151,9 @@ def merge(args: argparse.Namespace) -> None:
                 raise UserError(f"{option.flag} does not apply to taskdeck {args.command}")
             continue
         after = getattr(args, option.dest)
+        if option.many:
+            setattr(args, option.dest, [*(before or []), *(after or [])])
+            continue
         if given and after not in (None, False) and after != before:
             raise UserError(
                 f"{option.flag} was given twice with different values: {before!r} before "

@@ -15,7 +15,7 @@ from typing import Any
 from console.cli.common import Access, with_store
 from console.cli.errors import Refused, UserError
 from console.cli.options import number_flag, priority_flag, task_id_flag
-from console.format import ago, clock, when
+from console.format import ago, clock, paused_by, when
 from engine import Engine, PayloadError, TaskNotFound, TaskRecord, TaskState, parse_payload
 
 DELAY = number_flag("--delay", float, 0, 315_360_000, "s")
@@ -122,17 +122,25 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     async def work(engine: Engine) -> int:
-        queues = engine.snapshot().queues  # counts as read from the store at open
+        snap = engine.snapshot()
+        queues = snap.queues  # counts as read from the store at open
+        everything = snap.all_paused
         table: dict[str, dict[str, int]] = {}
         for name, info in queues.items():
             table[name] = {s.value: info.counts.get(s, 0) for s in TaskState}
             if info.paused:
                 table[name]["paused"] = 1
         if args.json:
-            print(json.dumps({"store": engine.store_url, "queues": table}))
+            paused_all = None if everything is None else asdict(everything)
+            print(
+                json.dumps({"store": engine.store_url, "queues": table, "all_paused": paused_all})
+            )
             return 0
         states = [s.value for s in TaskState]
         print(f"store {engine.store_url}")
+        if everything is not None:
+            said = paused_by(everything.by, everything.at, everything.note)
+            print(f"ALL PAUSED {said}; nothing starts until 'taskdeck resume --all'")
         if not table:
             print("no tasks yet")
             return 0

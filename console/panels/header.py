@@ -1,4 +1,5 @@
-"""The top line: node, store, workers busy/total, rates, encryption, autoscale, pauses.
+"""The top line: node, store, workers busy/total, rates, encryption, autoscale, pauses
+(everything paused first, in red, until resumed).
 
 Attached to a cluster (``cluster`` given) it says so, with the number of nodes, and
 the workers, rates and autoscaler are the sums over the alive nodes."""
@@ -52,6 +53,10 @@ class HeaderBar(TextPanel):
     def render_snapshot(self, snap: EngineSnapshot) -> Text:
         text = Text()
         text.append("taskdeck ", style="bold")
+        if snap.all_paused is not None:  # first, so that no width cuts it off
+            why = f": {snap.all_paused.note}" if snap.all_paused.note else ""
+            text.append(f" ■ ALL PAUSED by {snap.all_paused.by}{why} ", style="bold white on red")
+            text.append(" ")
         if self.firing:  # first, so it shows however narrow the screen
             error = self.app.theme_variables.get("error", "")
             plural = "s" if self.firing > 1 else ""

@@ -1,18 +1,21 @@
-"""Every runtime setting with its doc, default and unit; validated together and
-applied all or nothing. Also the console's own refresh rate.
+"""Every runtime setting with its doc, default and unit, and where its value comes
+from (default, file, env, flag, code or runtime: for a runtime change, who made it and
+when); validated together and applied all or nothing, saved in the store for every
+node. Also the console's own refresh rate.
 
-Attached to a cluster, the form starts from the settings last sent to the nodes and
-hands the changed ones to ``send`` (which sends them to every node) instead of
-changing this engine.
+Attached to a cluster, the form starts from the settings the nodes report and hands
+the changed ones to ``send`` (which saves them for every node).
 
 | Key | Does |
 | --- | --- |
 | ctrl+s | apply (nothing changes if any field is invalid; each bad field says why) |
+| ctrl+r | reset the focused setting: its runtime change is removed, on every node |
 | escape | close without applying |
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,8 +25,17 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static, Switch
 
+from console.format import ago
 from console.screens.compact import CompactForm
-from engine import Engine, Settings, SettingsError, SettingSpec
+from engine import (
+    Engine,
+    EngineNotRunning,
+    SettingInfo,
+    Settings,
+    SettingsError,
+    SettingSpec,
+    StoreError,
+)
 
 REFRESH = "console_refresh_hz"
 REFRESH_RANGE = (0.5, 10.0)
@@ -44,11 +56,35 @@ def value_text(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def source_text(info: SettingInfo, spec: SettingSpec, now: float) -> str:
+    """``runtime · root@vm (console), 2m ago · ctrl+r: back to 20 s (file)``, or ``file``."""
+    if info.source != "runtime":
+        return info.source
+    back = f"{_with_unit(spec, info.reset_to)} ({info.reset_from})"
+    when = f", {ago(now - info.changed_at)} ago" if info.changed_at is not None else ""
+    return f"runtime · {info.changed_by} ({info.interface}){when} · ctrl+r: back to {back}"
+
+
+def _with_unit(spec: SettingSpec, value: Any) -> str:
+    if spec.limit is not None:
+        return str(value) or "none"
+    if spec.kind is bool:
+        return "on" if value else "off"
+    return f"{value_text(value)} {spec.unit}".strip()
+
+
 class SettingsScreen(CompactForm[float | None]):
     """Dismisses with the new console refresh rate (or None if it did not change)."""
 
     BINDINGS = [
         Binding("ctrl+s", "apply", "Apply", priority=True),
+        Binding(
+            "ctrl+r",
+            "reset",
+            "Reset one",
+            priority=True,
+            tooltip="Reset the focused setting: its runtime change removed, on every node",
+        ),
         Binding("escape", "close", "Close"),
     ]
 
@@ -62,12 +98,13 @@ class SettingsScreen(CompactForm[float | None]):
     ) -> None:
         """``base``: the values the form starts from (default: the engine's settings);
         ``send``: carries the changes out instead of ``engine.update_settings`` and
-        returns what it did ("sent to every node"); a ValueError keeps the form open."""
+        returns what it did ("saved for every node"); a ValueError keeps the form open."""
         super().__init__()
         self.engine = engine
         self.refresh_hz = refresh_hz
         self.base = base
         self.send = send
+        self.infos: dict[str, SettingInfo] = {}  # read from the store when the form opens
 
     @property
     def current(self) -> Settings:
@@ -75,9 +112,12 @@ class SettingsScreen(CompactForm[float | None]):
 
     def compose(self) -> ComposeResult:
         current = self.current
-        where = "sends the changes to every node" if self.send else "applies all or nothing"
         with Vertical(classes="dialog wide tall"):
-            yield Static(f"Settings · ctrl+s {where} · esc closes", classes="dialog-title")
+            yield Static(
+                "Settings · ctrl+s applies all or nothing, for every node · ctrl+r resets the "
+                "focused one · esc closes",
+                classes="dialog-title",
+            )
             with VerticalScroll(id="settings-list"):
                 with Vertical(classes="setting"):
                     yield Label(f"[b]{REFRESH}[/b]  (console only)")
@@ -90,7 +130,7 @@ class SettingsScreen(CompactForm[float | None]):
                     yield Static("", id=f"err-{REFRESH}", classes="error")
                 for spec, value in current:
                     with Vertical(classes="setting"):
-                        yield Label(f"[b]{spec.name}[/b]")
+                        yield Label(f"[b]{spec.name}[/b]", id=f"name-{spec.name}")
                         if spec.kind is bool:
                             yield Switch(bool(value), id=f"in-{spec.name}")
                         elif spec.choices:
@@ -110,6 +150,59 @@ class SettingsScreen(CompactForm[float | None]):
             with Horizontal(classes="buttons"):
                 yield Button("Apply (ctrl+s)", id="apply", variant="primary")
                 yield Button("Close (esc)", id="close")
+
+    def on_mount(self) -> None:
+        self.load_sources()
+
+    @work(exclusive=True, group="settings-sources")
+    async def load_sources(self) -> None:
+        """Where each value comes from, and who changed it at runtime (from the store)."""
+        try:
+            infos = await self.engine.settings_info()
+        except (StoreError, EngineNotRunning):
+            return  # the form works without them
+        self.infos = {info.name: info for info in infos}
+        now = time.time()
+        for spec, _ in self.current:
+            info = self.infos.get(spec.name)
+            if info is not None:
+                label = self.query_one(f"#name-{spec.name}", Label)
+                label.update(f"[b]{spec.name}[/b]  [i]{source_text(info, spec, now)}[/i]")
+
+    def action_reset(self) -> None:
+        """Reset the setting whose field has the focus (its runtime change removed)."""
+        focused = self.focused
+        name = (focused.id or "").removeprefix("in-") if focused is not None else ""
+        if name not in self.infos and name not in {spec.name for spec, _ in self.current}:
+            self.app.notify("move to a setting's field first (tab), then ctrl+r", timeout=3)
+            return
+        self.reset(name)
+
+    @work(exclusive=True, group="settings-reset")
+    async def reset(self, name: str) -> None:
+        try:
+            new = await self.engine.reset_settings(name)
+        except (ValueError, StoreError, EngineNotRunning) as exc:
+            self.app.notify(f"{name} not reset: {exc}", severity="error")
+            return
+        info = self.infos.get(name)
+        value = info.reset_to if info is not None and self.base is not None else getattr(new, name)
+        if self.base is not None:
+            self.base = self.base.replace(**{name: value})
+        self._show(name, value)
+        spec = next(spec for spec, _ in self.current if spec.name == name)
+        self.app.notify(f"{name} reset to {_with_unit(spec, value)}, for every node")
+        self.load_sources()
+
+    def _show(self, name: str, value: Any) -> None:
+        """Put ``value`` in the setting's field."""
+        widget = self.query_one(f"#in-{name}")
+        if isinstance(widget, Switch):
+            widget.value = bool(value)
+        elif isinstance(widget, Select):
+            widget.value = value
+        elif isinstance(widget, Input):
+            widget.value = value_text(value)
 
     def _texts(self) -> dict[str, str]:
         """Every engine setting's field, as text (only the ones that differ matter)."""
@@ -181,7 +274,7 @@ class SettingsScreen(CompactForm[float | None]):
 
     @work(exclusive=True)
     async def apply(self, changes: dict[str, Any], refresh: float | None) -> None:
-        done = "applied"
+        done = "applied and saved for every node"
         if changes and self.send is not None:
             try:
                 done = await self.send(changes)

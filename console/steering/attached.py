@@ -2,8 +2,9 @@
 :class:`~console.steering.base.Steering` of a console whose engine runs no workers.
 
 It reads the node rows for the Nodes panel, and turns the operator's pool keys into
-commands to the nodes: ``]`` / ``[`` / ``w`` go to the node selected in Nodes, ``a``
-and settings go to every node. Each command is announced when sent and its outcome
+commands to the nodes: ``]`` / ``[`` / ``w`` go to the node selected in Nodes; ``a``
+and settings are saved in the store, so every node takes them (see
+:mod:`engine.saved_settings`). Each command is announced when sent and its outcome
 when the nodes report it (within :data:`~console.cluster.node_actions.RESULT_WAIT`); a
 refused one says why (no node selected, the node is dead, nothing alive). Pausing a
 queue and cancelling a task need none of this: they are stored, so every node sees
@@ -52,8 +53,8 @@ ATTACHED_KEYS = [
         tooltip="One worker more / less on the node selected in Nodes (tab to it, then ↑ ↓)",
     ),
     Binding("w", "set_workers", "Workers…", tooltip="Set the selected node's worker count"),
-    Binding("a", "autoscale", "Autoscale", tooltip="Autoscaler on / off on every node"),
-    Binding("s", "settings", "Settings", tooltip="Settings: the changes go to every node"),
+    Binding("a", "autoscale", "Autoscale", tooltip="Autoscaler on / off on every node (saved)"),
+    Binding("s", "settings", "Settings", tooltip="Settings: saved for every node"),
     Binding("p", "queues", "Pause", tooltip="Pause or resume a queue: every node sees it"),
     Binding("c", "cancel", "Cancel", tooltip="Cancel a task: a running one stops on its node"),
     Binding(
@@ -207,11 +208,12 @@ class AttachedSteering:
             self.app.notify("no node is alive: no autoscaler to switch", severity="warning")
             return
         on = not all(n.snapshot.get("autoscale") for n in alive)
-        command_id = await self._send("update_settings", {"autoscale": on}, alive, every=True)
-        if command_id is None:
+        try:
+            done = await self.send_settings({"autoscale": on})
+        except ValueError as exc:
+            self.app.notify(f"not saved: {exc}", severity="error")
             return
-        self._sent({"autoscale": on})
-        await report(self.app, self.engine, command_id, "update_settings", [n.id for n in alive])
+        self.app.notify(f"{done}: autoscale={on}", timeout=3)
         self.refresh()
 
     def _sent(self, changes: dict[str, Any]) -> None:
@@ -239,21 +241,15 @@ class AttachedSteering:
         return base.replace(**recent)
 
     async def send_settings(self, changes: dict[str, Any]) -> str:
-        """Send changed settings to every node (for the settings form); raises
-        ValueError when nothing can take them."""
-        alive = list(self.cluster.alive)
-        if not alive:
-            raise ValueError("no node is alive to apply them")
+        """Save changed settings for every node (the running ones take them within a
+        second, the others when they start); raises ValueError when the store refuses
+        them."""
         try:
-            command_id = await send(self.engine, "update_settings", changes, "*")
+            await self.engine.update_settings(**changes)
         except (ValueError, TypeError, LookupError, RuntimeError) as exc:
             raise ValueError(str(exc)) from None
         self._sent(changes)
-        self.app.run_worker(
-            report(self.app, self.engine, command_id, "update_settings", [n.id for n in alive]),
-            group="commands",
-        )
-        return f"sent to every node ({len(alive)} alive)"
+        return f"saved for every node ({len(self.cluster.alive)} alive)"
 
     async def handles(self, finding: Finding) -> bool:
         """Carry out a finding's suggestion where it belongs; False for one the console

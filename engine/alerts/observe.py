@@ -1,6 +1,7 @@
 """The measures alert rules read, gathered from what the engine already computes: its
 snapshot (store counts, the metrics view, resources, bottleneck findings), the
-cluster's node rows and the paused queues' times. A pure function.
+cluster's node rows and the paused queues' times. A pure function. Everything paused
+(``snap.all_paused``) counts as every queue paused since then.
 
 Counts (backlog, oldest wait, paused) are the whole store's. Rates and percentiles
 come from this node's metrics, except that throughput and busy workers add up every
@@ -31,6 +32,7 @@ def observe(
     queue_stats = dict(view.queues) if view is not None else {}
     alive = [n for n in nodes if n.state == "alive"]
     paused_for = {q: now - at for q, at in paused_at.items() if at is not None}
+    everything = now - snap.all_paused.at if snap.all_paused is not None else 0.0
     values: dict[tuple[str, str], dict[str, float | None]] = {}
     oldest = [q.oldest_age for q in queue_stats.values() if q.oldest_age is not None]
     attempts = sum(h.attempts_last_minute for h in handlers.values())
@@ -46,7 +48,7 @@ def observe(
         "rss": float(snap.resources.rss) if snap.resources is not None else None,
         "loop_lag": snap.resources.loop_lag if snap.resources is not None else None,
         "dead_nodes": float(sum(1 for n in nodes if n.state == "dead")),
-        "paused_for": max(paused_for.values(), default=0.0),
+        "paused_for": max([everything, *paused_for.values()]),
     }
     for name, info in snap.queues.items():
         stats = queue_stats.get(name)
@@ -57,7 +59,7 @@ def observe(
             "wait_p95": _worst(h.wait_p95 for h in mine),
             "run_p95": _worst(h.run_p95 for h in mine),
             "throughput": stats.completion_rate if stats else 0.0,
-            "paused_for": paused_for.get(name, 0.0),
+            "paused_for": max(everything, paused_for.get(name, 0.0)),
         }
     for name, h in handlers.items():
         values[("handler", name)] = _handler(h)

@@ -23,6 +23,8 @@ from engine.store.base import Claimed, ClaimedTask, Completion
 
 #: Longest an operator's command waits for the held tasks it gives back to be saved.
 GIVE_BACK_WAIT = 10.0
+#: In ``paused_here``: everything was paused here (no queue can have this name).
+EVERY_QUEUE = "*"
 
 
 class HeldCommands:
@@ -107,7 +109,7 @@ class HeldCommands:
         for task in claimed:
             if task.id in self.cancelled_here:
                 self.dropped += 1
-            elif task.queue in self.paused_here:
+            elif task.queue in self.paused_here or EVERY_QUEUE in self.paused_here:
                 self.give_back(task, "its queue was paused")
             else:
                 buffer.add(task, gen)
@@ -126,15 +128,18 @@ class HeldCommands:
             self.cancelled_here.add(task_id)
         return False
 
-    def set_paused(self, queue: str, paused: bool) -> None:
-        """A queue was paused (or resumed) in the store: give back its held tasks."""
+    def set_paused(self, queue: str | None, paused: bool) -> None:
+        """A queue (None: everything) was paused or resumed in the store: give back
+        its held tasks."""
+        key = EVERY_QUEUE if queue is None else queue
         if not paused:
-            self.paused_here.discard(queue)
+            self.paused_here.discard(key)
             return
         if not self.claim_out.is_set():
-            self.paused_here.add(queue)
-        for held in self.buffer.take(lambda c: c.queue == queue):
-            self.give_back(held.claimed, "its queue was paused")
+            self.paused_here.add(key)
+        why = "everything was paused" if queue is None else "its queue was paused"
+        for held in self.buffer.take(lambda c: queue is None or c.queue == queue):
+            self.give_back(held.claimed, why)
 
     @contextlib.asynccontextmanager
     async def giving_back(

@@ -1,9 +1,7 @@
-"""The Store contract: what every backend (SQLite now, PostgreSQL later) provides.
-
-The engine talks to a store only through this protocol. Payloads, results and
-errors cross it as *encoded text* (see :mod:`engine.codec`); reads that return
-:class:`~engine.model.TaskRecord` decode them with the store's codec. Times are
-taken from the store's clock so tests can move time.
+"""The Store contract: what every backend (SQLite, PostgreSQL) provides. The engine talks
+to a store only through this protocol. Payloads, results and errors cross it as *encoded
+text* (see :mod:`engine.codec`); reads that return :class:`~engine.model.TaskRecord` decode
+them with the store's codec. Times are taken from the store's clock so tests can move time.
 """
 
 from __future__ import annotations
@@ -18,9 +16,11 @@ from engine.limits import FlowLimits
 from engine.model import (
     CREATED,
     TERMINAL_STATES,
+    AllPaused,
     CommandResult,
     NodeCommand,
     NodeInfo,
+    SavedSetting,
     ScheduleInfo,
     TaskId,
     TaskRecord,
@@ -212,22 +212,6 @@ class Completion:
         )
 
 
-def split_unstarted(completions: Sequence[Completion]) -> tuple[list[int], list[int]]:
-    """Indexes of the give-backs of unstarted tasks, and of the other completions."""
-    back = [i for i, c in enumerate(completions) if c.unstarted]
-    return back, [i for i, c in enumerate(completions) if not c.unstarted]
-
-
-def merged(
-    *parts: tuple[Sequence[int], tuple[Sequence[int], Sequence[int]]],
-) -> tuple[list[int], list[int]]:
-    """The (applied, stale) indexes of a batch from its parts': each part is its
-    indexes in the batch and its own (applied, stale) indexes into itself."""
-    applied = sorted(index[i] for index, (done, _) in parts for i in done)
-    stale = sorted(index[i] for index, (_, late) in parts for i in late)
-    return applied, stale
-
-
 @dataclass(slots=True)
 class CompletionReport:
     """Which completions were applied, and which were stale (lease lost)."""
@@ -262,10 +246,11 @@ class Expired:
 
 @dataclass(frozen=True)
 class StoreCounts:
-    """Task counts per queue and state, and the paused queues."""
+    """Task counts per queue and state, the paused queues, and ``all_paused``."""
 
     by_queue: Mapping[str, Mapping[TaskState, int]] = field(default_factory=dict)
     paused: frozenset[str] = frozenset()
+    all_paused: AllPaused | None = None
 
     def totals(self) -> dict[TaskState, int]:
         out = dict.fromkeys(TaskState, 0)
@@ -391,6 +376,14 @@ class Store(Protocol):
 
     async def command_results(self, command_id: int) -> list[CommandResult]: ...
 
+    async def save_settings(
+        self, saved: Sequence[SavedSetting], removed: Sequence[str], command: tuple[str, str, str]
+    ) -> int:
+        """Save runtime settings, delete ``removed`` ones and send ``command`` (action, JSON
+        args, by) to every node, in one transaction; returns the command's id."""
+
+    async def saved_settings(self) -> list[SavedSetting]: ...
+
     async def enqueue_and_claim(
         self, task: NewTask, owner: str, lease_ttl: float
     ) -> tuple[TaskId, ClaimedTask | None]:
@@ -460,8 +453,11 @@ class Store(Protocol):
         """Run an alerts plan (see :mod:`engine.store.alerts`) in one write transaction."""
         ...
 
-    async def set_paused(self, queue: str, paused: bool) -> bool:
-        """Pause or resume a queue; returns whether anything changed."""
+    async def set_paused(
+        self, queue: str | None, paused: bool, by: str = "", note: str | None = None
+    ) -> bool:
+        """Pause or resume a queue, or (None) everything, keeping ``by`` and ``note``;
+        returns whether anything changed."""
 
     def latency_p99(self) -> float | None:
         """p99 of recent write-transaction times, in seconds (None before any)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from engine.codec import Codec
-from engine.model import TERMINAL_STATES, TaskState, timeline_line
+from engine.model import TERMINAL_STATES, AllPaused, TaskState, timeline_line
 from engine.store import commands as rules
 from engine.store.postgres import followups as followups
 from engine.store.postgres.conn import Txn
@@ -180,11 +180,27 @@ PAUSE = (
 )
 
 
-async def set_paused(txn: Txn, queue: str, paused: bool) -> bool:
+PAUSE_ALL = (
+    "INSERT INTO taskdeck_meta (key, value) VALUES ('paused_all', $1) ON CONFLICT (key) DO NOTHING"
+)
+RESUME_ALL = "DELETE FROM taskdeck_meta WHERE key = 'paused_all'"
+
+
+async def set_paused(
+    txn: Txn, queue: str | None, paused: bool, by: str = "", note: str | None = None
+) -> bool:
+    """Pause or resume ``queue``, or (None) everything (a row in ``taskdeck_meta`` that
+    every claim looks at)."""
     txn.refresh_counts = True
-    changed = await txn.execute(PAUSE, queue, paused, txn.now) > 0
+    if queue is None and paused:
+        flag = AllPaused(txn.now, by, note).to_json()
+        changed = await txn.execute(PAUSE_ALL, flag) > 0
+    elif queue is None:
+        changed = await txn.execute(RESUME_ALL) > 0
+    else:
+        changed = await txn.execute(PAUSE, queue, paused, txn.now) > 0
     if changed and not paused:
-        txn.wake(queue)
+        txn.wake("*" if queue is None else queue)
     return changed
 
 

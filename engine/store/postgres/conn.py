@@ -23,7 +23,7 @@ import asyncpg
 
 from engine.errors import StoreError, StoreOpenError
 from engine.faults import no_fault
-from engine.model import TaskState
+from engine.model import AllPaused, TaskState
 from engine.store.base import StoreCounts
 
 _URL_HELP = "use postgresql://user[:password]@host[:port]/database[?schema=name]"
@@ -212,6 +212,7 @@ SELECT 'c', queue, state, sum(n)::bigint FROM (
     SELECT queue, state, n FROM task_counts UNION ALL SELECT queue, state, n FROM d
 ) a GROUP BY queue, state HAVING sum(n) <> 0
 UNION ALL SELECT 'p', name, '', 0 FROM queues WHERE paused
+UNION ALL SELECT 'a', value, '', 0 FROM taskdeck_meta WHERE key = 'paused_all'
 UNION ALL SELECT 'n', '', '', count(*) FROM nt
 """
 
@@ -234,18 +235,22 @@ READ_COUNTS = """
 SELECT 'c', queue, state, sum(n)::bigint FROM task_counts GROUP BY queue, state
 HAVING sum(n) <> 0
 UNION ALL SELECT 'p', name, '', 0 FROM queues WHERE paused
+UNION ALL SELECT 'a', value, '', 0 FROM taskdeck_meta WHERE key = 'paused_all'
 """
 
 
 def counts_from_rows(rows: Sequence[Any]) -> StoreCounts:
     by_queue: dict[str, dict[TaskState, int]] = {}
     paused: set[str] = set()
+    everything = None
     for kind, queue, state, n in rows:
         if kind == "c":
             by_queue.setdefault(queue, dict.fromkeys(TaskState, 0))[TaskState(state)] = int(n)
         elif kind == "p":
             paused.add(queue)
-    return StoreCounts(by_queue, frozenset(paused))
+        elif kind == "a":  # everything paused: the value is who, when and why
+            everything = AllPaused.from_json(queue)
+    return StoreCounts(by_queue, frozenset(paused), everything)
 
 
 @dataclass(eq=False)

@@ -50,6 +50,7 @@ from engine.model import (
     CommandResult,
     NodeCommand,
     NodeInfo,
+    SavedSetting,
     ScheduleInfo,
     TaskId,
     TaskRecord,
@@ -77,6 +78,7 @@ from engine.store.postgres import commands as commands
 from engine.store.postgres import flow as flow_ops
 from engine.store.postgres import reads as reads
 from engine.store.postgres import schedules as sched
+from engine.store.postgres import settings as saved_ops
 from engine.store.postgres import tasks as ops
 from engine.store.postgres.conn import AmbiguousCommit, Txn
 from engine.store.postgres.group import EnqueueGroup
@@ -277,8 +279,11 @@ class PostgresStore(PgSession):
             return await drive_reads(read, plan, self.clock())
         return await self._run(lambda txn: drive(txn, numbered_plan(plan(txn))))
 
-    async def set_paused(self, queue: str, paused: bool) -> bool:
-        return await self._run(partial(commands.set_paused, queue=queue, paused=paused))
+    async def set_paused(
+        self, queue: str | None, paused: bool, by: str = "", note: str | None = None
+    ) -> bool:
+        op = partial(commands.set_paused, queue=queue, paused=paused, by=by, note=note)
+        return await self._run(op)
 
     # -- periodic schedules ------------------------------------------------------
     async def sync_schedules(self, schedules: Sequence[StoredSchedule]) -> list[str]:
@@ -325,6 +330,16 @@ class PostgresStore(PgSession):
 
     async def command_results(self, command_id: int) -> list[CommandResult]:
         return await self._on_conn(partial(cluster.command_results, command_id=command_id))
+
+    # -- runtime settings (see engine.store.postgres.settings) -------------------------
+    async def save_settings(
+        self, saved: Sequence[SavedSetting], removed: Sequence[str], command: tuple[str, str, str]
+    ) -> int:
+        save = partial(saved_ops.save, saved=saved, removed=removed, command=command)
+        return await self._on_conn(partial(save, now=self.clock()), retry=False)  # adds a row
+
+    async def saved_settings(self) -> list[SavedSetting]:
+        return [saved_ops.saved_setting(r) for r in await self._read(saved_ops.SAVED)]
 
     # -- reads ----------------------------------------------------------------
     async def oldest_queued(self) -> dict[str, float]:

@@ -113,7 +113,8 @@ class PgSession:
     @property
     def last_counts(self) -> StoreCounts:
         counts = self._counts
-        return StoreCounts({q: dict(c) for q, c in counts.by_queue.items()}, counts.paused)
+        by_queue = {q: dict(c) for q, c in counts.by_queue.items()}
+        return StoreCounts(by_queue, counts.paused, counts.all_paused)
 
     def _server_settings(self) -> dict[str, str]:
         return {
@@ -378,7 +379,9 @@ class PgSession:
         by_queue = {q: dict(c) for q, c in counts.by_queue.items()}
         for (queue, state), n in deltas.items():
             by_queue.setdefault(queue, dict.fromkeys(TaskState, 0))[TaskState(state)] += n
-        self._accept_counts(StoreCounts(by_queue, counts.paused), self._next_seq())
+        self._accept_counts(
+            StoreCounts(by_queue, counts.paused, counts.all_paused), self._next_seq()
+        )
 
     @staticmethod
     async def _abandon(conn: Any, transaction: Any, exc: BaseException, committing: bool) -> None:

@@ -21,9 +21,8 @@ from engine.store.base import (
     Expired,
     NewTask,
     Rescued,
-    merged,
-    split_unstarted,
 )
+from engine.store.completion_batch import merged, split_unstarted
 from engine.store.postgres import followups as followups
 from engine.store.postgres.conn import Txn, counted
 from engine.store.postgres.insert import at_text, insert_one, js, line_sql
@@ -43,10 +42,13 @@ _LEASE = (
     f"timeline = t.timeline || {line_sql(repr('running'), 't.attempts + 1', '$5', '$6')} "
     f"FROM picked WHERE t.id = picked.id {_CLAIMED}"
 )
-#: The queues with queued tasks (from the counts), less the paused ones.
+#: Nothing starts while everything is paused (``Engine.pause_all``).
+ALL_PAUSED = "EXISTS (SELECT 1 FROM taskdeck_meta WHERE key = 'paused_all')"
+#: The queues with queued tasks (from the counts), less the paused ones; none while
+#: everything is paused.
 READY_QUEUES = (
-    "SELECT c.queue FROM task_counts c WHERE c.state = 'queued' GROUP BY c.queue "
-    "HAVING sum(c.n) > 0 EXCEPT SELECT name FROM queues WHERE paused"
+    f"SELECT c.queue FROM task_counts c WHERE c.state = 'queued' AND NOT {ALL_PAUSED} "
+    "GROUP BY c.queue HAVING sum(c.n) > 0 EXCEPT SELECT name FROM queues WHERE paused"
 )
 #: The best ``$7`` queued tasks of the given handlers over every unpaused queue: each
 #: queue's own best through its ``tasks_ready`` range (locked, skipping rows another
@@ -117,7 +119,8 @@ async def claim_shares(
 
 HELD = (
     "SELECT id, state = 'running' AND lease_owner = $1, "
-    "queue IN (SELECT name FROM queues WHERE paused) FROM tasks WHERE id = ANY($2::bigint[])"
+    f"queue IN (SELECT name FROM queues WHERE paused) OR {ALL_PAUSED} "
+    "FROM tasks WHERE id = ANY($2::bigint[])"
 )
 
 
@@ -154,7 +157,8 @@ async def recover_claim(txn: Txn, owner: str, at: float) -> int:
 
 #: Whether a new task must wait its turn: other tasks are ready, or its queue is paused.
 MUST_WAIT = (
-    f"SELECT EXISTS ({READY_QUEUES}) OR EXISTS (SELECT 1 FROM queues WHERE name = $1 AND paused)"
+    f"SELECT EXISTS ({READY_QUEUES}) OR EXISTS (SELECT 1 FROM queues WHERE name = $1 AND paused) "
+    f"OR {ALL_PAUSED}"
 )
 INSERT_RUNNING = (
     "INSERT INTO tasks (handler, queue, priority, state, prev_state, attempts, max_retries, "

@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 
 from engine.codec import Codec
-from engine.model import TERMINAL_STATES, TaskState
+from engine.model import TERMINAL_STATES, AllPaused, TaskState
 from engine.store import commands as rules
 from engine.store.sqlite import followups as followups
 from engine.store.sqlite.tasks import entry_sql
@@ -157,9 +157,23 @@ PAUSE = (
 )
 
 
-def set_paused(txn: Txn, queue: str, paused: bool) -> bool:
+PAUSE_ALL = "INSERT INTO meta (key, value) VALUES ('paused_all', ?) ON CONFLICT(key) DO NOTHING"
+RESUME_ALL = "DELETE FROM meta WHERE key = 'paused_all'"
+
+
+def set_paused(
+    txn: Txn, queue: str | None, paused: bool, by: str = "", note: str | None = None
+) -> bool:
+    """Pause or resume ``queue``, or (None) everything (a row in ``meta`` that every
+    claim looks at)."""
     txn.refresh_counts = True
-    changed = txn.execute(PAUSE, (queue, int(paused), txn.now)).rowcount > 0
+    if queue is None and paused:
+        flag = AllPaused(txn.now, by, note).to_json()
+        changed = txn.execute(PAUSE_ALL, (flag,)).rowcount > 0
+    elif queue is None:
+        changed = txn.execute(RESUME_ALL).rowcount > 0
+    else:
+        changed = txn.execute(PAUSE, (queue, int(paused), txn.now)).rowcount > 0
     if changed and not paused:
         txn.wake()
     return changed

@@ -37,6 +37,7 @@ from engine.model import (
     CommandResult,
     NodeCommand,
     NodeInfo,
+    SavedSetting,
     ScheduleInfo,
     TaskId,
     TaskRecord,
@@ -63,6 +64,7 @@ from engine.store.sqlite import cluster as cluster_ops
 from engine.store.sqlite import commands
 from engine.store.sqlite import flow as flow_ops
 from engine.store.sqlite import schedules as sched
+from engine.store.sqlite import settings as saved_ops
 from engine.store.sqlite import tasks as ops
 from engine.store.sqlite.file import FileInfo, check_keys, inspect_file, sidecars
 from engine.store.sqlite.open import (
@@ -81,6 +83,7 @@ from engine.store.sqlite.txn import (
     CountsReader,
     LockWait,
     Op,
+    Txn,
     WriterThread,
     apply_deltas,
     describe_sqlite_error,
@@ -123,7 +126,7 @@ class SQLiteStore:
         self._reader: aiosqlite.Connection | None = None
         self._reader_busy: float | None = None
         self._by_queue: dict[str, dict[TaskState, int]] = {}
-        self._paused: frozenset[str] = frozenset()
+        self._pauses = StoreCounts()  # the paused queues, and whether everything is
         self._counts_reader = CountsReader(read_counts)
         self.transactions, self._latency = 0, Reservoir(512)
         self._reads = SQLiteReads(self._read, self.codec, clock, lambda: self._by_queue)
@@ -141,11 +144,12 @@ class SQLiteStore:
 
     @property
     def last_counts(self) -> StoreCounts:
-        return StoreCounts({q: dict(c) for q, c in self._by_queue.items()}, self._paused)
+        by_queue = {q: dict(c) for q, c in self._by_queue.items()}
+        return StoreCounts(by_queue, self._pauses.paused, self._pauses.all_paused)
 
     def _set_counts(self, counts: StoreCounts) -> None:
         self._by_queue = {q: dict(c) for q, c in counts.by_queue.items()}
-        self._paused = counts.paused
+        self._pauses = counts
 
     def configure(self, *, durability: str, busy_timeout: float, lock_timeout: float) -> None:
         """Runtime settings: for the writer's next batch and the reader's next query."""
@@ -213,7 +217,14 @@ class SQLiteStore:
                 await asyncio.to_thread(tidy_sidecars, self.path, self._sidecars_before)
 
     # -- group commit ---------------------------------------------------------
-    def _write(self, op: Op) -> asyncio.Future[Any]:
+    async def _call(self, op: Callable[..., T], /, **args: Any) -> T:
+        """``op(txn, **args)`` in the next group commit; returns what it returned."""
+        result: T = await self._write(partial(op, **args))
+        return result
+
+    def _write(self, op: Callable[[Txn], T | Exception]) -> asyncio.Future[T]:
+        """Queue ``op`` for the writer's next transaction (an ``Exception`` it returns
+        is raised to the caller)."""
         if self._writer is None:
             if self._mode.read_only and self._reader is not None:
                 raise ReadOnlyError(f"the store {self.path} was opened read-only; cannot write")
@@ -246,23 +257,19 @@ class SQLiteStore:
     async def enqueue(self, tasks: Sequence[NewTask]) -> list[TaskId]:
         if not tasks:
             return []
-        return cast(list[TaskId], await self._write(partial(ops.enqueue, tasks=tasks, by=self._by)))
+        return await self._write(partial(ops.enqueue, tasks=tasks, by=self._by))
 
     async def enqueue_workflow(
         self, kind: str, tasks: Sequence[NewTask]
     ) -> tuple[int, list[TaskId]]:
-        result: tuple[int, list[TaskId]] = await self._write(
-            partial(ops.enqueue_workflow, kind=kind, tasks=tasks, by=self._by)
-        )
-        return result
+        return await self._write(partial(ops.enqueue_workflow, kind=kind, tasks=tasks, by=self._by))
 
     async def enqueue_and_claim(
         self, task: NewTask, owner: str, lease_ttl: float
     ) -> tuple[TaskId, ClaimedTask | None]:
-        result: tuple[TaskId, ClaimedTask | None] = await self._write(
+        return await self._write(
             partial(ops.enqueue_and_claim, task=task, by=owner, lease_ttl=lease_ttl)
         )
-        return result
 
     async def claim(
         self,
@@ -288,7 +295,7 @@ class SQLiteStore:
             op = partial(ops.claim, owner=owner, limit=limit, handlers=names, lease_ttl=lease_ttl)
         if held:
             op = partial(ops.claim_checking, op=op, owner=owner, held=list(held))
-        return cast(Claimed, await self._write(op))
+        return await self._write(op)
 
     async def complete(self, completions: Sequence[Completion]) -> CompletionReport:
         if not completions:
@@ -299,38 +306,26 @@ class SQLiteStore:
         return CompletionReport([completions[i] for i in applied], [completions[i] for i in stale])
 
     async def renew_leases(self, owner: str, lease_ttl: float) -> set[int]:
-        result: set[int] = await self._write(
-            partial(ops.renew_leases, owner=owner, lease_ttl=lease_ttl)
-        )
-        return result
+        return await self._write(partial(ops.renew_leases, owner=owner, lease_ttl=lease_ttl))
 
     async def rescue(self, exclude_owner: str) -> list[Rescued]:
-        result: list[Rescued] = await self._write(
-            partial(ops.rescue, exclude_owner=exclude_owner, codec=self.codec)
-        )
-        return result
+        return await self._write(partial(ops.rescue, exclude_owner=exclude_owner, codec=self.codec))
 
     async def promote_due(self) -> tuple[list[tuple[int, str]], float | None]:
-        result: tuple[list[tuple[int, str]], float | None] = await self._write(ops.promote_due)
-        return result
+        return await self._write(ops.promote_due)
 
     async def cancel(self, task_id: int, by: str, note: str) -> TaskState:
-        result: TaskState = await self._write(
+        return await self._write(
             partial(commands.cancel, task_id=task_id, by=by, note=note, codec=self.codec)
         )
-        return result
 
     async def reprioritize(self, task_id: int, priority: int, by: str) -> int:
-        result: int = await self._write(
+        return await self._write(
             partial(commands.reprioritize, task_id=task_id, priority=priority, by=by)
         )
-        return result
 
     async def retry(self, task_id: int, by: str, retries: int | None) -> TaskState:
-        result: TaskState = await self._write(
-            partial(commands.retry, task_id=task_id, by=by, retries=retries)
-        )
-        return result
+        return await self._write(partial(commands.retry, task_id=task_id, by=by, retries=retries))
 
     async def purge(
         self,
@@ -361,10 +356,9 @@ class SQLiteStore:
     async def purge_expired(
         self, result_ttl: float, failed_ttl: float, limit: int
     ) -> list[Expired]:
-        result: list[Expired] = await self._write(
+        return await self._write(
             partial(ops.purge_expired, result_ttl=result_ttl, failed_ttl=failed_ttl, limit=limit)
         )
-        return result
 
     async def save_progress(
         self, items: Sequence[tuple[int, str, float | None, str | None]]
@@ -377,52 +371,55 @@ class SQLiteStore:
             return await drive_reads(self._read, plan, self.clock())
         return cast(T, await self._write(lambda txn: drive(txn, plan(txn))))
 
-    async def set_paused(self, queue: str, paused: bool) -> bool:
-        result: bool = await self._write(partial(commands.set_paused, queue=queue, paused=paused))
-        return result
+    async def set_paused(
+        self, queue: str | None, paused: bool, by: str = "", note: str | None = None
+    ) -> bool:
+        op = partial(commands.set_paused, queue=queue, paused=paused, by=by, note=note)
+        return await self._write(op)
 
     # -- periodic schedules ------------------------------------------------------
     async def sync_schedules(self, schedules: Sequence[StoredSchedule]) -> list[str]:
-        result: list[str] = await self._write(
-            partial(sched.sync, schedules=schedules, codec=self.codec)
-        )
-        return result
+        return await self._write(partial(sched.sync, schedules=schedules, codec=self.codec))
 
     async def fire_schedules(
         self, next_run: sched.NextRun
     ) -> tuple[list[tuple[str, str, str]], float | None]:
-        result: tuple[list[tuple[str, str, str]], float | None] = await self._write(
-            partial(sched.fire_due, next_run=next_run, by=self._by)
-        )
-        return result
+        return await self._write(partial(sched.fire_due, next_run=next_run, by=self._by))
 
     async def set_schedule_paused(self, name: str, paused: bool, next_run: sched.NextRun) -> bool:
-        result: bool = await self._write(
+        return await self._write(
             partial(sched.set_paused, name=name, paused=paused, next_run=next_run)
         )
-        return result
 
     async def trigger_schedule(self, name: str, by: str) -> str:
-        return cast(str, await self._write(partial(sched.trigger, name=name, by=by)))
+        return await self._write(partial(sched.trigger, name=name, by=by))
 
     # -- cluster --------------------------------------------------------------
     async def heartbeat(self, node: NodeInfo, dead_after: float) -> list[NodeCommand]:
-        result: list[NodeCommand] = await self._write(
+        return await self._write(
             partial(cluster_ops.heartbeat, node=node, dead_after=dead_after, codec=self.codec)
         )
-        return result
 
     async def node_stopped(self, node_id: str) -> None:
         await self._write(partial(cluster_ops.node_stopped, node_id=node_id))
 
     async def send_command(self, target: str, action: str, args: str, by: str) -> int:
-        result: int = await self._write(
+        return await self._write(
             partial(cluster_ops.send_command, target=target, action=action, args=args, by=by)
         )
-        return result
 
     async def record_command(self, result: CommandResult) -> None:
         await self._write(partial(cluster_ops.record_command, result=result))
+
+    async def save_settings(
+        self, saved: Sequence[SavedSetting], removed: Sequence[str], command: tuple[str, str, str]
+    ) -> int:
+        return await self._call(saved_ops.save, saved=saved, removed=removed, command=command)
+
+    async def saved_settings(self) -> list[SavedSetting]:
+        if self._writer is None:  # read-only: on the reader; else in order with the writes
+            return [SavedSetting(*row) for row in await self._read(saved_ops.SAVED)]
+        return await self.on_writer(saved_ops.saved)
 
     # -- reads ----------------------------------------------------------------
     async def _read(self, sql: str, params: Any = ()) -> list[Any]:
@@ -439,12 +436,15 @@ class SQLiteStore:
             raise (StoreError(gone) if gone else describe_sqlite_error(exc)) from exc
 
     async def counts(self) -> StoreCounts:
-        """Read every count now. Runs on the writer thread, in order with the writes,
-        so it never races the deltas this process applies (read-only: on the reader)."""
+        """Read every count now, on the writer thread between batches (read-only: on the
+        reader); kept only if no batch's deltas were applied while this one resumed."""
         if self._writer is None and self._mode.read_only:
             counts = await read_counts_with(self._read)
         else:
+            delivered = self.transactions
             counts = await self.on_writer(partial(self._identity.read, read_counts))
+            if self.transactions != delivered:  # they may be missing from it: keep them
+                return counts
         self._set_counts(counts)
         return counts
 

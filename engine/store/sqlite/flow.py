@@ -23,12 +23,13 @@ from collections.abc import Mapping
 from engine.limits import FlowLimits, Rate
 from engine.store import flow_plan as plan_
 from engine.store.base import Claimed, ClaimedTask
-from engine.store.sqlite.tasks import claim_sql, run_claim
+from engine.store.sqlite.tasks import NOT_ALL_PAUSED, claim_sql, run_claim
 from engine.store.sqlite.txn import Txn
 
 READY_COUNTS = (
     "SELECT queue, n FROM task_counts WHERE state = 'queued' AND n > 0 "
-    "AND queue NOT IN (SELECT name FROM queues WHERE paused = 1) ORDER BY queue"
+    f"AND queue NOT IN (SELECT name FROM queues WHERE paused = 1) AND {NOT_ALL_PAUSED} "
+    "ORDER BY queue"
 )
 RUNNING_COUNTS = "SELECT queue, n FROM task_counts WHERE state = 'running' AND n > 0"
 BUCKETS = (

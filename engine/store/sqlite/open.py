@@ -27,7 +27,7 @@ import aiosqlite
 from engine.codec import Codec
 from engine.errors import EncryptionKeyError, StoreOpenError
 from engine.faults import no_fault
-from engine.model import TaskState
+from engine.model import AllPaused, TaskState
 from engine.store.base import StoreCounts
 from engine.store.sqlite.file import FileInfo, foreign_marks, refuse, sidecars, uri
 from engine.store.sqlite.schema import (
@@ -41,14 +41,24 @@ from engine.store.sqlite.schema import (
 from engine.store.sqlite.txn import is_busy, locked
 
 COUNTS = "SELECT queue, state, n FROM task_counts WHERE n != 0"
-PAUSED = "SELECT name FROM queues WHERE paused = 1"
+#: The paused queues (name, NULL) and, if everything is paused, (NULL, who/when/why).
+PAUSED = (
+    "SELECT name, NULL FROM queues WHERE paused = 1 "
+    "UNION ALL SELECT NULL, value FROM meta WHERE key = 'paused_all'"
+)
 
 
 def counts_from(rows: Any, paused: Any) -> StoreCounts:
     by_queue: dict[str, dict[TaskState, int]] = {}
     for queue, state, n in rows:
         by_queue.setdefault(queue, dict.fromkeys(TaskState, 0))[TaskState(state)] = n
-    return StoreCounts(by_queue, frozenset(r[0] for r in paused))
+    queues, everything = set(), None
+    for name, value in paused:
+        if name is None:
+            everything = AllPaused.from_json(value)
+        else:
+            queues.add(name)
+    return StoreCounts(by_queue, frozenset(queues), everything)
 
 
 def read_counts(conn: sqlite3.Connection) -> StoreCounts:

@@ -19,7 +19,7 @@ from engine.faults import no_fault
 from engine.model import TERMINAL_STATES, TaskState, transition_check_sql
 
 APPLICATION_ID = 0x54534B44  # "TSKD"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _STATES = ", ".join(f"'{s.value}'" for s in TaskState)
 _TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES))
@@ -226,10 +226,23 @@ CREATE TABLE command_results (
 # older version, whose handlers are unknown).
 _V4 = "ALTER TABLE nodes ADD COLUMN handlers TEXT"
 
-# Version 5: alerts (see engine.alerts): one row per alert (a rule for one scope
+# Version 5: settings changed at runtime, kept for every node and every restart (the
+# value as JSON; who changed it and when).
+_V5 = """
+CREATE TABLE saved_settings (
+    name       TEXT    PRIMARY KEY,
+    value      TEXT    NOT NULL,
+    changed_at REAL    NOT NULL,
+    changed_by TEXT    NOT NULL,
+    pid        INTEGER NOT NULL,
+    interface  TEXT    NOT NULL
+) WITHOUT ROWID
+"""
+
+# Version 6: alerts (see engine.alerts): one row per alert (a rule for one scope
 # key), the history of its transitions and deliveries, silences per rule, and the
 # lease row that names the one node evaluating the rules.
-_V5 = """
+_V6 = """
 CREATE TABLE alerts (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     rule          TEXT    NOT NULL,
@@ -280,7 +293,7 @@ INSERT INTO alert_leader (id, node, expires_at) VALUES (1, '', 0)
 
 #: (version, script) pairs, applied in order inside one transaction each.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
-    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5),
+    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6),
 )  # fmt: skip
 
 

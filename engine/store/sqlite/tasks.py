@@ -22,9 +22,8 @@ from engine.store.base import (
     Expired,
     NewTask,
     Rescued,
-    merged,
-    split_unstarted,
 )
+from engine.store.completion_batch import merged, split_unstarted
 from engine.store.sqlite import followups as followups
 from engine.store.sqlite import insert as sqlite_insert
 from engine.store.sqlite.txn import Txn
@@ -55,9 +54,12 @@ def enqueue_workflow(
 
 # -- claim -------------------------------------------------------------------
 
+#: Nothing starts while everything is paused (``Engine.pause_all``).
+NOT_ALL_PAUSED = "NOT EXISTS (SELECT 1 FROM meta WHERE key = 'paused_all')"
 ACTIVE_QUEUES = (
     "SELECT queue FROM task_counts WHERE state = 'queued' AND n > 0 "
-    "AND queue NOT IN (SELECT name FROM queues WHERE paused = 1) ORDER BY queue"
+    f"AND queue NOT IN (SELECT name FROM queues WHERE paused = 1) AND {NOT_ALL_PAUSED} "
+    "ORDER BY queue"
 )
 
 _READY = (
@@ -120,7 +122,7 @@ def run_claim(
 
 HELD = (
     "SELECT id, state = 'running' AND lease_owner = :owner, "
-    "queue IN (SELECT name FROM queues WHERE paused = 1) "
+    f"queue IN (SELECT name FROM queues WHERE paused = 1) OR NOT {NOT_ALL_PAUSED} "
     "FROM tasks WHERE id IN (SELECT value FROM json_each(:held))"
 )
 
@@ -139,7 +141,10 @@ ANY_READY = (
     "SELECT 1 FROM task_counts WHERE state = 'queued' AND n > 0 "
     "AND queue NOT IN (SELECT name FROM queues WHERE paused = 1) LIMIT 1"
 )
-QUEUE_PAUSED = "SELECT 1 FROM queues WHERE name = ? AND paused = 1"
+QUEUE_PAUSED = (
+    "SELECT 1 FROM queues WHERE name = ? AND paused = 1 "
+    "UNION ALL SELECT 1 FROM meta WHERE key = 'paused_all'"
+)
 INSERT_RUNNING = (
     "INSERT INTO tasks (handler, queue, priority, state, prev_state, attempts, max_retries, "
     "retries, payload, created_at, started_at, worker, lease_owner, lease_expires_at, timeline) "
