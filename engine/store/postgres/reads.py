@@ -11,11 +11,11 @@ count and read by key through the same ranges as
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.model import TERMINAL_STATES, TaskState
+from engine.store.alerts import numbered
 from engine.store.base import TaskFilter
 from engine.store.keyset import Ordering
 
@@ -50,18 +50,6 @@ UNCLAIMABLE = (
     "SELECT handler, count(*) FROM (SELECT handler FROM tasks WHERE state = 'queued' "
     "AND handler <> ALL($1::text[]) LIMIT $2) s GROUP BY handler"
 )
-
-
-def numbered(sql: str) -> str:
-    """``?`` placeholders as PostgreSQL's ``$1``, ``$2`` …"""
-    count = 0
-
-    def next_number(_: re.Match[str]) -> str:
-        nonlocal count
-        count += 1
-        return f"${count}"
-
-    return re.sub(r"\?", next_number, sql)
 
 
 @dataclass
