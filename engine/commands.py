@@ -14,7 +14,7 @@ from engine.codec import Codec
 from engine.errors import InvalidTransition
 from engine.events import EventBus, EventKind
 from engine.model import TERMINAL_STATES, NodeCommand, TaskState, parse_priority
-from engine.nodes import Nodes, operator
+from engine.nodes import Nodes
 from engine.reads import parse_state
 from engine.saved_settings import SavedSettings
 from engine.state import EngineState
@@ -214,7 +214,7 @@ class Commands:
         if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
             raise ValueError(f"note: must be text of at most {MAX_NOTE} characters")
         self._state.require_writable("pause everything" if paused else "resume everything")
-        changed = await self._store.set_paused(None, paused, operator(), note)
+        changed = await self._store.set_paused(None, paused, self._state.actor.who, note)
         if self._state.pool is not None:  # its held tasks go back unstarted
             self._state.pool.held.set_paused(None, paused)
         if changed:

@@ -3,7 +3,6 @@ description, and the commands an operator sends to nodes."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import secrets
@@ -18,16 +17,6 @@ from engine.model import CommandResult, NodeInfo
 from engine.snapshot import EngineSnapshot
 from engine.state import EngineState
 from engine.store.base import Store
-
-
-def operator() -> str:
-    """Who is acting from this process, as ``user@host`` (for what the store keeps
-    about an operator's command)."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid (a container)
-        user = f"uid{os.getuid()}"
-    return f"{user}@{socket.gethostname().split('.')[0] or 'host'}"
 
 
 def node_name() -> str:
