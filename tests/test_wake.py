@@ -5,6 +5,7 @@ leave nothing behind that breaks or litters anything."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -204,3 +205,39 @@ async def test_a_store_too_deep_for_a_socket_path_wakes_through_the_temp_directo
         task_id = await produce(sys.executable, "-c", PRODUCE, str(path))
         await started_soon(engine, task_id)
     assert sorted(os.listdir(deep)) == ["tasks.db"] and not fallback.exists()
+
+
+async def test_a_task_enqueued_while_an_empty_claim_is_out_starts_at_once(
+    db_path: Path,
+) -> None:
+    """The claim read the queue before the task was stored and came back empty: the
+    enqueue's wake-up must not be lost to the 'no more work until the next poll'."""
+    engine = Engine(db_path, workers=1, poll_interval=60.0, strict_handlers=False)
+
+    @engine.task(name="job")
+    async def job() -> str:
+        return "ran"
+
+    async with engine:
+        store = engine._store
+        real_claim = store.claim
+        out, release = asyncio.Event(), asyncio.Event()
+
+        async def slow_claim(*args: object, **kwargs: object) -> object:
+            result = await real_claim(*args, **kwargs)  # type: ignore[arg-type]
+            out.set()
+            await release.wait()  # the empty answer is still on its way back
+            return result
+
+        store.claim = slow_claim  # type: ignore[method-assign]
+        try:
+            engine._state.kick()
+            await asyncio.wait_for(out.wait(), 5)
+            # Due an hour ago: stored as queued, not handed to the idle slot directly.
+            past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+            task_id = await engine.enqueue("job", run_at=past)
+        finally:
+            store.claim = real_claim  # type: ignore[method-assign]
+            release.set()
+        record = await engine.wait(task_id, timeout=5)
+        assert record.state == TaskState.SUCCEEDED and record.result == "ran"

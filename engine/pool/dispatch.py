@@ -81,6 +81,7 @@ class WorkerPool:
         self._dispatcher: asyncio.Task[None] | None = None
         self._stopping = False
         self._exhausted_until = 0.0  # the last claim found no more ready work: wait
+        self._kicks = 0  # kicks so far: one during a claim means new work may be ready
         #: the last claim got all it asked for: work is backed up, so claim ahead (a
         #: short claim ends it: then only idle slots are claimed for, as with prefetch=0)
         self._backlog = False
@@ -146,6 +147,7 @@ class WorkerPool:
         workers (a producer's) has nothing to claim: waking it for every enqueue
         would only cost the loop a turn."""
         self._exhausted_until = 0.0
+        self._kicks += 1
         if self._slots.target or self._stopping:
             self._wake.set()
 
@@ -217,6 +219,7 @@ class WorkerPool:
                 await wait_event(self._wake, wait)
                 continue
             self._wake.clear()
+            kicks = self._kicks
             try:
                 claimed = await self._claim(settings, n)
             except Exception as exc:
@@ -228,7 +231,9 @@ class WorkerPool:
                 continue
             backoff = 0.0
             self._metrics.record_store_ok("claims")
-            if len(claimed) < n and not self._stopping:
+            # A kick while the claim was out (a task enqueued after the claim's read)
+            # means more may be ready now: look again rather than wait.
+            if len(claimed) < n and not self._stopping and kicks == self._kicks:
                 # Out of ready work: no claim for new work until kicked (local enqueue …)
                 # or the poll interval (or until a rate limit that held tasks back has a
                 # token again); held tasks are still confirmed on time meanwhile.
