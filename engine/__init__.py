@@ -1,9 +1,11 @@
 """Taskdeck's engine: a durable task queue on one SQLite file. Importable without Textual."""
 
+from engine.actor import Actor
 from engine.alerts.config import AlertConfig, AlertConfigError, Channel, alert_config
 from engine.alerts.machine import Alert
 from engine.alerts.part import AlertEvent, Silence
 from engine.alerts.rules import MEASURES, RuleError, parse_duration, parse_rule
+from engine.audit import AuditEntry, check_note
 from engine.codec import MAX_JSON_DEPTH, generate_key
 from engine.config import Config, load_config
 from engine.context import TaskContext, current_task
@@ -74,11 +76,13 @@ __all__ = [
     "MEASURES",
     "PRIORITY_NAMES",
     "TERMINAL_STATES",
+    "Actor",
     "Alert",
     "AlertConfig",
     "AlertConfigError",
     "AlertEvent",
     "AllPaused",
+    "AuditEntry",
     "Chain",
     "Channel",
     "CommandResult",
@@ -151,6 +155,7 @@ __all__ += [
     "SEVERITY_ORDER",
     "STORE_WIDE_RULES",
     "check_handler_name",
+    "check_note",
     "check_queue_name",
     "check_seconds",
     "node_findings",

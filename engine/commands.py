@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engine.aio import wait_event
+from engine.audit import Audit, check_note
 from engine.checks import check_queue_name, check_seconds, parse_task_id, storable_id
 from engine.codec import Codec
 from engine.errors import InvalidTransition
@@ -27,7 +28,6 @@ States = TaskState | str | Sequence[TaskState | str]
 #: How long a reprioritize waits for the node holding the task to answer (its next
 #: heartbeat or two).
 RELAY_WAIT = 5.0
-MAX_NOTE = 500  # characters in an operator's note
 
 
 def _states(state: States) -> list[TaskState]:
@@ -48,8 +48,10 @@ class Commands:
         nodes: Nodes,
         node: str,
         saved: SavedSettings,
+        audit: Audit,
     ) -> None:
         self._state = state
+        self._audit = audit
         self._saved = saved
         self._store = store
         self._codec = codec
@@ -63,12 +65,14 @@ class Commands:
         tid = parse_task_id(task_id)
         self._state.require_writable("cancel")
         note = reason or "cancelled by operator"
-        pool = self._state.pool
-        if pool is None:
-            previous = await self._store.cancel(tid, by="operator", note=self._codec.seal(note))
-        else:  # held here, unstarted: back in the queue first, so it is cancelled queued
-            async with pool.held.giving_back(lambda c: c.id == tid, "being cancelled"):
-                previous = await self._store.cancel(tid, by="operator", note=self._codec.seal(note))
+        pool, by, sealed = self._state.pool, self._state.actor.who, self._codec.seal(note)
+        async with self._audit.action("cancel", f"task {tid}", tid) as outcome:
+            if pool is None:
+                previous = await self._store.cancel(tid, by=by, note=sealed)
+            else:  # held here, unstarted: back in the queue first, so it is cancelled queued
+                async with pool.held.giving_back(lambda c: c.id == tid, "being cancelled"):
+                    previous = await self._store.cancel(tid, by=by, note=sealed)
+            outcome.text = f"cancelled (was {previous})"
         local = pool is not None and pool.cancel_local(tid)
         if previous == TaskState.RUNNING and not local:
             await self._stop_elsewhere(tid)
@@ -82,22 +86,26 @@ class Commands:
         worker = (await self._store.get(task_id)).worker or ""
         owner = worker.split("/", 1)[0]
         if owner and owner != self._node:
-            await self._nodes.send_command("stop_task", {"task_id": task_id}, node=owner)
+            with self._audit.quiet():  # part of the cancel, recorded as such
+                await self._nodes.send_command("stop_task", {"task_id": task_id}, node=owner)
 
     async def reprioritize(self, task_id: str | int, priority: int | str) -> int:
         """Change a queued or scheduled task's priority; returns the old priority."""
         tid = parse_task_id(task_id)
         new = parse_priority(priority)
         self._state.require_writable("reprioritize")
-        pool = self._state.pool
-        try:
-            if pool is None:
-                old = await self._store.reprioritize(tid, new, by="operator")
-            else:  # held tasks it puts behind it go back first, so the new order holds
-                async with pool.held.reordering(tid, new):
-                    old = await self._store.reprioritize(tid, new, by="operator")
-        except InvalidTransition as refusal:  # running, or held ready by another node
-            old = await self._reprioritize_elsewhere(tid, new, refusal)
+        pool, by = self._state.pool, self._state.actor.who
+        async with self._audit.action("reprioritize", f"task {tid}", tid) as outcome:
+            try:
+                if pool is None:
+                    old = await self._store.reprioritize(tid, new, by=by)
+                else:  # held tasks it puts behind it go back first, so the new order holds
+                    async with pool.held.reordering(tid, new):
+                        old = await self._store.reprioritize(tid, new, by=by)
+            except InvalidTransition as refusal:  # running, or held ready by another node
+                with self._audit.quiet():
+                    old = await self._reprioritize_elsewhere(tid, new, refusal)
+            outcome.text = f"priority {old} → {new}"
         self._bus.emit(EventKind.REPRIORITIZED, task_id=str(tid), message=f"priority {old} → {new}")
         return old
 
@@ -127,7 +135,9 @@ class Commands:
         """Queue a failed or cancelled task again (with a fresh retry budget)."""
         tid = parse_task_id(task_id)
         self._state.require_writable("retry")
-        previous = await self._store.retry(tid, by="operator", retries=None)
+        async with self._audit.action("retry", f"task {tid}", tid) as outcome:
+            previous = await self._store.retry(tid, by=self._state.actor.who, retries=None)
+            outcome.text = f"queued again (was {previous})"
         self._state.kick()
         self._bus.emit(EventKind.RETRIED, task_id=str(tid), message=f"was {previous}")
         return previous
@@ -144,7 +154,10 @@ class Commands:
         if queue is not None:
             check_queue_name(queue)
         self._state.require_writable("retry")
-        count = await self._store.retry_where(states, queue, handler, "operator")
+        target = _selection(states, queue, handler)
+        async with self._audit.action("retry_all", target) as outcome:
+            count = await self._store.retry_where(states, queue, handler, self._state.actor.who)
+            outcome.text = f"{count} tasks queued again"
         if count:
             self._state.kick()
         self._bus.emit(EventKind.RETRIED, message=f"{count} tasks retried", data={"count": count})
@@ -169,12 +182,23 @@ class Commands:
             check_queue_name(queue)
         id_list = None if ids is None else [storable_id(i) or 0 for i in ids]  # 0: no task
         self._state.require_writable("purge")
-        count = await self._store.purge(states, queue, handler, id_list)
+        target = _selection(states, queue, handler, id_list)
+        async with self._audit.action("purge", target) as outcome:
+            count = await self._store.purge(states, queue, handler, id_list)
+            outcome.text = f"{count} tasks deleted"
         self._bus.emit(EventKind.PURGED, message=f"{count} tasks purged", data={"count": count})
         return count
 
     async def set_workers(self, n: int) -> int:
         """Resize the pool: grow at once; shrink after current tasks. Returns the old size."""
+        count = check_workers(n, self._state.settings.max_workers)
+        async with self._audit.action("set_workers", f"node {self._node}") as outcome:
+            old = await self.resize(count)
+            outcome.text = f"workers {old} → {count}"
+        return old
+
+    async def resize(self, n: int) -> int:
+        """``set_workers`` unrecorded: the autoscaler's and the saved setting's way."""
         state = self._state
         count = check_workers(n, state.settings.max_workers)
         old = state.worker_count
@@ -194,7 +218,10 @@ class Commands:
         """Pause or resume claiming from ``queue``; False if it already was so."""
         name = check_queue_name(queue)
         self._state.require_writable("pause a queue" if paused else "resume a queue")
-        changed = await self._store.set_paused(name, paused)
+        verb = "pause" if paused else "resume"
+        async with self._audit.action(verb, f"queue {name}") as outcome:
+            changed = await self._store.set_paused(name, paused)
+            outcome.text = f"{verb}d" if changed else f"already {verb}d"
         if self._state.pool is not None:  # its held tasks go back unstarted
             self._state.pool.held.set_paused(name, paused)
         if changed:
@@ -211,10 +238,13 @@ class Commands:
     async def set_all_paused(self, paused: bool, note: str | None = None) -> bool:
         """Pause everything (no task starts on any node, enqueues still accepted) or
         resume; False if it already was so."""
-        if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
-            raise ValueError(f"note: must be text of at most {MAX_NOTE} characters")
+        note = check_note(note)
         self._state.require_writable("pause everything" if paused else "resume everything")
-        changed = await self._store.set_paused(None, paused, self._state.actor.who, note)
+        verb = "pause_all" if paused else "resume_all"
+        async with self._audit.action(verb, "every queue on every node", note=note) as outcome:
+            changed = await self._store.set_paused(None, paused, self._state.actor.who, note)
+            done = "paused" if paused else "resumed"
+            outcome.text = f"everything {done}" if changed else f"everything was already {done}"
         if self._state.pool is not None:  # its held tasks go back unstarted
             self._state.pool.held.set_paused(None, paused)
         if changed:
@@ -282,6 +312,10 @@ class Commands:
     async def apply_command(self, command: NodeCommand) -> str:
         """Carry out one command another node sent here; returns what was done (raises
         if refused)."""
+        with self._audit.quiet():  # the sender recorded it
+            return await self._apply_command(command)
+
+    async def _apply_command(self, command: NodeCommand) -> str:
         args = command.args
         if command.action == "reprioritize":  # a task held ready here, from another node
             task_id, pool = int(args["task_id"]), self._state.pool
@@ -300,3 +334,21 @@ class Commands:
                 return f"stopped task {task_id}"
             return f"task {task_id} is not running here"
         return await self.apply_action((command.action, args))
+
+
+def _selection(
+    states: Sequence[TaskState],
+    queue: str | None,
+    handler: str | None,
+    ids: Sequence[int] | None = None,
+) -> str:
+    """``failed tasks in queue images, handler resize`` (what a bulk action is about)."""
+    text = f"{'/'.join(map(str, states))} tasks"
+    if queue is not None:
+        text += f" in queue {queue}"
+    if handler is not None:
+        text += f", handler {handler}"
+    if ids is not None:
+        shown = ", ".join(map(str, ids[:10])) + (" …" if len(ids) > 10 else "")
+        text += f", ids {shown}"
+    return text

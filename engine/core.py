@@ -6,7 +6,6 @@ every method here delegates to one of them."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
@@ -17,7 +16,7 @@ from typing import Any, overload
 from engine import webhook
 from engine.actor import Actor
 from engine.client import ClientSession, open_mode
-from engine.cluster import UNSERVED_SCAN, NodeKeeper
+from engine.cluster import UNSERVED_SCAN
 from engine.codec import Codec
 from engine.commands import States
 from engine.config import Config, Layers
@@ -36,7 +35,6 @@ from engine.model import (
     WorkflowRecord,
 )
 from engine.nodes import node_name
-from engine.pool import WorkerPool
 from engine.reads import TaskPage
 from engine.registry import Handler, Registry, build_handler
 from engine.resources import Sampler
@@ -101,6 +99,7 @@ class Engine:
         self._submit, self._reads, self._commands = runtime.submit, runtime.reads, runtime.commands
         self._schedules, self._nodes, self._saved = runtime.schedules, runtime.nodes, runtime.saved
         self.alerts = runtime.alerts  #: rules, channels, alerts (engine.alerts.part.Alerts)
+        self.audit = runtime.audit  #: who did what: entries, note() (engine.audit.Audit)
         self.task(
             name=webhook.WEBHOOK_HANDLER, queue=webhook.WEBHOOK_QUEUE,
             retries=webhook.WEBHOOK_RETRIES, retry=webhook.RETRY,
@@ -437,19 +436,6 @@ class Engine:
     async def command_results(self, command_id: int) -> list[CommandResult]:
         """What each node did with a command so far (``LookupError``: not a command id)."""
         return await self._nodes.command_results(command_id)
-
-    # -- for tests that look inside a running engine ----------------------------------
-    @property
-    def _pool(self) -> WorkerPool | None:
-        return self._state.pool
-
-    @property
-    def _node_keeper(self) -> NodeKeeper | None:
-        return self._state.node_keeper
-
-    @property
-    def _service_tasks(self) -> list[asyncio.Task[None]]:
-        return self._runtime.service_tasks
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

@@ -10,6 +10,7 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from engine.audit import Audit
 from engine.checks import check_node_id, parse_task_id
 from engine.cluster import DEAD_AFTER, UNSERVED_SCAN, check_command, node_info, version
 from engine.events import EventBus, EventKind
@@ -37,8 +38,10 @@ class Nodes:
         node: str,
         clock: Callable[[], float],
         snapshot: Callable[[], EngineSnapshot],
+        audit: Audit,
     ) -> None:
         self._state = state
+        self._audit = audit
         self._store = store
         self._bus = bus
         self._node = node
@@ -80,7 +83,10 @@ class Nodes:
             check_node_id(node)
         self._state.require_writable("send a command")
         text = json.dumps(payload, separators=(",", ":"), default=_plain)
-        command_id = await self._store.send_command(node, action, text, "operator")
+        where = "every node" if node == "*" else f"node {node}"
+        async with self._audit.action(f"node_{action}", f"{where}: {text}") as outcome:
+            command_id = await self._store.send_command(node, action, text, self._state.actor.who)
+            outcome.text = f"sent (command {command_id})"
         self._bus.emit(
             EventKind.COMMAND_SENT,
             message=f"{action} {payload} → {'every node' if node == '*' else node}",

@@ -16,6 +16,7 @@ from engine.alerts.part import (
     Alerts,
     AlertService,
 )
+from engine.audit import Audit
 from engine.checks import check_seconds
 from engine.cluster import NodeKeeper
 from engine.codec import Codec
@@ -75,16 +76,26 @@ class Runtime:
         self._metrics, self._clock, self._node = metrics, clock, node
         self._sampler, self._on_expire = sampler, on_expire
         self._waiters = waiters = Waiters()
-        self.submit = Submitter(state, store, bus, metrics, preparer, node, clock)
+        writable = lambda: state.running and not state.read_only  # noqa: E731
+        audit = self.audit = Audit(store, state.actor, clock, state.current_settings, writable)
+        self.submit = Submitter(state, store, bus, metrics, preparer, node, clock, audit)
         self.reads = Reads(state, store, codec, bus, metrics, waiters, node, clock)
-        self.nodes = Nodes(state, store, bus, node, clock, self.reads.snapshot)
-        self.saved = SavedSettings(state, store, bus, clock, lambda n: self.commands.set_workers(n))
-        self.commands = Commands(state, store, codec, bus, waiters, self.nodes, node, self.saved)
-        self.schedules = Schedules(state, store, codec, bus, metrics, clock, preparer, register)
+        self.nodes = Nodes(state, store, bus, node, clock, self.reads.snapshot, audit)
+
+        async def resize(n: int) -> int:
+            return await self.commands.resize(n)
+
+        self.saved = SavedSettings(state, store, bus, clock, resize, audit)
+        self.commands = Commands(
+            state, store, codec, bus, waiters, self.nodes, node, self.saved, audit
+        )
+        self.schedules = Schedules(
+            state, store, codec, bus, metrics, clock, preparer, register, audit
+        )
         self._outcomes = Outcomes(state, store, state.registry, bus, metrics, waiters)
         self.alerts = Alerts(
             store, codec, state.current_settings, node, self.reads.snapshot,
-            lambda: {h.name: h.queue for h in state.registry}, self.nodes.nodes,
+            lambda: {h.name: h.queue for h in state.registry}, self.nodes.nodes, audit,
         )  # fmt: skip
         self.alerts.configure(state.layers.config.alerts or None)  # checked by load_config
         register(name=ALERT_HANDLER, queue=ALERT_QUEUE, retries=ALERT_RETRIES, retry=RETRY)(
@@ -160,7 +171,7 @@ class Runtime:
             bus,
             metrics=self._metrics,
             pool=pool,
-            set_workers=self.commands.set_workers,
+            set_workers=self.commands.resize,
             handler_queues=lambda: {h.name: h.queue for h in state.registry},
             sampler=self._sampler,
         )
@@ -169,7 +180,7 @@ class Runtime:
             LeaseKeeper(store, settings, bus, pool, self._node),
             Rescuer(store, settings, bus, self._node, outcomes.on_rescued),
             state.promoter,
-            Cleaner(store, settings, bus, self._on_expire),
+            Cleaner(store, settings, bus, self._on_expire, self.audit.forget),
             ProgressReporter(store, settings, bus, pool, self._node, codec=self._codec),
             state.node_keeper,
             state.monitor,

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from engine.audit import Audit
 from engine.errors import SettingsError
 from engine.events import EventBus, EventKind
 from engine.model import NodeCommand, SavedSetting
@@ -75,8 +76,10 @@ class SavedSettings:
         bus: EventBus,
         clock: Callable[[], float],
         set_workers: Callable[[int], Awaitable[int]],
+        audit: Audit,
     ) -> None:
         self._state = state
+        self._audit = audit
         self._store = store
         self._bus = bus
         self._clock = clock
@@ -98,7 +101,8 @@ class SavedSettings:
                 for n, v in values.items()
             ]
             args = json.dumps({n: json.loads(r.value) for n, r in zip(values, rows, strict=True)})
-            await self._store.save_settings(rows, (), ("update_settings", args, str(actor)))
+            async with self._audit.action("update_settings", f"settings {shown(values)}"):
+                await self._store.save_settings(rows, (), ("update_settings", args, str(actor)))
         await self.apply(new)
         return new
 
@@ -116,7 +120,11 @@ class SavedSettings:
         base = state.layers.settings()
         new = state.settings.replace(**{n: getattr(base, n) for n in names})
         args = json.dumps({"names": list(names)})
-        await self._store.save_settings((), list(names), ("reset_settings", args, str(state.actor)))
+        async with self._audit.action("reset_settings", f"settings {', '.join(names)}") as outcome:
+            await self._store.save_settings(
+                (), list(names), ("reset_settings", args, str(state.actor))
+            )
+            outcome.text = "back to " + shown({n: getattr(new, n) for n in names})
         await self.apply(new)
         return new
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from engine.audit import Audit
 from engine.checks import check_schedule_name
 from engine.codec import Codec, to_json
 from engine.enqueue import Preparer
@@ -36,8 +37,10 @@ class Schedules:
         clock: Callable[[], float],
         preparer: Preparer,
         register: Register,
+        audit: Audit,
     ) -> None:
         self._state = state
+        self._audit = audit
         self._store = store
         self._codec = codec
         self._bus = bus
@@ -146,7 +149,10 @@ class Schedules:
         """Pause or resume a schedule; False if it already was so."""
         check_schedule_name(name)
         self._state.require_writable("pause a schedule" if paused else "resume a schedule")
-        changed = await self._store.set_schedule_paused(name, paused, next_run)
+        verb = "pause" if paused else "resume"
+        async with self._audit.action(f"{verb}_schedule", f"schedule {name}") as outcome:
+            changed = await self._store.set_schedule_paused(name, paused, next_run)
+            outcome.text = f"{verb}d" if changed else f"already {verb}d"
         if changed:
             verb = "paused" if paused else "resumed"
             self._bus.emit(EventKind.SCHEDULE_CHANGED, message=f"schedule {name} {verb}")
@@ -158,8 +164,10 @@ class Schedules:
         """Enqueue one run of a schedule now; returns the task id."""
         check_schedule_name(name)
         self._state.require_writable("trigger a schedule")
-        task_id = await self._store.trigger_schedule(name, "operator")
-        self.on_fired([(name, task_id, "")], by="operator")
+        async with self._audit.action("run_schedule", f"schedule {name}") as outcome:
+            task_id = await self._store.trigger_schedule(name, self._state.actor.who)
+            outcome.text = f"task {task_id} enqueued"
+        self.on_fired([(name, task_id, "")], by=self._state.actor.who)
         return task_id
 
     def on_fired(self, fired: list[tuple[str, str, str]], by: str = "schedule") -> None:
@@ -171,6 +179,6 @@ class Schedules:
                 EventKind.SCHEDULE_FIRED,
                 task_id=task_id,
                 queue=queue or None,
-                message=f"{name}: run enqueued" + (" by operator" if by == "operator" else ""),
+                message=f"{name}: run enqueued" + ("" if by == "schedule" else f" by {by}"),
             )
         self._state.kick()

@@ -195,9 +195,11 @@ class Cleaner(Service):
         settings: Callable[[], Settings],
         bus: EventBus,
         on_expire: ExpireHook | None,
+        forget_audit: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         super().__init__(store, settings, bus)
         self.on_expire = on_expire
+        self.forget_audit = forget_audit  # the audit trail's retention
         self.purged = 0
 
     def interval(self) -> float:
@@ -205,6 +207,8 @@ class Cleaner(Service):
 
     async def run_once(self) -> None:
         settings = self.settings()
+        if self.forget_audit is not None:
+            await self.forget_audit()
         while True:
             expired = await self.store.purge_expired(
                 settings.result_ttl, settings.failed_ttl, settings.cleanup_batch

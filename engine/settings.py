@@ -305,6 +305,9 @@ class Settings:
     alert_retention: float = setting(604800.0, "s",
         "How long resolved alerts and the history of alert transitions and "
         "deliveries are kept.", 60.0, 31_536_000.0)
+    audit_retention: float = setting(7_776_000.0, "s",
+        "How long the audit trail keeps who did what (90 days by default).",
+        3600.0, 315_360_000.0)
     alert_lease_ttl: float = setting(5.0, "s",
         "How long the node that evaluates alert rules holds its lease without "
         "renewing it; another node takes over after this.", 1.0, 300.0)

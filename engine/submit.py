@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from engine.audit import Audit
 from engine.checks import parse_task_id
 from engine.enqueue import Preparer
 from engine.events import EventBus, EventKind
@@ -29,8 +30,10 @@ class Submitter:
         preparer: Preparer,
         node: str,
         clock: Callable[[], float],
+        audit: Audit,
     ) -> None:
         self._state = state
+        self._audit = audit
         self._store = store
         self._bus = bus
         self._metrics = metrics
@@ -39,6 +42,28 @@ class Submitter:
         self._clock = clock
 
     async def enqueue(
+        self, handler: str, payload: Mapping[str, Any] | None, *options: Any
+    ) -> TaskId:
+        """Enqueue one task (checked by :meth:`Preparer.prepare`); returns its id once
+        the task is durably stored. An operator's (see :mod:`engine.audit`) is recorded."""
+        if not self._audit.operator_enqueue:
+            return await self._enqueue(handler, payload, *options)
+        try:
+            task_id = await self._enqueue(handler, payload, *options)
+        except (TypeError, ValueError, LookupError):
+            raise  # bad input (checked before anything is written): no action was taken
+        except Exception as exc:
+            name = handler if isinstance(handler, str) else repr(handler)
+            what = f"{type(exc).__name__}: {exc}"
+            await self._audit.record("enqueue", f"handler {name}", what, ok=False)
+            raise
+        outcome = f"duplicate of task {task_id} (unique key)" if task_id.deduplicated else "queued"
+        await self._audit.record(
+            "enqueue", f"task {task_id} ({handler})", outcome, task_id=int(task_id)
+        )
+        return task_id
+
+    async def _enqueue(
         self,
         handler: str,
         payload: Mapping[str, Any] | None,
@@ -49,8 +74,6 @@ class Submitter:
         unique_key: str | None,
         webhook: str | None,
     ) -> TaskId:
-        """Enqueue one task (checked by :meth:`Preparer.prepare`); returns its id once
-        the task is durably stored."""
         new = self._preparer.prepare(
             handler,
             payload,

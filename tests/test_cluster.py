@@ -115,7 +115,7 @@ async def test_a_silent_node_is_marked_dead(db_path: Path, make_engine: EngineFa
     async with watcher:
         await ghost.start()
         await asyncio.sleep(0.6)  # one heartbeat of the ghost
-        for task in ghost._service_tasks:  # the process "freezes": no more heartbeats
+        for task in ghost._runtime.service_tasks:  # the process "freezes": no more heartbeats
             task.cancel()
         deadline = time.monotonic() + 10
         state = ""
@@ -131,7 +131,9 @@ async def test_producers_and_clients_are_not_nodes(make_engine: EngineFactory) -
     producer = make_engine(workers=0, name="web-app")
     worker = make_engine(workers=1, name="node-w")
     async with producer, worker:
-        await until(lambda: worker._node_keeper is not None and worker._node_keeper.joined)
+        await until(
+            lambda: worker._state.node_keeper is not None and worker._state.node_keeper.joined
+        )
         await asyncio.sleep(0.6)
         assert [n.id for n in await producer.nodes()] == ["node-w"]
 

@@ -132,7 +132,7 @@ async def test_cancel_queued_running_and_finished(make_engine: EngineFactory) ->
         record = await engine.wait(running, timeout=5)
         assert record.state == TaskState.CANCELLED
         assert record.timeline[-1].note == "operator changed their mind"
-        assert record.timeline[-1].by == "operator"
+        assert record.timeline[-1].by == engine.audit.actor.who  # user@host
         assert (await engine.get(waiting)).state == TaskState.CANCELLED
         # The freed worker takes new work
         done = await engine.enqueue("quick")
@@ -489,7 +489,7 @@ async def test_a_task_cancelled_before_its_first_step_frees_its_slot(
         ran.append(n)
 
     async with engine:
-        pool = engine._pool
+        pool = engine._state.pool
         assert pool is not None
         original, first = pool._start, True
 

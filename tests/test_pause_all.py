@@ -109,7 +109,7 @@ async def test_a_node_started_during_the_pause_starts_nothing_and_held_tasks_go_
 async def test_pause_all_refuses_a_bad_note(db_path: object) -> None:
     engine = Engine(db_path, workers=0, **FAST)  # type: ignore[arg-type]
     async with engine:
-        with pytest.raises(ValueError, match="note: must be text of at most 500 characters"):
+        with pytest.raises(ValueError, match="note: at most 500 characters"):
             await engine.pause_all(note="x" * 501)
         assert engine.snapshot().all_paused is None
 

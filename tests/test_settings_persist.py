@@ -39,7 +39,9 @@ async def test_a_runtime_change_survives_a_restart_and_reaches_every_node(
 ) -> None:
     a, b = node(store, "node-a"), node(store, "node-b")
     async with a, b:
-        await until(lambda: bool(b._node_keeper and b._node_keeper.joined), 5, "b joined")
+        await until(
+            lambda: bool(b._state.node_keeper and b._state.node_keeper.joined), 5, "b joined"
+        )
         before = time.time()
         await a.update_settings(result_ttl=600, queue_rate_limits="emails=100/m")
         assert a.settings.result_ttl == 600
@@ -76,7 +78,9 @@ async def test_reset_goes_back_to_the_file_value_on_every_node(
     a = Engine(store, workers=1, name="node-a", config=config)
     b = Engine(store, workers=1, name="node-b", config=config)
     async with a, b:
-        await until(lambda: bool(b._node_keeper and b._node_keeper.joined), 5, "b joined")
+        await until(
+            lambda: bool(b._state.node_keeper and b._state.node_keeper.joined), 5, "b joined"
+        )
         await b.update_settings(result_ttl=60)
         await until(lambda: a.settings.result_ttl == 60, 2.0, "node-a takes the change")
         await a.reset_settings("result_ttl")
@@ -94,7 +98,9 @@ async def test_reset_goes_back_to_the_file_value_on_every_node(
 async def test_a_command_to_one_node_is_not_saved(make_engine: EngineFactory) -> None:
     a, b = make_engine(workers=1, name="node-a"), make_engine(workers=1, name="node-b")
     async with a, b:
-        await until(lambda: bool(b._node_keeper and b._node_keeper.joined), 5, "b joined")
+        await until(
+            lambda: bool(b._state.node_keeper and b._state.node_keeper.joined), 5, "b joined"
+        )
         await a.send_command("update_settings", {"failed_ttl": 1000}, node="node-b")
         await until(lambda: b.settings.failed_ttl == 1000, 2.0, "node-b alone")
         assert a.settings.failed_ttl == 604800

@@ -18,6 +18,7 @@ from typing import Any
 
 from console.cli.common import Access, with_store
 from console.cli.errors import Refused, UserError
+from console.cli.options import add_note, note_flag
 from console.cli.schedules import when
 from engine import AlertConfigError, Engine, parse_duration
 
@@ -34,15 +35,18 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     actions = alerts.add_subparsers(dest="action", metavar="ACTION")
     ack = actions.add_parser("ack", parents=[common], help="acknowledge: stop its repeats")
     ack.add_argument("id", help="alert id (see taskdeck alerts)")
-    ack.add_argument("--note", default="", help="why (kept with the alert)")
+    ack.add_argument("--note", type=note_flag, help="why (kept with the alert)")
     ack.set_defaults(func=cmd_ack)
     silence = actions.add_parser("silence", parents=[common], help="notify nobody for a while")
     silence.add_argument("rule", help="rule name (as in [alerts.rules]; an SLO is slo:QUEUE)")
     silence.add_argument("--for", dest="duration", required=True, metavar="DURATION")
-    silence.add_argument("--note", required=True, help="why (kept with the silence)")
+    silence.add_argument(
+        "--note", type=note_flag, required=True, help="why (kept with the silence)"
+    )
     silence.set_defaults(func=cmd_silence)
     test = actions.add_parser("test", parents=[common], help="send a test message to a channel")
     test.add_argument("channel", help="channel name (as in [alerts.channels])")
+    add_note(test)
     test.set_defaults(func=cmd_test)
     history = actions.add_parser("history", parents=[common], help="transitions and deliveries")
     history.add_argument("id", nargs="?", default="0", help="one alert's (default: all)")
@@ -91,7 +95,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 def cmd_ack(args: argparse.Namespace) -> int:
     async def work(engine: Engine) -> int:
-        alert = await engine.alerts.ack(args.id, by=actor(), note=args.note)
+        alert = await engine.alerts.ack(args.id, by=actor(), note=args.note or "")
         print(f"alert {alert.id} ({alert.rule} {alert.key}, {alert.state}): acknowledged")
         return 0
 
@@ -104,7 +108,7 @@ def cmd_silence(args: argparse.Namespace) -> int:
     async def work(engine: Engine) -> int:
         if not engine.alerts.config.rules:
             raise Refused("no alert rules are configured (the [alerts] table of taskdeck.toml)")
-        found = await engine.alerts.silence(args.rule, seconds, args.note, by=actor())
+        found = await engine.alerts.silence(args.rule, seconds, args.note or "", by=actor())
         until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(found.until))
         print(f"{found.rule}: silenced until {until} ({found.note})")
         return 0

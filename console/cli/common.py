@@ -163,6 +163,9 @@ def with_store(args: argparse.Namespace, access: Access, work: Work) -> int:
                     "yet: start one with taskdeck run --headless)",
                     file=sys.stderr,
                 )
-            return await work(engine)
+            if read_only:
+                return await work(engine)
+            with engine.audit.note(getattr(args, "note", None)):  # an operator's action
+                return await work(engine)
 
     return asyncio.run(main())

@@ -20,7 +20,7 @@ from typing import Any
 
 from console.cli.common import Access, with_store
 from console.cli.errors import Refused
-from console.cli.options import WORKERS
+from console.cli.options import WORKERS, add_note
 from console.cluster.node_actions import outcome_lines, refusal, results, send
 from console.cluster.node_rows import COLUMNS, cell_texts
 from engine import Engine, NodeInfo, Settings
@@ -49,6 +49,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         help="set-workers: N; pause/resume: QUEUE; settings: NAME=VALUE …",
     )
     node.add_argument("--json", action="store_true", help="print the outcomes as JSON")
+    add_note(node)
     node.set_defaults(func=cmd_node)
 
 

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from console.cli.errors import UserError
-from engine import SettingsError, SettingSpec, parse_priority, parse_text, validate_value
+from engine import (
+    SettingsError,
+    SettingSpec,
+    check_note,
+    parse_priority,
+    parse_text,
+    validate_value,
+)
 
 BEFORE = "before_"
 
@@ -163,3 +170,19 @@ def merge(args: argparse.Namespace) -> None:
             setattr(args, option.dest, before)
     if getattr(args, "log_level", None) is None:
         args.log_level = "WARNING"
+
+
+def note_flag(text: str) -> str | None:
+    """``--note TEXT``: one line of at most 500 characters (kept in the audit trail)."""
+    try:
+        return check_note(text)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+NOTE_HELP = "why: kept with the action in the audit trail (taskdeck audit)"
+
+
+def add_note(parser: argparse.ArgumentParser, help: str = NOTE_HELP) -> None:
+    """The ``--note TEXT`` every command that changes something takes."""
+    parser.add_argument("--note", type=note_flag, metavar="TEXT", help=help)

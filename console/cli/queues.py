@@ -8,6 +8,7 @@ from typing import Any
 
 from console.cli.common import Access, with_store
 from console.cli.errors import UserError
+from console.cli.options import add_note
 from console.format import paused_by
 from engine import Engine
 
@@ -21,8 +22,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         cmd.add_argument(
             "--all", action="store_true", dest="everything", help="every queue on every node"
         )
-        if verb == "pause":
-            cmd.add_argument("--note", help="why (kept with the pause; shown to every console)")
+        add_note(cmd, "why: in the audit trail; with --all also shown to every console")
         cmd.set_defaults(func=cmd_pause if verb == "pause" else cmd_resume)
 
 
@@ -31,8 +31,6 @@ def _check(args: argparse.Namespace, verb: str) -> None:
         raise UserError(f"{verb}: give queue names or --all, not both")
     if not args.everything and not args.queues:
         raise UserError(f"{verb}: name the queues to {verb}, or --all for every queue")
-    if getattr(args, "note", None) is not None and not args.everything:
-        raise UserError("--note goes with pause --all (a queue's pause keeps no note)")
 
 
 def cmd_pause(args: argparse.Namespace) -> int:

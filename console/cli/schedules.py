@@ -10,6 +10,7 @@ from typing import Any
 
 from console.cli.common import Access, with_store
 from console.cli.errors import Refused
+from console.cli.options import add_note
 from engine import Engine
 
 
@@ -21,6 +22,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     schedule = sub.add_parser("schedule", parents=[common], help="pause, resume or run one")
     schedule.add_argument("action", choices=["pause", "resume", "run"], help="what to do")
     schedule.add_argument("name", help="schedule name (see taskdeck schedules)")
+    add_note(schedule)
     schedule.set_defaults(func=cmd_schedule)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from console.cli.common import Access, with_store
 from console.cli.errors import UserError
+from console.cli.options import add_note
 from console.format import ago
 from engine import (
     ConfigError,
@@ -48,6 +49,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     settings.add_argument("verb", nargs="?", choices=VERBS, help="set or reset (none: list)")
     settings.add_argument("values", nargs="*", metavar="NAME[=VALUE]", help="what to change")
     settings.add_argument("--json", action="store_true", help="print JSON")
+    add_note(settings, "why (set and reset): kept in the audit trail (taskdeck audit)")
     settings.set_defaults(func=cmd_settings)
 
 

@@ -8,15 +8,24 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from console.cli.common import Access, with_store
 from console.cli.errors import Refused, UserError
-from console.cli.options import number_flag, priority_flag, task_id_flag
+from console.cli.options import add_note, number_flag, priority_flag, task_id_flag
 from console.format import ago, clock, paused_by, when
-from engine import Engine, PayloadError, TaskNotFound, TaskRecord, TaskState, parse_payload
+from engine import (
+    AuditEntry,
+    Engine,
+    PayloadError,
+    TaskNotFound,
+    TaskRecord,
+    TaskState,
+    parse_payload,
+)
 
 DELAY = number_flag("--delay", float, 0, 315_360_000, "s")
 LIMIT = number_flag("--limit", int, 1, 10_000, "tasks")
@@ -33,6 +42,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     enqueue.add_argument("--run-at", help="when, ISO 8601 with offset: 2026-11-23T02:00:00+01:00")
     enqueue.add_argument("--unique-key", help="at most one active task per key")
     enqueue.add_argument("--webhook", help="http(s) URL that receives the final record (POST)")
+    add_note(enqueue)
     enqueue.set_defaults(func=cmd_enqueue)
 
     status = sub.add_parser("status", parents=[common], help="counts per queue and state")
@@ -56,6 +66,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     for verb in ("cancel", "retry"):
         cmd = sub.add_parser(verb, parents=[common], help=f"{verb} tasks by id")
         cmd.add_argument("ids", nargs="+", type=task_id_flag, help="task ids")
+        add_note(cmd)
         cmd.set_defaults(func=lambda a, verb=verb: each_task(a, verb))
 
     workflow = sub.add_parser("workflow", parents=[common], help="a workflow's steps")
@@ -212,8 +223,9 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
     return row
 
 
-def show_lines(task: TaskRecord, now: float) -> list[str]:
-    """A task's detail as text: what it is, where it stands, its data and timeline."""
+def show_lines(task: TaskRecord, now: float, actions: Sequence[AuditEntry] = ()) -> list[str]:
+    """A task's detail as text: what it is, where it stands, its data and timeline (with
+    the operators' actions on it from the audit trail, in time order)."""
     lines = [
         f"task {task.id} · {task.handler} · queue {task.queue} · priority {task.priority}",
         f"state      {task.state.value}"
@@ -244,21 +256,31 @@ def show_lines(task: TaskRecord, now: float) -> list[str]:
         lines.append("error")
         lines.extend("  " + line for line in task.error.rstrip().splitlines())
     lines.append("timeline")
+    steps: list[tuple[float, str]] = []
     for entry in task.timeline:
         who = f" by {entry.by}" if entry.by else ""
         note = f" · {entry.note}" if entry.note else ""
-        stamp = clock(entry.at, millis=True)
-        lines.append(f"  {stamp}  {entry.state.value:<10} attempt {entry.attempt}{who}{note}")
+        steps.append((entry.at, f"{entry.state.value:<10} attempt {entry.attempt}{who}{note}"))
+    for act in actions:
+        said = act.outcome if act.ok else f"refused: {act.outcome}"
+        note = f" · note: {act.note}" if act.note else ""
+        steps.append(
+            (act.at, f"{'» ' + act.action:<10} by {act.who} ({act.interface}) · {said}{note}")
+        )
+    for at, text in sorted(steps, key=lambda step: step[0]):
+        lines.append(f"  {clock(at, millis=True)}  {text}")
     return lines
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     async def work(engine: Engine) -> int:
         task = await engine.get(args.id)
+        actions = list(reversed(await engine.audit.entries(task=task.id, limit=200)))
         if args.json:
-            print(json.dumps(task_json(task), ensure_ascii=False))
+            row = task_json(task) | {"audit": [a.as_dict() for a in actions]}
+            print(json.dumps(row, ensure_ascii=False))
         else:
-            print("\n".join(show_lines(task, time.time())))
+            print("\n".join(show_lines(task, time.time(), actions)))
         return 0
 
     return with_store(args, Access.READ, work)

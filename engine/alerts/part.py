@@ -24,6 +24,7 @@ from engine.alerts.config import AlertConfig, AlertConfigError, alert_config
 from engine.alerts.machine import OPEN_STATES, Alert, step
 from engine.alerts.observe import observe
 from engine.alerts.rules import Verdict, evaluate, parse_duration
+from engine.audit import Audit
 from engine.codec import Codec, to_json
 from engine.errors import TaskNotFound
 from engine.events import EventBus
@@ -95,7 +96,9 @@ class Alerts:
         snapshot: Callable[[], EngineSnapshot],
         handler_queues: Callable[[], Mapping[str, str]],
         nodes: Callable[[], Any],
+        audit: Audit,
     ) -> None:
+        self._audit = audit
         self._store, self._codec, self._settings, self._node = store, codec, settings, node
         self._snapshot, self._handler_queues, self._nodes = snapshot, handler_queues, nodes
         self._config = AlertConfig()
@@ -121,11 +124,11 @@ class Alerts:
         if not config.enabled:
             return None
         ttl = self._settings().alert_lease_ttl
-        self.leading = await self._store.alerts(partial(plans.claim, node=self._node, ttl=ttl))
+        self.leading = await self._store.run_plan(partial(plans.claim, node=self._node, ttl=ttl))
         if not self.leading:
             return None
         nodes: Sequence[NodeInfo] = await self._nodes()
-        paused = {r[0]: r[1] for r in await self._store.alerts(plans.paused_since)}
+        paused = {r[0]: r[1] for r in await self._store.run_plan(plans.paused_since)}
         snap = self._snapshot()
         seen = observe(snap, nodes, paused, self._handler_queues(), snap.at)
         verdicts = {rule.name: evaluate(rule, seen) for rule in config.rules}
@@ -133,7 +136,7 @@ class Alerts:
         def decide(rows: list[Any], silenced: set[str], now: float) -> list[plans.AlertWrite]:
             return self._decide(verdicts, [alert_of(r) for r in rows], silenced, now)
 
-        written = await self._store.alerts(
+        written = await self._store.run_plan(
             partial(
                 plans.evaluate,
                 node=self._node,
@@ -183,14 +186,14 @@ class Alerts:
         if now - self._forgot >= FORGET_EVERY:
             self._forgot = now
             keep = self._settings().alert_retention
-            await self._store.alerts(partial(plans.forget, keep=keep))
+            await self._store.run_plan(partial(plans.forget, keep=keep))
 
     # -- delivery (any node) ---------------------------------------------------------
     async def deliver(self, alert_id: int, channel: str, notice: str) -> dict[str, Any]:
         """The ``taskdeck.alert`` handler: send one notification; each attempt's
         outcome is recorded in the alert's history."""
         found = self._config.channels.get(channel)
-        row = await self._store.alerts(partial(plans.one, alert_id=alert_id))
+        row = await self._store.run_plan(partial(plans.one, alert_id=alert_id))
         try:
             if found is None:
                 raise ValueError(
@@ -223,21 +226,21 @@ class Alerts:
             plans.record, alert_id=alert_id, kind=kind, channel=channel, task_id=None,
             detail=detail[:1000],
         )  # fmt: skip
-        await self._store.alerts(record)
+        await self._store.run_plan(record)
 
     # -- reads and operator commands ---------------------------------------------------
     async def recent(self, recent: float = 86400.0, limit: int = 200) -> list[Alert]:
         """Firing first, then pending, then those resolved in the last ``recent`` seconds
         (a pending alert that cleared without firing is only in the history)."""
         now = self._snapshot().at
-        rows = await self._store.alerts(partial(plans.recent, since=now - recent, limit=limit))
+        rows = await self._store.run_plan(partial(plans.recent, since=now - recent, limit=limit))
         return [alert_of(r) for r in rows]
 
     async def firing(self) -> int:
         return sum(1 for a in await self.recent(0.0) if a.state == "firing")
 
     async def history(self, alert_id: int = 0, limit: int = 100) -> list[AlertEvent]:
-        rows = await self._store.alerts(partial(plans.events, alert_id=alert_id, limit=limit))
+        rows = await self._store.run_plan(partial(plans.events, alert_id=alert_id, limit=limit))
         return [AlertEvent(*r) for r in rows]
 
     async def ack(self, alert_id: int | str, by: str, note: str = "") -> Alert:
@@ -246,9 +249,11 @@ class Alerts:
             number = int(alert_id)
         except (TypeError, ValueError):
             raise ValueError(f"an alert id is a whole number; got {alert_id!r}") from None
-        row = await self._store.alerts(partial(plans.ack, alert_id=number, by=by, note=note))
-        if row is None:
-            raise TaskNotFound(f"no alert with id {number}")
+        async with self._audit.action("alert_ack", f"alert {number}", note=note or None):
+            ack = partial(plans.ack, alert_id=number, by=by, note=note)
+            row = await self._store.run_plan(ack)
+            if row is None:
+                raise TaskNotFound(f"no alert with id {number}")
         alert = alert_of(row)
         if alert.state not in OPEN_STATES:
             log.info("alert %s acknowledged after it %s", number, alert.state)
@@ -265,15 +270,18 @@ class Alerts:
         if not note.strip():
             raise ValueError("a silence needs a note saying why (--note TEXT)")
         until = self._snapshot().at + float(seconds)
-        await self._store.alerts(partial(plans.silence, rule=rule, until=until, note=note, by=by))
+        target = f"rule {rule} for {float(seconds):g} s"
+        async with self._audit.action("alert_silence", target, note=note):
+            silence = partial(plans.silence, rule=rule, until=until, note=note, by=by)
+            await self._store.run_plan(silence)
         return Silence(rule, until, note, by, self._snapshot().at)
 
     async def silences(self) -> list[Silence]:
-        return [Silence(*r) for r in await self._store.alerts(plans.silences)]
+        return [Silence(*r) for r in await self._store.run_plan(plans.silences)]
 
     async def leader(self) -> tuple[str, float] | None:
         """The node holding the alert lease and until when (None: nobody)."""
-        return await self._store.alerts(plans.leader)
+        return await self._store.run_plan(plans.leader)
 
     async def test(self, channel: str) -> str:
         """Send a test message to ``channel`` now; returns what happened (raises the
@@ -288,12 +296,14 @@ class Alerts:
             "value": None, "node": self._node,
         }  # fmt: skip
         allow = self._settings().webhook_allow_private
-        try:
-            outcome = await asyncio.to_thread(sending.send, found, message, allow)
-        except Exception as exc:
-            await self._record(None, "failed", channel, f"test: {exc}")
-            raise
-        await self._record(None, "delivered", channel, f"test: {outcome}")
+        async with self._audit.action("alert_test", f"channel {channel}") as done:
+            try:
+                outcome = await asyncio.to_thread(sending.send, found, message, allow)
+            except Exception as exc:
+                await self._record(None, "failed", channel, f"test: {exc}")
+                raise
+            await self._record(None, "delivered", channel, f"test: {outcome}")
+            done.text = outcome
         return outcome
 
 

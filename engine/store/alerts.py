@@ -100,8 +100,11 @@ READS = frozenset({"recent", "events", "silences", "leader", "one", "paused_sinc
 
 
 def is_read(plan: Callable[..., Any]) -> bool:
-    """Whether ``plan`` (one of this module's plans, or a partial of one) only reads."""
+    """Whether ``plan`` (one of this module's plans, one marked with
+    :func:`~engine.store.plans.reads_only`, or a partial of one) only reads."""
     found = getattr(plan, "func", plan)
+    if getattr(found, "reads_only", False):
+        return True
     return getattr(found, "__module__", "") == __name__ and found.__name__ in READS
 
 

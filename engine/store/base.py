@@ -449,8 +449,9 @@ class Store(Protocol):
     ) -> None:
         """Persist (id, owner, fraction, message) for running tasks."""
 
-    async def alerts(self, plan: Callable[[Any], Generator[Any, Any, T]]) -> T:
-        """Run an alerts plan (see :mod:`engine.store.alerts`) in one write transaction."""
+    async def run_plan(self, plan: Callable[[Any], Generator[Any, Any, T]]) -> T:
+        """Run a plan (see :mod:`engine.store.plans`: alerts, audit) in one write
+        transaction, or, if it only reads, on a read connection."""
         ...
 
     async def set_paused(

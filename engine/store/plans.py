@@ -68,3 +68,13 @@ def value(sql: str, *args: Any) -> Query:
 
 def run(sql: str, *args: Any) -> Query:
     return Query(Fetch.NOTHING, sql, args)
+
+
+F = TypeVar("F")
+
+
+def reads_only(plan: F) -> F:
+    """Mark ``plan`` as one that only reads: a driver may run it on a read connection,
+    outside a write transaction (so it works on a store opened read-only)."""
+    plan.reads_only = True  # type: ignore[attr-defined]
+    return plan

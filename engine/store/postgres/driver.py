@@ -273,7 +273,7 @@ class PostgresStore(PgSession):
         if items:
             await self._run(partial(commands.save_progress, items=items))
 
-    async def alerts(self, plan: Callable[[Any], Plan[T]]) -> T:
+    async def run_plan(self, plan: Callable[[Any], Plan[T]]) -> T:
         if is_read(plan):  # on a pooled connection: no write transaction
             read = partial(_read_numbered, self._read)
             return await drive_reads(read, plan, self.clock())

@@ -366,7 +366,7 @@ class SQLiteStore:
         if items:
             await self._write(partial(commands.save_progress, items=items))
 
-    async def alerts(self, plan: Callable[[Any], Plan[T]]) -> T:
+    async def run_plan(self, plan: Callable[[Any], Plan[T]]) -> T:
         if is_read(plan):  # on the reader: no write transaction; works read-only too
             return await drive_reads(self._read, plan, self.clock())
         return cast(T, await self._write(lambda txn: drive(txn, plan(txn))))

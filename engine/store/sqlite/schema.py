@@ -19,7 +19,7 @@ from engine.faults import no_fault
 from engine.model import TERMINAL_STATES, TaskState, transition_check_sql
 
 APPLICATION_ID = 0x54534B44  # "TSKD"
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _STATES = ", ".join(f"'{s.value}'" for s in TaskState)
 _TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES))
@@ -291,9 +291,30 @@ CREATE TABLE alert_leader (
 INSERT INTO alert_leader (id, node, expires_at) VALUES (1, '', 0)
 """
 
+# Version 7: the audit trail (see engine.audit): one row per operator action, with
+# who (OS user, host, process id, interface), what, on what, how it ended and a note.
+_V7 = """
+CREATE TABLE audit (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    at        REAL    NOT NULL,
+    os_user   TEXT    NOT NULL,
+    host      TEXT    NOT NULL,
+    pid       INTEGER NOT NULL,
+    interface TEXT    NOT NULL,
+    action    TEXT    NOT NULL,
+    target    TEXT    NOT NULL,
+    outcome   TEXT    NOT NULL,
+    ok        INTEGER NOT NULL,
+    note      TEXT,
+    task_id   INTEGER
+);
+CREATE INDEX audit_at ON audit(at);
+CREATE INDEX audit_task ON audit(task_id, id) WHERE task_id IS NOT NULL
+"""
+
 #: (version, script) pairs, applied in order inside one transaction each.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
-    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6),
+    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7),
 )  # fmt: skip
 
 
