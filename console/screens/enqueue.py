@@ -282,7 +282,8 @@ class EnqueueScreen(CompactForm[str | None]):
         errors under the payload (``images.resize: field "image_id" must be str; got
         null``), anything else under the options."""
         try:
-            task_id = await self.engine.enqueue(name, check.payload, **check.options)
+            with self.engine.audit.note():  # an operator's enqueue: in the audit trail
+                task_id = await self.engine.enqueue(name, check.payload, **check.options)
         except (ValueError, TypeError, LookupError, RuntimeError) as exc:
             about_payload = isinstance(exc, ValueError | TypeError | LookupError)
             where = "#payload-error" if about_payload else "#options-error"

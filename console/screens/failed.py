@@ -99,35 +99,36 @@ class FailedScreen(Screen[None]):
         what, filt = self._scope()
         count = self.panel.table.total
 
+        ask = ConfirmScreen(f"Retry {what}?", f"{num(count)} tasks go back to the queue.")
+
         def answered(yes: bool | None) -> None:
             if yes:
-                self._bulk("retry", filt)
+                self._bulk("retry", filt, ask.note)
 
-        self.app.push_screen(
-            ConfirmScreen(f"Retry {what}?", f"{num(count)} tasks go back to the queue."), answered
-        )
+        self.app.push_screen(ask, answered)
 
     def action_purge_all(self) -> None:
         what, filt = self._scope()
         count = self.panel.table.total
 
+        ask = ConfirmScreen(f"Purge {what}?", f"{num(count)} tasks are deleted for good.")
+
         def answered(yes: bool | None) -> None:
             if yes:
-                self._bulk("purge", filt)
+                self._bulk("purge", filt, ask.note)
 
-        self.app.push_screen(
-            ConfirmScreen(f"Purge {what}?", f"{num(count)} tasks are deleted for good."), answered
-        )
+        self.app.push_screen(ask, answered)
 
     @work(exclusive=True, group="bulk")
-    async def _bulk(self, verb: str, filt: dict[str, str | None]) -> None:
-        state = self.panel.state
-        if verb == "retry":
-            n = await self.engine.retry_all(state, queue=filt["queue"], handler=filt["handler"])
-            self.app.notify(f"{num(n)} {state.value} tasks queued again")
-        else:
-            n = await self.engine.purge(state, queue=filt["queue"], handler=filt["handler"])
-            self.app.notify(f"{num(n)} {state.value} tasks purged")
+    async def _bulk(self, verb: str, filt: dict[str, str | None], note: str | None) -> None:
+        state, queue, handler = self.panel.state, filt["queue"], filt["handler"]
+        with self.engine.audit.note(note):  # recorded with the note from the dialog
+            if verb == "retry":
+                n = await self.engine.retry_all(state, queue=queue, handler=handler)
+                self.app.notify(f"{num(n)} {state.value} tasks queued again")
+            else:
+                n = await self.engine.purge(state, queue=queue, handler=handler)
+                self.app.notify(f"{num(n)} {state.value} tasks purged")
         self.refresh_view()
 
     def action_filter(self) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -34,6 +34,7 @@ from console.panels.task_table import shown_progress
 from console.states import state_style
 from console.task_actions import cancel_task, retry_task
 from engine import (
+    AuditEntry,
     Engine,
     EngineNotRunning,
     StoreError,
@@ -104,6 +105,7 @@ def detail(
     now: float,
     flow: WorkflowRecord | None = None,
     style_of: StyleOf = lambda state: Style(),
+    actions: Sequence[AuditEntry] = (),
 ) -> RenderableType:
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
@@ -143,14 +145,19 @@ def detail(
     timeline = Table(
         "when", "state", "attempt", "by", "note", box=None, padding=(0, 2), header_style="bold dim"
     )
+    steps: list[tuple[float, tuple[str | Text, ...]]] = []
     for entry in task.timeline:
-        timeline.add_row(
-            clock(entry.at, date=False, millis=True),
-            entry.state.value,
-            str(entry.attempt),
-            entry.by or "",
-            entry.note or "",
-        )
+        row: tuple[str | Text, ...] = (
+            entry.state.value, str(entry.attempt), entry.by or "", entry.note or "",
+        )  # fmt: skip
+        steps.append((entry.at, row))
+    for act in actions:  # operators' actions on it, from the audit trail
+        said = act.outcome if act.ok else f"refused: {act.outcome}"
+        note = f"{said} · note: {act.note}" if act.note else said
+        row = (Text(f"» {act.action}", style="italic"), "", f"{act.who} ({act.interface})", note)
+        steps.append((act.at, row))
+    for at, cells in sorted(steps, key=lambda step: step[0]):
+        timeline.add_row(clock(at, date=False, millis=True), *cells)
     parts: list[RenderableType] = [fields]
     if flow is not None:
         parts += workflow_section(flow, task.id, style_of, now)
@@ -196,6 +203,7 @@ class TaskDetailScreen(ModalScreen[None]):
         self.task_id = task_id
         self.record: TaskRecord | None = None
         self.workflow: WorkflowRecord | None = None
+        self.actions: list[AuditEntry] = []
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide tall"):
@@ -216,6 +224,7 @@ class TaskDetailScreen(ModalScreen[None]):
             task = await self.engine.get(task_id)
             if task.workflow_id is not None:
                 flow = await self.engine.workflow(task.workflow_id)
+            actions = await self.engine.audit.entries(task=task_id, limit=100)
         except (EngineNotRunning, StoreError):
             return  # the console is closing
         except LookupError:
@@ -223,15 +232,16 @@ class TaskDetailScreen(ModalScreen[None]):
                 Text(f"task {task_id} no longer exists (purged or expired)", style="bold")
             )
             return
-        unchanged = task == self.record and flow == self.workflow
+        unchanged = task == self.record and flow == self.workflow and actions == self.actions
         if unchanged or task_id != self.task_id or not self.is_attached:
             return
-        self.record, self.workflow = task, flow
+        self.record, self.workflow, self.actions = task, flow, actions
         self.query_one("#detail-title", Static).update(
             f"Task #{task.id} · {task.handler} · {task.state.value}"
         )
         body = self.query_one("#detail", Static)
-        body.update(detail(task, time.time(), flow, lambda state: state_style(body, state)))
+        style_of = lambda state: state_style(body, state)  # noqa: E731
+        body.update(detail(task, time.time(), flow, style_of, actions))
         self.query_one("#detail-keys", Static).update(STEP_KEYS if flow else KEYS)
 
     def action_step(self, delta: int) -> None:
