@@ -110,16 +110,30 @@ class Audit:
     def __init__(
         self,
         store: Store,
-        actor: Actor,
+        actor: Callable[[], Actor],
+        set_actor: Callable[[Actor], None],
         clock: Callable[[], float],
         settings: Callable[[], Settings],
         writable: Callable[[], bool],
     ) -> None:
-        self._store, self.actor, self._clock = store, actor, clock
+        self._store, self._actor, self._set_actor, self._clock = store, actor, set_actor, clock
         self._settings, self._writable = settings, writable
         # Per engine, per asyncio task: the operator's note, and "not an operator action".
         self._acting: ContextVar[_Acting | None] = ContextVar(f"audit-{id(self)}", default=None)
         self._quiet: ContextVar[bool] = ContextVar(f"audit-quiet-{id(self)}", default=False)
+
+    @property
+    def actor(self) -> Actor:
+        """Who this engine's actions are recorded as."""
+        return self._actor()
+
+    def act_as(self, interface: str) -> Actor:
+        """From now on record this engine's actions (and saved settings) as made through
+        ``interface`` (``api``, ``cli``, ``console``) — the console does so for the engine
+        it runs, yours included. Returns the new actor."""
+        actor = Actor.here(interface)
+        self._set_actor(actor)
+        return actor
 
     @contextmanager
     def note(self, text: str | None = None) -> Iterator[None]:

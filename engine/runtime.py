@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from functools import partial
 
 from engine.alerts.part import (
     ALERT_HANDLER,
@@ -77,7 +78,10 @@ class Runtime:
         self._sampler, self._on_expire = sampler, on_expire
         self._waiters = waiters = Waiters()
         writable = lambda: state.running and not state.read_only  # noqa: E731
-        audit = self.audit = Audit(store, state.actor, clock, state.current_settings, writable)
+        audit = self.audit = Audit(
+            store, lambda: state.actor, partial(setattr, state, "actor"), clock,
+            state.current_settings, writable,
+        )  # fmt: skip
         self.submit = Submitter(state, store, bus, metrics, preparer, node, clock, audit)
         self.reads = Reads(state, store, codec, bus, metrics, waiters, node, clock)
         self.nodes = Nodes(state, store, bus, node, clock, self.reads.snapshot, audit)

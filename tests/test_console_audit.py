@@ -1,0 +1,136 @@
+"""The audit trail from the console: each steering key leaves one entry by this user
+through the ``console``, with the note given in a dialog; the Audit screen (U) lists
+them; the task detail's timeline shows the actions on the task."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+from textual.widgets import Input
+
+from console.app import ConsoleApp
+from console.screens.audit import AuditScreen, AuditTable
+from console.screens.confirm import ConfirmScreen
+from console.screens.task_detail import TaskDetailScreen
+from engine import AuditEntry, Engine, TaskState
+
+from .console_helpers import build_engine, open_failed, settle, started, text_of, until
+
+
+async def actions(engine: Engine) -> list[AuditEntry]:
+    return list(reversed(await engine.audit.entries()))
+
+
+async def test_each_key_leaves_one_entry_by_the_console_with_the_dialog_note(
+    db_path: Path,
+) -> None:
+    engine = build_engine(db_path, workers=0)  # built as "api": the console records as itself
+    app = ConsoleApp(engine)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        ids = await engine.enqueue_many([("images.resize", {"job_id": f"j{i}"}) for i in range(3)])
+        app.refresh_tick()
+        await settle(pilot)
+        await pilot.press("plus")
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        await pilot.press("right_square_bracket")
+        await settle(pilot)
+        await pilot.press("p")  # the queues dialog: enter pauses the selected task's queue
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("escape")
+        await pilot.press("P")  # pause everything, with a note
+        await settle(pilot)
+        await pilot.press(*"disk full")
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("P", "enter")  # and resume
+        await settle(pilot)
+        done = [e.action for e in await actions(engine)]
+        assert done == [
+            "reprioritize", "cancel", "retry", "set_workers", "pause", "pause_all", "resume_all",
+        ]  # fmt: skip
+        entries = await actions(engine)
+        for entry in entries:
+            assert entry.interface == "console" and entry.user == getpass.getuser(), entry
+            assert entry.ok, entry
+        selected = entries[0].task_id
+        assert selected in ids and [e.task_id for e in entries[:3]] == [selected] * 3
+        assert entries[4].target == "queue images"
+        assert entries[5].note == "disk full"
+
+        # a bulk action asks first; its note field (tab) goes with it
+        await engine.set_workers(0)
+        await engine.cancel(ids[1])
+        await open_failed(pilot)
+        await pilot.press("2")  # the cancelled tab
+        await settle(pilot)
+        await pilot.press("R")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("tab")
+        assert isinstance(app.focused, Input)
+        await pilot.press(*"INC-9 retry them")
+        await pilot.press("enter")
+        await settle(pilot)
+        await until(pilot, lambda: engine.snapshot().counts[TaskState.CANCELLED] == 0)
+        last = (await engine.audit.entries(limit=1))[0]
+        assert (last.action, last.note, last.interface) == ("retry_all", "INC-9 retry them", "console")
+
+
+async def test_the_audit_screen_lists_the_trail_and_filters_it(db_path: Path) -> None:
+    engine = build_engine(db_path, workers=0)
+    app = ConsoleApp(engine)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        task = await engine.enqueue("images.resize", {"job_id": "a"})
+        with engine.audit.note("wrong size"):
+            await engine.cancel(task)
+        try:
+            await engine.cancel(task)  # already cancelled: refused, and recorded
+        except Exception:
+            pass
+        await pilot.press("U")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, AuditScreen)
+        await until(pilot, lambda: screen.table.row_count == 2)
+        rows = [[str(c) for c in screen.table.get_row_at(i)] for i in range(2)]
+        assert rows[0][3] == "cancel" and rows[0][5].startswith("refused: InvalidTransition")
+        assert rows[1][3:] == ["cancel", f"task {task}", "cancelled (was queued)", "wrong size"]
+        assert rows[1][1] == engine.audit.actor.who and rows[1][2] == "console"
+        detail = text_of(screen.query_one("#audit-entry"))
+        assert "refused: InvalidTransition" in detail and "console, pid" in detail
+        assert "2 entries" in text_of(screen.query_one("#audit-summary"))
+        await pilot.press("x")  # refused only
+        await until(pilot, lambda: screen.table.row_count == 1)
+        await pilot.press("x", "m")  # all again; then only mine (still both)
+        await until(pilot, lambda: screen.table.row_count == 2)
+        assert "mine" in text_of(screen.query_one("#audit-summary"))
+        await pilot.press("escape")
+        assert not isinstance(app.screen, AuditScreen)
+
+        await app.push_screen(TaskDetailScreen(engine, task))
+        await settle(pilot)
+        await until(pilot, lambda: "» cancel" in text_of(app.screen.query_one("#detail")))
+        shown = text_of(app.screen.query_one("#detail"))
+        assert "note: wrong size" in shown and "(console)" in shown
+
+
+async def test_an_empty_trail_says_what_it_will_hold(db_path: Path) -> None:
+    engine = build_engine(db_path, workers=0)
+    app = ConsoleApp(engine)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        await pilot.press("U")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, AuditScreen)
+        await until(pilot, lambda: screen.loaded)
+        assert not screen.query_one(AuditTable).display
+        assert "No operator actions recorded yet" in text_of(screen.query_one("#audit-empty"))
