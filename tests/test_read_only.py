@@ -14,7 +14,7 @@ import pytest
 from console.cli import main
 from engine import Engine
 
-from .cli_helpers import run
+from .cli_helpers import Terminal, run
 
 SECRET = "card-4111-1111"
 
@@ -199,6 +199,36 @@ def test_read_only_is_refused_by_a_real_process(store: dict[str, str], tmp_path:
     assert done.returncode == 1
     assert done.stderr.startswith("taskdeck: error: read-only (TASKDECK_READ_ONLY=1): ")
     assert "Traceback" not in done.stderr
+    assert fingerprint(tmp_path) == before
+
+
+@pytest.mark.parametrize("how", ["env", "flag"])
+def test_the_console_on_a_terminal_changes_nothing(
+    store: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    # Given a store, and a read-only console on a terminal (TASKDECK_READ_ONLY or the flag)
+    before = fingerprint(tmp_path)
+    args = ["--store", "t.db", "console"]
+    if how == "env":
+        monkeypatch.setenv("TASKDECK_READ_ONLY", "1")  # the child inherits it
+    else:
+        args.append("--read-only")
+    term = Terminal(args, tmp_path)
+    try:
+        term.until_drawn(b"READ-ONLY")
+        # When the operator cancels a task and pauses everything, then quits
+        term.send(b"c")
+        term.until_drawn(b"cancel is not allowed")
+        term.send(b"P")
+        term.until_drawn(b"pausing everything is not allowed")
+        term.send(b"q")
+        term.until_drawn(b"the nodes keep running")
+        term.send(b"\r")
+        assert term.wait(20) == 0
+    finally:
+        term.close()
+    # Then both were refused and the store's files are as they were
+    assert b"Traceback" not in term.output
     assert fingerprint(tmp_path) == before
 
 
