@@ -232,6 +232,31 @@ def test_the_console_on_a_terminal_changes_nothing(
     assert fingerprint(tmp_path) == before
 
 
+def test_the_read_only_console_reads_the_store_of_your_app(
+    store: dict[str, str], tmp_path: Path
+) -> None:
+    # Given your Engine, with workers and a handler, on the store (as --app names it)
+    (tmp_path / "myapp.py").write_text(
+        "from engine import Engine\n"
+        "engine = Engine('t.db', workers=4)\n"
+        "@engine.task(name='mail.send', queue='emails')\n"
+        "async def send(to: str) -> None: ...\n"
+    )
+    before = fingerprint(tmp_path)
+    # When the read-only console runs on it, then none of it runs: nothing is written
+    term = Terminal(["console", "--read-only", "--app", "myapp:engine"], tmp_path)
+    try:
+        term.until_drawn(b"READ-ONLY")
+        term.send(b"q")
+        term.until_drawn(b"the nodes keep running")
+        term.send(b"\r")
+        assert term.wait(20) == 0
+    finally:
+        term.close()
+    assert b"Traceback" not in term.output
+    assert fingerprint(tmp_path) == before
+
+
 def test_console_flags_are_refused_with_run_headless(
     store: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
