@@ -19,7 +19,7 @@ from .cli_helpers import Terminal, run
 SECRET = "card-4111-1111"
 
 
-async def make_store(db: Path) -> dict[str, str]:
+async def make_store(db: Path | str) -> dict[str, str]:
     """A store with a done task (with a result), a failed one, a queued one, a paused
     queue, a schedule and a saved setting; returns their ids."""
     engine = Engine(db, workers=1, name="node-1", poll_interval=0.05)
