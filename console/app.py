@@ -13,7 +13,12 @@ runs no workers; a Nodes panel takes the place of Workers (its rows read with
 Which of the two it is lives in one place, the console's :mod:`steering
 <console.steering>`; the app does not ask.
 
-The keys are ``BINDINGS`` below; the help screen (``?``) and the README list them.
+``read_only=True`` (``console --read-only``) watches like ``attach`` on a store opened
+read-only (``engine.client(read_only=True)``), and :meth:`ConsoleApp.run_action` refuses
+every action that would change something (listed in :mod:`console.read_only`).
+``hide_payloads=True`` shows tasks without their payloads and results.
+
+The keys are in :mod:`console.keys`; the help screen (``?``) and the README list them.
 """
 
 from __future__ import annotations
@@ -21,14 +26,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from textual import on, work
+from textual import actions, on, work
 from textual.app import App, ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
+from textual.dom import DOMNode
 from textual.events import Resize
 from textual.screen import Screen
 from textual.timer import Timer
@@ -37,6 +43,7 @@ from textual.widgets import Input, Static
 from console.cluster.state import Cluster
 from console.commands import ActionsProvider
 from console.demo import DemoPipeline
+from console.keys import CHANGES_ENGINE, DASHBOARD_KEYS, DASHBOARD_ONLY
 from console.panels.bottlenecks import BottlenecksPanel
 from console.panels.events import EngineEvents, EventsPanel
 from console.panels.footer import KeysFooter
@@ -45,7 +52,9 @@ from console.panels.queue import QueuePanel
 from console.panels.resources import ResourcesPanel
 from console.panels.task_table import TaskTable
 from console.panels.throughput import ThroughputPanel
+from console.read_only import refusal
 from console.screens.alerts import AlertsScreen
+from console.screens.audit import AuditScreen
 from console.screens.enqueue import EnqueueScreen
 from console.screens.failed import FailedScreen
 from console.screens.help import HelpScreen
@@ -59,30 +68,13 @@ from console.screens.task_detail import TaskDetailScreen
 from console.steering.attached import AttachedSteering
 from console.steering.base import PanelKind, Steering
 from console.steering.local import LocalSteering
+from console.steering.read_only import ReadOnlySteering
 from console.stop_signals import StopSignals, exit_at_once
 from engine import Engine, TaskState
 
 MIN_SIZE = (100, 30)
-#: Actions refused while the engine stops (they would change it).
-CHANGES_ENGINE = frozenset(
-    {
-        "enqueue", "cancel", "priority", "retry", "workers", "set_workers", "queues",
-        "autoscale", "settings", "apply_finding", "failed", "schedules", "alerts",
-        "pause_all",
-    }
-)  # fmt: skip
-#: Actions on the dashboard's panels: off (and out of the footer) on other screens.
-DASHBOARD_ONLY = CHANGES_ENGINE | {"filter", "clear_filter", "show_state"}
-PRIORITY_KEYS = Binding.Group("Priority", compact=True)
-POOL_KEYS = Binding.Group("Workers", compact=True)
-STATE_KEYS = {str(i + 1): state for i, state in enumerate(TaskState)}
-APPLY_FIX = Binding(
-    "x",
-    "apply_finding",
-    "Apply fix",
-    show=False,
-    tooltip="Apply the selected bottleneck's suggestion",
-)
+#: The action namespaces a binding may name (``app.apply_finding``).
+TARGETS = ("app", "screen", "focused")
 
 
 class ConsoleApp(App[int]):
@@ -91,70 +83,7 @@ class ConsoleApp(App[int]):
     CSS_PATH = Path(__file__).with_name("console.tcss")
     TITLE = "Taskdeck"
     COMMANDS = App.COMMANDS | {ActionsProvider}
-    BINDINGS = [
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("e", "enqueue", "Enqueue", tooltip="Enqueue a task (a form)"),
-        Binding("c", "cancel", "Cancel", tooltip="Cancel the selected task"),
-        Binding(
-            "plus",
-            "priority(1)",
-            "Priority +",
-            key_display="+",
-            group=PRIORITY_KEYS,
-            tooltip="Raise the selected task's priority",
-        ),
-        Binding(
-            "minus",
-            "priority(-1)",
-            "Priority −",
-            key_display="-",
-            group=PRIORITY_KEYS,
-            tooltip="Lower the selected task's priority",
-        ),
-        Binding(
-            "right_square_bracket",
-            "workers(1)",
-            "Worker +",
-            key_display="]",
-            group=POOL_KEYS,
-            tooltip="One worker more",
-        ),
-        Binding(
-            "left_square_bracket",
-            "workers(-1)",
-            "Worker −",
-            key_display="[",
-            group=POOL_KEYS,
-            tooltip="One worker less",
-        ),
-        Binding("w", "set_workers", "Workers…", show=False, tooltip="Set the worker count"),
-        Binding("s", "settings", "Settings", tooltip="Change runtime settings"),
-        Binding("p", "queues", "Pause", tooltip="Pause or resume a queue"),
-        Binding("P", "pause_all", "Pause all", show=False, tooltip="Pause or resume everything"),
-        Binding(
-            "r", "retry", "Retry", show=False, tooltip="Retry the selected failed or cancelled task"
-        ),
-        Binding("a", "autoscale", "Autoscale", show=False, tooltip="Autoscaler on or off"),
-        APPLY_FIX,
-        Binding("f", "failed", "Failed", tooltip="Failed and cancelled tasks: retry, purge"),
-        Binding("A", "alerts", "Alerts", show=False, tooltip="Alerts: firing, pending, recent"),
-        Binding(
-            "t", "schedules", "Schedules", tooltip="Periodic tasks: next/last run, pause, run now"
-        ),
-        Binding(
-            "slash",
-            "filter",
-            "Filter",
-            key_display="/",
-            tooltip="Filter by handler, queue, id prefix or text",
-        ),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("q", "quit_dialog", "Quit", tooltip="Quit: finish running tasks or stop now"),
-        *(
-            Binding(k, f"show_state('{s.value}')", f"Show {s.value}", show=False)
-            for k, s in STATE_KEYS.items()
-        ),
-    ]
+    BINDINGS = DASHBOARD_KEYS
 
     def __init__(
         self,
@@ -165,18 +94,29 @@ class ConsoleApp(App[int]):
         refresh_hz: float = 2.0,
         now: Callable[[], float] = time.time,
         attach: bool = False,
+        read_only: bool = False,
+        hide_payloads: bool = False,
     ) -> None:
         """``attach``: watch and steer the nodes on the engine's store (the engine
-        should run no workers of its own: ``Engine(url, workers=0)``)."""
+        should run no workers of its own: ``Engine(url, workers=0)``); ``read_only``:
+        watch them and change nothing (the engine is opened read-only, not started);
+        ``hide_payloads``: no payloads or results shown."""
         super().__init__()
         self.engine = engine
+        engine.audit.act_as("console")  # its actions are recorded as the console's
+        self.read_only = read_only
+        self.hide_payloads = hide_payloads
+        self._client = contextlib.AsyncExitStack()  # the read-only engine's open store
+        demo = demo and not read_only
         self.demo = DemoPipeline(engine, rate=demo_rate) if demo else None
         self.refresh_hz = refresh_hz
         self.now = now
         self._timer: Timer | None = None
         self._stopping = False
         self.control: Steering = (
-            AttachedSteering(self, engine, self.redraw)
+            ReadOnlySteering(self, engine, self.redraw)
+            if read_only
+            else AttachedSteering(self, engine, self.redraw)
             if attach
             else LocalSteering(self, engine, self.redraw)
         )
@@ -190,7 +130,7 @@ class ConsoleApp(App[int]):
     # -- layout ---------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         cluster = self.control.cluster
-        yield HeaderBar(cluster, self.engine.alerts.firing, id="header")
+        yield HeaderBar(cluster, self.engine.alerts.firing, read_only=self.read_only, id="header")
         with Horizontal(id="top", classes=self.control.dashboard_class):
             yield QueuePanel(self.engine, self.now, cluster=cluster, id="queue", classes="panel")
             yield self.control.pool_panel()
@@ -226,13 +166,23 @@ class ConsoleApp(App[int]):
         if self.demo is not None:
             await self.demo.stop()
         if self.engine.running:  # the app ended another way than the quit dialog
-            await self.engine.stop(grace=0)
+            await self.stop_engine(grace=0)
+
+    async def stop_engine(self, grace: float | None) -> None:
+        """Stop the engine, or close the read-only one's store."""
+        if self.read_only:
+            await self._client.aclose()
+        else:
+            await self.engine.stop(grace=grace)
 
     @work(exclusive=True, group="engine")
     async def start_engine(self) -> None:
         if not self.engine.running:
             try:
-                await self.engine.start()
+                if self.read_only:
+                    await self._client.enter_async_context(self.engine.client(read_only=True))
+                else:
+                    await self.engine.start()
             except Exception as exc:
                 self.exit(1, message=f"taskdeck: error: {exc}")
                 return
@@ -256,6 +206,26 @@ class ConsoleApp(App[int]):
         if action in DASHBOARD_ONLY and self.screen is not self.dashboard:
             return False
         return not (self._stopping and action in CHANGES_ENGINE)
+
+    async def run_action(
+        self,
+        action: str | actions.ActionParseResult,
+        default_namespace: DOMNode | None = None,
+        namespaces: Mapping[str, DOMNode] | None = None,
+    ) -> bool:
+        """Every action (a key, the palette, the footer, a screen's button) passes here:
+        a read-only console refuses the ones that change something, with a toast."""
+        if self.read_only:
+            where, name, params = action if isinstance(action, tuple) else actions.parse(action)
+            target = (namespaces or {}).get(where)
+            if target is None and where in TARGETS:
+                target = getattr(self, where, None)
+            target = target or default_namespace or self
+            refused = refusal(target, name)
+            if refused is not None and target.check_action(name, params):
+                self.notify(refused, severity="warning", timeout=4)
+                return True
+        return await super().run_action(action, default_namespace, namespaces)
 
     def action_set_refresh_rate(self, hz: float) -> None:
         self.set_refresh(hz)
@@ -428,6 +398,9 @@ class ConsoleApp(App[int]):
     def action_alerts(self) -> None:
         self.push_screen(AlertsScreen(self.engine, self.now))
 
+    def action_audit(self) -> None:
+        self.push_screen(AuditScreen(self.engine, self.now))
+
     def action_help(self) -> None:
         groups: list[tuple[str, list[BindingType]]] = [
             *self.control.help_groups,
@@ -437,6 +410,7 @@ class ConsoleApp(App[int]):
             ("Failed tasks (f)", list(FailedScreen.BINDINGS)),
             ("Schedules (t)", [*SchedulesScreen.BINDINGS, *ScheduleTable.BINDINGS]),
             ("Alerts (A)", list(AlertsScreen.BINDINGS)),
+            ("Audit trail (U)", list(AuditScreen.BINDINGS)),
             ("Enqueue form (e)", list(EnqueueScreen.BINDINGS)),
             ("Settings (s)", list(SettingsScreen.BINDINGS)),
             ("Task detail (enter)", list(TaskDetailScreen.BINDINGS)),
@@ -479,5 +453,5 @@ class ConsoleApp(App[int]):
                 else f"finishing {running} running tasks, then quitting…",
                 timeout=30,
             )
-            await self.engine.stop(grace=grace)
+            await self.stop_engine(grace)
         self.exit(0)

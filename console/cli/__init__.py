@@ -4,11 +4,14 @@
     taskdeck console [--no-demo]     the console (on your engine with --app)
     taskdeck console --attach        the console on the nodes of a store (--store URL):
                                      runs no workers; steers the engines that do
+    taskdeck console --read-only     watches them and changes nothing (or TASKDECK_READ_ONLY=1,
+                                     which refuses every command that writes)
     taskdeck run --headless          the engine as a service (status line; --json for JSON lines)
     taskdeck enqueue HANDLER [JSON]  enqueue one task; prints its id
     taskdeck status [--json]         counts per queue and state
     taskdeck tasks [--state S]       a page of tasks (no payloads: list views never show them)
     taskdeck show ID [--json]        one task: payload, result, error, timeline
+                                     (--hide-payloads: without payload and result)
     taskdeck cancel ID… / retry ID…  act on tasks
     taskdeck schedules [--json]      periodic schedules: rule, next and last run, last state
     taskdeck schedule pause|resume|run NAME   steer one schedule

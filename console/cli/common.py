@@ -20,6 +20,7 @@ from enum import Enum
 from pathlib import Path
 
 from console.cli.errors import Refused, UserError
+from console.cli.options import READ_ONLY_ENV, env_switch
 from console.demo import register_demo
 from engine import DEFAULT_URL, Config, Engine, load_config, sqlite_file
 
@@ -149,7 +150,12 @@ def store_url(args: argparse.Namespace, config: Config) -> str:
 
 def with_store(args: argparse.Namespace, access: Access, work: Work) -> int:
     """Open the store as a client (no workers, no background services), run ``work``,
-    close. See :class:`Access`."""
+    close. See :class:`Access`. Under ``TASKDECK_READ_ONLY`` a command that writes is
+    refused before the store is opened."""
+    if access is not Access.READ:
+        refuse_if_read_only(args, "changes the store")
+    else:
+        read_only_env()  # a bad value is refused by every command
     engine = build_engine(args, workers=0, client=True)
     path = sqlite_file(engine.store_url)
     new = access is Access.CREATE and path is not None and not path.exists()
@@ -169,3 +175,33 @@ def with_store(args: argparse.Namespace, access: Access, work: Work) -> int:
                 return await work(engine)
 
     return asyncio.run(main())
+
+
+def read_only_env() -> bool:
+    """``TASKDECK_READ_ONLY`` as on or off (a value that is neither is a UserError)."""
+    return env_switch(READ_ONLY_ENV, os.environ)
+
+
+def command_words(args: argparse.Namespace) -> str:
+    """The command as typed, without its values: ``cancel``, ``schedule pause``,
+    ``node node-1 set-workers``, ``pause --all``."""
+    words = [str(args.command)]
+    if args.command == "node":
+        words.append(str(args.target))
+    for name in ("action", "verb"):
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            words.append(value)
+    if getattr(args, "everything", False):
+        words.append("--all")
+    return " ".join(words)
+
+
+def refuse_if_read_only(args: argparse.Namespace, does: str) -> None:
+    """Refuse a command that ``does`` something to the store under TASKDECK_READ_ONLY."""
+    if read_only_env():
+        given = os.environ[READ_ONLY_ENV].strip()
+        raise Refused(
+            f"read-only ({READ_ONLY_ENV}={given}): taskdeck {command_words(args)} {does}; "
+            f"nothing was done (unset {READ_ONLY_ENV} to allow changes)"
+        )

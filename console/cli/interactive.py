@@ -3,19 +3,34 @@
 The console needs a terminal. Without one (under nohup, systemd, cron or CI, or with
 input from /dev/null) it is refused with a pointer to ``taskdeck run --headless``,
 which runs the same engine with a status line instead of a screen.
+
+``console --read-only`` (or ``TASKDECK_READ_ONLY=1``) watches a store like ``--attach``
+and changes nothing: the store is opened read-only, no workers, demo, schedules or
+node row, and every key that would change something is refused with a toast. ``run
+--headless`` runs workers, so it is refused under TASKDECK_READ_ONLY. ``--hide-payloads``
+(or ``TASKDECK_HIDE_PAYLOADS=1``) shows tasks without their payloads and results.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from console.cli.common import build_engine, cli_config, read_keys, store_url
+from console.cli.common import (
+    build_engine,
+    cli_config,
+    load_app,
+    read_keys,
+    read_only_env,
+    refuse_if_read_only,
+    store_url,
+)
 from console.cli.errors import Refused, UserError
-from console.cli.options import number_flag
+from console.cli.options import HIDE_PAYLOADS_ENV, env_switch, number_flag
 from console.headless import run_headless
 from engine import Engine, sqlite_file
 
@@ -37,6 +52,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     console.add_argument(
         "--refresh", type=REFRESH, default=2.0, metavar="HZ", help="refreshes per second"
     )
+    add_view_flags(console)
     console.set_defaults(func=cmd_console)
 
     run = sub.add_parser("run", parents=[common], help="run the engine")
@@ -58,6 +74,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         help="demo images per second (default 3)",
     )
     run.add_argument("--refresh", type=REFRESH, default=2.0, metavar="HZ", help=argparse.SUPPRESS)
+    add_view_flags(run, " (without --headless)")
     run.set_defaults(func=cmd_run)
 
     shot = sub.add_parser("screenshot", help="write console screenshots (SVG, and PNG if possible)")
@@ -66,6 +83,19 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "--seconds", type=SECONDS, default=8.0, help="demo load before the shots (default 8)"
     )
     shot.set_defaults(func=cmd_screenshot)
+
+
+def add_view_flags(parser: argparse.ArgumentParser, where: str = "") -> None:
+    parser.add_argument(
+        "--read-only",
+        action="store_true",
+        help=f"watch the store and change nothing (or TASKDECK_READ_ONLY=1){where}",
+    )
+    parser.add_argument(
+        "--hide-payloads",
+        action="store_true",
+        help=f"show tasks without payloads and results (or TASKDECK_HIDE_PAYLOADS=1){where}",
+    )
 
 
 def require_terminal(command: str) -> None:
@@ -100,14 +130,14 @@ def attached_engine(args: argparse.Namespace) -> Engine:
             "--attach runs no workers: choose a node in the Nodes panel and use ] [ w instead "
             "of --workers"
         )
+    return watching_engine(args, "attach to")
+
+
+def watching_engine(args: argparse.Namespace, what: str) -> Engine:
+    """An engine with no workers and no handlers on ``--store``, which must exist."""
     config = cli_config(args)
     url = store_url(args, config)
-    path = sqlite_file(url)
-    if path is not None and not path.exists():
-        raise Refused(
-            f"no Taskdeck store at {path}: nothing to attach to; check --store, or start a "
-            f"node there first (taskdeck run --headless --store {url})"
-        )
+    require_store(url, what)
     return Engine(
         url,
         workers=0,
@@ -118,9 +148,41 @@ def attached_engine(args: argparse.Namespace) -> Engine:
     )
 
 
+def require_store(url: str, what: str) -> None:
+    """Refuse a SQLite store that does not exist (there is nothing to ``what``)."""
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise Refused(
+            f"no Taskdeck store at {path}: nothing to {what}; check --store, or start a "
+            f"node there first (taskdeck run --headless --store {url})"
+        )
+
+
+def read_only_engine(args: argparse.Namespace) -> Engine:
+    """The engine of ``console --read-only``: your ``--app`` Engine (for its store and
+    keys), else one with no handlers on ``--store``; either only reads (no workers)."""
+    if args.workers is not None:
+        raise UserError("--read-only runs no workers: leave out --workers")
+    if not args.app:
+        return watching_engine(args, "watch")
+    engine = load_app(args.app)
+    require_store(engine.store_url, "watch")
+    return engine
+
+
+def view_flags(args: argparse.Namespace) -> tuple[bool, bool]:
+    """(read-only, hide payloads): the flags, or the environment variables."""
+    read_only = bool(getattr(args, "read_only", False)) or read_only_env()
+    hide = bool(getattr(args, "hide_payloads", False)) or env_switch(HIDE_PAYLOADS_ENV, os.environ)
+    return read_only, hide
+
+
 def cmd_console(args: argparse.Namespace) -> int:
-    attach = getattr(args, "attach", False)
-    if attach:
+    read_only, hide = view_flags(args)
+    attach = getattr(args, "attach", False) or read_only
+    if read_only:
+        engine = read_only_engine(args)
+    elif attach:
         engine = attached_engine(args)
     else:
         workers = args.workers if args.workers is not None else DEFAULT_WORKERS
@@ -131,7 +193,14 @@ def cmd_console(args: argparse.Namespace) -> int:
     from console.app import ConsoleApp  # Textual loads only when the console runs
 
     demo = not attach and not args.app and not args.no_demo
-    app = ConsoleApp(engine, attach=attach, demo=demo, refresh_hz=args.refresh)
+    app = ConsoleApp(
+        engine,
+        attach=attach,
+        demo=demo,
+        refresh_hz=args.refresh,
+        read_only=read_only,
+        hide_payloads=hide,
+    )
     code = app.run()
     if app.return_code:
         return app.return_code
@@ -143,6 +212,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.json:
             raise UserError("--json is for run --headless (the console has no JSON output)")
         return cmd_console(args)
+    for flag, given in (("--read-only", args.read_only), ("--hide-payloads", args.hide_payloads)):
+        if given:
+            raise UserError(
+                f"{flag} is for the console (run without --headless, or taskdeck console); "
+                "run --headless runs workers and shows no tasks"
+            )
+    refuse_if_read_only(args, "runs workers, which change the store")
     demo = not args.app and not args.no_demo
     workers = args.workers if args.workers is not None else DEFAULT_WORKERS
     engine = build_engine(args, workers=workers)

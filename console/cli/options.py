@@ -13,7 +13,7 @@ use (``--interval must be a number from 0.1 to 3600 s; got '0'``).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,6 +170,27 @@ def merge(args: argparse.Namespace) -> None:
             setattr(args, option.dest, before)
     if getattr(args, "log_level", None) is None:
         args.log_level = "WARNING"
+
+
+#: The words an on/off environment variable takes (``TASKDECK_READ_ONLY=1``).
+ON_WORDS = ("1", "true", "yes", "on")
+OFF_WORDS = ("", "0", "false", "no", "off")
+READ_ONLY_ENV = "TASKDECK_READ_ONLY"
+HIDE_PAYLOADS_ENV = "TASKDECK_HIDE_PAYLOADS"
+
+
+def env_switch(name: str, environ: Mapping[str, str]) -> bool:
+    """An on/off environment variable: unset or one of :data:`OFF_WORDS` is off, one of
+    :data:`ON_WORDS` on (any case); anything else is a :class:`UserError` naming them."""
+    text = environ.get(name, "").strip().lower()
+    if text in ON_WORDS:
+        return True
+    if text in OFF_WORDS:
+        return False
+    raise UserError(
+        f"{name} must be one of {', '.join(ON_WORDS)} (on) or {', '.join(OFF_WORDS[1:])} "
+        f"(off); got {environ[name]!r}"
+    )
 
 
 def note_flag(text: str) -> str | None:

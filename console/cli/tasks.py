@@ -15,7 +15,14 @@ from typing import Any
 
 from console.cli.common import Access, with_store
 from console.cli.errors import Refused, UserError
-from console.cli.options import add_note, number_flag, priority_flag, task_id_flag
+from console.cli.options import (
+    HIDE_PAYLOADS_ENV,
+    add_note,
+    env_switch,
+    number_flag,
+    priority_flag,
+    task_id_flag,
+)
 from console.format import ago, clock, paused_by, when
 from engine import (
     AuditEntry,
@@ -56,11 +63,13 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     tasks.add_argument("--limit", type=LIMIT, default=50, help="how many (default 50)")
     tasks.add_argument("--offset", type=OFFSET, default=0, help="skip this many")
     tasks.add_argument("--json", action="store_true", help="print JSON")
+    add_hide_flag(tasks)
     tasks.set_defaults(func=cmd_tasks)
 
     show = sub.add_parser("show", parents=[common], help="one task: payload, result, timeline")
     show.add_argument("id", type=task_id_flag, help="task id")
     show.add_argument("--json", action="store_true", help="print JSON")
+    add_hide_flag(show)
     show.set_defaults(func=cmd_show)
 
     for verb in ("cancel", "retry"):
@@ -73,6 +82,23 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     workflow.add_argument("id", type=task_id_flag, help="workflow id")
     workflow.add_argument("--json", action="store_true", help="print JSON")
     workflow.set_defaults(func=cmd_workflow)
+
+
+#: What stands in for a hidden payload or result.
+HIDDEN = "(hidden: --hide-payloads)"
+
+
+def add_hide_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--hide-payloads",
+        action="store_true",
+        help="no payloads or results, only metadata (or TASKDECK_HIDE_PAYLOADS=1)",
+    )
+
+
+def payloads_hidden(args: argparse.Namespace) -> bool:
+    """``--hide-payloads``, or TASKDECK_HIDE_PAYLOADS on (a bad value is refused)."""
+    return bool(args.hide_payloads) or env_switch(HIDE_PAYLOADS_ENV, os.environ)
 
 
 def read_payload(text: str | None) -> dict[str, Any]:
@@ -186,6 +212,8 @@ def task_row(task: TaskRecord) -> dict[str, Any]:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
+    payloads_hidden(args)  # the list never shows them; a bad value is still refused
+
     async def work(engine: Engine) -> int:
         page = await engine.tasks(
             state=args.state,
@@ -214,16 +242,21 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return with_store(args, Access.READ, work)
 
 
-def task_json(task: TaskRecord) -> dict[str, Any]:
-    """Every field of a task, the timeline as a list, for ``show --json``."""
+def task_json(task: TaskRecord, hide: bool = False) -> dict[str, Any]:
+    """Every field of a task, the timeline as a list, for ``show --json``; ``hide``:
+    payload and result null, with ``payload_hidden`` and ``result_hidden`` true."""
     row = asdict(task)
     row["state"] = task.state.value
     row["max_attempts"] = task.max_attempts
     row["timeline"] = [asdict(e) | {"state": e.state.value} for e in task.timeline]
+    if hide:
+        row |= {"payload": None, "result": None, "payload_hidden": True, "result_hidden": True}
     return row
 
 
-def show_lines(task: TaskRecord, now: float, actions: Sequence[AuditEntry] = ()) -> list[str]:
+def show_lines(
+    task: TaskRecord, now: float, hide: bool = False, actions: Sequence[AuditEntry] = ()
+) -> list[str]:
     """A task's detail as text: what it is, where it stands, its data and timeline (with
     the operators' actions on it from the audit trail, in time order)."""
     lines = [
@@ -249,9 +282,14 @@ def show_lines(task: TaskRecord, now: float, actions: Sequence[AuditEntry] = ())
     for label, value in (("unique key", task.unique_key), ("webhook", task.webhook)):
         if value:
             lines.append(f"{label:<10} {value}")
-    lines.append("payload    " + json.dumps(task.payload, ensure_ascii=False))
-    if task.result is not None:
-        lines.append("result     " + json.dumps(task.result, ensure_ascii=False))
+    if hide:  # the error stays: it is what an operator needs (see the README)
+        lines.append(f"payload    {HIDDEN}")
+        if task.result is not None:
+            lines.append(f"result     {HIDDEN}")
+    else:
+        lines.append("payload    " + json.dumps(task.payload, ensure_ascii=False))
+        if task.result is not None:
+            lines.append("result     " + json.dumps(task.result, ensure_ascii=False))
     if task.error:
         lines.append("error")
         lines.extend("  " + line for line in task.error.rstrip().splitlines())
@@ -273,14 +311,16 @@ def show_lines(task: TaskRecord, now: float, actions: Sequence[AuditEntry] = ())
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    hide = payloads_hidden(args)
+
     async def work(engine: Engine) -> int:
         task = await engine.get(args.id)
         actions = list(reversed(await engine.audit.entries(task=task.id, limit=200)))
         if args.json:
-            row = task_json(task) | {"audit": [a.as_dict() for a in actions]}
+            row = task_json(task, hide) | {"audit": [a.as_dict() for a in actions]}
             print(json.dumps(row, ensure_ascii=False))
         else:
-            print("\n".join(show_lines(task, time.time(), actions)))
+            print("\n".join(show_lines(task, time.time(), hide, actions)))
         return 0
 
     return with_store(args, Access.READ, work)

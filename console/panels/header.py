@@ -2,7 +2,8 @@
 (everything paused first, in red, until resumed).
 
 Attached to a cluster (``cluster`` given) it says so, with the number of nodes, and
-the workers, rates and autoscaler are the sums over the alive nodes."""
+the workers, rates and autoscaler are the sums over the alive nodes. A read-only
+console (``console --read-only``) says READ-ONLY first of all."""
 
 from __future__ import annotations
 
@@ -27,11 +28,15 @@ class HeaderBar(TextPanel):
         self,
         cluster: Cluster | None = None,
         firing: Callable[[], Awaitable[int]] | None = None,
+        *,
+        read_only: bool = False,
         **kwargs: Any,
     ) -> None:
-        """``firing``: reads how many alerts are firing (every 2 s, shown when any)."""
+        """``firing``: reads how many alerts are firing (every 2 s, shown when any);
+        ``read_only``: the console changes nothing (shown first)."""
         super().__init__(**kwargs)
         self.cluster = cluster
+        self.read_only = read_only
         self._read_firing = firing
         self.firing = 0
 
@@ -53,6 +58,9 @@ class HeaderBar(TextPanel):
     def render_snapshot(self, snap: EngineSnapshot) -> Text:
         text = Text()
         text.append("taskdeck ", style="bold")
+        if self.read_only:  # first: whatever else is cut off, this is not
+            text.append(" READ-ONLY ", style="bold black on yellow")
+            text.append(" ")
         if snap.all_paused is not None:  # first, so that no width cuts it off
             why = f": {snap.all_paused.note}" if snap.all_paused.note else ""
             text.append(f" ■ ALL PAUSED by {snap.all_paused.by}{why} ", style="bold white on red")

@@ -63,11 +63,12 @@ class QueuesScreen(ModalScreen[None]):
         options.focus()
 
     @on(OptionList.OptionSelected, "#queues")
-    def _selected(self, event: OptionList.OptionSelected) -> None:
-        self.toggle(str(event.option.id))
+    async def _selected(self, event: OptionList.OptionSelected) -> None:
+        # An action, so that a read-only console refuses it (see console.read_only).
+        await self.run_action(f"toggle_queue({str(event.option.id)!r})")
 
     @work(exclusive=True)
-    async def toggle(self, name: str) -> None:
+    async def action_toggle_queue(self, name: str) -> None:
         paused = self.engine.snapshot().queues[name].paused
         if paused:
             await self.engine.resume(name)

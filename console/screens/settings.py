@@ -221,6 +221,9 @@ class SettingsScreen(CompactForm[float | None]):
         return out
 
     @on(Button.Pressed, "#apply")
+    async def _apply_pressed(self) -> None:
+        await self.run_action("apply")  # as ctrl+s: a read-only console refuses it
+
     def action_apply(self) -> None:
         for error in self.query(".error").results(Static):
             error.update("")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -31,6 +32,7 @@ from textual.widgets import Static
 
 from console.format import ago, bar, clock, when
 from console.panels.task_table import shown_progress
+from console.read_only import HIDDEN, payloads_hidden
 from console.states import state_style
 from console.task_actions import cancel_task, retry_task
 from engine import (
@@ -105,8 +107,11 @@ def detail(
     now: float,
     flow: WorkflowRecord | None = None,
     style_of: StyleOf = lambda state: Style(),
+    hide_payloads: bool = False,
     actions: Sequence[AuditEntry] = (),
 ) -> RenderableType:
+    """Everything about a task; ``hide_payloads``: its payload and result replaced by
+    :data:`~console.read_only.HIDDEN` (the error stays: an operator needs it)."""
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column()
@@ -161,11 +166,12 @@ def detail(
     parts: list[RenderableType] = [fields]
     if flow is not None:
         parts += workflow_section(flow, task.id, style_of, now)
+    hidden = Text(HIDDEN, style="dim italic")
     parts += [
         Text("\nPayload", style="bold underline"),
-        json_block(task.payload),
+        hidden if hide_payloads else json_block(task.payload),
         Text("\nResult", style="bold underline"),
-        json_block(task.result),
+        hidden if hide_payloads and task.result is not None else json_block(task.result),
     ]
     if task.error:
         parts += [
@@ -240,8 +246,10 @@ class TaskDetailScreen(ModalScreen[None]):
             f"Task #{task.id} · {task.handler} · {task.state.value}"
         )
         body = self.query_one("#detail", Static)
-        style_of = lambda state: state_style(body, state)  # noqa: E731
-        body.update(detail(task, time.time(), flow, style_of, actions))
+        hide = payloads_hidden(self.app)
+        style_of = partial(state_style, body)
+        shown = detail(task, time.time(), flow, style_of, hide_payloads=hide, actions=actions)
+        body.update(shown)
         self.query_one("#detail-keys", Static).update(STEP_KEYS if flow else KEYS)
 
     def action_step(self, delta: int) -> None:

@@ -1,0 +1,62 @@
+"""What a read-only console refuses (``taskdeck console --read-only``), declared once,
+and how a console hides payloads (``--hide-payloads``).
+
+:data:`REFUSED` lists every action that changes the store, by the class that binds it
+(the app, or a screen) with the words its refusal uses. ``ConsoleApp.run_action`` looks
+each action up before it runs: keys, the command palette, the footer, and the screens'
+buttons and lists (they run their change through an action too). A listed one is
+refused with a toast and changes nothing; looking (help, filters, the state tabs, task
+detail, opening the failed, schedules, alerts, settings and queues screens) works as
+always. Behind this list the store itself is open read-only
+(``engine.client(read_only=True)``): a write that got past it would be refused there.
+"""
+
+from __future__ import annotations
+
+from textual.app import App
+
+#: Actions that change the store, by the name of the class that binds them: action
+#: name → what the refusal calls it.
+REFUSED: dict[str, dict[str, str]] = {
+    "ConsoleApp": {
+        "enqueue": "enqueue",
+        "cancel": "cancel",
+        "priority": "changing a priority",
+        "retry": "retry",
+        "workers": "changing workers",
+        "set_workers": "changing workers",
+        "autoscale": "switching the autoscaler",
+        "apply_finding": "applying a fix",
+        "pause_all": "pausing everything",
+    },
+    "TaskDetailScreen": {"cancel_task": "cancel", "retry_task": "retry"},
+    "FailedScreen": {
+        "retry_one": "retry",
+        "retry_all": "retry all",
+        "purge_all": "purge",
+    },
+    "SchedulesScreen": {
+        "toggle_pause": "pausing or resuming a schedule",
+        "run_now": "running a schedule now",
+    },
+    "AlertsScreen": {"ack": "acknowledging an alert", "silence": "silencing a rule"},
+    "SettingsScreen": {"apply": "changing settings", "reset": "resetting a setting"},
+    "QueuesScreen": {"toggle_queue": "pausing or resuming a queue"},
+}
+WHY = "started with --read-only"
+#: What stands in for a hidden payload or result.
+HIDDEN = "(hidden: --hide-payloads)"
+
+
+def refusal(namespace: object, action: str) -> str | None:
+    """The toast refusing ``action`` bound on ``namespace``; None if it only looks."""
+    for cls in type(namespace).__mro__:
+        what = REFUSED.get(cls.__name__, {}).get(action)
+        if what is not None:
+            return f"read-only console: {what} is not allowed ({WHY})"
+    return None
+
+
+def payloads_hidden(app: App[object]) -> bool:
+    """True when the console was started with ``--hide-payloads``."""
+    return bool(getattr(app, "hide_payloads", False))
