@@ -5,11 +5,11 @@ has a backlog, and one image that fails for good, so there is a traceback to sho
 then saves the dashboard at 160×50 and 100×30, the enqueue form with a payload
 error, settings, a failed task's detail, the detail of a step in the middle of an
 image's chain, the schedules (after running one now and pausing another) at 160×50
-and 100×30, the failed tasks, help, and the alerts (the demo's rules, one of them
-acknowledged); then three demo engines (nodes) on another
-store with a console attached to them (``console --attach``), after ``]`` on one
-node, at 160×50 and 100×30. Each is saved as SVG and, when a renderer is
-installed (see ``console.svg_to_png``), as PNG.
+and 100×30, the failed tasks, help, the alerts (the demo's rules, one of them
+acknowledged) and the audit trail (a few actions with notes, one refused); then
+three demo engines (nodes) on another store with a console attached to them
+(``console --attach``), after ``]`` on one node, at 160×50 and 100×30. Each is
+saved as SVG and, when a renderer is installed (see ``console.svg_to_png``), as PNG.
 """
 
 from __future__ import annotations
@@ -18,7 +18,11 @@ import asyncio
 import contextlib
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
 
 from console.app import ConsoleApp
 from console.demo import DemoPipeline, image_chain, register_demo
@@ -43,6 +47,7 @@ SHOTS = (
     "failed-tasks",
     "help",
     "alerts",
+    "audit",
     "attached-160x50",
     "attached-100x30",
 )
@@ -199,6 +204,8 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
             app.clear_notifications()
             save("alerts")
             await pilot.press("escape")
+            await pilot.pause(0.3)
+            await audit_shot(app, engine, pilot, save)
             if app.demo is not None:
                 await app.demo.stop()
         with contextlib.suppress(Exception):
@@ -247,3 +254,26 @@ async def attached_shots(store: Path, seconds: float) -> dict[str, str]:
             with contextlib.suppress(Exception):
                 await engine.stop(grace=0)
     return shots
+
+
+async def audit_shot(
+    app: ConsoleApp, engine: Engine, pilot: Pilot[Any], save: Callable[[str], None]
+) -> None:
+    """The Audit screen after a few operator actions with notes (and one refusal)."""
+    failed = await engine.tasks(state=TaskState.FAILED, limit=1)
+    with engine.audit.note("INC-4211: retry after the storage fix"):
+        if failed:
+            await engine.retry(failed[0].id)
+        await engine.update_settings(queue_rate_limits={"uploads": "200/m"})
+    with engine.audit.note("backfill running: hold uploads"):
+        await engine.pause("uploads")
+        await engine.resume("uploads")
+    with contextlib.suppress(LookupError, ValueError):
+        await engine.cancel("999999")  # refused: shown in red
+    await pilot.press("U")
+    await pilot.pause(1.0)
+    await pilot.press("down")
+    await pilot.pause(0.3)
+    app.clear_notifications()
+    save("audit")
+    await pilot.press("escape")

@@ -8,11 +8,12 @@ import getpass
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Input, Select
 
 from console.app import ConsoleApp
 from console.screens.audit import AuditScreen, AuditTable
 from console.screens.confirm import ConfirmScreen
+from console.screens.enqueue import PayloadArea
 from console.screens.task_detail import TaskDetailScreen
 from engine import AuditEntry, Engine, InvalidTransition, TaskState
 
@@ -134,3 +135,48 @@ async def test_an_empty_trail_says_what_it_will_hold(db_path: Path) -> None:
         await until(pilot, lambda: screen.loaded)
         assert not screen.query_one(AuditTable).display
         assert "No operator actions recorded yet" in text_of(screen.query_one("#audit-empty"))
+
+
+async def test_the_other_steering_keys_are_recorded_too(db_path: Path) -> None:
+    engine = build_engine(db_path, workers=0)
+
+    @engine.periodic(every=300, name="reports.hourly", queue="reports")
+    async def hourly() -> str:
+        return "ok"
+
+    app = ConsoleApp(engine)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        await pilot.press("a")  # the autoscaler on: a saved setting
+        await settle(pilot)
+        await pilot.press("w")
+        app.screen.query_one("#count", Input).value = "2"
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("t")
+        await settle(pilot)
+        await until(pilot, lambda: app.screen.query_one("ScheduleTable").row_count > 0)
+        await pilot.press("p")  # pause the schedule
+        await settle(pilot)
+        await pilot.press("n")  # one run now
+        await settle(pilot)
+        await pilot.press("escape")
+        await settle(pilot)
+        await pilot.press("e")  # the enqueue form: an operator's enqueue
+        await settle(pilot)
+        form = app.screen
+        form.query_one("#handler", Select).value = "images.resize"
+        await settle(pilot)
+        form.query_one(PayloadArea).load_text('{"job_id": "by-hand"}')
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        entries = await actions(engine)
+        assert [e.action for e in entries] == [
+            "update_settings", "set_workers", "pause_schedule", "run_schedule", "enqueue",
+        ]  # fmt: skip
+        assert entries[-1].target.endswith("(images.resize)") and entries[-1].task_id
+        assert entries[0].target == "settings autoscale=True"
+        assert entries[1].outcome == "workers 0 → 2"
+        assert [e.target for e in entries[2:4]] == ["schedule reports.hourly"] * 2
+        assert {e.interface for e in entries} == {"console"}

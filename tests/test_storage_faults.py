@@ -86,13 +86,13 @@ async def test_other_program_and_newer_schema_left_unchanged_via_cli(tmp_path: P
     newer = tmp_path / "newer.db"
     conn = sqlite3.connect(newer)
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-    conn.execute("PRAGMA user_version = 7")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.execute("CREATE TABLE tasks (id INTEGER PRIMARY KEY)")
     conn.commit()
     conn.close()
     for path, message in (
         (other, "an SQLite database of another program (tables: users)"),
-        (newer, f"created by a newer Taskdeck (schema 7 > {SCHEMA_VERSION})"),
+        (newer, f"created by a newer Taskdeck (schema {SCHEMA_VERSION + 1} > {SCHEMA_VERSION})"),
     ):
         before = digest(path)
         assert_one_line_refusal(cli_status(path, "status"), message)

@@ -37,6 +37,17 @@ HOW_TO = (
 )
 
 
+def clip(text: str | Text, width: int) -> str | Text:
+    """At most ``width`` cells (the selected entry is shown in full below)."""
+    if len(text) <= width:
+        return text
+    if isinstance(text, Text):
+        text = text.copy()
+        text.truncate(width, overflow="ellipsis")
+        return text
+    return text[: width - 1] + "…"
+
+
 class AuditTable(DataTable[str | Text]):
     """One audit entry a row, keyed by its id."""
 
@@ -129,9 +140,9 @@ class AuditScreen(Screen[None]):
             e.who,
             e.interface,
             e.action,
-            e.target,
-            outcome,
-            e.note or "",
+            clip(e.target, 40),
+            clip(outcome, 44),
+            clip(e.note or "", 40),
         ]
 
     def _show_entry(self) -> None:
