@@ -26,6 +26,7 @@ from engine.errors import (
     UnclosedEngineWarning,
 )
 from engine.events import Event, EventKind, Subscription
+from engine.failures import FailureGroup, FailureGroups
 from engine.handle import TaskHandle
 from engine.limits import Rate, parse_rate
 from engine.model import (
@@ -55,6 +56,7 @@ from engine.saved_settings import SettingInfo
 from engine.settings import Settings, SettingSpec
 from engine.shutdown import StopReport
 from engine.snapshot import EngineSnapshot, Finding, QueueInfo, WorkerInfo
+from engine.why import WhyWaiting
 from engine.workers import check_workers, parse_workers
 from engine.workflow import Chain, Group, Signature, chain, group
 
@@ -94,6 +96,8 @@ __all__ = [
     "EngineSnapshot",
     "Event",
     "EventKind",
+    "FailureGroup",
+    "FailureGroups",
     "Finding",
     "Group",
     "Handler",
@@ -129,6 +133,7 @@ __all__ = [
     "TaskState",
     "TimelineEntry",
     "UnclosedEngineWarning",
+    "WhyWaiting",
     "WorkerInfo",
     "WorkflowRecord",
     "WorkflowStep",

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT = 0.5  # seconds between a node's heartbeats (and command pickups)
 DEAD_AFTER = 5.0  # a node silent this long is marked dead
 NODE_FINDINGS = 3  # the worst findings a heartbeat carries
+HELD_SHOWN = 500  # ids of tasks held ready (prefetched, not started) a heartbeat carries
 UNSERVED_SCAN = 10_000  # queued tasks counted at most, per look for unserved handlers
 
 
@@ -194,6 +195,7 @@ def node_info(
     now: float,
     handlers: Sequence[str] = (),
     release: str | None = None,
+    held: Sequence[int] = (),
 ) -> NodeInfo:
     """This node's row, from its :class:`~engine.snapshot.EngineSnapshot` and the names
     of the handlers it has; ``release`` is :func:`version` when the caller keeps it
@@ -214,6 +216,8 @@ def node_info(
             name: dict(value) if isinstance(value, Mapping) else value
             for name, value in changed.items()
         }
+    if held:  # ``engine.diagnose.why`` tells a held task from a started one by it
+        compact["held"] = sorted(held)[:HELD_SHOWN]
     if snapshot.findings:
         compact["findings"] = [_finding_json(f) for f in snapshot.findings[:NODE_FINDINGS]]
     return NodeInfo(

@@ -142,8 +142,15 @@ class Commands:
         self._bus.emit(EventKind.RETRIED, task_id=str(tid), message=f"was {previous}")
         return previous
 
-    async def retry_all(self, state: States, queue: str | None, handler: str | None) -> int:
-        """Queue every failed (or cancelled) task matching the filter again; returns how many."""
+    async def retry_all(
+        self,
+        state: States,
+        queue: str | None,
+        handler: str | None,
+        ids: Sequence[str | int] | None = None,
+    ) -> int:
+        """Queue every failed (or cancelled) task matching the filter (and of ``ids``, if
+        given) again; returns how many."""
         states = _states(state)
         wrong = [s for s in states if s not in (TaskState.FAILED, TaskState.CANCELLED)]
         if wrong or not states:
@@ -153,10 +160,12 @@ class Commands:
             )
         if queue is not None:
             check_queue_name(queue)
+        id_list = None if ids is None else [storable_id(i) or 0 for i in ids]  # 0: no task
         self._state.require_writable("retry")
-        target = _selection(states, queue, handler)
+        target = _selection(states, queue, handler, id_list)
+        by = self._state.actor.who
         async with self._audit.action("retry_all", target) as outcome:
-            count = await self._store.retry_where(states, queue, handler, self._state.actor.who)
+            count = await self._store.retry_where(states, queue, handler, by, id_list)
             outcome.text = f"{count} tasks queued again"
         if count:
             self._state.kick()

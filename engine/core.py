@@ -100,6 +100,7 @@ class Engine:
         self._schedules, self._nodes, self._saved = runtime.schedules, runtime.nodes, runtime.saved
         self.alerts = runtime.alerts  #: rules, channels, alerts (engine.alerts.part.Alerts)
         self.audit = runtime.audit  #: who did what: entries, note() (engine.audit.Audit)
+        self.diagnose = runtime.diagnose  #: why(), failures() (engine.diagnose.Diagnose)
         self.task(
             name=webhook.WEBHOOK_HANDLER, queue=webhook.WEBHOOK_QUEUE,
             retries=webhook.WEBHOOK_RETRIES, retry=webhook.RETRY,

@@ -107,7 +107,8 @@ class Nodes:
         if self._version is None:
             self._version = version()
         started, now = self._state.started_at, self._clock()
-        return node_info(self._node, started, snap, now, names, self._version)
+        held = self._state.pool.held_ids() if self._state.pool is not None else ()
+        return node_info(self._node, started, snap, now, names, self._version, held)
 
 
 def _plain(value: object) -> object:

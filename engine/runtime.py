@@ -23,6 +23,7 @@ from engine.cluster import NodeKeeper
 from engine.codec import Codec
 from engine.commands import Commands
 from engine.completions import Completer
+from engine.diagnose import Diagnose
 from engine.enqueue import Preparer
 from engine.errors import EngineNotRunning
 from engine.events import EventBus, EventKind
@@ -95,6 +96,9 @@ class Runtime:
         )
         self.schedules = Schedules(
             state, store, codec, bus, metrics, clock, preparer, register, audit
+        )
+        self.diagnose = Diagnose(
+            state, store, codec, self.reads, self.nodes, self.commands, audit, node, clock
         )
         self._outcomes = Outcomes(state, store, state.registry, bus, metrics, waiters)
         self.alerts = Alerts(

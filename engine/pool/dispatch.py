@@ -130,6 +130,10 @@ class WorkerPool:
     def holds(self, task_id: int) -> bool:
         return task_id in self._buffer
 
+    def held_ids(self) -> list[int]:
+        """The ids of the tasks held ready (leased, not started)."""
+        return self._buffer.ids()
+
     def busy_seconds(self) -> float:
         """Worker-seconds spent busy since the pool was made (exact, not sampled)."""
         return self._slots.busy_seconds()

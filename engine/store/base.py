@@ -427,9 +427,10 @@ class Store(Protocol):
         """Queue a failed or cancelled task again; returns its previous state."""
 
     async def retry_where(
-        self, states: Sequence[TaskState], queue: str | None, handler: str | None, by: str
-    ) -> int:
-        """Queue every failed or cancelled task matching the filter again; returns how many."""
+        self, states: Sequence[TaskState], queue: str | None, handler: str | None, by: str,
+        ids: Sequence[int] | None = None,
+    ) -> int:  # fmt: skip
+        """Queue every failed or cancelled task matching the filter (and ``ids``) again."""
 
     async def purge(
         self,

@@ -119,6 +119,7 @@ async def retry_where(
     handler: str | None,
     by: str,
     limit: int,
+    ids: Sequence[int] | None = None,
 ) -> tuple[int, int]:
     """Queue up to ``limit`` failed or cancelled tasks again; returns (how many were
     queued, how many were looked at). Of several tasks with one unique key only the
@@ -128,6 +129,9 @@ async def retry_where(
     params: list[object] = [retryable]
     where = ["state = ANY($1::text[])", "NOT waiting", rules.KEY_FREE]
     _filters(queue, handler, params, where)
+    if ids is not None:
+        params.append(list(ids))
+        where.append(f"id = ANY(${len(params)}::bigint[])")
     params.append(limit)
     candidates = await txn.fetch(
         f"SELECT id, unique_key FROM tasks WHERE {' AND '.join(where)} ORDER BY id "

@@ -238,9 +238,12 @@ class PostgresStore(PgSession):
         queue: str | None,
         handler: str | None,
         by: str,
+        ids: Sequence[int] | None = None,
         batch: int = 1000,
     ) -> int:
-        op = partial(commands.retry_where, states=states, queue=queue, handler=handler, by=by)
+        op = partial(
+            commands.retry_where, states=states, queue=queue, handler=handler, by=by, ids=ids
+        )
         return await in_batches(lambda limit: self._run(partial(op, limit=limit)), batch)
 
     async def purge(

@@ -112,6 +112,7 @@ def retry_where(
     handler: str | None,
     by: str,
     limit: int,
+    ids: Sequence[int] | None = None,
 ) -> int:
     """Queue up to ``limit`` failed or cancelled tasks again; returns how many (other
     states in ``states`` are ignored: only failed and cancelled tasks can be retried)."""
@@ -132,6 +133,9 @@ def retry_where(
     if handler is not None:
         where.append("handler = :handler")
         params["handler"] = handler
+    if ids is not None:
+        where.append("id IN (SELECT value FROM json_each(:ids))")
+        params["ids"] = json.dumps(list(ids))
     rows = txn.execute(RETRY_WHERE.format(where=" AND ".join(where)), params).fetchall()
     for queue_name, old, task_id, workflow_id in rows:
         txn.moved(queue_name, old, TaskState.QUEUED)

@@ -344,9 +344,12 @@ class SQLiteStore:
         queue: str | None,
         handler: str | None,
         by: str,
+        ids: Sequence[int] | None = None,
         batch: int = 1000,
     ) -> int:
-        op = partial(commands.retry_where, states=states, queue=queue, handler=handler, by=by)
+        op = partial(
+            commands.retry_where, states=states, queue=queue, handler=handler, by=by, ids=ids
+        )
         return await in_batches(partial(self._batch, op), batch)
 
     async def _batch(self, op: Callable[..., int], limit: int) -> tuple[int, int]:
