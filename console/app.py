@@ -57,6 +57,7 @@ from console.screens.alerts import AlertsScreen
 from console.screens.audit import AuditScreen
 from console.screens.enqueue import EnqueueScreen
 from console.screens.failed import FailedScreen
+from console.screens.failures import FailuresScreen
 from console.screens.help import HelpScreen
 from console.screens.pause_all import PauseAllScreen
 from console.screens.queues import QueuesScreen
@@ -392,6 +393,9 @@ class ConsoleApp(App[int]):
     def action_failed(self) -> None:
         self.push_screen(FailedScreen(self.engine))
 
+    def action_failures(self) -> None:
+        self.push_screen(FailuresScreen(self.engine, self.now))
+
     def action_schedules(self) -> None:
         self.push_screen(SchedulesScreen(self.engine, self.now))
 
@@ -408,6 +412,7 @@ class ConsoleApp(App[int]):
             ("Queue table", list(TaskTable.BINDINGS)),
             ("Bottlenecks", list(BottlenecksPanel.BINDINGS)),
             ("Failed tasks (f)", list(FailedScreen.BINDINGS)),
+            ("Failure groups (F)", list(FailuresScreen.BINDINGS)),
             ("Schedules (t)", [*SchedulesScreen.BINDINGS, *ScheduleTable.BINDINGS]),
             ("Alerts (A)", list(AlertsScreen.BINDINGS)),
             ("Audit trail (U)", list(AuditScreen.BINDINGS)),

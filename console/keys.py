@@ -13,7 +13,7 @@ CHANGES_ENGINE = frozenset(
     {
         "enqueue", "cancel", "priority", "retry", "workers", "set_workers", "queues",
         "autoscale", "settings", "apply_finding", "failed", "schedules", "alerts",
-        "pause_all", "audit",
+        "pause_all", "audit", "failures",
     }
 )  # fmt: skip
 #: Actions on the dashboard's panels: off (and out of the footer) on other screens.
@@ -77,6 +77,13 @@ DASHBOARD_KEYS: list[BindingType] = [
     Binding("a", "autoscale", "Autoscale", show=False, tooltip="Autoscaler on or off"),
     APPLY_FIX,
     Binding("f", "failed", "Failed", tooltip="Failed and cancelled tasks: retry, purge"),
+    Binding(
+        "F",
+        "failures",
+        "Failure groups",
+        show=False,
+        tooltip="Failed tasks grouped by handler and error: retry or purge a group",
+    ),
     Binding("A", "alerts", "Alerts", show=False, tooltip="Alerts: firing, pending, recent"),
     Binding("U", "audit", "Audit", show=False, tooltip="Audit trail: who did what, when, why"),
     Binding("t", "schedules", "Schedules", tooltip="Periodic tasks: next/last run, pause, run now"),

@@ -35,6 +35,7 @@ REFUSED: dict[str, dict[str, str]] = {
         "retry_all": "retry all",
         "purge_all": "purge",
     },
+    "FailuresScreen": {"retry_group": "retrying a failure group", "purge_group": "purge"},
     "SchedulesScreen": {
         "toggle_pause": "pausing or resuming a schedule",
         "run_now": "running a schedule now",

@@ -24,6 +24,7 @@ from console.panels.task_table import TaskTable
 from console.read_only import HIDDEN, REFUSED
 from console.screens.alerts import AlertsScreen
 from console.screens.failed import FailedScreen
+from console.screens.failures import FailuresScreen
 from console.screens.queues import QueuesScreen
 from console.screens.schedules import SchedulesScreen, ScheduleTable
 from console.screens.settings import SettingsScreen
@@ -197,6 +198,7 @@ async def test_the_command_palette_is_refused_too(
 #: (key that opens it, its class name, its class, its keys, the keys to be refused)
 SCREENS: list[tuple[str, str, type[Screen[Any]], list[BindingType], set[str]]] = [
     ("f", "FailedScreen", FailedScreen, list(FailedScreen.BINDINGS), {"r", "R", "P"}),
+    ("F", "FailuresScreen", FailuresScreen, list(FailuresScreen.BINDINGS), {"r", "d", "P"}),
     ("t", "SchedulesScreen", SchedulesScreen,
      [*SchedulesScreen.BINDINGS, *ScheduleTable.BINDINGS], {"p", "n"}),
     ("A", "AlertsScreen", AlertsScreen, list(AlertsScreen.BINDINGS), {"a", "s"}),

@@ -35,7 +35,9 @@ def failing_engine(store: str | Path, **options: Any) -> Engine:
 
 
 async def fail_many(engine: Engine, count: int, kinds: int = 3) -> list[Any]:
-    ids: list[Any] = await engine.enqueue_many([("upload", {"kind": i % kinds, "n": i}) for i in range(count)])
+    ids: list[Any] = await engine.enqueue_many(
+        [("upload", {"kind": i % kinds, "n": i}) for i in range(count)]
+    )
     for tid in ids:
         await engine.wait(tid, timeout=30)
     return ids

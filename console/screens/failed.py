@@ -21,7 +21,7 @@ from textual.widgets import Input, Static
 
 from console.format import num
 from console.panels.footer import KeysFooter
-from console.panels.queue import QueuePanel
+from console.panels.queue import QueuePanel, TaskQuery
 from console.panels.task_table import TaskTable
 from console.screens.confirm import ConfirmScreen
 from console.screens.task_detail import TaskDetailScreen
@@ -39,9 +39,11 @@ class FailedScreen(Screen[None]):
         Binding("escape", "back", "Back"),
     ]
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, query: TaskQuery | None = None) -> None:
+        """``query``: the filter to open with (the Failures screen's "show tasks")."""
         super().__init__()
         self.engine = engine
+        self.start_query = query
 
     def compose(self) -> ComposeResult:
         yield Static("", id="failed-summary", classes="screen-title")
@@ -56,6 +58,9 @@ class FailedScreen(Screen[None]):
     def on_mount(self) -> None:
         self.panel.border_title = "Failed and cancelled tasks"
         self.panel.table.focus()
+        if self.start_query is not None:
+            self.panel.query_filter = self.start_query
+            self.panel.reload()
         self.refresh_view()
         self.set_interval(1.0, self.refresh_view)
 

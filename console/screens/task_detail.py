@@ -1,4 +1,5 @@
-"""One task in full: fields, payload, result, error with its traceback, the
+"""One task in full: fields (with, under the state, why a task that has not started
+is waiting: ``engine.diagnose.why``), payload, result, error with its traceback, the
 workflow it is a step of (every step with its state), and the timeline of every
 state change. Refreshes while open.
 
@@ -42,6 +43,7 @@ from engine import (
     StoreError,
     TaskRecord,
     TaskState,
+    WhyWaiting,
     WorkflowRecord,
     WorkflowStep,
 )
@@ -109,9 +111,11 @@ def detail(
     style_of: StyleOf = lambda state: Style(),
     hide_payloads: bool = False,
     actions: Sequence[AuditEntry] = (),
+    why: WhyWaiting | None = None,
 ) -> RenderableType:
     """Everything about a task; ``hide_payloads``: its payload and result replaced by
-    :data:`~console.read_only.HIDDEN` (the error stays: an operator needs it)."""
+    :data:`~console.read_only.HIDDEN` (the error stays: an operator needs it); ``why``:
+    why it has not started (shown under the state)."""
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column()
@@ -124,6 +128,7 @@ def detail(
         due = "when the steps before it have succeeded"
     rows: list[tuple[str, str | Text]] = [
         ("state", Text(task.state.value, style=style_of(task.state.value))),
+        *why_row(why),
         ("handler", task.handler),
         ("queue", task.queue),
         ("priority", str(task.priority)),
@@ -182,6 +187,25 @@ def detail(
     return Group(*parts)
 
 
+def why_row(why: WhyWaiting | None) -> list[tuple[str, str | Text]]:
+    """The ``why`` row: why a queued, scheduled or held task has not started (and a
+    finished one's retry that would wait for a unique key); none otherwise."""
+    if why is None or why.code in ("running", "finished"):
+        return []
+    return [("why", Text(why.text, style="bold"))]
+
+
+async def why_of(engine: Engine, task: TaskRecord) -> WhyWaiting | None:
+    """``engine.diagnose.why`` for a task that may wait (None for one that has
+    succeeded; None if the answer cannot be read now)."""
+    if task.state is TaskState.SUCCEEDED:
+        return None
+    try:
+        return await engine.diagnose.why(task.id)
+    except LookupError:
+        return None
+
+
 class TaskDetailScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("c", "cancel_task", "Cancel task"),
@@ -210,6 +234,7 @@ class TaskDetailScreen(ModalScreen[None]):
         self.record: TaskRecord | None = None
         self.workflow: WorkflowRecord | None = None
         self.actions: list[AuditEntry] = []
+        self.why: WhyWaiting | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide tall"):
@@ -231,6 +256,7 @@ class TaskDetailScreen(ModalScreen[None]):
             if task.workflow_id is not None:
                 flow = await self.engine.workflow(task.workflow_id)
             actions = await self.engine.audit.entries(task=task_id, limit=100)
+            why = await why_of(self.engine, task)
         except (EngineNotRunning, StoreError):
             return  # the console is closing
         except LookupError:
@@ -238,17 +264,24 @@ class TaskDetailScreen(ModalScreen[None]):
                 Text(f"task {task_id} no longer exists (purged or expired)", style="bold")
             )
             return
-        unchanged = task == self.record and flow == self.workflow and actions == self.actions
+        unchanged = (task, flow, actions, why) == (
+            self.record,
+            self.workflow,
+            self.actions,
+            self.why,
+        )
         if unchanged or task_id != self.task_id or not self.is_attached:
             return
-        self.record, self.workflow, self.actions = task, flow, actions
+        self.record, self.workflow, self.actions, self.why = task, flow, actions, why
         self.query_one("#detail-title", Static).update(
             f"Task #{task.id} · {task.handler} · {task.state.value}"
         )
         body = self.query_one("#detail", Static)
         hide = payloads_hidden(self.app)
         style_of = partial(state_style, body)
-        shown = detail(task, time.time(), flow, style_of, hide_payloads=hide, actions=actions)
+        shown = detail(
+            task, time.time(), flow, style_of, hide_payloads=hide, actions=actions, why=why
+        )
         body.update(shown)
         self.query_one("#detail-keys", Static).update(STEP_KEYS if flow else KEYS)
 
