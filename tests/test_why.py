@@ -14,12 +14,12 @@ import pytest
 
 from engine import Engine, Signature, TaskState, WhyWaiting, chain
 
-from .conftest import FAST, until
+from .conftest import BOTH_BACKENDS, FAST, until
 
 
 @asynccontextmanager
 async def busy_engine(
-    path: Path, workers: int = 1, **options: Any
+    path: str | Path, workers: int = 1, **options: Any
 ) -> AsyncIterator[tuple[Engine, asyncio.Event, asyncio.Event]]:
     """An engine whose ``block`` tasks run until ``gate`` is set (``started`` is set
     when one runs), and whose ``quick`` tasks finish at once."""
@@ -63,8 +63,9 @@ async def test_not_due_until_its_time(db_path: Path) -> None:
     assert 3590 < answer.details["in_seconds"] <= 3600
 
 
-async def test_workflow_step_waits_for_the_earlier_step(db_path: Path) -> None:
-    async with busy_engine(db_path, workers=2) as (engine, _, started):
+@BOTH_BACKENDS
+async def test_workflow_step_waits_for_the_earlier_step(store: str | Path) -> None:
+    async with busy_engine(store, workers=2) as (engine, _, started):
         flow = await engine.enqueue_workflow(chain(Signature("block"), Signature("take")))
         await asyncio.wait_for(started.wait(), 10)
         first, second = (step.task_id for step in flow.steps)
@@ -85,8 +86,9 @@ async def test_everything_paused_says_who_and_why(db_path: Path) -> None:
     assert answer.text.endswith("ago: INC-7 database failover")
 
 
-async def test_queue_paused_says_by_whom(db_path: Path) -> None:
-    async with busy_engine(db_path) as (engine, _, _):
+@BOTH_BACKENDS
+async def test_queue_paused_says_by_whom(store: str | Path) -> None:
+    async with busy_engine(store) as (engine, _, _):
         await engine.pause("work")
         tid = await engine.enqueue("quick")
         answer = await why(engine, tid)
@@ -124,8 +126,9 @@ async def test_concurrency_limit(db_path: Path) -> None:
     assert answer.text == "concurrency limit of queue work: 1 of 1 running"
 
 
-async def test_rate_limit_says_when_the_next_token_comes(db_path: Path) -> None:
-    async with busy_engine(db_path, workers=2, queue_rate_limits={"work": "1/m"}) as (
+@BOTH_BACKENDS
+async def test_rate_limit_says_when_the_next_token_comes(store: str | Path) -> None:
+    async with busy_engine(store, workers=2, queue_rate_limits={"work": "1/m"}) as (
         engine,
         _,
         _,
@@ -152,15 +155,16 @@ async def test_no_free_worker_gives_position_and_estimate(db_path: Path) -> None
     assert answer.details["position"] == 2 and ahead.details["position"] == 1
 
 
-async def test_held_in_the_ready_buffer_of_a_node(db_path: Path) -> None:
-    async with busy_engine(db_path, prefetch=10) as (engine, _, started):
+@BOTH_BACKENDS
+async def test_held_in_the_ready_buffer_of_a_node(store: str | Path) -> None:
+    async with busy_engine(store, prefetch=10) as (engine, _, started):
         ids = await engine.enqueue_many([("block", {}), ("quick", {}), ("quick", {})])
         await asyncio.wait_for(started.wait(), 10)
         await until(lambda: engine.snapshot().buffered == 2, what="two held")
         answer = await why(engine, ids[2])
         assert (await engine.get(ids[2])).state is TaskState.RUNNING
         # another process reads it from the node's heartbeat
-        async with Engine(db_path, workers=0, name="op", **FAST).client() as other:
+        async with Engine(store, workers=0, name="op", **FAST).client() as other:
             for _ in range(100):
                 seen = await why(other, ids[2])
                 if seen.code == "buffered":
@@ -171,8 +175,9 @@ async def test_held_in_the_ready_buffer_of_a_node(db_path: Path) -> None:
     assert seen.code == "buffered" and seen.details["node"] == "n1"
 
 
-async def test_unique_key_held_by_another_task(db_path: Path) -> None:
-    async with busy_engine(db_path, workers=2) as (engine, _, started):
+@BOTH_BACKENDS
+async def test_unique_key_held_by_another_task(store: str | Path) -> None:
+    async with busy_engine(store, workers=2) as (engine, _, started):
         failed = await engine.enqueue("boom", unique_key="report:7")
         await engine.wait(failed, timeout=10)
         holder = await engine.enqueue("block", unique_key="report:7")
