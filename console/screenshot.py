@@ -5,8 +5,8 @@ has a backlog, and one image that fails for good, so there is a traceback to sho
 then saves the dashboard at 160×50 and 100×30, the enqueue form with a payload
 error, settings, a failed task's detail, the detail of a step in the middle of an
 image's chain, the schedules (after running one now and pausing another) at 160×50
-and 100×30, the failed tasks, help, the alerts (the demo's rules, one of them
-acknowledged) and the audit trail (a few actions with notes, one refused); then
+and 100×30, the failed tasks, the failure groups (F), help, the alerts (the demo's
+rules, one of them acknowledged) and the audit trail (a few actions with notes, one refused); then
 three demo engines (nodes) on another store with a console attached to them
 (``console --attach``), after ``]`` on one node, at 160×50 and 100×30. Each is
 saved as SVG and, when a renderer is installed (see ``console.svg_to_png``), as PNG.
@@ -45,6 +45,7 @@ SHOTS = (
     "schedules-160x50",
     "schedules-100x30",
     "failed-tasks",
+    "failures",
     "help",
     "alerts",
     "audit",
@@ -196,6 +197,7 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
             await pilot.pause(0.3)
 
             await open_and_save("f", "failed-tasks", 0.8)
+            await open_and_save("F", "failures", 1.0)
             await open_and_save("question_mark", "help", 0.3)
             await pilot.press("A")
             await pilot.pause(1.2)

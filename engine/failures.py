@@ -2,8 +2,9 @@
 
 A task's error is kept as its traceback; its last line is the exception
 (``ValueError: HEIC is not supported for 'a.heic'``). The fingerprint is the
-exception type and the message *normalised*: quoted values, UUIDs, hex ids and
-numbers are replaced by placeholders (``'…'``, ``<uuid>``, ``<hex>``, ``<n>``), so
+exception type and the message *normalised*: quoted values, UUIDs, hex ids, other
+ids (a word with letters and digits: ``img-00083.heic``) and numbers are replaced by
+placeholders (``'…'``, ``<uuid>``, ``<hex>``, ``<id>``, ``<n>``), so
 ``upload 4411 failed: 'a.heic'`` and ``upload 97 failed: 'b.heic'`` are one group.
 
 The scan is bounded: the newest ``scan`` failed tasks (10,000 by default) are read
@@ -30,17 +31,21 @@ _UUID = re.compile(
 _HEX = re.compile(
     r"\b0x[0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}\b"
 )
+#: a word with both letters and digits (``img-00083.heic``, ``user7``, ``a1b2``): an id
+_MIXED = re.compile(r"(?<![\w.\-])(?=[\w.\-]*\d)(?=[\w.\-]*[A-Za-z])\w(?:[\w.\-]*\w)?(?![\w\-])")
 _NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?\d+(?:[.,:]\d+)*")
 _EXCEPTION = re.compile(r"^((?:[A-Za-z_]\w*\.)*[A-Z]\w*)(?::\s?(.*))?$")
 MAX_MESSAGE = 300
 
 
 def normalise(message: str) -> str:
-    """``message`` without what differs between tasks: quoted values, UUIDs, hex ids
-    and numbers become ``'…'``, ``<uuid>``, ``<hex>`` and ``<n>``."""
+    """``message`` without what differs between tasks: quoted values, UUIDs, hex ids,
+    ids (words with letters and digits) and numbers become ``'…'``, ``<uuid>``,
+    ``<hex>``, ``<id>`` and ``<n>``."""
     text = _QUOTED.sub("'…'", message)
     text = _UUID.sub("<uuid>", text)
     text = _HEX.sub("<hex>", text)
+    text = _MIXED.sub("<id>", text)
     text = _NUMBER.sub("<n>", text)
     return " ".join(text.split())[:MAX_MESSAGE]
 

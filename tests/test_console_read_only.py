@@ -129,8 +129,8 @@ def test_the_refused_actions_exist() -> None:
     classes: dict[str, type[Any]] = {
         c.__name__: c
         for c in (
-            ConsoleApp, TaskDetailScreen, FailedScreen, SchedulesScreen, AlertsScreen,
-            SettingsScreen, QueuesScreen,
+            ConsoleApp, TaskDetailScreen, FailedScreen, FailuresScreen, SchedulesScreen,
+            AlertsScreen, SettingsScreen, QueuesScreen,
         )
     }  # fmt: skip
     assert set(REFUSED) == set(classes)

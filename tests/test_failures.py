@@ -60,6 +60,8 @@ def test_fingerprint_strips_numbers_ids_and_quoted_values() -> None:
         "worker lost during attempt <n>/<n> (lease expired)",
     )
     assert normalise('took 12.5 s, "quoted"  value') == "took <n> s, '…' value"
+    assert normalise("cannot decode img-00083.heic: HEIC") == "cannot decode <id>: HEIC"
+    assert normalise("cannot decode img-vacation-2024.heic: HEIC") == "cannot decode <id>: HEIC"
 
 
 async def test_300_failures_with_3_errors_make_3_groups(db_path: Path) -> None:

@@ -104,18 +104,20 @@ class FailuresScreen(Screen[None]):
         total = sum(g.count for g in groups)
         more = "" if groups.complete else f" (the newest {num(groups.scanned)} read)"
         self.query_one("#failures-summary", Static).update(
-            f"Failure groups · {num(total)} failed tasks in {len(groups)} groups{more}"
+            f"Failure groups · {num(total)} failed task{'s' if total != 1 else ''} in "
+            f"{len(groups)} group{'s' if len(groups) != 1 else ''}{more}"
         )
         empty = not groups
         table.display = not empty
         self.query_one("#failures-empty").display = empty
         keep = table.cursor_row
         table.clear()
+        room = max(30, self.app.size.width - 70)  # the error takes what the rest leave
         for g in groups:
             table.add_row(
                 num(g.count),
                 clip(g.handler, 28),
-                clip(g.fingerprint, 70),
+                clip(g.fingerprint, room),
                 f"{ago(now - g.last_seen)} ago",
                 f"{ago(now - g.first_seen)} ago",
                 key=group_key(g),
