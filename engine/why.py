@@ -38,6 +38,13 @@ CODES = (
 )  # fmt: skip
 
 
+SHORT = {
+    "due": "due now", "all_paused": "all paused", "queue_paused": "queue paused",
+    "no_node": "no node", "unserved": "no node runs it", "unique_key": "key held",
+    "starting": "next claim",
+}  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class WhyWaiting:
     """Why task ``task_id`` (in ``state``) has not started: ``code`` (see :data:`CODES`),
@@ -53,6 +60,25 @@ class WhyWaiting:
     def waiting(self) -> bool:
         """Whether the task waits to start (False: running or finished)."""
         return self.code not in ("running", "finished", "unique_key")
+
+    @property
+    def short(self) -> str:
+        """A few words for a table cell: ``limit 2/2``, ``rate 12s``, ``#4 ~40 s``."""
+        d, code = self.details, self.code
+        if code == "no_free_worker":
+            eta = d.get("estimated_start_in")
+            return f"#{d['position']} " + (f"~{span(eta)}" if eta is not None else "busy")
+        if code == "not_due":
+            return f"due in {span(d['in_seconds'])}"
+        if code == "workflow":
+            return f"after #{d['waiting_for']}" if "waiting_for" in d else "step"
+        if code == "concurrency":
+            return f"limit {d['running']}/{d['limit']}"
+        if code == "rate_limit":
+            return f"rate {d['next_token_in']:.0f}s"
+        if code == "buffered":
+            return f"held {d['node']}"
+        return SHORT.get(code, "")
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from console.app import ConsoleApp
+from console.panels.queue import QueuePanel
 from console.screens.confirm import ConfirmScreen
 from console.screens.failed import FailedScreen
 from console.screens.failures import FailuresScreen
 from console.screens.task_detail import TaskDetailScreen
 from engine import Engine, TaskState
 
-from .console_helpers import build_engine, settle, started, text_of, toasts, until
+from .console_helpers import build_engine, screen_text, settle, started, text_of, toasts, until
 
 
 def with_uploads(engine: Engine) -> Engine:
@@ -125,3 +126,28 @@ async def test_failures_view_when_nothing_failed(db_path: Path) -> None:
         assert "no failure group to retry" in toasts(app)
         await pilot.press("escape")
         assert not isinstance(app.screen, FailuresScreen)
+
+
+async def test_the_why_column_replaces_progress(db_path: Path) -> None:
+    engine = build_engine(db_path, workers=1)
+    app = ConsoleApp(engine)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        await engine.pause("images")
+        ids = await engine.enqueue_many([("images.resize", {"job_id": f"j{i}"}) for i in range(3)])
+        app.refresh_tick()
+        await settle(pilot)
+        table = app.query_one("#queue", QueuePanel).table
+        assert table.why is None and "PROGRESS" in screen_text(app)
+        table.focus()
+        await pilot.press("y")
+        await until(pilot, lambda: bool(table.why), timeout=5)
+        app.refresh_tick()
+        await settle(pilot)
+        assert table.why == dict.fromkeys(ids, "queue paused")
+        text = screen_text(app)
+        assert "WHY" in text and "PROGRESS" not in text and "queue paused" in text
+        await pilot.press("y")
+        app.refresh_tick()
+        await settle(pilot)
+        assert table.why is None and "PROGRESS" in screen_text(app)

@@ -8,6 +8,7 @@ so a slow one is replaced, never stacked.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ SHORT_NAMES = {
     TaskState.CANCELLED: "Canc",
 }
 TAB_PADDING = 2
+#: rows of the WHY column computed per pass (a pass reads a few rows of the store each)
+WHY_ROWS = 60
 
 
 def tab_labels(
@@ -152,6 +155,7 @@ class QueuePanel(Vertical):
         self.states = states
         self.state = states[0]
         self.query_filter = TaskQuery()
+        self._why_loading = False
         self._counts: tuple[dict[TaskState, int], int] = ({}, 0)
         self._targets: dict[str, int] = {}  # priorities asked for, ahead of the next fetch
         self._wanted: tuple[int, int] | None = None  # the newest window asked for
@@ -186,7 +190,8 @@ class QueuePanel(Vertical):
             self.update_from(self._snap)
 
     def _update_header(self) -> None:
-        set_text(self.query_one("#task-header", Static), header_text(self.table.line_width))
+        text = header_text(self.table.line_width, why=self.table.why is not None)
+        set_text(self.query_one("#task-header", Static), text)
 
     # -- state tabs -----------------------------------------------------------------
     @on(Tabs.TabActivated, "#states")
@@ -242,6 +247,9 @@ class QueuePanel(Vertical):
         if self.cluster is not None:
             self.table.unserved = frozenset(self.cluster.unserved)
         self.table.tick()
+        if self.table.why is not None and not self._why_loading:
+            self._why_loading = True  # one pass at a time: a slow store is not piled on
+            self._load_why()
         strip = self.query_one("#queue-strip", Static)
         room = strip.content_region.width or width
         if self.query_filter.active:
@@ -250,6 +258,22 @@ class QueuePanel(Vertical):
         else:
             set_text(strip, queue_strip(list(snap.queues.values()), room))
         self.reload()
+
+    @work(group="why-column")
+    async def _load_why(self) -> None:
+        """The WHY column for the rows on screen (at most :data:`WHY_ROWS`)."""
+        texts: dict[str, str] = {}
+        try:
+            for task in self.table.rows_on_screen()[:WHY_ROWS]:
+                if task.state in (TaskState.QUEUED, TaskState.SCHEDULED, TaskState.RUNNING):
+                    with contextlib.suppress(LookupError):  # gone meanwhile
+                        texts[task.id] = (await self.engine.diagnose.why(task.id)).short
+        except (EngineNotRunning, StoreError):
+            return  # the console is closing
+        finally:
+            self._why_loading = False
+        if self.table.why is not None:
+            self.table.why = texts
 
     def reload(self) -> None:
         offset, limit = self.table.window

@@ -12,6 +12,7 @@ task (it was reprioritised, or newer tasks arrived above it), the cursor follows
 | pageup / pagedown | move a screen |
 | home / end | first / last task |
 | enter | open the task (posts ``TaskTable.Opened``) |
+| y | the WHY column (why each waiting task has not started) in place of PROGRESS |
 """
 
 from __future__ import annotations
@@ -81,10 +82,13 @@ def fit(text: str, width: int, right: bool = False) -> str:
     return text.rjust(width) if right else text.ljust(width)
 
 
-def header_text(width: int) -> str:
+def header_text(width: int, why: bool = False) -> str:
+    """The column labels; ``why``: the last column is WHY (see ``TaskTable.why``)."""
     widths = column_widths(width)
     return (" " * GAP).join(
-        fit(c.label, w, c.right) for c, w in zip(COLUMNS, widths, strict=True) if w
+        fit("WHY" if why and c.key == "progress" else c.label, w, c.right)
+        for c, w in zip(COLUMNS, widths, strict=True)
+        if w
     )
 
 
@@ -140,6 +144,13 @@ class TaskTable(ScrollView, can_focus=True):
         Binding("home", "jump(0)", "First", show=False),
         Binding("end", "jump(-1)", "Last", show=False),
         Binding("enter", "open", "Open", tooltip="Open the task: payload, result, error, timeline"),
+        Binding(
+            "y",
+            "toggle_why",
+            "Why column",
+            show=False,
+            tooltip="Why each waiting task has not started, in place of PROGRESS",
+        ),
     ]
 
     COMPONENT_CLASSES = {
@@ -212,6 +223,7 @@ class TaskTable(ScrollView, can_focus=True):
         self._requested: tuple[int, int] | None = None
         self._painted_ages: tuple[str, ...] = ()
         self._unserved: frozenset[str] = frozenset()
+        self._why: dict[str, str] | None = None
 
     # -- data ---------------------------------------------------------------------
     @property
@@ -235,6 +247,25 @@ class TaskTable(ScrollView, can_focus=True):
         if handlers != self._unserved:
             self._unserved = handlers
             self.refresh()
+
+    @property
+    def why(self) -> dict[str, str] | None:
+        """Task id → why it waits, shown in place of PROGRESS; None: the column is off."""
+        return self._why
+
+    @why.setter
+    def why(self, texts: dict[str, str] | None) -> None:
+        if texts != self._why:
+            self._why = texts
+            self.refresh()
+
+    def rows_on_screen(self) -> list[TaskRecord]:
+        """The rows on screen (of those fetched)."""
+        top = int(self.scroll_y) - self._offset
+        return self._rows[max(0, top) : max(0, top + self.size.height)]
+
+    def action_toggle_why(self) -> None:
+        self.why = None if self._why is not None else {}
 
     @property
     def total(self) -> int:
@@ -380,6 +411,8 @@ class TaskTable(ScrollView, can_focus=True):
         if task.state == TaskState.QUEUED and task.handler in self._unserved:
             values[STATE_COLUMN] = UNSERVED_MARK  # it waits for a node that has its handler
             state_style = self.get_component_rich_style("task-table--unserved")
+        if self._why is not None:
+            values[-1] = self._why.get(task.id, "")
         cursor = self.get_component_rich_style("task-table--cursor") if is_cursor else Style()
         segments: list[Segment] = []
         for column, w, value in zip(COLUMNS, widths, values, strict=True):
