@@ -111,8 +111,9 @@ async def test_the_scan_is_bounded_and_says_so(db_path: Path) -> None:
     assert list(since) == [] and since.complete
 
 
-async def test_retry_and_purge_a_group(db_path: Path) -> None:
-    async with failing_engine(db_path) as engine:
+@BOTH_BACKENDS
+async def test_retry_and_purge_a_group(store: str | Path) -> None:
+    async with failing_engine(store) as engine:
         await fail_many(engine, 9)
         groups = await engine.diagnose.failures()
         by_type = {g.error_type: g for g in groups}
