@@ -103,6 +103,8 @@ async def test_failures_view_groups_retries_purges_and_shows(db_path: Path) -> N
         await settle(pilot)
         assert (await engine.counts())[TaskState.FAILED] == 200
         await until(pilot, lambda: screen.table.row_count == 2)
+        group_left = screen.selected
+        assert group_left is not None
 
         # enter: the Failed screen, filtered to the group's handler
         await pilot.press("enter")
@@ -110,6 +112,9 @@ async def test_failures_view_groups_retries_purges_and_shows(db_path: Path) -> N
         failed = app.screen
         assert isinstance(failed, FailedScreen)
         assert failed.panel.query_filter.handler == "upload"
+        await until(pilot, lambda: failed.panel.selected is not None)
+        assert failed.panel.selected is not None
+        assert failed.panel.selected.id == group_left.sample_id
 
 
 async def test_failures_view_when_nothing_failed(db_path: Path) -> None:

@@ -39,11 +39,15 @@ class FailedScreen(Screen[None]):
         Binding("escape", "back", "Back"),
     ]
 
-    def __init__(self, engine: Engine, query: TaskQuery | None = None) -> None:
-        """``query``: the filter to open with (the Failures screen's "show tasks")."""
+    def __init__(
+        self, engine: Engine, query: TaskQuery | None = None, select: str | None = None
+    ) -> None:
+        """``query``: the filter to open with, ``select``: the task to put the cursor on
+        (the Failures screen's "show tasks")."""
         super().__init__()
         self.engine = engine
         self.start_query = query
+        self.start_task = select
 
     def compose(self) -> ComposeResult:
         yield Static("", id="failed-summary", classes="screen-title")
@@ -58,6 +62,8 @@ class FailedScreen(Screen[None]):
     def on_mount(self) -> None:
         self.panel.border_title = "Failed and cancelled tasks"
         self.panel.table.focus()
+        if self.start_task is not None:
+            self.panel.table.select_task(self.start_task)
         if self.start_query is not None:
             self.panel.query_filter = self.start_query
             self.panel.reload()

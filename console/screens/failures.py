@@ -7,7 +7,7 @@ message in full below. ``engine.diagnose.failures``; refreshes every five second
 | --- | --- |
 | r | retry the group's tasks, after asking |
 | d / P | purge the group's tasks, after asking |
-| enter | show the tasks: the Failed screen, filtered to the group's handler |
+| enter | show the tasks: the Failed screen, filtered to the group's handler, on the sample |
 | escape | back to the dashboard |
 """
 
@@ -194,7 +194,8 @@ class FailuresScreen(Screen[None]):
     def action_show_tasks(self) -> None:
         group = self._need_group("show")
         if group is not None:
-            self.app.push_screen(FailedScreen(self.engine, TaskQuery(handler=group.handler)))
+            query = TaskQuery(handler=group.handler)
+            self.app.push_screen(FailedScreen(self.engine, query, select=group.sample_id))
 
     def action_back(self) -> None:
         self.app.pop_screen()
