@@ -18,6 +18,7 @@ from engine.model import TERMINAL_STATES, TaskState
 from engine.store.alerts import numbered
 from engine.store.base import TaskFilter
 from engine.store.keyset import Ordering
+from engine.store.where import to_sql
 
 __all__ = ["COLUMNS", "Ordering", "Where", "keyed", "list_query"]
 
@@ -82,6 +83,10 @@ def filter_where(flt: TaskFilter, with_queue: bool = True) -> Where:
         digits = "".join(ch for ch in flt.id_prefix if ch.isdigit())
         where.terms.append("CAST(id AS text) LIKE ?")
         where.params.append(f"{digits}%" if digits == flt.id_prefix else "-")
+    if flt.where is not None:
+        sql, params = to_sql(flt.where, "postgres")
+        where.terms.append(sql)
+        where.params += params
     if with_queue and flt.queue is not None:
         where.terms.append("queue = ?")
         where.params.append(flt.queue)

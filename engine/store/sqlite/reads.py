@@ -24,6 +24,7 @@ from engine.store.base import TaskFilter, task_missing
 from engine.store.keyset import Ordering, count_before, window_around
 from engine.store.sqlite import cluster as cluster_ops
 from engine.store.sqlite import schedules as sched
+from engine.store.where import to_sql
 
 Read = Callable[..., Awaitable[list[Any]]]
 Queues = Callable[[], Mapping[str, Mapping[TaskState, int]]]
@@ -71,8 +72,11 @@ class SQLiteReads:
     """Every read of one SQLite store, on its reader (``read(sql, params)``);
     ``queues()`` gives the store's latest counts per queue (they pick the indexes)."""
 
-    def __init__(self, read: Read, codec: Codec, clock: Callable[[], float], queues: Queues):
+    def __init__(
+        self, read: Read, codec: Codec, clock: Callable[[], float], queues: Queues, scan: Read
+    ) -> None:
         self._read = read
+        self._scan = scan  # a query's list: its own connection, stopped when cancelled
         self.codec = codec
         self.clock = clock
         self._queues = queues
@@ -128,7 +132,7 @@ class SQLiteReads:
 
     async def tasks(self, flt: TaskFilter) -> list[TaskRecord]:
         query = self.list_query(flt)
-        rows = await self._read(query.sql, query.params)
+        rows = await (self._read if flt.where is None else self._scan)(query.sql, query.params)
         records = [self._record(row) for row in rows]
         return records[::-1] if query.reverse else records
 
@@ -153,6 +157,10 @@ class SQLiteReads:
             digits = "".join(ch for ch in flt.id_prefix if ch.isdigit())
             where.append("CAST(id AS TEXT) LIKE ?")
             params.append(f"{digits}%" if digits == flt.id_prefix else "-")
+        if flt.where is not None:
+            sql, more = to_sql(flt.where, "sqlite")
+            where.append(sql)
+            params += more
         return where, params
 
     def _keyed(
@@ -243,7 +251,9 @@ class SQLiteReads:
         long list is read from the end, in reverse, so its cost stays small too."""
         order, reverse_order = "priority DESC, id", "priority ASC, id DESC"
         offset, limit, reverse = flt.offset, flt.limit, False
-        if not (flt.handler or flt.text or flt.id_prefix):  # the count is known exactly
+        if not (
+            flt.handler or flt.text or flt.id_prefix or flt.where
+        ):  # the count is known exactly
             total = sum(self._queues()[q][TaskState.QUEUED] for q in queues)
             if offset + limit // 2 > total // 2:
                 limit = max(0, min(limit, total - offset))
