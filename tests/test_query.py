@@ -307,7 +307,7 @@ async def test_metadata_queries_use_the_indexes(db_path: Path) -> None:
         pass
     conn = sqlite3.connect(db_path)
     lister = SQLiteStore(db_path)
-    lister._by_queue = {q: {TaskState.QUEUED: 1000} for q in ("mail", "images")}  # type: ignore[misc]
+    lister._by_queue = {q: {TaskState.QUEUED: 1000} for q in ("mail", "images")}
     for flt, index in [
         (TaskFilter(TaskState.QUEUED, handler="h", where=parse("priority>5", NOW).root), "ready"),
         (TaskFilter(TaskState.QUEUED, "mail", where=parse("created>-1h", NOW).root), "ready"),
