@@ -309,7 +309,12 @@ async def test_metadata_queries_use_the_indexes(db_path: Path) -> None:
     lister = SQLiteStore(db_path)
     lister._by_queue = {q: {TaskState.QUEUED: 1000} for q in ("mail", "images")}
     for flt, index in [
-        (TaskFilter(TaskState.QUEUED, handler="h", where=parse("priority>5", NOW).root), "ready"),
+        (TaskFilter(TaskState.QUEUED, handler="h"), "handler_ready"),
+        (
+            TaskFilter(TaskState.QUEUED, handler="h", where=parse("priority>5", NOW).root),
+            "handler_ready",
+        ),
+        (TaskFilter(TaskState.QUEUED, where=parse("priority>5", NOW).root), "ready"),
         (TaskFilter(TaskState.QUEUED, "mail", where=parse("created>-1h", NOW).root), "ready"),
         (TaskFilter(TaskState.FAILED, where=parse('error~"HEIC"', NOW).root), "finished"),
         (TaskFilter(TaskState.SCHEDULED, where=parse("payload.a=1", NOW).root), "due"),

@@ -178,6 +178,7 @@ class SQLiteReads:
         if (
             flt.state == TaskState.QUEUED
             and flt.queue is None
+            and flt.handler is None  # else tasks_handler_ready holds the list in order
             and 0 < len(queues) <= _MAX_UNION_QUEUES
         ):
             return ordering, cond, params, [(f"{cond} AND queue = ?", [*params, q]) for q in queues]
@@ -227,7 +228,7 @@ class SQLiteReads:
     def list_query(self, flt: TaskFilter) -> ListQuery:
         where, params = self._filter_where(flt)
         queue = flt.queue
-        if flt.state == TaskState.QUEUED and queue is None:
+        if flt.state == TaskState.QUEUED and queue is None and flt.handler is None:
             queues = sorted(q for q, c in self._queues().items() if c[TaskState.QUEUED])
             if len(queues) == 1:
                 queue = queues[0]  # the same rows, straight from one index range
