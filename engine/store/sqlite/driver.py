@@ -78,7 +78,6 @@ from engine.store.sqlite.open import (
 )
 from engine.store.sqlite.plans import drive
 from engine.store.sqlite.reads import ListQuery, SQLiteReads
-from engine.store.sqlite.scan import ScanReader
 from engine.store.sqlite.txn import (
     BatchResult,
     CountsReader,
@@ -130,9 +129,7 @@ class SQLiteStore:
         self._pauses = StoreCounts()  # the paused queues, and whether everything is
         self._counts_reader = CountsReader(read_counts)
         self.transactions, self._latency = 0, Reservoir(512)
-        self._reads = SQLiteReads(
-            self._read, self.codec, clock, lambda: self._by_queue, ScanReader(self.path)
-        )
+        self._reads = SQLiteReads(self._read, self.codec, clock, lambda: self._by_queue, self.path)
 
     #: at most half the pool per claim: the loop and the writer thread overlap
     split_claims = True

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from engine.codec import Codec
@@ -24,6 +25,7 @@ from engine.store.base import TaskFilter, task_missing
 from engine.store.keyset import Ordering, count_before, window_around
 from engine.store.sqlite import cluster as cluster_ops
 from engine.store.sqlite import schedules as sched
+from engine.store.sqlite.scan import ScanReader
 from engine.store.where import to_sql
 
 Read = Callable[..., Awaitable[list[Any]]]
@@ -73,10 +75,10 @@ class SQLiteReads:
     ``queues()`` gives the store's latest counts per queue (they pick the indexes)."""
 
     def __init__(
-        self, read: Read, codec: Codec, clock: Callable[[], float], queues: Queues, scan: Read
+        self, read: Read, codec: Codec, clock: Callable[[], float], queues: Queues, path: Path
     ) -> None:
         self._read = read
-        self._scan = scan  # a query's list: its own connection, stopped when cancelled
+        self._scan = ScanReader(path)  # a query's list: own connection, stopped if cancelled
         self.codec = codec
         self.clock = clock
         self._queues = queues

@@ -23,6 +23,8 @@ class ScanReader:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.running = 0  # statements still executing (a cancelled one ends within ms)
+        self._lock = threading.Lock()
 
     async def __call__(self, sql: str, params: Any = ()) -> list[Any]:
         stop = threading.Event()
@@ -37,6 +39,8 @@ class ScanReader:
             conn = sqlite3.connect(uri(self.path, "mode=ro"), uri=True, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read {self.path}: {exc}") from exc
+        with self._lock:
+            self.running += 1
         try:
             conn.set_progress_handler(stop.is_set, _STEPS)
             return conn.execute(sql, params).fetchall()
@@ -46,3 +50,5 @@ class ScanReader:
             raise StoreError(f"cannot read {self.path}: {exc}") from exc
         finally:
             conn.close()
+            with self._lock:
+                self.running -= 1
