@@ -250,6 +250,12 @@ async def test_every_field_and_operator_finds_exactly_its_tasks(store: str | Pat
         # queued tasks in claim order, whatever the query adds
         page = await engine.tasks(where="state=queued priority>0")
         assert [t.payload["day"] for t in page] == ["wed", "tue", "mon"]
+        page = await engine.tasks(where="handler=reports.build state=queued")  # its index
+        assert [t.payload["day"] for t in page] == ["wed", "tue", "mon"]
+        around = await engine.tasks_around(
+            page[1].id, "queued", None, 10, 1, handler="reports.build"
+        )
+        assert around is not None and [t.id for t in around] == [t.id for t in page]
         # the total where the counts know it; None where only a scan could tell
         assert (await engine.tasks(where="state=queued queue=reports")).total == 3
         assert (await engine.tasks(where="state=queued priority>2")).total is None
