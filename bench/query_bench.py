@@ -3,6 +3,7 @@ queries (served by the state indexes), and of text searches that read every
 task's payload; prints JSON.
 
     python bench/query_bench.py [--tasks 1000000] [--runs 5] [--store PATH]
+    python bench/query_bench.py --store 'postgresql://…?schema=query_bench'   # PostgreSQL
 
 The store is filled straight in SQL (one transaction): 10 handlers (``svc0.run`` …),
 4 queues, states spread over queued 3/7, succeeded 2/7, failed 1/7 (half "HEIC is not
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -58,6 +60,39 @@ QUERIES = {
     "payload_json_path_oldest": "payload.user_id=1",
     "bare_word_no_match": "nowhere",
 }
+
+
+def pg_fill_sql() -> str:
+    """The same rows for PostgreSQL (generate_series instead of a recursive CTE)."""
+    sql = FILL.split("s(i, st) AS", 1)[1]
+    sql = "WITH s(i, st) AS" + sql.replace("FROM n)", "FROM generate_series(1, $1) AS n(i))", 1)
+    return sql.replace(":t0", "$2::float8")
+
+
+async def fill_pg(url: str, count: int, t0: float) -> float:
+    import asyncpg  # only for this store
+
+    parts = urlsplit(url)
+    schema = dict(parse_qsl(parts.query))["schema"]
+    conn = await asyncpg.connect(urlunsplit(parts._replace(query="")))
+    started = time.perf_counter()
+    try:
+        await conn.execute(f"SET search_path TO {schema}")
+        async with conn.transaction():
+            await conn.execute(pg_fill_sql(), count, t0)
+            await conn.execute("DELETE FROM task_counts")
+            await conn.execute(
+                "INSERT INTO task_counts (queue, state, shard, n) "
+                "SELECT queue, state, 0, count(*) FROM tasks GROUP BY queue, state"
+            )
+        await conn.execute("ANALYZE tasks")
+    finally:
+        await conn.close()
+    return time.perf_counter() - started
+
+
+def size_mb(path: str) -> int:
+    return round(Path(path).stat().st_size / 1e6)
 
 
 def fill(path: Path, count: int, t0: float) -> float:
@@ -102,15 +137,19 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--store", type=Path, default=None)
+    parser.add_argument("--store", default=None, help="a file (SQLite) or postgresql:// URL")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        path = args.store or Path(tmp) / "query.db"
-        async with Engine(path, workers=0):
+        store = args.store or str(Path(tmp) / "query.db")
+        pg = store.startswith("postgresql://")
+        async with Engine(store, workers=0):
             pass  # makes the schema
         t0 = time.time() - args.tasks * 0.001 - 60  # the newest task is a minute old
-        fill_s = fill(path, args.tasks, t0)
-        engine = Engine(path, workers=0)
+        if pg:
+            fill_s = await fill_pg(store, args.tasks, t0)
+        else:
+            fill_s = fill(Path(store), args.tasks, t0)
+        engine = Engine(store, workers=0)
         async with engine:
             results = {
                 name: await timed(engine, where, args.runs) for name, where in QUERIES.items()
@@ -120,7 +159,8 @@ async def main() -> None:
                 {
                     "tasks": args.tasks,
                     "fill_s": round(fill_s, 1),
-                    "store_mb": round(path.stat().st_size / 1e6),
+                    "store": "postgresql" if pg else "sqlite",
+                    "store_mb": None if pg else size_mb(store),
                     "page_rows": 100,
                     "queries": results,
                 },
