@@ -85,6 +85,8 @@ class _Compiler:
             return self.json_path(c)
         if c.field == "state":  # a literal (checked): partial indexes name the state
             return f"state {'=' if c.op == '=' else '<>'} '{c.value}'"
+        if c.field == "node" and self.pg and c.op in ("=", "!="):
+            return self.node_is(str(c.value), c.op == "=")
         column = self.column(c.field)
         value = c.value
         if c.op == "prefix":  # the console's old id:12
@@ -97,6 +99,15 @@ class _Compiler:
         if c.op == "!=":
             return f"{column} {'IS DISTINCT FROM' if self.pg else 'IS NOT'} {self.bind(value)}"
         return f"{column} {c.op} {self.bind(value)}"
+
+    def node_is(self, node: str, equal: bool) -> str:
+        """PostgreSQL: ``worker LIKE 'node/%'``, which the planner estimates from the
+        column's statistics (an expression gets a blind guess, and a bad plan)."""
+        escaped = node.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = self.bind(escaped + "/%")
+        return (
+            f"worker LIKE {pattern}" if equal else f"(worker IS NULL OR worker NOT LIKE {pattern})"
+        )
 
     def json_text(self, column: str, path: tuple[str, ...]) -> str:
         """The value at ``path`` as text (what PostgreSQL's ``#>>`` gives)."""
