@@ -213,8 +213,10 @@ CREATE INDEX audit_task ON audit (task_id, id) WHERE task_id IS NOT NULL
 """
 
 #: Queued tasks of one handler in claim order: ``handler=x state=queued`` reads one range.
+#: IF NOT EXISTS: a store taken back to an older version (tests do) keeps its indexes.
 HANDLER_READY_DDL = """
-CREATE INDEX tasks_handler_ready ON tasks (handler, priority DESC, id) WHERE state = 'queued'
+CREATE INDEX IF NOT EXISTS tasks_handler_ready ON tasks (handler, priority DESC, id)
+    WHERE state = 'queued'
 """
 
 #: (version, script) pairs, applied in order; never edit one that has shipped — add

@@ -315,8 +315,10 @@ CREATE INDEX audit_task ON audit(task_id, id) WHERE task_id IS NOT NULL
 # Version 9 (8 is the bulk operations'): queued tasks of one handler in claim order, so
 # a query by handler and state (``handler=x state=queued``) reads its first page from
 # one index range instead of walking every queue's whole range.
+# IF NOT EXISTS: a store taken back to an older version (tests do) keeps its indexes.
 _V9 = """
-CREATE INDEX tasks_handler_ready ON tasks(handler, priority DESC, id) WHERE state = 'queued'
+CREATE INDEX IF NOT EXISTS tasks_handler_ready ON tasks(handler, priority DESC, id)
+    WHERE state = 'queued'
 """
 
 #: (version, script) pairs, applied in order inside one transaction each.
