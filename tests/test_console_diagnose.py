@@ -111,7 +111,7 @@ async def test_failures_view_groups_retries_purges_and_shows(db_path: Path) -> N
         await settle(pilot)
         failed = app.screen
         assert isinstance(failed, FailedScreen)
-        assert failed.panel.query_filter.handler == "upload"
+        assert failed.panel.query_filter.text.startswith("handler=upload error~")
         await until(pilot, lambda: failed.panel.selected is not None)
         assert failed.panel.selected is not None
         assert failed.panel.selected.id == group_left.sample_id

@@ -131,3 +131,17 @@ async def test_retry_and_purge_a_group(store: str | Path) -> None:
     assert "retry_all" in actions and "purge" in actions
     retry_entry = next(e for e in audit if e.action == "retry_all")
     assert retry_entry.outcome == "3 tasks queued again" and ", ids " in retry_entry.target
+
+
+def test_a_group_query_names_the_handler_and_the_fixed_message() -> None:
+    from console.screens.failures import group_query
+    from engine import FailureGroup
+
+    group = FailureGroup(
+        "upload", "ValueError", "upload <n> failed for '…': HEIC is \"not\" supported",
+        1, 0.0, 0.0, "1", "",
+    )  # fmt: skip
+    assert group_query(group, encrypted=False) == (
+        'handler=upload error~"HEIC is \\"not\\" supported"'
+    )
+    assert group_query(group, encrypted=True) == "handler=upload"

@@ -7,12 +7,13 @@ message in full below. ``engine.diagnose.failures``; refreshes every five second
 | --- | --- |
 | r | retry the group's tasks, after asking |
 | d / P | purge the group's tasks, after asking |
-| enter | show the tasks: the Failed screen, filtered to the group's handler, on the sample |
+| enter | show the tasks: the Failed screen filtered by the group's handler and message |
 | escape | back to the dashboard |
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -35,6 +36,19 @@ from engine import Engine, EngineNotRunning, FailureGroup, FailureGroups, StoreE
 COLUMNS = ("COUNT", "HANDLER", "ERROR", "LAST SEEN", "FIRST SEEN")
 GROUPS_SHOWN = 200
 NONE_YET = "No failed tasks. Failed tasks appear here grouped by handler and error."
+
+
+def group_query(group: FailureGroup, encrypted: bool) -> str:
+    """A query for the group's tasks: its handler and the longest fixed part of its
+    message (``handler=upload error~"HEIC is not supported"``); the handler alone on
+    an encrypted store, which refuses to search errors."""
+    text = f"handler={group.handler}"
+    parts = re.split(r"<(?:n|id|hex|uuid)>|'…'", group.message)
+    words = max((p.strip(" :,;.()[]") for p in parts), key=len, default="")
+    if not encrypted and len(words) >= 4:
+        escaped = words.replace("\\", "\\\\").replace('"', '\\"')
+        text += f' error~"{escaped}"'
+    return text
 
 
 def group_key(group: FailureGroup) -> str:
@@ -194,7 +208,7 @@ class FailuresScreen(Screen[None]):
     def action_show_tasks(self) -> None:
         group = self._need_group("show")
         if group is not None:
-            query = TaskQuery(handler=group.handler)
+            query = TaskQuery(group_query(group, self.engine.encrypted))
             self.app.push_screen(FailedScreen(self.engine, query, select=group.sample_id))
 
     def action_back(self) -> None:
