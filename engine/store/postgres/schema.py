@@ -222,10 +222,10 @@ CREATE INDEX IF NOT EXISTS tasks_handler_ready ON tasks (handler, priority DESC,
 #: (version, script) pairs, applied in order; never edit one that has shipped — add
 #: the next version instead. Version 2: node rows and the command channel; version 3:
 #: the handlers each node runs; version 4: settings changed at runtime; version 5: alerts;
-#: version 6: the audit trail; version 8 (7 is the bulk operations'): the handler index.
+#: version 6: the audit trail; version 7: the handler index.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _V1), (2, CLUSTER_DDL), (3, NODE_HANDLERS_DDL), (4, SAVED_SETTINGS_DDL), (5, ALERTS_DDL),
-    (6, AUDIT_DDL), (8, HANDLER_READY_DDL),
+    (6, AUDIT_DDL), (7, HANDLER_READY_DDL),
 )  # fmt: skip
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -19,7 +19,7 @@ from engine.faults import no_fault
 from engine.model import TERMINAL_STATES, TaskState, transition_check_sql
 
 APPLICATION_ID = 0x54534B44  # "TSKD"
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 8
 
 _STATES = ", ".join(f"'{s.value}'" for s in TaskState)
 _TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES))
@@ -312,18 +312,18 @@ CREATE INDEX audit_at ON audit(at);
 CREATE INDEX audit_task ON audit(task_id, id) WHERE task_id IS NOT NULL
 """
 
-# Version 9 (8 is the bulk operations'): queued tasks of one handler in claim order, so
+# Version 8: queued tasks of one handler in claim order, so
 # a query by handler and state (``handler=x state=queued``) reads its first page from
 # one index range instead of walking every queue's whole range.
 # IF NOT EXISTS: a store taken back to an older version (tests do) keeps its indexes.
-_V9 = """
+_V8 = """
 CREATE INDEX IF NOT EXISTS tasks_handler_ready ON tasks(handler, priority DESC, id)
     WHERE state = 'queued'
 """
 
 #: (version, script) pairs, applied in order inside one transaction each.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
-    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7), (9, _V9),
+    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7), (8, _V8),
 )  # fmt: skip
 
 
