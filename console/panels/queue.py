@@ -4,6 +4,10 @@ depths, a filter, and the :class:`TaskTable` over a window of the store.
 It asks the engine for the rows it shows — never more than a few screens' worth —
 so it stays fast with a million queued tasks. Fetches run in one exclusive worker,
 so a slow one is replaced, never stacked.
+
+Frozen (``z``), the table keeps its rows while the rest of the dashboard goes on: the
+refresh reads no new rows (scrolling still fetches what comes into view, and an action
+on a task shows its result). The title says FROZEN, and how many tasks are marked.
 """
 
 from __future__ import annotations
@@ -157,6 +161,7 @@ class QueuePanel(Vertical):
         self._wanted: tuple[int, int] | None = None  # the newest window asked for
         self._fetching = False
         self._snap: EngineSnapshot | None = None
+        self.frozen = False
 
     def compose(self) -> ComposeResult:
         yield Tabs(
@@ -176,8 +181,31 @@ class QueuePanel(Vertical):
         return self.query_one(TaskTable)
 
     def on_mount(self) -> None:
-        self.border_title = "Queue"
+        self.show_title()
         self.table.empty_text = f"no {self.state.value} tasks"
+
+    def show_title(self) -> None:
+        """``Queue · FROZEN · 3 marked``."""
+        marked = len(self.table.marks)
+        parts = ["Queue", "FROZEN (z)" if self.frozen else ""]
+        parts.append(f"{num(marked)} marked" if marked else "")
+        self.border_title = " · ".join(part for part in parts if part)
+
+    @on(TaskTable.MarksChanged)
+    def _marks_changed(self, event: TaskTable.MarksChanged) -> None:
+        self.show_title()
+
+    def freeze(self) -> bool:
+        """Freeze the table (no new rows on refresh) or unfreeze it; returns frozen."""
+        self.frozen = not self.frozen
+        self.show_title()
+        if not self.frozen:
+            self.reload()
+        return self.frozen
+
+    async def page(self, offset: int, limit: int) -> TaskPage:
+        """Rows ``offset`` … of the list the table shows (its tab and filter)."""
+        return await self._page(offset, limit)
 
     def on_resize(self) -> None:
         """The tab labels, the queues line and the column header depend on the width:
@@ -241,7 +269,8 @@ class QueuePanel(Vertical):
         self._update_header()
         if self.cluster is not None:
             self.table.unserved = frozenset(self.cluster.unserved)
-        self.table.tick()
+        if not self.frozen:
+            self.table.tick()
         strip = self.query_one("#queue-strip", Static)
         room = strip.content_region.width or width
         if self.query_filter.active:
@@ -249,7 +278,8 @@ class QueuePanel(Vertical):
             set_text(strip, shown + queue_strip(list(snap.queues.values()), room - len(shown)))
         else:
             set_text(strip, queue_strip(list(snap.queues.values()), room))
-        self.reload()
+        if not self.frozen:
+            self.reload()
 
     def reload(self) -> None:
         offset, limit = self.table.window
