@@ -16,6 +16,7 @@ from console.screens.help import HelpScreen
 from engine import Engine, TaskRecord, TaskState
 
 from .console_helpers import build_engine, bulk_queue, screen_text, settle, started, toasts, until
+from .test_console_read_only import read_only_console, store_summary
 
 
 def marked(app: ConsoleApp) -> int:
@@ -163,3 +164,20 @@ async def test_freeze_keeps_the_table_and_the_dashboard_is_live_under_dialogs(
         await engine.enqueue("images.resize", {"job_id": "d"})
         await until(pilot, lambda: app.queue.table.total == 6)
         await pilot.press("n")
+
+
+async def test_a_read_only_console_marks_but_does_not_act(db_path: Path) -> None:
+    engine = build_engine(db_path)
+    async with engine:
+        await engine.enqueue_many([("images.resize", {"job_id": f"j{i}"}) for i in range(4)])
+    app = read_only_console(str(db_path))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(pilot)
+        await pilot.press("space", "V")
+        await until(pilot, lambda: marked(app) == 4)
+        for key in ("c", "r", "plus", "minus"):
+            await pilot.press(key)
+            await settle(pilot)
+            assert app.screen is app.dashboard  # no confirmation: refused at once
+            assert toasts(app)[-1].startswith("read-only console:"), key
+    assert (await store_summary(db_path))["counts"][TaskState.QUEUED] == 4
