@@ -118,7 +118,7 @@ class ConsoleApp(App[int]):
             else LocalSteering(self, engine, self.redraw)
         )
         self._signals = StopSignals(self._stop_signal, self._stop_now)
-        self.layout = Layout()  # full from 100×30, compact from 80×24 (console.layout)
+        self.board_layout = Layout()  # full from 100×30, compact from 80×24 (console.layout)
         self.marks = MarkKeys(self, engine, self._queue_in_view)
 
     @property
@@ -204,7 +204,7 @@ class ConsoleApp(App[int]):
         footer greys the other keys out)."""
         if action in DASHBOARD_ONLY and self.screen is not self.dashboard:
             return False
-        if action == "view" and not self.layout.compact:
+        if action == "view" and not self.board_layout.compact:
             return False  # one panel at a time only in the compact layout
         return not (self._stopping and action in CHANGES_ENGINE)
 
@@ -277,9 +277,9 @@ class ConsoleApp(App[int]):
         self.refresh_tick()
 
     def on_resize(self, event: Resize) -> None:
-        compact = self.layout.compact
-        self.layout.fit(self.dashboard, *event.size)
-        if compact != self.layout.compact:
+        compact = self.board_layout.compact
+        self.board_layout.fit(self.dashboard, *event.size)
+        if compact != self.board_layout.compact:
             self.refresh_bindings()  # g shows in the footer in the compact layout only
 
     # -- task actions ---------------------------------------------------------------
@@ -314,11 +314,11 @@ class ConsoleApp(App[int]):
 
     def _queue_in_view(self) -> QueuePanel:
         """The queue panel, shown (in the compact layout it may not be)."""
-        self.layout.show_queue(self.dashboard)
+        self.board_layout.show_queue(self.dashboard)
         return self.queue
 
     def action_view(self, delta: int) -> None:
-        self.layout.step(self.dashboard, delta)
+        self.board_layout.step(self.dashboard, delta)
 
     @work(group="enqueue")
     async def action_enqueue(self) -> None:

@@ -62,7 +62,7 @@ async def test_one_panel_at_a_time_and_back_to_the_full_layout(db_path: Path) ->
         app.refresh_tick()
         await settle(pilot)
         # Given 80×24: the queue alone, no "too small" box, a footer that fits
-        assert app.layout.compact and shown_titles(app) == ["Queue"]
+        assert app.board_layout.compact and shown_titles(app) == ["Queue"]
         assert not app.query_one("#too-small").display
         footer = screen_text(app).splitlines()[-1]
         for key in ("? Help", "e Enqueue", "c Cancel", "f Failed", "/ Filter", "g Panel", "q Quit"):
@@ -85,7 +85,7 @@ async def test_one_panel_at_a_time_and_back_to_the_full_layout(db_path: Path) ->
         # at 100×30 every panel shows again, and g is off the footer
         await pilot.resize_terminal(100, 30)
         await settle(pilot)
-        assert not app.layout.compact and shown_titles(app) == list(TITLES)
+        assert not app.board_layout.compact and shown_titles(app) == list(TITLES)
         assert "g Panel" not in screen_text(app).splitlines()[-1]
         await pilot.resize_terminal(*SIZE)
         await settle(pilot)
@@ -115,7 +115,7 @@ async def test_every_dashboard_key_works_and_every_screen_fits_at_80x24(db_path:
                 assert app.screen is app.dashboard  # no marks: on the selected task
             await back_to_dashboard(pilot)
             await pilot.press("escape")  # marks from space, v, V
-            app.layout.show_queue(app.dashboard)
+            app.board_layout.show_queue(app.dashboard)
         opened = {name for _, name in pressed}
         assert opened >= {
             "SettingsScreen", "EnqueueScreen", "HelpScreen", "AlertsScreen", "AuditScreen",
