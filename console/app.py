@@ -31,7 +31,6 @@ from pathlib import Path
 
 from textual import actions, on, work
 from textual.app import App, ComposeResult
-from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.dom import DOMNode
@@ -43,7 +42,10 @@ from textual.widgets import Input, Static
 from console.cluster.state import Cluster
 from console.commands import ActionsProvider
 from console.demo import DemoPipeline
+from console.help_groups import help_groups
 from console.keys import CHANGES_ENGINE, DASHBOARD_KEYS, DASHBOARD_ONLY
+from console.layout import Layout
+from console.mark_keys import MarkKeys
 from console.panels.bottlenecks import BottlenecksPanel
 from console.panels.events import EngineEvents, EventsPanel
 from console.panels.footer import KeysFooter
@@ -52,7 +54,7 @@ from console.panels.queue import QueuePanel
 from console.panels.resources import ResourcesPanel
 from console.panels.task_table import TaskTable
 from console.panels.throughput import ThroughputPanel
-from console.read_only import refusal
+from console.read_only import refused_action
 from console.screens.alerts import AlertsScreen
 from console.screens.audit import AuditScreen
 from console.screens.enqueue import EnqueueScreen
@@ -62,8 +64,7 @@ from console.screens.help import HelpScreen
 from console.screens.pause_all import PauseAllScreen
 from console.screens.queues import QueuesScreen
 from console.screens.quit import QuitChoice, QuitScreen
-from console.screens.schedules import SchedulesScreen, ScheduleTable
-from console.screens.settings import SettingsScreen
+from console.screens.schedules import SchedulesScreen
 from console.screens.stack import dashboard_shows
 from console.screens.task_detail import TaskDetailScreen
 from console.steering.attached import AttachedSteering
@@ -72,10 +73,6 @@ from console.steering.local import LocalSteering
 from console.steering.read_only import ReadOnlySteering
 from console.stop_signals import StopSignals, exit_at_once
 from engine import Engine, TaskState
-
-MIN_SIZE = (100, 30)
-#: The action namespaces a binding may name (``app.apply_finding``).
-TARGETS = ("app", "screen", "focused")
 
 
 class ConsoleApp(App[int]):
@@ -122,6 +119,8 @@ class ConsoleApp(App[int]):
             else LocalSteering(self, engine, self.redraw)
         )
         self._signals = StopSignals(self._stop_signal, self._stop_now)
+        self.board_layout = Layout()  # full from 100×30, compact from 80×24 (console.layout)
+        self.marks = MarkKeys(self, engine, self._queue_in_view)
 
     @property
     def cluster(self) -> Cluster | None:
@@ -206,6 +205,8 @@ class ConsoleApp(App[int]):
         footer greys the other keys out)."""
         if action in DASHBOARD_ONLY and self.screen is not self.dashboard:
             return False
+        if action == "view" and not self.board_layout.compact:
+            return False  # one panel at a time only in the compact layout
         return not (self._stopping and action in CHANGES_ENGINE)
 
     async def run_action(
@@ -216,16 +217,10 @@ class ConsoleApp(App[int]):
     ) -> bool:
         """Every action (a key, the palette, the footer, a screen's button) passes here:
         a read-only console refuses the ones that change something, with a toast."""
-        if self.read_only:
-            where, name, params = action if isinstance(action, tuple) else actions.parse(action)
-            target = (namespaces or {}).get(where)
-            if target is None and where in TARGETS:
-                target = getattr(self, where, None)
-            target = target or default_namespace or self
-            refused = refusal(target, name)
-            if refused is not None and target.check_action(name, params):
-                self.notify(refused, severity="warning", timeout=4)
-                return True
+        refused = self.read_only and refused_action(self, action, default_namespace, namespaces)
+        if refused:
+            self.notify(refused, severity="warning", timeout=4)
+            return True
         return await super().run_action(action, default_namespace, namespaces)
 
     def action_set_refresh_rate(self, hz: float) -> None:
@@ -269,6 +264,11 @@ class ConsoleApp(App[int]):
                     batch.append(event)
                 self.post_message(EngineEvents(batch))
 
+    @on(TaskTable.MarksChanged)
+    def _marks_changed(self) -> None:
+        self.dashboard.query_one(HeaderBar).marked = len(self.queue.table.marks)
+        self.redraw((HeaderBar,))
+
     @on(EngineEvents)
     def _events(self, message: EngineEvents) -> None:
         with contextlib.suppress(NoMatches):  # the app is closing
@@ -278,16 +278,10 @@ class ConsoleApp(App[int]):
         self.refresh_tick()
 
     def on_resize(self, event: Resize) -> None:
-        width, height = event.size
-        small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
-        box = self.query_one("#too-small")
-        box.display = small
-        if small:
-            self.query_one("#too-small-text", Static).update(
-                f"Terminal too small: {width}×{height}.\n"
-                f"Taskdeck needs at least {MIN_SIZE[0]}×{MIN_SIZE[1]}:\n"
-                "make the window larger (or press q to quit)."
-            )
+        compact = self.board_layout.compact
+        self.board_layout.fit(self.dashboard, *event.size)
+        if compact != self.board_layout.compact:
+            self.refresh_bindings()  # g shows in the footer in the compact layout only
 
     # -- task actions ---------------------------------------------------------------
     @on(TaskTable.Opened)
@@ -295,13 +289,37 @@ class ConsoleApp(App[int]):
         self.push_screen(TaskDetailScreen(self.engine, event.task.id))
 
     def action_cancel(self) -> None:
-        self.queue.cancel_selected()
+        if not self.marks.act("cancel"):
+            self.queue.cancel_selected()
 
     def action_priority(self, delta: int) -> None:
-        self.queue.change_priority(delta)
+        if not self.marks.act("raise" if delta > 0 else "lower"):
+            self.queue.change_priority(delta)
 
     def action_retry(self) -> None:
-        self.queue.retry_selected()
+        if not self.marks.act("retry"):
+            self.queue.retry_selected()
+
+    def action_mark(self) -> None:
+        self.marks.toggle()
+
+    def action_mark_view(self) -> None:
+        self.marks.mark_view()
+
+    def action_mark_all(self) -> None:
+        self.marks.mark_all()
+
+    def action_freeze(self) -> None:
+        frozen = self._queue_in_view().freeze()
+        self.notify("queue table frozen: z resumes" if frozen else "queue table live", timeout=2)
+
+    def _queue_in_view(self) -> QueuePanel:
+        """The queue panel, shown (in the compact layout it may not be)."""
+        self.board_layout.show_queue(self.dashboard)
+        return self.queue
+
+    def action_view(self, delta: int) -> None:
+        self.board_layout.step(self.dashboard, delta)
 
     @work(group="enqueue")
     async def action_enqueue(self) -> None:
@@ -329,12 +347,16 @@ class ConsoleApp(App[int]):
         self.queue.reload()
 
     def action_show_state(self, state: str) -> None:
-        self.queue.show_state(TaskState(state))
+        self._queue_in_view().show_state(TaskState(state))
 
     def action_filter(self) -> None:
-        self.queue.open_filter()
+        self._queue_in_view().open_filter()
 
     def action_clear_filter(self) -> None:
+        """esc: the marks first (unless typing a filter), then the filter."""
+        typing = isinstance(self.focused, Input) and self.focused.id == "filter"
+        if not typing and self.marks.clear():
+            return
         if self.queue.query_filter.active or self.queue.has_class("-filtering"):
             self.queue.clear_filter()
             self.notify("filter cleared", timeout=2)
@@ -406,22 +428,7 @@ class ConsoleApp(App[int]):
         self.push_screen(AuditScreen(self.engine, self.now))
 
     def action_help(self) -> None:
-        groups: list[tuple[str, list[BindingType]]] = [
-            *self.control.help_groups,
-            ("Dashboard", list(self.BINDINGS)),
-            ("Queue table", list(TaskTable.BINDINGS)),
-            ("Bottlenecks", list(BottlenecksPanel.BINDINGS)),
-            ("Failed tasks (f)", list(FailedScreen.BINDINGS)),
-            ("Failure groups (F)", list(FailuresScreen.BINDINGS)),
-            ("Schedules (t)", [*SchedulesScreen.BINDINGS, *ScheduleTable.BINDINGS]),
-            ("Alerts (A)", list(AlertsScreen.BINDINGS)),
-            ("Audit trail (U)", list(AuditScreen.BINDINGS)),
-            ("Enqueue form (e)", list(EnqueueScreen.BINDINGS)),
-            ("Settings (s)", list(SettingsScreen.BINDINGS)),
-            ("Task detail (enter)", list(TaskDetailScreen.BINDINGS)),
-            ("Quit dialog (q)", list(QuitScreen.BINDINGS)),
-        ]
-        self.push_screen(HelpScreen(groups))
+        self.push_screen(HelpScreen(help_groups(self.control.help_groups, list(self.BINDINGS))))
 
     # -- quitting -------------------------------------------------------------------
     def action_quit_dialog(self) -> None:

@@ -17,7 +17,9 @@ CHANGES_ENGINE = frozenset(
     }
 )  # fmt: skip
 #: Actions on the dashboard's panels: off (and out of the footer) on other screens.
-DASHBOARD_ONLY = CHANGES_ENGINE | {"filter", "clear_filter", "show_state"}
+DASHBOARD_ONLY = CHANGES_ENGINE | {
+    "filter", "clear_filter", "show_state", "mark", "mark_view", "mark_all", "freeze", "view",
+}  # fmt: skip
 PRIORITY_KEYS = Binding.Group("Priority", compact=True)
 POOL_KEYS = Binding.Group("Workers", compact=True)
 STATE_KEYS = {str(i + 1): state for i, state in enumerate(TaskState)}
@@ -94,7 +96,36 @@ DASHBOARD_KEYS: list[BindingType] = [
         key_display="/",
         tooltip="Filter by handler, queue, error text, or a query: state=failed error~heic",
     ),
-    Binding("escape", "clear_filter", "Clear filter", show=False),
+    Binding("escape", "clear_filter", "Clear marks, then the filter", show=False),
+    Binding(
+        "space",
+        "mark",
+        "Mark",
+        show=False,
+        tooltip="Mark or unmark the task under the cursor (c r + - then act on the marked)",
+    ),
+    Binding("v", "mark_view", "Mark view", show=False, tooltip="Mark every task on screen"),
+    Binding(
+        "V",
+        "mark_all",
+        "Mark all",
+        show=False,
+        tooltip="Mark every task matching the tab and the filter (not only those loaded)",
+    ),
+    Binding(
+        "z",
+        "freeze",
+        "Freeze",
+        show=False,
+        tooltip="Freeze the queue table to read it (title: FROZEN); z again resumes",
+    ),
+    Binding(
+        "g",
+        "view(1)",
+        "Panel",
+        tooltip="Compact layout (under 100×30): show the next panel",
+    ),
+    Binding("G", "view(-1)", "Panel back", show=False, tooltip="Compact layout: the panel before"),
     Binding("q", "quit_dialog", "Quit", tooltip="Quit: finish running tasks or stop now"),
     *(
         Binding(k, f"show_state('{s.value}')", f"Show {s.value}", show=False)

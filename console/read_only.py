@@ -13,7 +13,11 @@ always. Behind this list the store itself is open read-only
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from textual import actions
 from textual.app import App
+from textual.dom import DOMNode
 
 #: Actions that change the store, by the name of the class that binds them: action
 #: name → what the refusal calls it.
@@ -45,6 +49,8 @@ REFUSED: dict[str, dict[str, str]] = {
     "QueuesScreen": {"toggle_queue": "pausing or resuming a queue"},
 }
 WHY = "started with --read-only"
+#: The action namespaces a binding may name (``app.apply_finding``).
+TARGETS = ("app", "screen", "focused")
 #: What stands in for a hidden payload or result.
 HIDDEN = "(hidden: --hide-payloads)"
 
@@ -56,6 +62,23 @@ def refusal(namespace: object, action: str) -> str | None:
         if what is not None:
             return f"read-only console: {what} is not allowed ({WHY})"
     return None
+
+
+def refused_action(
+    app: DOMNode,
+    action: str | actions.ActionParseResult,
+    default_namespace: DOMNode | None,
+    namespaces: Mapping[str, DOMNode] | None,
+) -> str | None:
+    """The refusal of ``action`` as ``app.run_action`` would run it (None: it only looks,
+    or it is off where it would run)."""
+    where, name, params = action if isinstance(action, tuple) else actions.parse(action)
+    target = (namespaces or {}).get(where)
+    if target is None and where in TARGETS:
+        target = getattr(app, where, None)
+    target = target or default_namespace or app
+    refused = refusal(target, name)
+    return refused if refused is not None and target.check_action(name, params) else None
 
 
 def payloads_hidden(app: App[object]) -> bool:

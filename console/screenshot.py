@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 SHOTS = (
     "dashboard-160x50",
     "dashboard-100x30",
+    "dashboard-80x24",
     "enqueue-form",
     "settings",
     "settings-flow-control",
@@ -134,6 +135,13 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
             await pilot.resize_terminal(100, 30)
             await pilot.pause(1.2)
             save("dashboard-100x30")
+            await pilot.resize_terminal(80, 24)  # the compact layout: frozen, three marked
+            await pilot.pause(1.2)
+            await pilot.press("z", "home", "down", "space", "down", "space", "space")
+            await pilot.pause(0.3)
+            app.clear_notifications()
+            save("dashboard-80x24")
+            await pilot.press("escape", "z")
             await pilot.resize_terminal(160, 50)
             await pilot.pause(0.6)
 

@@ -437,19 +437,19 @@ async def test_terminal_too_small_notice(engine: Engine) -> None:
     app = ConsoleApp(engine)
     async with app.run_test(size=(160, 50)) as pilot:
         await started(pilot)
-        await pilot.resize_terminal(80, 24)
+        await pilot.resize_terminal(79, 24)
         await pilot.pause()
         notice = app.query_one("#too-small")
         assert notice.display
-        assert "Terminal too small: 80×24" in text_of(app.query_one("#too-small-text"))
-        await pilot.resize_terminal(100, 30)
+        assert "Terminal too small: 79×24" in text_of(app.query_one("#too-small-text"))
+        await pilot.resize_terminal(80, 24)
         await pilot.pause()
         assert not notice.display
         # at the smallest supported size every footer key is fully on screen
         await settle(pilot)
         keys = list(app.dashboard.query_one(Footer).query(FooterKey))
         assert {key.description for key in keys} >= {"Help", "Enqueue", "Quit"}
-        assert all(key.region.right <= 100 for key in keys), [
+        assert all(key.region.right <= 80 for key in keys), [
             (key.description, key.region) for key in keys
         ]
         assert not any(key.has_class("-command-palette") for key in keys)

@@ -1,4 +1,5 @@
-"""Snapshot tests: the dashboard and the enqueue form, as pictures, at 160×50 and 100×30.
+"""Snapshot tests: the dashboard and the enqueue form, as pictures, at 160×50, 100×30 and
+80×24 (the compact layout).
 
 The data is fixed: tasks are enqueued with a frozen clock, the live numbers (workers,
 CPU, rates, findings) come from a made-up snapshot, and the event bridge and the
@@ -166,13 +167,13 @@ def frozen(app: ConsoleApp) -> Callable[[Pilot[Any]], Awaitable[None]]:
     return run_before
 
 
-@pytest.mark.parametrize("size", [(160, 50), (100, 30)])
+@pytest.mark.parametrize("size", [(160, 50), (100, 30), (80, 24)])
 def test_dashboard(snap_compare: Snapshot, db_path: Path, size: tuple[int, int]) -> None:
     app = ConsoleApp(demo_engine(db_path), now=lambda: NOW)
     assert snap_compare(app, terminal_size=size, run_before=frozen(app))
 
 
-@pytest.mark.parametrize("size", [(160, 50), (100, 30)])
+@pytest.mark.parametrize("size", [(160, 50), (100, 30), (80, 24)])
 def test_enqueue_form_with_a_payload_error(
     snap_compare: Snapshot, db_path: Path, size: tuple[int, int]
 ) -> None:
@@ -184,6 +185,24 @@ def test_enqueue_form_with_a_payload_error(
         await pilot.press("e")
         await settle(pilot)
         app.screen.query_one(PayloadArea).load_text('{\n  "image_id": "img-0007"\n  "bytes": 3\n}')
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(100, 30), (80, 24)])
+def test_marks_and_freeze(snap_compare: Snapshot, db_path: Path, size: tuple[int, int]) -> None:
+    """Three tasks marked (● in the first column, the count in the title and the header),
+    the table frozen."""
+    app = ConsoleApp(demo_engine(db_path), now=lambda: NOW)
+    dashboard = frozen(app)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await dashboard(pilot)
+        await pilot.press("down", "space", "space", "down", "space", "z")
+        await settle(pilot)
+        app.refresh_tick()
+        app.clear_notifications()  # the toasts say what the title says
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)

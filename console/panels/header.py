@@ -39,6 +39,7 @@ class HeaderBar(TextPanel):
         self.read_only = read_only
         self._read_firing = firing
         self.firing = 0
+        self.marked = 0  #: tasks marked in the queue table (shown when any)
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -70,6 +71,9 @@ class HeaderBar(TextPanel):
             plural = "s" if self.firing > 1 else ""
             text.append(f"▲ {self.firing} alert{plural} firing (A)", style=f"bold {error}")
             text.append(" · ")
+        if self.marked:  # seen whatever panel the compact layout shows
+            text.append(f"● {self.marked:,} marked", style="bold")
+            text.append(" · ")
         store = snap.store if self.size.width >= 150 else snap.store.rsplit("/", 1)[-1]
         if self.cluster is not None:
             return self._cluster_line(text, snap, self.cluster, store)
@@ -79,7 +83,8 @@ class HeaderBar(TextPanel):
         text.append(
             f" · {rate(snap.throughput)} done/s · {snap.failures_per_minute:.0f} failed/min"
         )
-        text.append(" · 🔒 encrypted" if snap.encrypted else " · plain")
+        if snap.encrypted or self.size.width >= 100:
+            text.append(" · 🔒 encrypted" if snap.encrypted else " · plain")
         text.append(" · autoscale " + ("on" if snap.settings.autoscale else "off"))
         self._tail(text, snap)
         return text

@@ -4,6 +4,10 @@ depths, a filter, and the :class:`TaskTable` over a window of the store.
 It asks the engine for the rows it shows — never more than a few screens' worth —
 so it stays fast with a million queued tasks. Fetches run in one exclusive worker,
 so a slow one is replaced, never stacked.
+
+Frozen (``z``), the table keeps its rows while the rest of the dashboard goes on: the
+refresh reads no new rows (scrolling still fetches what comes into view, and an action
+on a task shows its result). The title says FROZEN, and how many tasks are marked.
 """
 
 from __future__ import annotations
@@ -151,6 +155,7 @@ class QueuePanel(Vertical):
         self._wanted: tuple[int, int] | None = None  # the newest window asked for
         self._fetching = False
         self._snap: EngineSnapshot | None = None
+        self.frozen = False
 
     def compose(self) -> ComposeResult:
         yield Tabs(
@@ -170,8 +175,31 @@ class QueuePanel(Vertical):
         return self.query_one(TaskTable)
 
     def on_mount(self) -> None:
-        self.border_title = "Queue"
+        self.show_title()
         self.table.empty_text = f"no {self.state.value} tasks"
+
+    def show_title(self) -> None:
+        """``Queue · FROZEN · 3 marked``."""
+        marked = len(self.table.marks)
+        parts = ["Queue", "FROZEN (z)" if self.frozen else ""]
+        parts.append(f"{num(marked)} marked" if marked else "")
+        self.border_title = " · ".join(part for part in parts if part)
+
+    @on(TaskTable.MarksChanged)
+    def _marks_changed(self, event: TaskTable.MarksChanged) -> None:
+        self.show_title()
+
+    def freeze(self) -> bool:
+        """Freeze the table (no new rows on refresh) or unfreeze it; returns frozen."""
+        self.frozen = not self.frozen
+        self.show_title()
+        if not self.frozen:
+            self.reload()
+        return self.frozen
+
+    async def page(self, offset: int, limit: int) -> TaskPage:
+        """Rows ``offset`` … of the list the table shows (its tab and filter)."""
+        return await self._page(offset, limit)
 
     def on_resize(self) -> None:
         """The tab labels, the queues line and the column header depend on the width:
@@ -242,7 +270,8 @@ class QueuePanel(Vertical):
         self._update_header()
         if self.cluster is not None:
             self.table.unserved = frozenset(self.cluster.unserved)
-        self.table.tick()
+        if not self.frozen:
+            self.table.tick()
         if self.table.why is not None and not self._why_loading:
             self._why_loading = True  # one pass at a time: a slow store is not piled on
             self._load_why()
@@ -253,7 +282,8 @@ class QueuePanel(Vertical):
             set_text(strip, shown + queue_strip(list(snap.queues.values()), room - len(shown)))
         else:
             set_text(strip, queue_strip(list(snap.queues.values()), room))
-        self.reload()
+        if not self.frozen:
+            self.reload()
 
     @work(group="why-column")
     async def _load_why(self) -> None:

@@ -13,12 +13,16 @@ task (it was reprioritised, or newer tasks arrived above it), the cursor follows
 | home / end | first / last task |
 | enter | open the task (posts ``TaskTable.Opened``) |
 | y | the WHY column (why each waiting task has not started) in place of PROGRESS |
+
+Marked tasks (:attr:`TaskTable.marks`, by id) show a ``●`` in the first column; the
+console's keys mark them (space, ``v``, ``V``) and act on them (:mod:`console.marks`).
+A change to the marks posts :class:`TaskTable.MarksChanged`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from rich.segment import Segment
 from rich.style import Style
@@ -33,6 +37,7 @@ from console.format import Column, ago, bar
 from engine import TaskRecord, TaskState
 
 COLUMNS = (
+    Column("mark", "", 1),
     Column("id", "ID", 8),
     Column("handler", "HANDLER", 0),
     Column("queue", "QUEUE", 13),
@@ -48,6 +53,8 @@ MIN_HANDLER = 16
 #: rest blank rather than pushing QUEUE … PROGRESS ninety columns to the right).
 MAX_HANDLER = 40
 STATE_COLUMN = [c.key for c in COLUMNS].index("state")
+#: The first column of a marked task's row.
+MARK = "●"
 #: The state cell of a queued task whose handler no alive node runs (attached).
 UNSERVED_MARK = "⚠ no node"
 #: Dropped first when the table is narrow (their cells become empty).
@@ -122,6 +129,7 @@ def cell_values(task: TaskRecord, now: float, progress_width: int) -> list[str]:
         pct = f"{fraction * 100:3.0f}%"
         progress = bar(fraction, max(0, progress_width - len(pct) - 1)) + " " + pct
     return [
+        "",
         task.id,
         task.handler,
         task.queue,
@@ -155,6 +163,7 @@ class TaskTable(ScrollView, can_focus=True):
 
     COMPONENT_CLASSES = {
         "task-table--cursor",
+        "task-table--marked",
         "task-table--loading",
         "task-table--state-queued",
         "task-table--state-scheduled",
@@ -169,6 +178,7 @@ class TaskTable(ScrollView, can_focus=True):
     TaskTable { height: 1fr; overflow-x: hidden; }
     TaskTable > .task-table--cursor { background: $accent 30%; }
     TaskTable:focus > .task-table--cursor { background: $accent; color: $text; text-style: bold; }
+    TaskTable > .task-table--marked { color: $accent; text-style: bold; }
     TaskTable > .task-table--loading { color: $text-muted; }
     TaskTable > .task-table--state-queued { color: $text; }
     TaskTable > .task-table--state-scheduled { color: $secondary; }
@@ -204,6 +214,9 @@ class TaskTable(ScrollView, can_focus=True):
         def control(self) -> TaskTable:
             return self.table
 
+    class MarksChanged(Message):
+        """Tasks were marked or unmarked (``TaskTable.marks`` holds them)."""
+
     def __init__(
         self,
         now: Callable[[], float] = time.time,
@@ -224,6 +237,7 @@ class TaskTable(ScrollView, can_focus=True):
         self._painted_ages: tuple[str, ...] = ()
         self._unserved: frozenset[str] = frozenset()
         self._why: dict[str, str] | None = None
+        self._marks: dict[str, None] = {}  # ids, in the order they were marked
 
     # -- data ---------------------------------------------------------------------
     @property
@@ -330,6 +344,52 @@ class TaskTable(ScrollView, can_focus=True):
                 self._move_cursor(self._offset + i, follow=True)
                 return
 
+    # -- marks ----------------------------------------------------------------------
+    @property
+    def marks(self) -> list[str]:
+        """The marked tasks' ids, in the order they were marked."""
+        return list(self._marks)
+
+    def toggle_mark(self) -> None:
+        """Mark the task under the cursor (or unmark it), then move down a row."""
+        task = self.selected
+        if task is None:
+            return
+        if task.id in self._marks:
+            del self._marks[task.id]
+        else:
+            self._marks[task.id] = None
+        self._marks_changed()
+        self.action_cursor(1)
+
+    def visible_ids(self) -> list[str]:
+        """The ids of the rows on screen now."""
+        top = int(self.scroll_y) - self._offset
+        return [t.id for t in self._rows[max(0, top) : max(0, top + self.size.height)]]
+
+    def mark(self, ids: Sequence[str]) -> int:
+        """Mark these tasks too; returns how many were not marked before."""
+        before = len(self._marks)
+        self._marks.update(dict.fromkeys(ids))
+        self._marks_changed()
+        return len(self._marks) - before
+
+    def unmark(self, ids: Iterable[str]) -> None:
+        for task_id in ids:
+            self._marks.pop(task_id, None)
+        self._marks_changed()
+
+    def clear_marks(self) -> int:
+        """Unmark every task; returns how many were marked."""
+        count = len(self._marks)
+        self._marks.clear()
+        self._marks_changed()
+        return count
+
+    def _marks_changed(self) -> None:
+        self.refresh()
+        self.post_message(self.MarksChanged())
+
     # -- cursor ---------------------------------------------------------------------
     def _move_cursor(self, row: int, *, follow: bool) -> None:
         row = max(0, min(row, max(0, self._total - 1)))
@@ -413,6 +473,9 @@ class TaskTable(ScrollView, can_focus=True):
             state_style = self.get_component_rich_style("task-table--unserved")
         if self._why is not None:
             values[-1] = self._why.get(task.id, "")
+        if task.id in self._marks:
+            values[0] = MARK
+        marked = self.get_component_rich_style("task-table--marked")
         cursor = self.get_component_rich_style("task-table--cursor") if is_cursor else Style()
         segments: list[Segment] = []
         for column, w, value in zip(COLUMNS, widths, values, strict=True):
@@ -421,5 +484,6 @@ class TaskTable(ScrollView, can_focus=True):
             if segments:
                 segments.append(Segment(" " * GAP, base + cursor))
             style = base + (state_style if column.key in ("state", "progress") else Style())
+            style += marked if column.key in ("mark", "id") and values[0] else Style()
             segments.append(Segment(fit(value, w, column.right), style + cursor))
         return Strip(segments).adjust_cell_length(width, base + cursor)
