@@ -47,6 +47,9 @@ from engine.model import (
     WorkflowStep,
     parse_priority,
 )
+from engine.operation import ACTIONS as BULK_ACTIONS
+from engine.operation import DESTRUCTIVE as DESTRUCTIVE_ACTIONS
+from engine.operation import Operation
 from engine.payload import parse_payload
 from engine.reads import TaskPage
 from engine.registry import Handler
@@ -147,9 +150,13 @@ __all__ = [
     "parse_workers",
 ]
 
+__all__ += ["Operation"]
+
 # Used by the console and the command line.
 __all__ += [
+    "BULK_ACTIONS",
     "DEFAULT_URL",
+    "DESTRUCTIVE_ACTIONS",
     "MAX_PRIORITY",
     "MIN_PRIORITY",
     "SEVERITY_ORDER",

@@ -23,6 +23,7 @@ from engine.cluster import NodeKeeper
 from engine.codec import Codec
 from engine.commands import Commands
 from engine.completions import Completer
+from engine.edit import Editor
 from engine.enqueue import Preparer
 from engine.errors import EngineNotRunning
 from engine.events import EventBus, EventKind
@@ -30,6 +31,7 @@ from engine.lifecycle import StopWatch
 from engine.metrics import Metrics
 from engine.monitor import Monitor
 from engine.nodes import Nodes
+from engine.ops import Operations
 from engine.outcomes import Outcomes
 from engine.pool import WorkerPool
 from engine.reads import Reads
@@ -96,6 +98,8 @@ class Runtime:
         self.schedules = Schedules(
             state, store, codec, bus, metrics, clock, preparer, register, audit
         )
+        editor = Editor(state, store, codec, preparer, self.commands, audit)
+        self.ops = Operations(state, store, self.commands, audit, node, clock, editor)
         self._outcomes = Outcomes(state, store, state.registry, bus, metrics, waiters)
         self.alerts = Alerts(
             store, codec, state.current_settings, node, self.reads.snapshot,
@@ -156,6 +160,7 @@ class Runtime:
         pool.start()
         state.running = True
         self._unstopped.started(owner, self._store.url)
+        await self.ops.resume()
         self._bus.emit(
             EventKind.ENGINE_STARTED,
             message=f"{self._node} on {self._store.url}, {state.workers} workers",
@@ -223,6 +228,7 @@ class Runtime:
         self._store.give_up_at(deadline)  # writes blocked by another process end in time
         returned = state.stats["interrupted"]
         try:
+            await self.ops.stop()
             await pool.stop(wait)
             await save_completions(completer, deadline)
             if state.background:  # completion hooks still running
