@@ -7,7 +7,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from console.cli import alerts, audit, interactive, nodes, queues, schedules, settings, tasks
+from console.cli import (
+    alerts,
+    audit,
+    bulk,
+    interactive,
+    nodes,
+    queues,
+    schedules,
+    settings,
+    tasks,
+)
 from console.cli.errors import EXIT_INTERRUPTED, UserError, exit_code, log, message
 from console.cli.options import add_before, merge, shared_parser
 
@@ -41,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
     alerts.add_parsers(sub, common)
     settings.add_parsers(sub, common)
     audit.add_parsers(sub, common)
+    bulk.add_parsers(sub, common)
     return top
 
 
