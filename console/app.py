@@ -58,6 +58,7 @@ from console.screens.audit import AuditScreen
 from console.screens.enqueue import EnqueueScreen
 from console.screens.failed import FailedScreen
 from console.screens.help import HelpScreen
+from console.screens.operations import OperationsScreen
 from console.screens.pause_all import PauseAllScreen
 from console.screens.queues import QueuesScreen
 from console.screens.quit import QuitChoice, QuitScreen
@@ -401,6 +402,9 @@ class ConsoleApp(App[int]):
     def action_audit(self) -> None:
         self.push_screen(AuditScreen(self.engine, self.now))
 
+    def action_operations(self) -> None:
+        self.push_screen(OperationsScreen(self.engine, self.now))
+
     def action_help(self) -> None:
         groups: list[tuple[str, list[BindingType]]] = [
             *self.control.help_groups,
@@ -411,6 +415,7 @@ class ConsoleApp(App[int]):
             ("Schedules (t)", [*SchedulesScreen.BINDINGS, *ScheduleTable.BINDINGS]),
             ("Alerts (A)", list(AlertsScreen.BINDINGS)),
             ("Audit trail (U)", list(AuditScreen.BINDINGS)),
+            ("Bulk operations (O)", list(OperationsScreen.BINDINGS)),
             ("Enqueue form (e)", list(EnqueueScreen.BINDINGS)),
             ("Settings (s)", list(SettingsScreen.BINDINGS)),
             ("Task detail (enter)", list(TaskDetailScreen.BINDINGS)),

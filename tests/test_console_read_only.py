@@ -24,6 +24,7 @@ from console.panels.task_table import TaskTable
 from console.read_only import HIDDEN, REFUSED
 from console.screens.alerts import AlertsScreen
 from console.screens.failed import FailedScreen
+from console.screens.operations import OperationsScreen
 from console.screens.queues import QueuesScreen
 from console.screens.schedules import SchedulesScreen, ScheduleTable
 from console.screens.settings import SettingsScreen
@@ -129,7 +130,7 @@ def test_the_refused_actions_exist() -> None:
         c.__name__: c
         for c in (
             ConsoleApp, TaskDetailScreen, FailedScreen, SchedulesScreen, AlertsScreen,
-            SettingsScreen, QueuesScreen,
+            SettingsScreen, QueuesScreen, OperationsScreen,
         )
     }  # fmt: skip
     assert set(REFUSED) == set(classes)
@@ -204,7 +205,8 @@ SCREENS: list[tuple[str, str, type[Screen[Any]], list[BindingType], set[str]]] =
      {"ctrl+s", "ctrl+r"}),
     ("p", "QueuesScreen", QueuesScreen, [*QueuesScreen.BINDINGS, Binding("enter", "toggle_queue")],
      {"enter"}),
-    ("", "TaskDetailScreen", TaskDetailScreen, list(TaskDetailScreen.BINDINGS), {"c", "r"}),
+    ("", "TaskDetailScreen", TaskDetailScreen, list(TaskDetailScreen.BINDINGS), {"c", "r", "E"}),
+    ("O", "OperationsScreen", OperationsScreen, list(OperationsScreen.BINDINGS), {"k"}),
 ]  # fmt: skip
 
 
