@@ -142,7 +142,7 @@ def cmd_bulk(args: argparse.Namespace) -> int:
             print(f"operation {op.id} {op.state}: {op.summary()}")
         return 0 if op.state == "done" else 1
 
-    return with_store(args, Access.WRITE, work)
+    return with_store(args, Access.READ if args.dry_run else Access.WRITE, work)
 
 
 async def confirm(action: str, preview: Operation) -> None:
