@@ -12,6 +12,7 @@ from textual.widgets import Static
 from console.app import ConsoleApp
 from console.screens.edit import EditScreen
 from console.screens.enqueue import PayloadArea
+from console.screens.help import HelpScreen
 from console.screens.operations import OperationsScreen
 from console.screens.task_detail import TaskDetailScreen
 from engine import TaskState
@@ -119,3 +120,20 @@ async def test_edit_refuses_a_succeeded_task_saying_why(db_path: Path) -> None:
         await settle(pilot)
         assert isinstance(app.screen, TaskDetailScreen)
         assert "only queued, scheduled, failed or cancelled tasks can be edited" in toasts(app)[-1]
+
+
+async def test_help_lists_the_operations_and_edit_keys(db_path: Path) -> None:
+    engine = build_engine(db_path, workers=0)
+    app = ConsoleApp(engine)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = "".join(text_of(s) for s in app.screen.query(Static))
+        for said in (
+            "Bulk operations: progress, results, abort",
+            "Bulk operations (O)",
+            "Stop the selected operation after its batch",
+            "Edit the task (not running): a form",
+        ):
+            assert said in text, said
