@@ -215,3 +215,23 @@ async def test_fifty_thousand_reprioritized_every_match_and_no_other(db_path: Pa
 
 def test_invalid_transition_is_exported() -> None:
     assert issubclass(InvalidTransition, Exception)
+
+
+async def test_an_operation_whose_process_died_is_marked_interrupted_or_aborted(
+    db_path: Path,
+) -> None:
+    engine = make(db_path)
+    async with engine:
+        await engine.enqueue("a.job", {})
+        first = await engine.ops.wait((await engine.ops.start("cancel", state="queued")).id)
+        second = await engine.ops.wait((await engine.ops.start("retry", state="cancelled")).id)
+    with sqlite3.connect(db_path) as conn:  # as a process killed mid-way leaves them
+        conn.execute("UPDATE operations SET state = 'running', owner = 'gone-1', beat_at = 0")
+    again = make(db_path)
+    async with again:
+        found = await again.ops.get(first.id)
+        assert (found.state, found.error) == ("interrupted", "its runner stopped before the end")
+        with sqlite3.connect(db_path) as conn:
+            conn.execute("UPDATE operations SET state = 'running' WHERE id = ?", (second.id,))
+        stopped = await again.ops.abort(second.id)
+        assert (stopped.state, stopped.error) == ("aborted", "its runner had stopped")

@@ -121,7 +121,13 @@ def test_bad_bulk_input_is_one_line(tmp_path: Path) -> None:
         (("bulk", "cancel", "--priority", "3"), "bulk cancel takes no --priority", 2),
         (("bulk", "cancel", "--ids", "1", "--queue", "q"), "give --ids or a filter", 2),
         (("bulk", "explode"), "invalid choice: 'explode'", 2),
-        (("bulk", "move", "--to-queue", "no way"), "queue name 'no way' is not allowed", 2),
+        (
+            ("bulk", "move", "--all", "--to-queue", "no way"),
+            "queue name 'no way' is not allowed",
+            2,
+        ),
+        (("bulk", "cancel"), "bulk cancel needs the tasks: --ids ID …, a filter", 2),
+        (("bulk", "cancel", "--all", "--state", "queued"), "--all means every task", 2),
         (("ops", "abort", "7"), "no bulk operation with id '7'", 1),
         (("ops", "abort"), "ops abort needs the operation's id", 2),
     ):
