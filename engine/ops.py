@@ -99,7 +99,7 @@ class Operations:
         name = check_action(action)
         args = check_args(name, priority, to_queue, retries)
         where, shown = check_selection(ids, state, queue, handler)
-        text = check_note(note)
+        text = check_note(note) or self._audit.current_note  # else the audit block's
         if dry_run:
             self._state.require_running()
             return await self._preview(name, args, where, shown)
