@@ -272,7 +272,7 @@ class Operations:
                 partial(plans.page, where=where, after=after, upto=upto, size=10 * BATCH)
             )
             if where.ids is not None:
-                given = [i for i in where.ids if i > after][: 10 * BATCH]
+                given = where.after(after, 10 * BATCH)
                 if not given:
                     break
                 known = {int(r[0]) for r in rows if r[1] is not None}

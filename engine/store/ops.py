@@ -8,6 +8,7 @@ so a crash loses no progress and repeats no change."""
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,12 @@ class Where:
     state: str | None = None
     queue: str | None = None
     handler: str | None = None
+
+    def after(self, cursor: int, size: int) -> list[int]:
+        """The next ``size`` of the ids given (sorted) after id ``cursor``."""
+        assert self.ids is not None
+        start = bisect.bisect_right(self.ids, cursor)
+        return list(self.ids[start : start + size])
 
     def clause(self, after: int, upto: int) -> tuple[str, list[Any]]:
         parts, args = ["id > ?", "id <= ?"], list[Any]([after, upto])
@@ -230,7 +237,7 @@ def batch(
         return out
     out.seen, out.cursor = len(tasks), int(tasks[-1][0])
     if where.ids is not None:
-        given = [i for i in where.ids if i > int(found[0])][:size]
+        given = where.after(int(found[0]), size)
         known = {int(t[0]) for t in tasks if t[1] is not None}
         out.seen, out.cursor = len(given), given[-1]
         missing = len([i for i in given if i not in known])
@@ -238,7 +245,10 @@ def batch(
             out.skip("no such task", missing)
     fast = [t for t in tasks if classify(action, args, t, out)]
     if fast:
-        out.changed += yield from APPLY[action](txn, fast, args, by, op_id)
+        changed = yield from APPLY[action](txn, fast, args, by, op_id)
+        out.changed += changed
+        if changed < len(fast):  # another node changed them between the read and the write
+            out.skip("changed meanwhile", len(fast) - changed)
     yield from _record(txn, op_id, _counted(out))
     return out
 
@@ -250,7 +260,7 @@ def _counted(out: Batch) -> Batch:
 
 def _next(where: Where, after: int, upto: int, size: int) -> Plan[list[Any]]:
     if where.ids is not None:
-        chunk = [i for i in where.ids if i > after][:size]
+        chunk = where.after(after, size)
         if not chunk:
             return []
         listed = ",".join(str(i) for i in chunk)
