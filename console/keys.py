@@ -92,7 +92,7 @@ DASHBOARD_KEYS: list[BindingType] = [
         "filter",
         "Filter",
         key_display="/",
-        tooltip="Filter by handler, queue, id prefix or text",
+        tooltip="Filter by handler, queue, error text, or a query: state=failed error~heic",
     ),
     Binding("escape", "clear_filter", "Clear filter", show=False),
     Binding("q", "quit_dialog", "Quit", tooltip="Quit: finish running tasks or stop now"),

@@ -51,6 +51,7 @@ from engine.operation import ACTIONS as BULK_ACTIONS
 from engine.operation import DESTRUCTIVE as DESTRUCTIVE_ACTIONS
 from engine.operation import Operation
 from engine.payload import parse_payload
+from engine.query import QueryError
 from engine.reads import TaskPage
 from engine.registry import Handler
 from engine.retry import RetryPolicy
@@ -68,6 +69,8 @@ from engine.bottleneck import STORE_WIDE_RULES
 from engine.checks import check_handler_name, check_queue_name, check_seconds
 from engine.cluster import node_findings, node_settings, unserved_findings
 from engine.model import MAX_PRIORITY, MIN_PRIORITY
+from engine.query import SEARCH_SECONDS
+from engine.query import parse as parse_query
 from engine.settings import parse_text, validate_value
 from engine.snapshot import SEVERITY_ORDER
 from engine.store import DEFAULT_URL, sqlite_file
@@ -106,6 +109,7 @@ __all__ = [
     "PayloadDecodeError",
     "PayloadError",
     "Priority",
+    "QueryError",
     "QueueInfo",
     "Rate",
     "ReadOnlyError",
@@ -159,6 +163,7 @@ __all__ += [
     "DESTRUCTIVE_ACTIONS",
     "MAX_PRIORITY",
     "MIN_PRIORITY",
+    "SEARCH_SECONDS",
     "SEVERITY_ORDER",
     "STORE_WIDE_RULES",
     "check_handler_name",
@@ -167,6 +172,7 @@ __all__ += [
     "check_seconds",
     "node_findings",
     "node_settings",
+    "parse_query",
     "parse_text",
     "sqlite_file",
     "unserved_findings",

@@ -31,7 +31,7 @@ from typing import Any
 
 from engine.actor import Actor
 from engine.checks import parse_task_id
-from engine.errors import TaskNotFound
+from engine.errors import StoreError, TaskNotFound
 from engine.settings import Settings
 from engine.store import audit as plans
 from engine.store.base import Store
@@ -178,6 +178,8 @@ class Audit:
             return
         try:
             yield outcome
+        except StoreError:
+            raise  # the store refused the write (locked, down): recording would wait again
         except Exception as exc:
             text = f"{type(exc).__name__}: {exc}"
             if isinstance(exc, TaskNotFound):  # about no task: not in any task's history

@@ -278,9 +278,11 @@ class Engine:
         handler: str | None = None,
         id_prefix: str | None = None,
         text: str | None = None,
+        where: str | None = None,
     ) -> TaskPage:
-        """A page of tasks: queued by priority, finished newest first, others by id."""
-        return await self._reads.tasks(state, queue, limit, offset, handler, id_prefix, text)
+        """A page of tasks: queued by priority, finished newest first, others by id;
+        ``where``: a query (README: "Finding tasks"), e.g. ``state=failed error~HEIC``."""
+        return await self._reads.tasks(state, queue, limit, offset, handler, id_prefix, text, where)
 
     async def position(
         self,

@@ -3,14 +3,17 @@ a task to finish, and the cheap ``snapshot()`` the console polls."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from engine.checks import check_queue_name, check_seconds, parse_task_id, storable_id
 from engine.codec import Codec
 from engine.events import EventBus
 from engine.metrics import Metrics
 from engine.model import TaskRecord, TaskState
+from engine.query import SEARCH_SECONDS, AllOf, Compare, Node, Query, QueryError, parse
 from engine.snapshot import EngineSnapshot, QueueInfo
 from engine.state import EngineState
 from engine.store.base import Store, TaskFilter
@@ -36,6 +39,30 @@ def parse_state(value: TaskState | str | None) -> TaskState | None:
     except ValueError:
         allowed = ", ".join(s.value for s in TaskState)
         raise ValueError(f"unknown task state {value!r}; use one of {allowed}") from None
+
+
+def _pin(
+    pins: dict[str, str],
+    state: TaskState | None,
+    queue: str | None,
+    handler: str | None,
+    query: Query,
+) -> tuple[TaskState | None, str | None, str | None, Query]:
+    """The query's top-level ``state=``, ``queue=`` and ``handler=`` as the list's own
+    filters (their order and indexes); one that differs from a filter already given
+    goes back into the query (the two together match nothing)."""
+    given = {"state": state.value if state else None, "queue": queue, "handler": handler}
+    back: list[Node] = []
+    for name, value in pins.items():
+        if given[name] is None:
+            given[name] = value
+        elif given[name] != value:
+            back.append(Compare(name, "=", value))
+    if back:
+        terms = (query.root, *back) if query.root is not None else tuple(back)
+        query = replace(query, root=terms[0] if len(terms) == 1 else AllOf(terms))
+    st = TaskState(given["state"]) if given["state"] else None
+    return st, given["queue"], given["handler"], query
 
 
 def _check_window(name: str, value: object, low: int, top: int) -> None:
@@ -91,17 +118,39 @@ class Reads:
         handler: str | None,
         id_prefix: str | None,
         text: str | None,
+        where: str | None = None,
     ) -> TaskPage:
-        """A page of tasks: queued by priority, finished newest first, others by id."""
+        """A page of tasks: queued by priority, finished newest first, others by id;
+        ``where`` narrows it with a query (:mod:`engine.query`)."""
         st = parse_state(state)
         if queue is not None:
             check_queue_name(queue)
         _check_window("limit", limit, 0, 10_000)
         _check_window("offset", offset, 0, 10**9)
+        query = None
+        if where is not None:
+            query = parse(where, self._clock(), encrypted=self._codec.encrypted)
+            pins, query = query.pinned()
+            st, queue, handler, query = _pin(pins, st, queue, handler, query)
         self._state.require_running()
         flt = TaskFilter(st, queue, handler, id_prefix, limit, offset, text or None)
-        items = await self._store.tasks(flt)
-        return TaskPage(items, self._list_total(flt), offset, limit)
+        if query is None or query.root is None:
+            items = await self._store.tasks(flt)
+            return TaskPage(items, self._list_total(flt), offset, limit)
+        flt = replace(flt, where=query.root)
+        if not query.searches_text:
+            return TaskPage(await self._store.tasks(flt), None, offset, limit)
+        try:
+            async with asyncio.timeout(SEARCH_SECONDS):
+                items = await self._store.tasks(flt)
+        except TimeoutError:
+            raise QueryError(
+                0,
+                f"the search was stopped after {SEARCH_SECONDS:g} s: it reads the text of "
+                "every task it cannot rule out; narrow it with state=, handler=, queue= "
+                "or created>",
+            ) from None
+        return TaskPage(items, None, offset, limit)
 
     def _list_total(self, flt: TaskFilter) -> int | None:
         """How many tasks the list holds, from the counts (None under a filter the

@@ -10,6 +10,7 @@ from typing import Any
 from engine.audit import Audit
 from engine.checks import parse_task_id
 from engine.enqueue import Preparer
+from engine.errors import StoreError
 from engine.events import EventBus, EventKind
 from engine.metrics import Metrics
 from engine.model import TaskId, WorkflowRecord
@@ -50,8 +51,9 @@ class Submitter:
             return await self._enqueue(handler, payload, *options)
         try:
             task_id = await self._enqueue(handler, payload, *options)
-        except (TypeError, ValueError, LookupError):
-            raise  # bad input (checked before anything is written): no action was taken
+        except (TypeError, ValueError, LookupError, StoreError):
+            raise  # bad input (checked before anything is written), or a store refusing
+            # writes (recording would wait for it again): no action was taken
         except Exception as exc:
             name = handler if isinstance(handler, str) else repr(handler)
             what = f"{type(exc).__name__}: {exc}"

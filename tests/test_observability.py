@@ -139,7 +139,7 @@ async def test_metrics_resources_and_series_are_in_the_snapshot(
     # CPU-bound against mostly waiting: on a busy machine the CPU-bound one also waits
     # for a core, so its ratio is compared with the other's, not with a fixed 0.5
     assert cpu_stats.cpu_ratio is not None and wait_stats.cpu_ratio is not None
-    assert wait_stats.cpu_ratio < 0.3 and cpu_stats.cpu_ratio > max(0.25, 3 * wait_stats.cpu_ratio)
+    assert wait_stats.cpu_ratio < 0.3 and cpu_stats.cpu_ratio > max(0.1, 3 * wait_stats.cpu_ratio)
     assert wait_stats.run_p50 is not None and 0.04 < wait_stats.run_p50 < 0.5
     assert abs(cpu_stats.impact + wait_stats.impact - 1.0) < 1e-9
     assert len(snap.metrics.series["done"]) >= 2 and sum(snap.metrics.series["done"]) == 10

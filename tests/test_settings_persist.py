@@ -167,7 +167,7 @@ async def test_a_store_of_the_previous_version_gets_the_table(
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert {"saved_settings", "alerts", "alert_leader"} <= tables  # versions 5 and 6
+        assert {"saved_settings", "alerts", "alert_leader", "audit"} <= tables  # versions 5–7
 
 
 async def test_a_postgres_schema_of_the_previous_version_gets_the_table(pg_url: str) -> None:

@@ -27,8 +27,7 @@ from .console_helpers import screen_text, settle, started, text_of
 from .console_helpers import until as shown
 from .pg_fixtures import sql
 
-#: the tables later schema versions add (alerts: 5, audit: 6/7, operations: 7/8)
-ALERT_TABLES = ("alerts", "alert_events", "alert_silences", "alert_leader", "audit", "operations")
+ALERT_TABLES = ("alerts", "alert_events", "alert_silences", "alert_leader", "audit")
 
 #: A line of the queue table: "│ 12       images.x        images …"
 ROW = re.compile(r"│ \d+ +images\.\w+ +images ")

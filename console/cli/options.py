@@ -13,16 +13,19 @@ use (``--interval must be a number from 0.1 to 3600 s; got '0'``).
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from console.cli.errors import UserError
 from engine import (
+    QueryError,
     SettingsError,
     SettingSpec,
     check_note,
     parse_priority,
+    parse_query,
     parse_text,
     validate_value,
 )
@@ -73,6 +76,27 @@ def number_flag(flag: str, kind: type, low: float, high: float, unit: str) -> Ca
 
     parse.__name__ = flag.lstrip("-")  # argparse names the type in some messages
     return parse
+
+
+def where_flag(text: str) -> str:
+    """``--where QUERY``: read when the command line is (a malformed query says where
+    and what was expected); the store, once open, refuses searching sealed text."""
+    try:
+        parse_query(text, time.time())
+    except QueryError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def add_where(parser: argparse.ArgumentParser, what: str = "tasks") -> None:
+    """The ``--where QUERY`` option, for any command that picks tasks."""
+    parser.add_argument(
+        "--where",
+        type=where_flag,
+        metavar="QUERY",
+        help=f'only {what} matching a query, e.g. "state=failed error~HEIC" or '
+        '"handler=images.resize priority>5" (README: Finding tasks)',
+    )
 
 
 def priority_flag(text: str) -> int:

@@ -18,6 +18,7 @@ from console.cli.errors import Refused, UserError
 from console.cli.options import (
     HIDE_PAYLOADS_ENV,
     add_note,
+    add_where,
     env_switch,
     number_flag,
     priority_flag,
@@ -28,6 +29,7 @@ from engine import (
     AuditEntry,
     Engine,
     PayloadError,
+    QueryError,
     TaskNotFound,
     TaskRecord,
     TaskState,
@@ -60,6 +62,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     tasks.add_argument("--state", choices=[s.value for s in TaskState], help="only this state")
     tasks.add_argument("--queue", help="only this queue")
     tasks.add_argument("--handler", help="only this handler")
+    add_where(tasks)
     tasks.add_argument("--limit", type=LIMIT, default=50, help="how many (default 50)")
     tasks.add_argument("--offset", type=OFFSET, default=0, help="skip this many")
     tasks.add_argument("--json", action="store_true", help="print JSON")
@@ -215,13 +218,17 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     payloads_hidden(args)  # the list never shows them; a bad value is still refused
 
     async def work(engine: Engine) -> int:
-        page = await engine.tasks(
-            state=args.state,
-            queue=args.queue,
-            handler=args.handler,
-            limit=args.limit,
-            offset=args.offset,
-        )
+        try:
+            page = await engine.tasks(
+                state=args.state,
+                queue=args.queue,
+                handler=args.handler,
+                limit=args.limit,
+                offset=args.offset,
+                where=args.where,
+            )
+        except QueryError as exc:  # sealed text on an encrypted store, or a search cut off
+            raise UserError(f"--where: {exc}") from None
         if args.json:
             print(json.dumps({"total": page.total, "tasks": [task_row(t) for t in page]}))
             return 0

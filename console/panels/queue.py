@@ -28,11 +28,13 @@ from engine import (
     Engine,
     EngineNotRunning,
     EngineSnapshot,
+    QueryError,
     QueueInfo,
     StoreError,
     TaskPage,
     TaskRecord,
     TaskState,
+    parse_query,
 )
 
 STATES = tuple(TaskState)
@@ -83,38 +85,26 @@ def queue_strip(queues: list[QueueInfo], width: int) -> str:
 
 @dataclass(frozen=True)
 class TaskQuery:
-    """What the filter bar asked for: ``handler:x queue:y id:12 words``."""
+    """What the filter bar asked for: a query (README: "Finding tasks"), e.g.
+    ``error~heic`` or ``handler=images.resize priority>5``, or just words."""
 
-    handler: str | None = None
-    queue: str | None = None
-    id_prefix: str | None = None
-    text: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> TaskQuery:
-        fields: dict[str, str] = {}
-        words = []
-        for token in text.split():
-            key, sep, value = token.partition(":")
-            if sep and key in ("handler", "queue", "id") and value:
-                fields["id_prefix" if key == "id" else key] = value
-            else:
-                words.append(token)
-        return cls(**fields, text=" ".join(words) or None)
+    text: str = ""
 
     def describe(self) -> str:
-        parts = [
-            f"{k}:{v}"
-            for k, v in (("handler", self.handler), ("queue", self.queue), ("id", self.id_prefix))
-            if v
-        ]
-        if self.text:
-            parts.append(f'"{self.text}"')
-        return " ".join(parts)
+        return self.text.strip()
 
     @property
     def active(self) -> bool:
-        return any((self.handler, self.queue, self.id_prefix, self.text))
+        return bool(self.text.strip())
+
+    def pins(self, encrypted: bool) -> dict[str, str] | None:
+        """Its ``handler=`` and ``queue=`` when that is all it asks (else None): the
+        list can then follow a task by key, and the Failed screen act on it."""
+        try:
+            pins, rest = parse_query(self.text, time.time(), encrypted=encrypted).pinned()
+        except QueryError:
+            return None
+        return pins if rest.root is None and "state" not in pins else None
 
 
 def set_text(line: Static, text: str) -> None:
@@ -164,8 +154,8 @@ class QueuePanel(Vertical):
         )
         yield Static("", id="queue-strip")
         yield Input(
-            placeholder="filter: handler:name queue:name id:123 or any text · "
-            "enter applies · esc clears",
+            placeholder="filter: words, or a query: handler=x state=failed error~heic "
+            "payload.user_id=42 created>-1h (AND OR NOT) · enter applies · esc clears",
             id="filter",
         )
         yield Static("", id="task-header")
@@ -207,12 +197,18 @@ class QueuePanel(Vertical):
     def open_filter(self) -> None:
         self.add_class("-filtering")
         box = self.query_one("#filter", Input)
-        box.value = self.query_filter.describe().replace('"', "")
+        box.value = self.query_filter.describe()
         box.focus()
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
-        self.query_filter = TaskQuery.parse(event.value)
+        try:
+            parse_query(event.value, time.time(), encrypted=self.engine.snapshot().encrypted)
+        except QueryError as exc:  # the box stays open with the text, to be fixed
+            event.stop()
+            self.app.notify(f"filter: {exc}", severity="error")
+            return
+        self.query_filter = TaskQuery(event.value.strip())
         if not self.query_filter.active:
             self.remove_class("-filtering")
         self.table.focus()
@@ -300,6 +296,9 @@ class QueuePanel(Vertical):
             if self.engine.running:  # a store problem, not a shutdown: say so
                 self.app.notify(f"cannot read tasks: {exc}", severity="error")
             return
+        except QueryError as exc:  # e.g. a text search stopped at its time limit
+            self.app.notify(f"filter: {exc}", severity="error")
+            return
         if not table.is_attached:  # the console is closing
             return
         for task in page:
@@ -312,25 +311,17 @@ class QueuePanel(Vertical):
         table.set_rows(total, offset, page)
 
     async def _page(self, offset: int, limit: int) -> TaskPage:
-        q = self.query_filter
-        return await self.engine.tasks(
-            state=self.state,
-            queue=q.queue,
-            limit=limit,
-            offset=offset,
-            handler=q.handler,
-            id_prefix=q.id_prefix,
-            text=q.text,
-        )
+        where = self.query_filter.describe() or None
+        return await self.engine.tasks(state=self.state, limit=limit, offset=offset, where=where)
 
     async def _around(self, task_id: str, limit: int) -> TaskPage | None:
         """The rows around the task's new place in this tab (None if it left the tab, or
-        under a text filter, which cannot be counted through an index)."""
-        q = self.query_filter
-        if q.text or q.id_prefix:
+        under a query other than handler= and queue=, which cannot be read by key)."""
+        pins = self.query_filter.pins(self.engine.snapshot().encrypted)
+        if pins is None:
             return None
         return await self.engine.tasks_around(
-            task_id, self.state, q.queue, limit, limit // 3, handler=q.handler
+            task_id, self.state, pins.get("queue"), limit, limit // 3, handler=pins.get("handler")
         )
 
     # -- actions on the selected task ------------------------------------------------

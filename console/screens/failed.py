@@ -88,15 +88,27 @@ class FailedScreen(Screen[None]):
     def action_retry_one(self) -> None:
         self.panel.retry_selected()
 
-    def _scope(self) -> tuple[str, dict[str, str | None]]:
-        q = self.panel.query_filter
-        filt = {"queue": q.queue, "handler": q.handler}
+    def _scope(self) -> tuple[str, dict[str, str | None]] | None:
+        """What R and P act on: the tab, and the filter's queue= and handler= (None,
+        said in a toast, when the filter asks more than those)."""
+        pins = self.panel.query_filter.pins(self.engine.snapshot().encrypted)
+        if pins is None:
+            self.app.notify(
+                "R and P act on a whole tab, or on handler= and queue=; this filter asks "
+                "more, so clear it first (esc) or narrow it to those",
+                severity="warning",
+            )
+            return None
+        filt = {"queue": pins.get("queue"), "handler": pins.get("handler")}
         words = [f"{k} {v}" for k, v in filt.items() if v]
         state = self.panel.state.value
         return f"every {state} task" + (f" of {' and '.join(words)}" if words else ""), filt
 
     def action_retry_all(self) -> None:
-        what, filt = self._scope()
+        scope = self._scope()
+        if scope is None:
+            return
+        what, filt = scope
         count = self.panel.table.total
 
         ask = ConfirmScreen(f"Retry {what}?", f"{num(count)} tasks go back to the queue.")
@@ -108,7 +120,10 @@ class FailedScreen(Screen[None]):
         self.app.push_screen(ask, answered)
 
     def action_purge_all(self) -> None:
-        what, filt = self._scope()
+        scope = self._scope()
+        if scope is None:
+            return
+        what, filt = scope
         count = self.panel.table.total
 
         ask = ConfirmScreen(f"Purge {what}?", f"{num(count)} tasks are deleted for good.")

@@ -28,6 +28,7 @@ from engine.model import (
     WorkflowRecord,
     timeline_line,
 )
+from engine.query import Node
 
 #: The due time of a workflow step that waits for earlier steps (year 3000): never
 #: promoted by time, and sorted after every real due time.
@@ -286,6 +287,7 @@ class TaskFilter:
     limit: int = 100
     offset: int = 0
     text: str | None = None  # a substring of the handler or queue name
+    where: Node | None = None  # a parsed query's terms (see engine.query)
 
 
 class Store(Protocol):

@@ -18,6 +18,7 @@ from engine.model import TERMINAL_STATES, TaskState
 from engine.store.alerts import numbered
 from engine.store.base import TaskFilter
 from engine.store.keyset import Ordering
+from engine.store.where import to_sql
 
 __all__ = ["COLUMNS", "Ordering", "Where", "keyed", "list_query"]
 
@@ -82,6 +83,10 @@ def filter_where(flt: TaskFilter, with_queue: bool = True) -> Where:
         digits = "".join(ch for ch in flt.id_prefix if ch.isdigit())
         where.terms.append("CAST(id AS text) LIKE ?")
         where.params.append(f"{digits}%" if digits == flt.id_prefix else "-")
+    if flt.where is not None:
+        sql, params = to_sql(flt.where, "postgres")
+        where.terms.append(sql)
+        where.params += params
     if with_queue and flt.queue is not None:
         where.terms.append("queue = ?")
         where.params.append(flt.queue)
@@ -98,7 +103,7 @@ def list_query(flt: TaskFilter) -> tuple[str, list[Any]]:
     """A page of ``tasks(flt)``."""
     where = filter_where(flt)
     order = LIST_ORDER.get(flt.state, "id DESC")
-    if flt.state == TaskState.QUEUED and flt.queue is None:
+    if flt.state == TaskState.QUEUED and flt.queue is None and flt.handler is None:
         # each queue's first offset + limit rows through its index, merged
         sql = (
             f"SELECT t.* FROM ({QUEUED_QUEUES}) AS q CROSS JOIN LATERAL ("
@@ -116,7 +121,9 @@ def keyed(flt: TaskFilter, queued: list[str]) -> tuple[Ordering, Where, list[Whe
     indexes: one per queue for queued tasks (the ready index leads with the queue)."""
     where = filter_where(flt)
     ordering = Ordering.parse(LIST_ORDER.get(flt.state, "id DESC"))
-    if flt.state == TaskState.QUEUED and flt.queue is None and 0 < len(queued) <= 64:
+    # one handler's queued tasks: tasks_handler_ready holds them in order, in one range
+    by_queue = flt.state == TaskState.QUEUED and flt.queue is None and flt.handler is None
+    if by_queue and 0 < len(queued) <= 64:
         per_queue = [Where([*where.terms, "queue = ?"], [*where.params, q]) for q in queued]
         return ordering, where, per_queue
     return ordering, where, [where]

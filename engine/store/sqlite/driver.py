@@ -129,7 +129,7 @@ class SQLiteStore:
         self._pauses = StoreCounts()  # the paused queues, and whether everything is
         self._counts_reader = CountsReader(read_counts)
         self.transactions, self._latency = 0, Reservoir(512)
-        self._reads = SQLiteReads(self._read, self.codec, clock, lambda: self._by_queue)
+        self._reads = SQLiteReads(self._read, self.codec, clock, lambda: self._by_queue, self.path)
 
     #: at most half the pool per claim: the loop and the writer thread overlap
     split_claims = True

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from engine.codec import Codec
@@ -24,6 +25,8 @@ from engine.store.base import TaskFilter, task_missing
 from engine.store.keyset import Ordering, count_before, window_around
 from engine.store.sqlite import cluster as cluster_ops
 from engine.store.sqlite import schedules as sched
+from engine.store.sqlite.scan import ScanReader
+from engine.store.where import to_sql
 
 Read = Callable[..., Awaitable[list[Any]]]
 Queues = Callable[[], Mapping[str, Mapping[TaskState, int]]]
@@ -71,8 +74,11 @@ class SQLiteReads:
     """Every read of one SQLite store, on its reader (``read(sql, params)``);
     ``queues()`` gives the store's latest counts per queue (they pick the indexes)."""
 
-    def __init__(self, read: Read, codec: Codec, clock: Callable[[], float], queues: Queues):
+    def __init__(
+        self, read: Read, codec: Codec, clock: Callable[[], float], queues: Queues, path: Path
+    ) -> None:
         self._read = read
+        self._scan = ScanReader(path)  # a query's list: own connection, stopped if cancelled
         self.codec = codec
         self.clock = clock
         self._queues = queues
@@ -128,7 +134,7 @@ class SQLiteReads:
 
     async def tasks(self, flt: TaskFilter) -> list[TaskRecord]:
         query = self.list_query(flt)
-        rows = await self._read(query.sql, query.params)
+        rows = await (self._read if flt.where is None else self._scan)(query.sql, query.params)
         records = [self._record(row) for row in rows]
         return records[::-1] if query.reverse else records
 
@@ -153,6 +159,10 @@ class SQLiteReads:
             digits = "".join(ch for ch in flt.id_prefix if ch.isdigit())
             where.append("CAST(id AS TEXT) LIKE ?")
             params.append(f"{digits}%" if digits == flt.id_prefix else "-")
+        if flt.where is not None:
+            sql, more = to_sql(flt.where, "sqlite")
+            where.append(sql)
+            params += more
         return where, params
 
     def _keyed(
@@ -170,6 +180,7 @@ class SQLiteReads:
         if (
             flt.state == TaskState.QUEUED
             and flt.queue is None
+            and flt.handler is None  # else tasks_handler_ready holds the list in order
             and 0 < len(queues) <= _MAX_UNION_QUEUES
         ):
             return ordering, cond, params, [(f"{cond} AND queue = ?", [*params, q]) for q in queues]
@@ -219,7 +230,7 @@ class SQLiteReads:
     def list_query(self, flt: TaskFilter) -> ListQuery:
         where, params = self._filter_where(flt)
         queue = flt.queue
-        if flt.state == TaskState.QUEUED and queue is None:
+        if flt.state == TaskState.QUEUED and queue is None and flt.handler is None:
             queues = sorted(q for q, c in self._queues().items() if c[TaskState.QUEUED])
             if len(queues) == 1:
                 queue = queues[0]  # the same rows, straight from one index range
@@ -243,7 +254,9 @@ class SQLiteReads:
         long list is read from the end, in reverse, so its cost stays small too."""
         order, reverse_order = "priority DESC, id", "priority ASC, id DESC"
         offset, limit, reverse = flt.offset, flt.limit, False
-        if not (flt.handler or flt.text or flt.id_prefix):  # the count is known exactly
+        if not (
+            flt.handler or flt.text or flt.id_prefix or flt.where
+        ):  # the count is known exactly
             total = sum(self._queues()[q][TaskState.QUEUED] for q in queues)
             if offset + limit // 2 > total // 2:
                 limit = max(0, min(limit, total - offset))

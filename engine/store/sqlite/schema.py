@@ -19,7 +19,7 @@ from engine.faults import no_fault
 from engine.model import TERMINAL_STATES, TaskState, transition_check_sql
 
 APPLICATION_ID = 0x54534B44  # "TSKD"
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 _STATES = ", ".join(f"'{s.value}'" for s in TaskState)
 _TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES))
@@ -312,10 +312,19 @@ CREATE INDEX audit_at ON audit(at);
 CREATE INDEX audit_task ON audit(task_id, id) WHERE task_id IS NOT NULL
 """
 
-# Version 8: bulk operations (see engine.ops): one row per operation, its selection
-# as text (JSON), its progress and result; tasks are changed in batches.
+# Version 8: queued tasks of one handler in claim order, so
+# a query by handler and state (``handler=x state=queued``) reads its first page from
+# one index range instead of walking every queue's whole range.
+# IF NOT EXISTS: a store taken back to an older version (tests do) keeps its indexes.
 _V8 = """
-CREATE TABLE operations (
+CREATE INDEX IF NOT EXISTS tasks_handler_ready ON tasks(handler, priority DESC, id)
+    WHERE state = 'queued'
+"""
+
+# Version 9: bulk operations (see engine.ops): one row per operation, its selection
+# as text (JSON), its progress and result; tasks are changed in batches.
+_V9 = """
+CREATE TABLE IF NOT EXISTS operations (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     action          TEXT    NOT NULL,
     args            TEXT    NOT NULL,
@@ -338,12 +347,13 @@ CREATE TABLE operations (
     beat_at         REAL    NOT NULL,
     abort_requested INTEGER NOT NULL
 );
-CREATE INDEX operations_open ON operations(state) WHERE state IN ('pending', 'running')
+CREATE INDEX IF NOT EXISTS operations_open ON operations(state)
+    WHERE state IN ('pending', 'running')
 """
 
 #: (version, script) pairs, applied in order inside one transaction each.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
-    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7), (8, _V8),
+    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7), (8, _V8), (9, _V9),
 )  # fmt: skip
 
 
