@@ -66,14 +66,15 @@ class Operation:
 
     @property
     def target(self) -> str:
-        """The selection in words: ``3 ids`` or ``state=queued queue=images``."""
+        """The selection in words: ``3 ids``, ``state=queued queue=images`` (and the
+        query as typed)."""
         ids = self.selection.get("ids")
         if ids is not None:
             return f"{len(ids):,} id{'s' if len(ids) != 1 else ''}"
-        where = self.selection.get("where")
-        if where:
-            return str(where)
-        shown = [f"{k}={v}" for k, v in self.selection.items() if v is not None]
+        fields = ("state", "queue", "handler")
+        shown = [f"{k}={self.selection[k]}" for k in fields if self.selection.get(k)]
+        if self.selection.get("where"):
+            shown.append(str(self.selection["where"]))
         return " ".join(shown) or "all tasks"
 
     @property

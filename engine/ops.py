@@ -25,6 +25,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -41,10 +42,12 @@ from engine.operation import (
     from_row,
     where_of,
 )
+from engine.query import Dialect, parse
 from engine.state import EngineState
 from engine.store import ops as plans
 from engine.store.base import Store
 from engine.store.ops import Batch, Where
+from engine.store.where import to_sql
 
 BATCH = 1000  #: tasks per transaction
 #: The share of time an operation keeps the store busy: after a batch that took t s it
@@ -85,6 +88,7 @@ class Operations:
         state: Any = None,
         queue: str | None = None,
         handler: str | None = None,
+        where: str | None = None,
         priority: int | str | None = None,
         to_queue: str | None = None,
         retries: int | None = None,
@@ -93,29 +97,50 @@ class Operations:
     ) -> Operation:
         """Start ``action`` (cancel, retry, reprioritize ``priority=``, move ``to_queue=``,
         set-retries ``retries=``, purge) on the tasks with these ``ids``, or on every task
-        matching ``state``/``queue``/``handler`` (none: all tasks). Returns the stored
+        matching ``state``/``queue``/``handler`` and the query ``where`` (see
+        :mod:`engine.query`; none of them: all tasks). Returns the stored
         operation at once (``wait()`` for its end). ``dry_run``: nothing is stored or
         changed; the result says how many tasks it would change and skip, and why."""
         name = check_action(action)
         args = check_args(name, priority, to_queue, retries)
-        where, shown = check_selection(ids, state, queue, handler)
+        if ids is not None and where is not None:
+            raise TypeError("give ids or a filter (state, queue, handler, where), not both")
+        sel, shown = check_selection(ids, state, queue, handler)
+        if where is not None:
+            shown |= {"where": where, "at": self._clock()}
+        where_sql = self._where(sel, shown)
         text = check_note(note) or self._audit.current_note  # else the audit block's
         if dry_run:
             self._state.require_running()
-            return await self._preview(name, args, where, shown)
+            return await self._preview(name, args, where_sql, shown)
         self._state.require_writable(f"bulk {name}")
         self._stopping = False
         async with self._audit.action(f"bulk_{name}", _target(name, args, shown)) as outcome:
+            upto, total = await self._store.run_plan(partial(plans.count, where=where_sql))
             op_id = await self._store.run_plan(
                 partial(
                     plans.add, action=name, args=json.dumps(args), selection=json.dumps(shown),
-                    where=where, owner=self._node, actor=str(self._state.actor), note=text,
+                    where=where_sql, owner=self._node, actor=str(self._state.actor), note=text,
+                    upto=upto, total=total,
                 )
             )  # fmt: skip
             op = await self.get(op_id)
             outcome.text = f"operation {op_id}: {op.total:,} tasks"
-        self._launch(op_id, name, args, where, text)
+        self._launch(op_id, name, args, where_sql, text)
         return op
+
+    def _where(self, sel: Where, shown: dict[str, Any]) -> Where:
+        """The selection with its query (``shown["where"]``, read as at ``shown["at"]``,
+        so relative times mean the same when resumed) compiled for this store."""
+        text = shown.get("where")
+        if text is None:
+            return sel
+        query = parse(str(text), float(shown["at"]), encrypted=self._store.encrypted)
+        if query.root is None:
+            return sel
+        dialect: Dialect = "postgres" if self._store.url.startswith("postgres") else "sqlite"
+        sql, params = to_sql(query.root, dialect)
+        return replace(sel, sql=sql, params=tuple(params))
 
     async def get(self, op_id: str | int) -> Operation:
         """One operation as it stands now; ``LookupError`` if there is none."""
@@ -185,7 +210,8 @@ class Operations:
         )
         for op_id in mine:
             op = await self.get(op_id)
-            self._launch(op.id, op.action, op.args, where_of(op.selection), op.note)
+            where = self._where(where_of(op.selection), op.selection)
+            self._launch(op.id, op.action, op.args, where, op.note)
         return mine
 
     async def stop(self) -> None:
@@ -281,7 +307,11 @@ class Operations:
                     out.skip("no such task", missing)
                 total, after = total + len(given), given[-1]
             elif not rows:
-                break
+                end = where.window(after, upto)
+                if end >= upto:
+                    break
+                after = end  # a query reads a window at a time
+                continue
             else:
                 total, after = total + len(rows), int(rows[-1][0])
             for r in rows:

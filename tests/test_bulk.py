@@ -235,3 +235,23 @@ async def test_an_operation_whose_process_died_is_marked_interrupted_or_aborted(
             conn.execute("UPDATE operations SET state = 'running' WHERE id = ?", (second.id,))
         stopped = await again.ops.abort(second.id)
         assert (stopped.state, stopped.error) == ("aborted", "its runner had stopped")
+
+
+@BOTH_BACKENDS
+async def test_a_query_selects_the_tasks(store: str | Path) -> None:
+    engine = make(store)
+    async with engine:
+        ids = await engine.enqueue_many([("a.job", {"i": i}) for i in range(30)])
+        await engine.enqueue_many([("b.job", {"i": i}) for i in range(5)])
+        where = "handler=a.job AND payload.i>=20"
+        dry = await engine.ops.start("reprioritize", where=where, priority=8, dry_run=True)
+        assert (dry.total, dry.changed) == (10, 10)
+        op = await engine.ops.wait(
+            (await engine.ops.start("reprioritize", where=where, priority=8)).id, timeout=10
+        )
+        assert (op.total, op.changed, op.target) == (10, 10, where)
+        assert [(await engine.get(t)).priority == 8 for t in ids] == [i >= 20 for i in range(30)]
+        with pytest.raises(ValueError, match="at 18: expected a term after AND"):
+            await engine.ops.start("cancel", where="handler=a.job AND")
+        with pytest.raises(TypeError, match="give ids or a filter"):
+            await engine.ops.start("cancel", ids=ids[:1], where="state=queued")

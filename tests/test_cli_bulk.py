@@ -127,6 +127,7 @@ def test_bad_bulk_input_is_one_line(tmp_path: Path) -> None:
             2,
         ),
         (("bulk", "cancel"), "bulk cancel needs the tasks: --ids ID …, a filter", 2),
+        (("bulk", "cancel", "--where", "state=queued AND"), "at 17: expected a term after AND", 2),
         (("bulk", "cancel", "--all", "--state", "queued"), "--all means every task", 2),
         (("ops", "abort", "7"), "no bulk operation with id '7'", 1),
         (("ops", "abort"), "ops abort needs the operation's id", 2),

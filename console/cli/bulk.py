@@ -40,14 +40,16 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "bulk",
         parents=[common],
         help="act on many tasks: cancel, retry, reprioritize, move, set-retries, purge",
-        description="taskdeck bulk ACTION [--ids ID ...] [--state S] [--queue Q] [--handler H] "
-        "[--all] [--priority P | --to-queue Q | --retries N] [--dry-run] [--yes] [--note TEXT]",
+        description="taskdeck bulk ACTION [--ids ID ... | --where QUERY] [--state S] [--queue Q] "
+        "[--handler H] [--all] [--priority P | --to-queue Q | --retries N] [--dry-run] [--yes] "
+        "[--note TEXT]",
     )
     bulk.add_argument("action", choices=list(BULK_ACTIONS), help="what to do")
     bulk.add_argument("--ids", nargs="+", type=task_id_flag, metavar="ID", help="these tasks")
     bulk.add_argument("--state", choices=[s.value for s in TaskState], help="tasks in this state")
     bulk.add_argument("--queue", help="tasks in this queue")
     bulk.add_argument("--handler", help="tasks of this handler")
+    bulk.add_argument("--where", metavar="QUERY", help="tasks a query matches (as tasks --where)")
     bulk.add_argument("--all", action="store_true", help="every task (no --ids, no filter)")
     bulk.add_argument("--priority", type=priority_flag, help="reprioritize: 0–9 or low…critical")
     bulk.add_argument("--to-queue", metavar="QUEUE", help="move: the queue to move them to")
@@ -96,19 +98,19 @@ def _terminal(stream: Any) -> bool:
 
 
 def selection(args: argparse.Namespace) -> dict[str, Any]:
-    filtered = any(v is not None for v in (args.state, args.queue, args.handler))
+    filtered = any(v is not None for v in (args.state, args.queue, args.handler, args.where))
     if args.ids and filtered:
-        raise UserError("give --ids or a filter (--state, --queue, --handler), not both")
+        raise UserError("give --ids or a filter (--state, --queue, --handler, --where), not both")
     if args.all and (args.ids or filtered):
         raise UserError("--all means every task: give it without --ids or a filter")
     if not (args.ids or filtered or args.all):
         raise UserError(
-            f"bulk {args.action} needs the tasks: --ids ID …, a filter (--state, --queue, "
-            "--handler), or --all for every task"
+            f"bulk {args.action} needs the tasks: --ids ID …, a filter (--where QUERY, --state, "
+            "--queue, --handler), or --all for every task"
         )
     if args.ids:
         return {"ids": args.ids}
-    return {"state": args.state, "queue": args.queue, "handler": args.handler}
+    return {"state": args.state, "queue": args.queue, "handler": args.handler, "where": args.where}
 
 
 def action_args(args: argparse.Namespace) -> dict[str, Any]:

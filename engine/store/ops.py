@@ -31,17 +31,26 @@ ADD = (
 TASK_COLUMNS = "id, state, queue, priority, attempts, retries, max_retries, workflow_id, webhook"
 TASK_COLUMNS += ", unique_key"
 ACTIVE = (TaskState.QUEUED, TaskState.SCHEDULED)
+WINDOW = 20_000  #: ids a batch with a query reads at most
 
 
 @dataclass(frozen=True, slots=True)
 class Where:
-    """A selection as SQL: the ids given, or the filter fields (``where`` text from the
-    query language plugs in here later)."""
+    """A selection as SQL: the ids given, or the filter fields and a query compiled for
+    the store's dialect (``sql``, ``params``: see :mod:`engine.store.where`). A batch
+    with a query reads at most :data:`WINDOW` ids, so a sparse match never holds the
+    writer for a scan of the whole table."""
 
     ids: tuple[int, ...] | None = None
     state: str | None = None
     queue: str | None = None
     handler: str | None = None
+    sql: str | None = None
+    params: tuple[Any, ...] = ()
+
+    def window(self, after: int, upto: int) -> int:
+        """The highest id a batch after ``after`` reads."""
+        return upto if self.sql is None else min(upto, after + WINDOW)
 
     def after(self, cursor: int, size: int) -> list[int]:
         """The next ``size`` of the ids given (sorted) after id ``cursor``."""
@@ -56,6 +65,9 @@ class Where:
             if arg is not None:
                 parts.append(f"{column} = ?")
                 args.append(arg)
+        if self.sql is not None:
+            parts.append(f"({self.sql})")
+            args.extend(self.params)
         return " AND ".join(parts), args
 
 
@@ -85,21 +97,29 @@ def add(
     owner: str,
     actor: str,
     note: str | None,
+    upto: int,
+    total: int,
 ) -> Plan[int]:
-    """Store a new operation (its total and the highest id it may touch taken now);
-    returns its id."""
-    upto = yield value("SELECT MAX(id) FROM tasks")
-    upto = int(upto or 0)
-    if where.ids is not None:
-        total = len(where.ids)
-    else:
-        clause, params = where.clause(0, upto)
-        total = yield value(f"SELECT COUNT(*) FROM tasks WHERE {clause}", *params)
+    """Store a new operation (its total and the highest id it may touch, counted
+    before by :func:`count` on a read connection); returns its id."""
     now = txn.now
     new_id = yield value(
         ADD, action, args, selection, int(total or 0), owner, actor, note, now, now, upto
     )
     return int(new_id)
+
+
+@reads_only
+def count(txn: Moves, where: Where) -> Plan[tuple[int, int]]:
+    """``(highest task id, tasks selected)`` now (read outside the write transaction:
+    a query may read every task's text)."""
+    upto = yield value("SELECT MAX(id) FROM tasks")
+    upto = int(upto or 0)
+    if where.ids is not None:
+        return upto, len(where.ids)
+    clause, params = where.clause(0, upto)
+    total = yield value(f"SELECT COUNT(*) FROM tasks WHERE {clause}", *params)
+    return upto, int(total or 0)
 
 
 @reads_only
@@ -231,8 +251,14 @@ def batch(
     if found[2]:
         out.aborted = True
         return out
-    tasks = yield from _next(where, out.cursor, int(found[1]), size)
+    upto = int(found[1])
+    tasks = yield from _next(where, out.cursor, upto, size)
     if not tasks:
+        end = where.window(out.cursor, upto)
+        if where.ids is None and end < upto:  # nothing in this window: the next one
+            out.cursor = end
+            yield from _record(txn, op_id, Batch(cursor=end))
+            return out
         out.finished = True
         return out
     out.seen, out.cursor = len(tasks), int(tasks[-1][0])
@@ -270,7 +296,7 @@ def _next(where: Where, after: int, upto: int, size: int) -> Plan[list[Any]]:
         if not found:  # all missing: still move on
             return [(chunk[-1], None)]
         return found
-    clause, params = where.clause(after, upto)
+    clause, params = where.clause(after, where.window(after, upto))
     found = yield rows(
         f"SELECT {TASK_COLUMNS} FROM tasks WHERE {clause} ORDER BY id LIMIT ?", *params, size
     )
