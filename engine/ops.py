@@ -200,19 +200,23 @@ class Operations:
         return op
 
     # -- running ------------------------------------------------------------------
-    async def resume(self) -> Sequence[int]:
-        """At engine start: resume this node's unfinished operations, mark others'
-        whose runner went quiet ``interrupted``; returns the ids resumed."""
+    async def resume(self) -> Sequence[Operation]:
+        """At engine start, before the pool starts: this node's unfinished operations
+        (to :meth:`relaunch` once it runs); others' whose runner went quiet are marked
+        ``interrupted``."""
         self._stopping = False
         stale = self._clock() - STALE
         mine = await self._store.run_plan(
             partial(plans.interrupted, owner=self._node, stale_before=stale)
         )
-        for op_id in mine:
-            op = await self.get(op_id)
+        found = [await self._store.run_plan(partial(plans.one, op_id=i)) for i in mine]
+        return [from_row(r) for r in found if r is not None]
+
+    def relaunch(self, ops: Sequence[Operation]) -> None:
+        """Run the operations :meth:`resume` found from where they stopped."""
+        for op in ops:
             where = self._where(where_of(op.selection), op.selection)
             self._launch(op.id, op.action, op.args, where, op.note)
-        return mine
 
     async def stop(self) -> None:
         """At engine stop: each running operation ends after its current batch

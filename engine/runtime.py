@@ -156,11 +156,12 @@ class Runtime:
         self.service_tasks = [
             loop.create_task(s.run(), name=f"taskdeck-{s.name}") for s in self.services
         ]
+        resumed = await self.ops.resume()  # before the pool: no claim waits for it
         pool.resize(state.workers)
         pool.start()
         state.running = True
+        self.ops.relaunch(resumed)
         self._unstopped.started(owner, self._store.url)
-        await self.ops.resume()
         self._bus.emit(
             EventKind.ENGINE_STARTED,
             message=f"{self._node} on {self._store.url}, {state.workers} workers",
