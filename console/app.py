@@ -61,6 +61,7 @@ from console.screens.enqueue import EnqueueScreen
 from console.screens.failed import FailedScreen
 from console.screens.failures import FailuresScreen
 from console.screens.help import HelpScreen
+from console.screens.operations import OperationsScreen
 from console.screens.pause_all import PauseAllScreen
 from console.screens.queues import QueuesScreen
 from console.screens.quit import QuitChoice, QuitScreen
@@ -426,6 +427,9 @@ class ConsoleApp(App[int]):
 
     def action_audit(self) -> None:
         self.push_screen(AuditScreen(self.engine, self.now))
+
+    def action_operations(self) -> None:
+        self.push_screen(OperationsScreen(self.engine, self.now))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(help_groups(self.control.help_groups, list(self.BINDINGS))))

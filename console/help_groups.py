@@ -11,6 +11,7 @@ from console.screens.audit import AuditScreen
 from console.screens.enqueue import EnqueueScreen
 from console.screens.failed import FailedScreen
 from console.screens.failures import FailuresScreen
+from console.screens.operations import OperationsScreen
 from console.screens.quit import QuitScreen
 from console.screens.schedules import SchedulesScreen, ScheduleTable
 from console.screens.settings import SettingsScreen
@@ -37,6 +38,7 @@ def help_groups(first: HelpGroups, dashboard: list[BindingType]) -> HelpGroups:
         ("Schedules (t)", [*SchedulesScreen.BINDINGS, *ScheduleTable.BINDINGS]),
         ("Alerts (A)", list(AlertsScreen.BINDINGS)),
         ("Audit trail (U)", list(AuditScreen.BINDINGS)),
+        ("Bulk operations (O)", list(OperationsScreen.BINDINGS)),
         ("Enqueue form (e)", list(EnqueueScreen.BINDINGS)),
         ("Settings (s)", list(SettingsScreen.BINDINGS)),
         ("Task detail (enter)", list(TaskDetailScreen.BINDINGS)),

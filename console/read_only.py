@@ -33,7 +33,8 @@ REFUSED: dict[str, dict[str, str]] = {
         "apply_finding": "applying a fix",
         "pause_all": "pausing everything",
     },
-    "TaskDetailScreen": {"cancel_task": "cancel", "retry_task": "retry"},
+    "TaskDetailScreen": {"cancel_task": "cancel", "retry_task": "retry", "edit_task": "edit"},
+    "OperationsScreen": {"abort": "aborting a bulk operation"},
     "FailedScreen": {
         "retry_one": "retry",
         "retry_all": "retry all",

@@ -6,7 +6,9 @@ then saves the dashboard at 160×50 and 100×30, the enqueue form with a payload
 error, settings, a failed task's detail, the detail of a step in the middle of an
 image's chain, the schedules (after running one now and pausing another) at 160×50
 and 100×30, the failed tasks, the failure groups (F), help, the alerts (the demo's
-rules, one of them acknowledged) and the audit trail (a few actions with notes, one refused); then
+rules, one of them acknowledged), the audit trail (a few actions with notes, one
+refused), the bulk operations (one done with skip reasons, one in progress) and a
+failed task's edit form; then
 three demo engines (nodes) on another store with a console attached to them
 (``console --attach``), after ``]`` on one node, at 160×50 and 100×30. Each is
 saved as SVG and, when a renderer is installed (see ``console.svg_to_png``), as PNG.
@@ -50,6 +52,8 @@ SHOTS = (
     "help",
     "alerts",
     "audit",
+    "operations",
+    "edit-form",
     "attached-160x50",
     "attached-100x30",
 )
@@ -216,6 +220,7 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
             await pilot.press("escape")
             await pilot.pause(0.3)
             await audit_shot(app, engine, pilot, save)
+            await operations_shot(app, engine, pilot, save)
             if app.demo is not None:
                 await app.demo.stop()
         with contextlib.suppress(Exception):
@@ -286,4 +291,44 @@ async def audit_shot(
     await pilot.pause(0.3)
     app.clear_notifications()
     save("audit")
+    await pilot.press("escape")
+
+
+async def operations_shot(
+    app: ConsoleApp, engine: Engine, pilot: Pilot[Any], save: Callable[[str], None]
+) -> None:
+    """The Operations screen: a finished bulk cancel with its skip reasons, and a
+    reprioritize of 20,000 backfill tasks caught half way; then a failed task's edit
+    form."""
+    await engine.pause("backfill")
+    notify = [("images.notify", {"image_id": f"img-old-{i:05d}", "urls": []},
+               {"queue": "backfill", "priority": i % 10}) for i in range(20_000)]  # fmt: skip
+    ids = await engine.enqueue_many(notify)
+    await engine.cancel(ids[0])
+    with engine.audit.note("INC-4212: stale notifications"):
+        done = await engine.ops.start("cancel", ids=ids[:40])
+        await engine.ops.wait(done.id)
+        engine.ops.batch_size = 250
+        running = await engine.ops.start(
+            "reprioritize", queue="backfill", state="queued", priority="high"
+        )
+    await pilot.press("O")
+    while (await engine.ops.get(running.id)).done < 9_000:
+        await pilot.pause(0.1)
+    await pilot.pause(1.2)  # the screen's next refresh
+    app.clear_notifications()
+    save("operations")
+    await engine.ops.abort(running.id)
+    engine.ops.batch_size = 1000
+    await pilot.press("escape")
+    failed = await engine.tasks(state=TaskState.FAILED, limit=1)
+    if not failed:
+        log.warning("no failed task: skipped the edit-form screenshot")
+        return
+    await app.push_screen(TaskDetailScreen(engine, failed[0].id))
+    await pilot.pause(0.6)
+    await pilot.press("E")
+    await pilot.pause(0.4)
+    save("edit-form")
+    await pilot.press("escape")
     await pilot.press("escape")

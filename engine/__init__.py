@@ -48,6 +48,9 @@ from engine.model import (
     WorkflowStep,
     parse_priority,
 )
+from engine.operation import ACTIONS as BULK_ACTIONS
+from engine.operation import DESTRUCTIVE as DESTRUCTIVE_ACTIONS
+from engine.operation import Operation
 from engine.payload import parse_payload
 from engine.query import QueryError
 from engine.reads import TaskPage
@@ -156,9 +159,13 @@ __all__ = [
     "parse_workers",
 ]
 
+__all__ += ["Operation"]
+
 # Used by the console and the command line.
 __all__ += [
+    "BULK_ACTIONS",
     "DEFAULT_URL",
+    "DESTRUCTIVE_ACTIONS",
     "MAX_PRIORITY",
     "MIN_PRIORITY",
     "SEARCH_SECONDS",

@@ -156,6 +156,12 @@ class Audit:
             self._quiet.reset(token)
 
     @property
+    def current_note(self) -> str | None:
+        """The note of the :meth:`note` block this runs in (None: none)."""
+        acting = self._acting.get()
+        return acting.note if acting is not None else None
+
+    @property
     def operator_enqueue(self) -> bool:
         """Whether an enqueue now is an operator's (inside :meth:`note`)."""
         return self._acting.get() is not None and not self._quiet.get()

@@ -101,6 +101,7 @@ class Engine:
         self.alerts = runtime.alerts  #: rules, channels, alerts (engine.alerts.part.Alerts)
         self.audit = runtime.audit  #: who did what: entries, note() (engine.audit.Audit)
         self.diagnose = runtime.diagnose  #: why(), failures() (engine.diagnose.Diagnose)
+        self.ops = runtime.ops  #: bulk operations: start, get, list, abort, wait (engine.ops)
         self.task(
             name=webhook.WEBHOOK_HANDLER, queue=webhook.WEBHOOK_QUEUE,
             retries=webhook.WEBHOOK_RETRIES, retry=webhook.RETRY,
@@ -337,6 +338,12 @@ class Engine:
     async def retry(self, task_id: str | int) -> TaskState:
         """Queue a failed or cancelled task again (with a fresh retry budget)."""
         return await self._commands.retry(task_id)
+
+    async def edit(self, task_id: str | int, **changes: Any) -> TaskRecord:
+        """Change a task that is not running: ``payload``, ``priority``, ``queue``, ``retries``,
+        ``run_at`` (checked like enqueue); ``retry=True`` queues a failed or cancelled one
+        again; ``note``. The timeline keeps the old values (see :mod:`engine.edit`)."""
+        return await self.ops.edit(task_id, **changes)
 
     async def retry_all(
         self,

@@ -24,6 +24,7 @@ from engine.codec import Codec
 from engine.commands import Commands
 from engine.completions import Completer
 from engine.diagnose import Diagnose
+from engine.edit import Editor
 from engine.enqueue import Preparer
 from engine.errors import EngineNotRunning
 from engine.events import EventBus, EventKind
@@ -31,6 +32,7 @@ from engine.lifecycle import StopWatch
 from engine.metrics import Metrics
 from engine.monitor import Monitor
 from engine.nodes import Nodes
+from engine.ops import Operations
 from engine.outcomes import Outcomes
 from engine.pool import WorkerPool
 from engine.reads import Reads
@@ -100,6 +102,8 @@ class Runtime:
         self.diagnose = Diagnose(
             state, store, codec, self.reads, self.nodes, self.commands, audit, node, clock
         )
+        editor = Editor(state, store, codec, preparer, self.commands, audit)
+        self.ops = Operations(state, store, self.commands, audit, node, clock, editor)
         self._outcomes = Outcomes(state, store, state.registry, bus, metrics, waiters)
         self.alerts = Alerts(
             store, codec, state.current_settings, node, self.reads.snapshot,
@@ -156,9 +160,11 @@ class Runtime:
         self.service_tasks = [
             loop.create_task(s.run(), name=f"taskdeck-{s.name}") for s in self.services
         ]
+        resumed = await self.ops.resume()  # before the pool: no claim waits for it
         pool.resize(state.workers)
         pool.start()
         state.running = True
+        self.ops.relaunch(resumed)
         self._unstopped.started(owner, self._store.url)
         self._bus.emit(
             EventKind.ENGINE_STARTED,
@@ -227,6 +233,7 @@ class Runtime:
         self._store.give_up_at(deadline)  # writes blocked by another process end in time
         returned = state.stats["interrupted"]
         try:
+            await self.ops.stop()
             await pool.stop(wait)
             await save_completions(completer, deadline)
             if state.background:  # completion hooks still running

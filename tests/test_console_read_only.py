@@ -25,6 +25,7 @@ from console.read_only import HIDDEN, REFUSED
 from console.screens.alerts import AlertsScreen
 from console.screens.failed import FailedScreen
 from console.screens.failures import FailuresScreen
+from console.screens.operations import OperationsScreen
 from console.screens.queues import QueuesScreen
 from console.screens.schedules import SchedulesScreen, ScheduleTable
 from console.screens.settings import SettingsScreen
@@ -130,7 +131,7 @@ def test_the_refused_actions_exist() -> None:
         c.__name__: c
         for c in (
             ConsoleApp, TaskDetailScreen, FailedScreen, FailuresScreen, SchedulesScreen,
-            AlertsScreen, SettingsScreen, QueuesScreen,
+            AlertsScreen, SettingsScreen, QueuesScreen, OperationsScreen,
         )
     }  # fmt: skip
     assert set(REFUSED) == set(classes)
@@ -206,7 +207,8 @@ SCREENS: list[tuple[str, str, type[Screen[Any]], list[BindingType], set[str]]] =
      {"ctrl+s", "ctrl+r"}),
     ("p", "QueuesScreen", QueuesScreen, [*QueuesScreen.BINDINGS, Binding("enter", "toggle_queue")],
      {"enter"}),
-    ("", "TaskDetailScreen", TaskDetailScreen, list(TaskDetailScreen.BINDINGS), {"c", "r"}),
+    ("", "TaskDetailScreen", TaskDetailScreen, list(TaskDetailScreen.BINDINGS), {"c", "r", "E"}),
+    ("O", "OperationsScreen", OperationsScreen, list(OperationsScreen.BINDINGS), {"k"}),
 ]  # fmt: skip
 
 

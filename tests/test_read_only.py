@@ -84,6 +84,10 @@ WRITES: list[tuple[str, list[str]]] = [
     ("alerts test", ["alerts", "test", "ops"]),
     ("settings set", ["settings", "set", "lease_ttl=30"]),
     ("settings reset", ["settings", "reset", "lease_ttl"]),
+    ("bulk cancel", ["bulk", "cancel", "--state", "queued", "--yes"]),
+    ("bulk reprioritize", ["bulk", "reprioritize", "--ids", "1", "--priority", "9"]),
+    ("edit", ["edit", "1", "--priority", "3"]),
+    ("ops abort", ["ops", "abort", "1"]),
     ("run", ["run", "--headless", "--no-demo"]),
 ]
 
@@ -125,6 +129,8 @@ READS = [
     ["alerts", "history"],
     ["settings"],
     ["settings", "--json"],
+    ["ops"],
+    ["bulk", "cancel", "--state", "queued", "--dry-run"],
 ]
 
 

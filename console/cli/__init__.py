@@ -13,6 +13,10 @@
     taskdeck show ID [--json]        one task: payload, result, error, timeline
                                      (--hide-payloads: without payload and result)
     taskdeck cancel ID… / retry ID…  act on tasks
+    taskdeck edit ID --payload JSON  change a task that is not running (--retry: run it again)
+    taskdeck bulk ACTION …           cancel, retry, reprioritize, move, set-retries or purge many
+                                     tasks (--ids or --state/--queue/--handler) in batches
+    taskdeck ops [--json]            bulk operations: progress and results; ops abort ID
     taskdeck schedules [--json]      periodic schedules: rule, next and last run, last state
     taskdeck schedule pause|resume|run NAME   steer one schedule
     taskdeck workflow ID [--json]    a chain or group with each step's state

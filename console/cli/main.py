@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from console.cli import (
     alerts,
     audit,
+    bulk,
     diagnose,
     interactive,
     nodes,
@@ -52,6 +53,7 @@ def parser() -> argparse.ArgumentParser:
     settings.add_parsers(sub, common)
     audit.add_parsers(sub, common)
     diagnose.add_parsers(sub, common)
+    bulk.add_parsers(sub, common)
     return top
 
 

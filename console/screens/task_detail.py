@@ -7,6 +7,7 @@ state change. Refreshes while open.
 | --- | --- |
 | c | cancel the task |
 | r | retry it (failed or cancelled; a stopped workflow goes on after it) |
+| E | edit it (not running): payload, priority, queue, retries; save, or save and retry |
 | [ / ] | the previous / next step of its workflow |
 | escape | close |
 """
@@ -34,6 +35,7 @@ from textual.widgets import Static
 from console.format import ago, bar, clock, when
 from console.panels.task_table import shown_progress
 from console.read_only import HIDDEN, payloads_hidden
+from console.screens.edit import EditScreen
 from console.states import state_style
 from console.task_actions import cancel_task, retry_task
 from engine import (
@@ -49,7 +51,8 @@ from engine import (
 )
 
 MAX_JSON_LINES = 400
-KEYS = "[b]c[/b] cancel · [b]r[/b] retry · [b]esc[/b] close"
+EDITABLE = (TaskState.QUEUED, TaskState.SCHEDULED, TaskState.FAILED, TaskState.CANCELLED)
+KEYS = "[b]c[/b] cancel · [b]r[/b] retry · [b]E[/b] edit · [b]esc[/b] close"
 #: The keys line of a workflow step (``\\[`` is a literal bracket in Textual markup).
 STEP_KEYS = KEYS.replace(" · [b]esc", " · [b]\\[[/b] / [b]][/b] previous / next step · [b]esc")
 
@@ -210,6 +213,7 @@ class TaskDetailScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("c", "cancel_task", "Cancel task"),
         Binding("r", "retry_task", "Retry"),
+        Binding("E", "edit_task", "Edit", tooltip="Edit the task (not running): a form"),
         Binding(
             "left_square_bracket",
             "step(-1)",
@@ -319,6 +323,26 @@ class TaskDetailScreen(ModalScreen[None]):
     async def action_retry_task(self) -> None:
         if await retry_task(self.app, self.engine, self.task_id):
             self.load()
+
+    def action_edit_task(self) -> None:
+        task = self.record
+        if task is None:
+            self.app.notify("the task is still loading", severity="warning", timeout=2)
+            return
+        if task.state not in EDITABLE:
+            why = "a running task cannot be edited; cancel it or wait for it to finish"
+            if task.state != TaskState.RUNNING:
+                why = "only queued, scheduled, failed or cancelled tasks can be edited"
+            self.app.notify(f"cannot edit: task {task.id} is {task.state.value}: {why}",
+                            severity="warning")  # fmt: skip
+            return
+
+        def edited(task_id: str | None) -> None:
+            if task_id is not None:
+                self.record = None
+                self.load()
+
+        self.app.push_screen(EditScreen(self.engine, task), edited)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -19,7 +19,7 @@ from engine.faults import no_fault
 from engine.model import TERMINAL_STATES, TaskState, transition_check_sql
 
 APPLICATION_ID = 0x54534B44  # "TSKD"
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 _STATES = ", ".join(f"'{s.value}'" for s in TaskState)
 _TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES))
@@ -321,9 +321,39 @@ CREATE INDEX IF NOT EXISTS tasks_handler_ready ON tasks(handler, priority DESC, 
     WHERE state = 'queued'
 """
 
+# Version 9: bulk operations (see engine.ops): one row per operation, its selection
+# as text (JSON), its progress and result; tasks are changed in batches.
+_V9 = """
+CREATE TABLE IF NOT EXISTS operations (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    action          TEXT    NOT NULL,
+    args            TEXT    NOT NULL,
+    selection       TEXT    NOT NULL,
+    state           TEXT    NOT NULL,
+    total           INTEGER NOT NULL,
+    done            INTEGER NOT NULL,
+    changed         INTEGER NOT NULL,
+    skipped         INTEGER NOT NULL,
+    reasons         TEXT    NOT NULL,
+    cursor          INTEGER NOT NULL,
+    max_id          INTEGER NOT NULL,
+    owner           TEXT    NOT NULL,
+    actor           TEXT    NOT NULL,
+    note            TEXT,
+    error           TEXT,
+    created_at      REAL    NOT NULL,
+    started_at      REAL,
+    finished_at     REAL,
+    beat_at         REAL    NOT NULL,
+    abort_requested INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS operations_open ON operations(state)
+    WHERE state IN ('pending', 'running')
+"""
+
 #: (version, script) pairs, applied in order inside one transaction each.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
-    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7), (8, _V8),
+    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7), (8, _V8), (9, _V9),
 )  # fmt: skip
 
 
