@@ -30,7 +30,7 @@ from .pg_fixtures import sql
 ALERT_TABLES = ("alerts", "alert_events", "alert_silences", "alert_leader", "audit")
 
 #: A line of the queue table: "│ 12       images.x        images …"
-ROW = re.compile(r"│ \d+ +images\.\w+ +images ")
+ROW = re.compile(r"│ [● ]? *\d+ +images\.\w+ +images ")
 
 
 def node(store: str | Path, name: str) -> Engine:
