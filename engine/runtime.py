@@ -155,12 +155,14 @@ class Runtime:
         # (PostgreSQL: LISTEN/NOTIFY; SQLite: a datagram socket); the poll stays.
         self._store.set_wakeup(pool.kick)
         await self.schedules.sync_all()
+        # Before the services and the pool start: no claim waits for it, and the first
+        # heartbeat already sees the pool's size (a node at 0 workers does not join).
+        resumed = await self.ops.resume()
         self.services = self._build_services(pool)
         loop = asyncio.get_running_loop()
         self.service_tasks = [
             loop.create_task(s.run(), name=f"taskdeck-{s.name}") for s in self.services
         ]
-        resumed = await self.ops.resume()  # before the pool: no claim waits for it
         pool.resize(state.workers)
         pool.start()
         state.running = True
