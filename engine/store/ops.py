@@ -365,36 +365,48 @@ def _ids(tasks: Sequence[Any]) -> str:
 
 
 def _cancel(txn: Moves, tasks: Sequence[Any], args: Any, by: str, op: int) -> Plan[int]:
-    line, params = _line(txn, "'cancelled'", by, "?")
-    done: list[Any] = yield rows(
-        "UPDATE tasks SET state = 'cancelled', prev_state = state, finished_at = ?, "
-        f"timeline = timeline || {line} WHERE id IN ({_ids(tasks)}) "
-        "AND state IN ('queued', 'scheduled') RETURNING queue, prev_state",
-        txn.now,
-        *params[:3],
-        f"cancelled by {by} (bulk operation {op})",
-        params[3],
-    )
-    for queue, old in done:
-        txn.moved(queue, old, TaskState.CANCELLED)
-    return len(done)
+    return (yield from _to_state(
+        txn, tasks, TaskState.CANCELLED, "finished_at = ?", ("queued", "scheduled"),
+        f"cancelled by {by} (bulk operation {op})", by,
+    ))  # fmt: skip
 
 
 def _retry(txn: Moves, tasks: Sequence[Any], args: Any, by: str, op: int) -> Plan[int]:
-    line, params = _line(txn, "'queued'", by, "?")
+    sets = (
+        "finished_at = NULL, result = NULL, run_at = ?, max_retries = CASE WHEN max_retries > "
+        "attempts + retries THEN max_retries ELSE attempts + retries END"
+    )
+    return (yield from _to_state(
+        txn, tasks, TaskState.QUEUED, sets, ("failed", "cancelled"),
+        f"retried by {by} (bulk operation {op})", by,
+    ))  # fmt: skip
+
+
+def _to_state(
+    txn: Moves,
+    tasks: Sequence[Any],
+    state: TaskState,
+    sets: str,
+    sources: tuple[str, ...],
+    note: str,
+    by: str,
+) -> Plan[int]:
+    """Move the ``tasks`` that are in one of ``sources`` to ``state`` in one statement
+    (``sets``: the other columns, with one ``?`` for the transaction's time), a timeline
+    line each; returns how many moved."""
+    line, params = _line(txn, f"'{state.value}'", by, "?")
+    allowed = ", ".join(f"'{s}'" for s in sources)
     done: list[Any] = yield rows(
-        "UPDATE tasks SET state = 'queued', prev_state = state, finished_at = NULL, "
-        "result = NULL, run_at = ?, max_retries = CASE WHEN max_retries > attempts + retries "
-        "THEN max_retries ELSE attempts + retries END, "
+        f"UPDATE tasks SET state = '{state.value}', prev_state = state, {sets}, "
         f"timeline = timeline || {line} WHERE id IN ({_ids(tasks)}) "
-        "AND state IN ('failed', 'cancelled') RETURNING queue, prev_state",
+        f"AND state IN ({allowed}) RETURNING queue, prev_state",
         txn.now,
         *params[:3],
-        f"retried by {by} (bulk operation {op})",
+        note,
         params[3],
     )
     for queue, old in done:
-        txn.moved(queue, old, TaskState.QUEUED)
+        txn.moved(queue, old, state)
     return len(done)
 
 
