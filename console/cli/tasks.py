@@ -24,7 +24,7 @@ from console.cli.options import (
     priority_flag,
     task_id_flag,
 )
-from console.format import ago, clock, paused_by, when
+from console.format import ago, clock, parse_time, paused_by, when
 from engine import (
     AuditEntry,
     Engine,
@@ -116,20 +116,11 @@ def read_payload(text: str | None) -> dict[str, Any]:
 
 
 def parse_run_at(text: str) -> datetime:
-    """An ISO 8601 time with its UTC offset (``2026-11-23T02:00:00+01:00`` or ``…Z``)."""
+    """``--run-at``: an ISO 8601 time with its UTC offset."""
     try:
-        at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UserError(
-            f"--run-at must be an ISO 8601 time with a UTC offset, e.g. "
-            f"2026-11-23T02:00:00+01:00 or 2026-11-23T01:00:00Z; got {text!r}"
-        ) from None
-    if at.tzinfo is None:
-        raise UserError(
-            f"--run-at {text!r} has no UTC offset, so it is ambiguous; add one, e.g. "
-            f"{text.strip()}+00:00"
-        )
-    return at
+        return parse_time(text)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
