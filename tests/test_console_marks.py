@@ -95,28 +95,34 @@ async def test_mark_all_matching_beyond_the_loaded_window(db_path: Path) -> None
         assert "Queue · 50,120 marked" in screen_text(app)
         await pilot.press("escape")
         await settle(pilot)
-        # under a filter, only the tasks it matches: then + raises exactly those
-        await pilot.press("slash", *"handler:reports.build", "enter")
+        # under the query, only the tasks it matches: then + raises exactly those
+        with sqlite3.connect(db_path) as conn:  # none at 9 yet, so that every one can rise
+            conn.execute("UPDATE tasks SET priority = priority % 9")
+        resize_before = priorities(db_path, "images.resize")
+        reports_before = priorities(db_path, "reports.build")
+        await pilot.press("slash", *"handler=images.resize AND state=queued", "enter")
         await settle(pilot)
         await pilot.press("V")
-        await until(pilot, lambda: marked(app) == 120, timeout=30)
+        await until(pilot, lambda: marked(app) == 50_000, timeout=30)
         await settle(pilot)
-        assert "120 queued tasks matching the filter marked" in " ".join(toasts(app))
-        before = {t.id: t.priority for t in await engine_tasks(app.engine, "reports.build")}
-        resize_before = priorities(db_path, "images.resize")
+        assert "50,000 queued tasks matching the filter marked" in " ".join(toasts(app))
         await pilot.press("plus")
         await settle(pilot)
-        assert "Raise the priority of 120 marked tasks?" in screen_text(app)
+        assert "Raise the priority of 50,000 marked tasks?" in screen_text(app)
         await pilot.press("y")
-        await until(pilot, lambda: marked(app) == 0, timeout=30)
+        await until(pilot, lambda: marked(app) == 0, timeout=60)
         await settle(pilot)
-        after = {t.id: t.priority for t in await engine_tasks(app.engine, "reports.build")}
-        raised = [i for i in before if after[i] == min(9, before[i] + 1)]
-        assert len(raised) == 120
-        assert "108 marked tasks raised; 12 skipped (12 already priority 9)" in toasts(app)[-1]
+        assert "operation 1: 50,000 marked tasks raised" in toasts(app)[-1]
+        raised = [(p + 1, n) for p, n in resize_before]
+        assert priorities(db_path, "images.resize") == raised  # every match, one up
+        assert priorities(db_path, "reports.build") == reports_before  # no other
         (op,) = await app.engine.ops.list()
-        assert (op.title, op.total, op.changed) == ("reprioritize → +1", 120, 108)
-        assert priorities(db_path, "images.resize") == resize_before  # untouched
+        assert (op.title, op.total, op.changed, op.skipped) == (
+            "reprioritize → +1",
+            50_000,
+            50_000,
+            0,
+        )
         # esc: the marks first, then the filter
         await pilot.press("space")
         await settle(pilot)
