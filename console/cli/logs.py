@@ -58,6 +58,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         lines = await engine.logs(args.id)
         print_lines(lines, args.json)
         if args.follow:
+            print(f"following task {args.id} until it finishes (Ctrl-C stops)", file=sys.stderr)
             await follow(engine, args.id, lines[-1].seq if lines else None, args.json)
         return 0
 
