@@ -3,6 +3,8 @@ with the task (both backends), and shown by ``engine.logs``."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import time
 from functools import partial
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from engine import Engine, RetryPolicy, TaskNotFound, TaskState
+from engine import Engine, EventKind, RetryPolicy, TaskNotFound, TaskState, generate_key
 from engine.store import task_logs as stored_logs
 
 from . import log_handlers as lh
@@ -105,3 +107,22 @@ async def test_bad_level_and_unknown_task_are_refused(db_path: Path) -> None:
         assert "log level must be one of debug, info, warning, error, critical" in str(record.error)
         with pytest.raises(TaskNotFound):
             await engine.logs("999999")
+
+
+async def test_cleanup_removes_the_lines_and_messages_are_encrypted(db_path: Path) -> None:
+    # Given an encrypted store whose finished tasks expire at once
+    engine = _engine(db_path, encryption_key=generate_key(), result_ttl=0.2)
+    engine.task(name="images.resize", executor="thread")(lh.three_lines)
+    sub = engine.events([EventKind.EXPIRED])
+    async with engine:
+        task_id = await engine.enqueue("images.resize", {"name": "secret-cat.png"})
+        await engine.wait(task_id, timeout=20)
+        assert len(await engine.logs(task_id)) == 3
+        # the lines are stored sealed, like payloads
+        raw = sqlite3.connect(db_path).execute("SELECT message FROM task_logs").fetchall()
+        assert len(raw) == 3 and not any("secret-cat" in m for (m,) in raw)
+        # When the cleaner expires the task, its lines go with it
+        expired = await asyncio.wait_for(sub.get(), 20)
+        assert expired.data == {"count": 1}
+        read = partial(stored_logs.read, task_id=int(task_id), after=0, limit=10)
+        assert await engine._store.run_plan(read) == []
