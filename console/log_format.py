@@ -17,6 +17,7 @@ from engine import current_task
 #: the values ``--log-format`` takes
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
+HANDLER_NAME = "taskdeck-stderr"
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,16 +51,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(row, ensure_ascii=False)
 
 
-def configure(level: str, log_format: str = "text") -> logging.Handler:
-    """The stderr handler on the root logger, at ``level``, in ``log_format``."""
+def configure(level: str, log_format: str = "text") -> None:
+    """The stderr handler on the root logger, at ``level``, in ``log_format``. Like
+    ``logging.basicConfig``, it leaves a logging set up by someone else as it is (a
+    second call replaces the handler the first one added)."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+        root.removeHandler(old)
+    if root.handlers:
+        return
     handler = logging.StreamHandler()
+    handler.set_name(HANDLER_NAME)
     handler.setLevel(level)
     formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     handler.setFormatter(formatter)
-    root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(min(logging.INFO, handler.level))
-    return handler
 
 
 def name_node(node: str) -> None:
