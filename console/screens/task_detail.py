@@ -319,9 +319,14 @@ class TaskDetailScreen(ModalScreen[None]):
         task, flow, actions, why = self.record, self.workflow, self.actions, self.why
         if task is None:
             return
+        view = " · log" if self.showing_logs else ""
         self.query_one("#detail-title", Static).update(
-            f"Task #{task.id} · {task.handler} · {task.state.value}"
+            f"Task #{task.id} · {task.handler} · {task.state.value}{view}"
         )
+        keys = STEP_KEYS if flow else KEYS
+        if self.showing_logs:
+            keys = keys.replace("[b]l[/b] logs", "[b]l[/b] back to the detail")
+        self.query_one("#detail-keys", Static).update(keys)
         body = self.query_one("#detail", Static)
         if self.showing_logs:
             scroll = self.query_one("#detail-body", VerticalScroll)
@@ -339,7 +344,6 @@ class TaskDetailScreen(ModalScreen[None]):
         count = len(self.log_lines)
         logged = f"{count:,} lines · press l to show them" if count else "none yet"
         body.update(Group(shown, Text("\nLogs", style="bold underline"), Text(logged, style="dim")))
-        self.query_one("#detail-keys", Static).update(STEP_KEYS if flow else KEYS)
 
     def action_step(self, delta: int) -> None:
         """Show the step ``delta`` places before or after this one in its workflow."""
