@@ -53,9 +53,17 @@ def print_lines(lines: Sequence[LogLine], as_json: bool) -> None:
     sys.stdout.flush()
 
 
+async def all_lines(engine: Engine, task_id: str) -> list[LogLine]:
+    """Every stored line of the task (``engine.logs`` answers a page at a time)."""
+    lines = await engine.logs(task_id)
+    while lines and (more := await engine.logs(task_id, after=lines[-1].seq)):
+        lines += more
+    return lines
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     async def work(engine: Engine) -> int:
-        lines = await engine.logs(args.id)
+        lines = await all_lines(engine, args.id)
         print_lines(lines, args.json)
         if args.follow:
             print(f"following task {args.id} until it finishes (Ctrl-C stops)", file=sys.stderr)

@@ -15,7 +15,7 @@ from typing import Any
 
 from console.cli.common import Access, with_store
 from console.cli.errors import Refused, UserError
-from console.cli.logs import log_lines
+from console.cli.logs import all_lines, log_lines
 from console.cli.options import (
     HIDE_PAYLOADS_ENV,
     add_note,
@@ -315,7 +315,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     async def work(engine: Engine) -> int:
         task = await engine.get(args.id)
         actions = list(reversed(await engine.audit.entries(task=task.id, limit=200)))
-        logged = await engine.logs(task.id)
+        logged = await all_lines(engine, task.id)
         if args.json:
             row = task_json(task, hide) | {"audit": [a.as_dict() for a in actions]}
             row["logs"] = [line.as_dict() for line in logged]
