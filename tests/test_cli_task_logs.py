@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from engine import Engine, TaskState
+from engine import Engine, TaskState, current_task
 
 from . import log_handlers as lh
 from .conftest import FAST, ROOT, taskdeck
@@ -139,3 +139,19 @@ def test_a_bad_log_format_is_refused() -> None:
     bad = taskdeck("run", "--headless", "--log-format", "xml")
     assert bad.returncode == 2
     assert "--log-format: invalid choice: 'xml' (choose from 'text', 'json')" in bad.stderr
+
+
+async def test_logs_prints_every_page_of_a_long_log(db_path: Path) -> None:
+    def chatty(n: int) -> int:
+        for i in range(n):
+            current_task().log(f"line {i}")
+        return n
+
+    engine = Engine(db_path, workers=1, task_log_limit=1_000_000, **FAST)
+    engine.task(name="chatty", executor="thread")(chatty)
+    async with engine:
+        task_id = await engine.enqueue("chatty", {"n": 10_050})
+        assert (await engine.wait(task_id, timeout=30)).state == TaskState.SUCCEEDED
+        assert len(await engine.logs(task_id)) == 10_000  # one page
+    printed = taskdeck("logs", task_id, "--store", str(db_path)).stdout.splitlines()
+    assert len(printed) == 10_050 and printed[-1].endswith("chatty: line 10049")
