@@ -32,6 +32,7 @@ from console.cli.common import (
 from console.cli.errors import Refused, UserError
 from console.cli.options import HIDE_PAYLOADS_ENV, env_switch, number_flag
 from console.headless import run_headless
+from console.log_format import LOG_FORMATS, name_node
 from engine import Engine, sqlite_file
 
 REFRESH = number_flag("--refresh", float, 0.1, 20, "per second")
@@ -58,6 +59,12 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     run = sub.add_parser("run", parents=[common], help="run the engine")
     run.add_argument("--headless", action="store_true", help="no UI: print a status line")
     run.add_argument("--json", action="store_true", help="status as JSON lines")
+    run.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="stderr log lines as text (default) or JSON objects, one per line (--headless)",
+    )
     run.add_argument(
         "--interval",
         type=INTERVAL,
@@ -211,6 +218,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.headless:
         if args.json:
             raise UserError("--json is for run --headless (the console has no JSON output)")
+        if args.log_format != "text":
+            raise UserError("--log-format is for run --headless (the console shows no log)")
         return cmd_console(args)
     for flag, given in (("--read-only", args.read_only), ("--hide-payloads", args.hide_payloads)):
         if given:
@@ -222,6 +231,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     demo = not args.app and not args.no_demo
     workers = args.workers if args.workers is not None else DEFAULT_WORKERS
     engine = build_engine(args, workers=workers)
+    name_node(engine.node)
     return asyncio.run(
         run_headless(
             engine,
@@ -230,6 +240,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             interval=args.interval,
             demo=demo,
             demo_rate=args.demo_rate,
+            log_json=args.log_format == "json",
         )
     )
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from console.cli.common import Access, with_store
 from console.cli.errors import Refused, UserError
+from console.cli.logs import all_lines, log_lines
 from console.cli.options import (
     HIDE_PAYLOADS_ENV,
     add_note,
@@ -314,11 +315,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     async def work(engine: Engine) -> int:
         task = await engine.get(args.id)
         actions = list(reversed(await engine.audit.entries(task=task.id, limit=200)))
+        logged = await all_lines(engine, task.id)
         if args.json:
             row = task_json(task, hide) | {"audit": [a.as_dict() for a in actions]}
+            row["logs"] = [line.as_dict() for line in logged]
             print(json.dumps(row, ensure_ascii=False))
         else:
             print("\n".join(show_lines(task, time.time(), hide, actions)))
+            if logged:
+                print("logs")
+                print("\n".join("  " + text for text in log_lines(logged)))
         return 0
 
     return with_store(args, Access.READ, work)
