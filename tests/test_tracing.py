@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -53,9 +54,11 @@ async def test_each_attempt_continues_the_enqueue_trace_and_records_its_error(
 ) -> None:
     # Given a handler that fails every attempt, with one retry
     engine = Engine(store, workers=2, **FAST)
+    current: list[int] = []  # the span current in the handler, at each attempt
 
     @engine.task(name="charge", queue="billing", retries=1, retry=RetryPolicy.fixed(0))
     async def charge(amount: int) -> None:
+        current.append(trace.get_current_span().get_span_context().span_id)
         raise ValueError(f"card declined for {amount}")
 
     # When it is enqueued inside a request's span and runs to its end
@@ -91,6 +94,8 @@ async def test_each_attempt_continues_the_enqueue_trace_and_records_its_error(
         }
         for attempt, outcome in ((1, "retry"), (2, "failed"))
     ]
+    # the attempt's span is current in an async handler: the spans it makes are children
+    assert current == [s.context.span_id for s in attempts if s.context is not None]
     for span in attempts:
         assert span.context is not None and producer.context is not None
         assert span.context.trace_id == producer.context.trace_id

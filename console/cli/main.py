@@ -6,11 +6,13 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from console.cli import (
     alerts,
     audit,
     bulk,
+    completion,
     diagnose,
     interactive,
     nodes,
@@ -42,6 +44,7 @@ def parser() -> argparse.ArgumentParser:
         description="Taskdeck: a durable task engine with a live operations console. "
         "Global options work before or after the command.",
     )
+    top.add_argument("--version", action="version", version=f"taskdeck {version()}")
     add_before(top)
     sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     interactive.add_parsers(sub, common)
@@ -54,7 +57,16 @@ def parser() -> argparse.ArgumentParser:
     audit.add_parsers(sub, common)
     diagnose.add_parsers(sub, common)
     bulk.add_parsers(sub, common)
+    completion.add_parsers(sub, common)
     return top
+
+
+def version() -> str:
+    """The installed package's version (``pyproject.toml``)."""
+    try:
+        return metadata.version("taskdeck")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
 
 
 def parse(arguments: list[str]) -> argparse.Namespace:
@@ -67,6 +79,7 @@ def parse(arguments: list[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    completion.complete(parser())  # run by the shell for completion: answers and exits
     try:
         args = parse(arguments)
         logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
