@@ -6,7 +6,8 @@ inside a CONSUMER span whose parent is that context, so one trace holds the requ
 that enqueued a task and every attempt at it, across processes and machines. The
 attempt's span lives in the engine process around the attempt, whatever the executor
 (async, thread or process), and carries the task id, handler, queue, attempt and
-outcome (the messaging semantic conventions where they fit, ``taskdeck.*`` otherwise);
+outcome (the messaging semantic conventions where they fit — ``messaging.message.id``
+is the task id, ``messaging.destination.name`` the queue — ``taskdeck.*`` otherwise);
 a failed attempt's exception is recorded on it and its status is ERROR.
 
 The API is imported once, here. Without it :func:`tracer` returns None and the engine
@@ -66,14 +67,15 @@ def producing(tracer: Tracer, tasks: Sequence[NewTask]) -> Iterator[Span]:
         "messaging.operation.name": "enqueue",
         "messaging.destination.name": first.queue,
         "taskdeck.handler": first.handler,
-        "taskdeck.queue": first.queue,
     }
     if len(tasks) > 1:
         attributes["messaging.batch.message_count"] = len(tasks)
     with tracer.start_as_current_span(name, kind=SpanKind.PRODUCER, attributes=attributes) as span:
-        carrier: dict[str, str] = {}
-        TraceContextTextMapPropagator().inject(carrier)  # nothing for a non-recording span
-        text = json.dumps(carrier, separators=(",", ":")) if carrier else None
+        text = None
+        if span.get_span_context().is_valid:  # not without an SDK (a sampled-out one is)
+            carrier: dict[str, str] = {}
+            TraceContextTextMapPropagator().inject(carrier)
+            text = json.dumps(carrier, separators=(",", ":"))
         for task in tasks:
             task.trace = text
         yield span
@@ -83,7 +85,6 @@ def enqueued(span: Span, ids: Sequence[str]) -> None:
     """Name the stored task (or the first of a batch) on the producer span."""
     if ids and span.is_recording():
         span.set_attribute("messaging.message.id", str(ids[0]))
-        span.set_attribute("taskdeck.task.id", str(ids[0]))
 
 
 @dataclass(slots=True)
@@ -132,7 +133,6 @@ def attempt_span(tracer: Tracer, claimed: ClaimedTask) -> AttemptSpan:
             carrier = None
         if isinstance(carrier, dict):
             parent = TraceContextTextMapPropagator().extract(carrier)
-    task_id = str(claimed.id)
     span = tracer.start_span(
         f"process {claimed.handler}",
         context=parent,
@@ -142,10 +142,8 @@ def attempt_span(tracer: Tracer, claimed: ClaimedTask) -> AttemptSpan:
             "messaging.operation.type": "process",
             "messaging.operation.name": "process",
             "messaging.destination.name": claimed.queue,
-            "messaging.message.id": task_id,
-            "taskdeck.task.id": task_id,
+            "messaging.message.id": str(claimed.id),
             "taskdeck.handler": claimed.handler,
-            "taskdeck.queue": claimed.queue,
             "taskdeck.attempt": claimed.attempts,
         },
     )

@@ -86,9 +86,7 @@ async def test_each_attempt_continues_the_enqueue_trace_and_records_its_error(
             "messaging.operation.name": "process",
             "messaging.destination.name": "billing",
             "messaging.message.id": task_id,
-            "taskdeck.task.id": task_id,
             "taskdeck.handler": "charge",
-            "taskdeck.queue": "billing",
             "taskdeck.attempt": attempt,
             "taskdeck.outcome": outcome,
         }
@@ -129,7 +127,9 @@ async def test_a_batch_is_one_producer_span_and_a_success_is_not_an_error(
     assert producer.attributes is not None
     assert producer.attributes["messaging.batch.message_count"] == 3
     consumers = of_kind(spans, SpanKind.CONSUMER)
-    assert sorted(str((s.attributes or {})["taskdeck.task.id"]) for s in consumers) == sorted(ids)
+    assert sorted(str((s.attributes or {})["messaging.message.id"]) for s in consumers) == sorted(
+        ids
+    )
     for span in consumers:
         assert span.parent is not None and producer.context is not None
         assert span.parent.span_id == producer.context.span_id
@@ -228,8 +228,8 @@ def test_one_trace_spans_the_enqueue_in_one_process_and_the_run_in_another(
         assert span["kind"] == "SpanKind.CONSUMER"
         assert span["context"]["trace_id"] == trace_id
         assert span["parent_id"] == enqueue["context"]["span_id"]
-        assert attributes["taskdeck.task.id"] == enqueue["attributes"]["messaging.message.id"]
-        assert attributes["taskdeck.queue"] == "default"
+        assert attributes["messaging.message.id"] == enqueue["attributes"]["messaging.message.id"]
+        assert attributes["messaging.destination.name"] == "default"
         status = span["status"]["status_code"]
         errors = [
             (e["attributes"]["exception.type"], e["attributes"]["exception.message"])
