@@ -108,10 +108,11 @@ async def test_each_attempt_continues_the_enqueue_trace_and_records_its_error(
         assert event.attributes["exception.message"] == "card declined for 12"
 
 
+@BOTH_BACKENDS
 async def test_a_batch_is_one_producer_span_and_a_success_is_not_an_error(
-    spans: InMemorySpanExporter, db_path: Path
+    spans: InMemorySpanExporter, store: str | Path
 ) -> None:
-    engine = Engine(db_path, workers=2, **FAST)
+    engine = Engine(store, workers=2, **FAST)
 
     @engine.task(name="resize", executor="thread")
     def resize(width: int) -> int:

@@ -58,10 +58,11 @@ def cmd_completion(args: argparse.Namespace) -> int:
     return 0
 
 
-def complete(parser: argparse.ArgumentParser) -> None:
-    """Answer the shell and exit when run for completion; otherwise do nothing."""
+def complete(parser: Callable[[], argparse.ArgumentParser]) -> None:
+    """Answer the shell and exit when run for completion; otherwise do nothing (the
+    parser is not even built)."""
     if "_ARGCOMPLETE" in os.environ:
-        argcomplete.autocomplete(parser, always_complete_options=False)  # options after "-"
+        argcomplete.autocomplete(parser(), always_complete_options=False)  # options after "-"
 
 
 def completes(action: argparse.Action, completer: Completer) -> argparse.Action:

@@ -79,7 +79,7 @@ def parse(arguments: list[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    completion.complete(parser())  # run by the shell for completion: answers and exits
+    completion.complete(parser)  # run by the shell for completion: answers and exits
     try:
         args = parse(arguments)
         logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
