@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from engine import tracing
 from engine.audit import Audit
 from engine.checks import parse_task_id
 from engine.enqueue import Preparer
@@ -41,6 +42,7 @@ class Submitter:
         self._preparer = preparer
         self._node = node
         self._clock = clock
+        self._tracer = tracing.tracer()
 
     async def enqueue(
         self, handler: str, payload: Mapping[str, Any] | None, *options: Any
@@ -86,8 +88,16 @@ class Submitter:
             unique_key=unique_key,
             webhook=webhook,
         )
+        self._state.require_writable("enqueue")
+        if self._tracer is None:
+            return await self._store_one(new)
+        with tracing.producing(self._tracer, [new]) as span:
+            task_id = await self._store_one(new)
+            tracing.enqueued(span, [task_id])
+        return task_id
+
+    async def _store_one(self, new: NewTask) -> TaskId:
         state = self._state
-        state.require_writable("enqueue")
         pool = state.pool
         flow = state.flow_limits()
         handoff = (
@@ -116,7 +126,12 @@ class Submitter:
         """Enqueue many tasks in one transaction: all of them or none."""
         tasks = self._preparer.prepare_many(items)
         self._state.require_writable("enqueue")
-        ids = await self._store.enqueue(tasks)
+        if self._tracer is None or not tasks:
+            ids = await self._store.enqueue(tasks)
+        else:
+            with tracing.producing(self._tracer, tasks) as span:
+                ids = await self._store.enqueue(tasks)
+                tracing.enqueued(span, ids)
         self.after_enqueue(tasks, ids)
         return ids
 
@@ -124,7 +139,12 @@ class Submitter:
         """Store a chain or group and all its steps in one transaction."""
         tasks = self._preparer.prepare_workflow(flow)
         self._state.require_writable("enqueue a workflow")
-        workflow_id, ids = await self._store.enqueue_workflow(flow.kind, tasks)
+        if self._tracer is None:
+            workflow_id, ids = await self._store.enqueue_workflow(flow.kind, tasks)
+        else:
+            with tracing.producing(self._tracer, tasks) as span:
+                workflow_id, ids = await self._store.enqueue_workflow(flow.kind, tasks)
+                tracing.enqueued(span, ids)
         self.after_enqueue(tasks, ids)
         steps = " → ".join(t.handler for t in tasks)
         self._bus.emit(

@@ -16,6 +16,7 @@ from engine import Engine, EventKind, Subscription
 
 from .pg_fixtures import pg_url  # noqa: F401
 
+
 def pytest_configure(config: pytest.Config) -> None:
     """The tests run in parallel processes (pytest-xdist), whose environment says
     ``COLUMNS=80 LINES=24``: a console started in a pseudo-terminal of another size

@@ -8,7 +8,7 @@
                                      which refuses every command that writes)
     taskdeck run --headless          the engine as a service (status line; --json for JSON lines;
                                      --log-format json: stderr log lines as JSON objects)
-    taskdeck enqueue HANDLER [JSON]  enqueue one task; prints its id
+    taskdeck enqueue HANDLER [JSON]  enqueue one task; prints its id (or --payload @FILE / -)
     taskdeck status [--json]         counts per queue and state
     taskdeck tasks [--state S]       a page of tasks (no payloads: list views never show them)
     taskdeck show ID [--json]        one task: payload, result, error, timeline
@@ -27,6 +27,8 @@
     taskdeck settings [--json]       every setting: value, source, who changed it and when
     taskdeck settings set|reset …    change settings for every node (saved), or undo that
     taskdeck screenshot              SVG (and PNG) screenshots of the console into screenshots/
+    taskdeck completion SHELL        the completion script for bash, zsh or fish
+    taskdeck --version               the installed version
 
 Global options (before or after the command, the same meaning): ``--store URL``,
 ``--config FILE``, ``--set NAME=VALUE``, ``--workers N``, ``--app module:attribute`` (your

@@ -11,23 +11,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from typing import Any
 
 from console.cli.common import Access, with_store
+from console.cli.completion import completes, handler_names, queue_names
 from console.cli.errors import Refused, UserError
-from console.cli.options import add_note, number_flag, priority_flag, task_id_flag
+from console.cli.options import (
+    PAYLOAD_HELP,
+    add_note,
+    number_flag,
+    priority_flag,
+    read_payload_arg,
+    task_id_flag,
+)
 from console.cli.tasks import parse_run_at
 from engine import (
     BULK_ACTIONS,
     DESTRUCTIVE_ACTIONS,
     Engine,
     Operation,
-    PayloadError,
     TaskState,
-    parse_payload,
 )
 
 RETRIES = number_flag("--retries", int, 0, 100, "retries")
@@ -47,8 +52,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     bulk.add_argument("action", choices=list(BULK_ACTIONS), help="what to do")
     bulk.add_argument("--ids", nargs="+", type=task_id_flag, metavar="ID", help="these tasks")
     bulk.add_argument("--state", choices=[s.value for s in TaskState], help="tasks in this state")
-    bulk.add_argument("--queue", help="tasks in this queue")
-    bulk.add_argument("--handler", help="tasks of this handler")
+    completes(bulk.add_argument("--queue", help="tasks in this queue"), queue_names)
+    completes(bulk.add_argument("--handler", help="tasks of this handler"), handler_names)
     bulk.add_argument("--where", metavar="QUERY", help="tasks a query matches (as tasks --where)")
     bulk.add_argument("--all", action="store_true", help="every task (no --ids, no filter)")
     bulk.add_argument(
@@ -84,9 +89,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "[--retries N] [--run-at TIME] [--retry] [--note TEXT]",
     )
     edit.add_argument("id", type=task_id_flag, help="task id")
-    edit.add_argument("--payload", help="JSON object, @file with one, or - for standard input")
+    edit.add_argument("--payload", help=PAYLOAD_HELP)
     edit.add_argument("--priority", type=priority_flag, help="0–9 or low/normal/high/critical")
-    edit.add_argument("--queue", help="another queue")
+    completes(edit.add_argument("--queue", help="another queue"), queue_names)
     edit.add_argument("--retries", type=RETRIES, help="retries from the next attempt on")
     edit.add_argument("--run-at", help="a scheduled task's new due time (ISO 8601 with offset)")
     edit.add_argument("--retry", action="store_true", help="then run it again (failed/cancelled)")
@@ -244,24 +249,6 @@ def cmd_ops(args: argparse.Namespace) -> int:
         return 0
 
     return with_store(args, Access.READ, show)
-
-
-def read_payload_arg(text: str) -> dict[str, Any]:
-    """``--payload``: JSON text, ``@file`` or ``-`` (standard input)."""
-    try:
-        if text == "-":
-            return parse_payload(sys.stdin.buffer.read(), "--payload (standard input)")
-        if text.startswith("@"):
-            path = text[1:]
-            try:
-                with open(path, "rb") as f:
-                    raw = f.read()
-            except OSError as exc:
-                raise UserError(f"--payload {text}: cannot read {path}: {exc.strerror}") from None
-            return parse_payload(raw, f"--payload {text}")
-        return parse_payload(os.fsencode(text), "--payload")
-    except PayloadError as exc:
-        raise UserError(str(exc)) from None
 
 
 def cmd_edit(args: argparse.Namespace) -> int:

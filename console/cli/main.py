@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from console import log_format
 from console.cli import (
     alerts,
     audit,
     bulk,
+    completion,
     diagnose,
     interactive,
     logs,
@@ -43,6 +45,7 @@ def parser() -> argparse.ArgumentParser:
         description="Taskdeck: a durable task engine with a live operations console. "
         "Global options work before or after the command.",
     )
+    top.add_argument("--version", action="version", version=f"taskdeck {version()}")
     add_before(top)
     sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     interactive.add_parsers(sub, common)
@@ -56,7 +59,16 @@ def parser() -> argparse.ArgumentParser:
     audit.add_parsers(sub, common)
     diagnose.add_parsers(sub, common)
     bulk.add_parsers(sub, common)
+    completion.add_parsers(sub, common)
     return top
+
+
+def version() -> str:
+    """The installed package's version (``pyproject.toml``)."""
+    try:
+        return metadata.version("taskdeck")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
 
 
 def parse(arguments: list[str]) -> argparse.Namespace:
@@ -69,6 +81,7 @@ def parse(arguments: list[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    completion.complete(parser)  # run by the shell for completion: answers and exits
     try:
         args = parse(arguments)
         log_format.configure(args.log_level, getattr(args, "log_format", "text"))

@@ -13,6 +13,8 @@ use (``--interval must be a number from 0.1 to 3600 s; got '0'``).
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,10 +22,12 @@ from typing import Any
 
 from console.cli.errors import UserError
 from engine import (
+    PayloadError,
     QueryError,
     SettingsError,
     SettingSpec,
     check_note,
+    parse_payload,
     parse_priority,
     parse_query,
     parse_text,
@@ -231,3 +235,25 @@ NOTE_HELP = "why: kept with the action in the audit trail (taskdeck audit)"
 def add_note(parser: argparse.ArgumentParser, help: str = NOTE_HELP) -> None:
     """The ``--note TEXT`` every command that changes something takes."""
     parser.add_argument("--note", type=note_flag, metavar="TEXT", help=help)
+
+
+PAYLOAD_HELP = "JSON object, @file with one, or - for standard input"
+
+
+def read_payload_arg(text: str) -> dict[str, Any]:
+    """``--payload`` (of ``enqueue`` and ``edit``): JSON text, ``@file`` or ``-``
+    (standard input), so a payload is not capped by the length of a command line."""
+    try:
+        if text == "-":
+            return parse_payload(sys.stdin.buffer.read(), "--payload (standard input)")
+        if text.startswith("@"):
+            path = text[1:]
+            try:
+                with open(path, "rb") as f:
+                    raw = f.read()
+            except OSError as exc:
+                raise UserError(f"--payload {text}: cannot read {path}: {exc.strerror}") from None
+            return parse_payload(raw, f"--payload {text}")
+        return parse_payload(os.fsencode(text), "--payload")
+    except PayloadError as exc:
+        raise UserError(str(exc)) from None

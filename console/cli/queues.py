@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from console.cli.common import Access, with_store
+from console.cli.completion import completes, queue_names
 from console.cli.errors import UserError
 from console.cli.options import add_note
 from console.format import paused_by
@@ -18,7 +19,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         cmd = sub.add_parser(
             verb, parents=[common], help=f"{what}: queues by name, or --all (every queue, node)"
         )
-        cmd.add_argument("queues", nargs="*", metavar="QUEUE", help="queue names")
+        completes(
+            cmd.add_argument("queues", nargs="*", metavar="QUEUE", help="queue names"), queue_names
+        )
         cmd.add_argument(
             "--all", action="store_true", dest="everything", help="every queue on every node"
         )

@@ -14,15 +14,18 @@ from datetime import datetime
 from typing import Any
 
 from console.cli.common import Access, with_store
+from console.cli.completion import completes, handler_names, queue_names
 from console.cli.errors import Refused, UserError
 from console.cli.logs import all_lines, log_lines
 from console.cli.options import (
     HIDE_PAYLOADS_ENV,
+    PAYLOAD_HELP,
     add_note,
     add_where,
     env_switch,
     number_flag,
     priority_flag,
+    read_payload_arg,
     task_id_flag,
 )
 from console.format import ago, clock, parse_time, paused_by, when
@@ -43,11 +46,20 @@ OFFSET = number_flag("--offset", int, 0, 1_000_000_000, "tasks")
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    enqueue = sub.add_parser("enqueue", parents=[common], help="enqueue a task; prints its id")
-    enqueue.add_argument("handler", help="handler name, e.g. images.download")
+    enqueue = sub.add_parser(
+        "enqueue",
+        parents=[common],
+        help="enqueue a task; prints its id",
+        description="taskdeck enqueue HANDLER [JSON | --payload JSON|@FILE|-] [--priority P] "
+        "[--queue Q] [--delay S | --run-at TIME] [--unique-key K] [--webhook URL]",
+    )
+    completes(
+        enqueue.add_argument("handler", help="handler name, e.g. images.download"), handler_names
+    )
     enqueue.add_argument("payload", nargs="?", help='JSON object, e.g. \'{"url": "https://…"}\'')
+    enqueue.add_argument("--payload", dest="payload_flag", metavar="PAYLOAD", help=PAYLOAD_HELP)
     enqueue.add_argument("--priority", type=priority_flag, help="0–9 or low/normal/high/critical")
-    enqueue.add_argument("--queue", help="queue (default: the handler's)")
+    completes(enqueue.add_argument("--queue", help="queue (default: the handler's)"), queue_names)
     enqueue.add_argument("--delay", type=DELAY, metavar="SECONDS", help="seconds from now")
     enqueue.add_argument("--run-at", help="when, ISO 8601 with offset: 2026-11-23T02:00:00+01:00")
     enqueue.add_argument("--unique-key", help="at most one active task per key")
@@ -61,8 +73,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
     tasks = sub.add_parser("tasks", parents=[common], help="list tasks (no payloads)")
     tasks.add_argument("--state", choices=[s.value for s in TaskState], help="only this state")
-    tasks.add_argument("--queue", help="only this queue")
-    tasks.add_argument("--handler", help="only this handler")
+    completes(tasks.add_argument("--queue", help="only this queue"), queue_names)
+    completes(tasks.add_argument("--handler", help="only this handler"), handler_names)
     add_where(tasks)
     tasks.add_argument("--limit", type=LIMIT, default=50, help="how many (default 50)")
     tasks.add_argument("--offset", type=OFFSET, default=0, help="skip this many")
@@ -125,7 +137,15 @@ def parse_run_at(text: str) -> datetime:
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
-    payload = read_payload(args.payload)
+    if args.payload is not None and args.payload_flag is not None:
+        raise UserError(
+            "give the payload once: as the JSON argument or with --payload (JSON, @FILE or -), "
+            "not both"
+        )
+    if args.payload_flag is not None:
+        payload = read_payload_arg(args.payload_flag)
+    else:
+        payload = read_payload(args.payload)
     if args.delay is not None and args.run_at is not None:
         raise UserError("give --delay or --run-at, not both")
     options: dict[str, Any] = {

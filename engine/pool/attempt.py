@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from engine import context
+from engine import context, tracing
 from engine.aio import TimedSteps
 from engine.codec import Codec, to_json
 from engine.completions import Completer
@@ -74,9 +74,22 @@ class AttemptRunner:
         self._free = free
         self._stopping = stopping
         self._logs = logs
+        self._tracer = tracing.tracer()
 
     async def run(self, rt: RunningTask) -> None:
         """The body of a running task's asyncio task."""
+        if self._tracer is None:
+            await self._run(rt, None)
+            return
+        span = tracing.attempt_span(self._tracer, rt.claimed)
+        outcome = "stopped"  # cancelled from outside: the lease brings the task back
+        try:
+            outcome = await self._run(rt, span)
+        finally:
+            span.end(outcome)
+
+    async def _run(self, rt: RunningTask, span: tracing.AttemptSpan | None) -> str:
+        """Run the attempt and hand its completion on; returns its outcome."""
         token = context.bind(rt.ctx)
         logs = None if self._logs is None else self._logs.open(rt.ctx, rt.claimed.id)
         completion: Completion | None
@@ -88,6 +101,8 @@ class AttemptRunner:
             completion = self._after_cancel(rt)
         except BaseException as exc:
             completion = self._failure(rt, exc)
+            if span is not None:
+                span.failed(exc)
         finally:
             context.unbind(token)
             if logs is not None:
@@ -96,9 +111,11 @@ class AttemptRunner:
                 timer.cancel()
             self._free(rt)
             rt.finished = True
-        if completion is not None:
-            self._record(rt, completion)
-            self._completer.add(completion)
+        if completion is None:  # the store already moved it
+            return "cancelled" if rt.cancel_requested else "lease lost"
+        outcome = self._record(rt, completion)
+        self._completer.add(completion)
+        return outcome
 
     def done(self, rt: RunningTask, task: asyncio.Task[None]) -> None:
         """Clean up after a task cancelled before its first step (its body never ran)."""
@@ -113,7 +130,8 @@ class AttemptRunner:
         if completion is not None:
             self._completer.add(completion)
 
-    def _record(self, rt: RunningTask, completion: Completion) -> None:
+    def _record(self, rt: RunningTask, completion: Completion) -> str:
+        """Count the attempt in the metrics; returns its outcome."""
         if completion.release:
             outcome = "interrupted"
         elif completion.state in (TaskState.SUCCEEDED, TaskState.FAILED):
@@ -133,6 +151,7 @@ class AttemptRunner:
             max_step=rt.ctx.max_step,
             error=error,
         )
+        return outcome
 
     async def _attempt(self, rt: RunningTask) -> str | None:
         """Run the handler; returns the encoded result."""

@@ -68,11 +68,11 @@ class NewTask:
     run_at: float | None = None
     unique_key: str | None = None
     webhook: str | None = None
-    #: workflow steps (see :mod:`engine.workflow`): index, how the step takes the
-    #: previous result, and whether it waits for earlier steps
+    #: workflow steps (engine.workflow): the index and how it takes the previous result
     step: int | None = None
     receives: str | None = None
-    waiting: bool = False
+    waiting: bool = False  #: whether it waits for earlier steps
+    trace: str | None = None  #: the enqueue's W3C trace context (JSON; engine.tracing)
 
     @property
     def plain(self) -> bool:
@@ -131,6 +131,7 @@ class ClaimedTask:
     started_at: float
     workflow_id: int | None = None
     webhook: str | None = None
+    trace: str | None = None  #: the enqueue's W3C trace context (JSON), if traced
 
     @classmethod
     def handed_over(cls, task_id: int, task: NewTask, now: float) -> ClaimedTask:
@@ -146,6 +147,7 @@ class ClaimedTask:
             now,
             None,
             now,
+            trace=task.trace,
         )
 
 

@@ -47,18 +47,19 @@ def line_sql(
 
 INSERT_MANY = """
 INSERT INTO tasks (handler, queue, priority, state, max_retries, retries, payload, created_at,
-                   run_at, timeline)
-SELECT h, q, p, s, r, r, pl, $9, ra, tl
+                   run_at, timeline, trace_context)
+SELECT h, q, p, s, r, r, pl, $10, ra, tl, tc
 FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::text[],
-            $7::float8[], $8::text[]) WITH ORDINALITY AS u (h, q, p, s, r, pl, ra, tl, ord)
+            $7::float8[], $8::text[], $9::text[])
+     WITH ORDINALITY AS u (h, q, p, s, r, pl, ra, tl, tc, ord)
 ORDER BY ord
 RETURNING id
 """
 #: INSERT_MANY as a statement of its own (``Txn.alone``): it writes its count changes
-#: and, when it made tasks ready, wakes the other nodes (``$10`` channel, ``$11`` payload).
+#: and, when it made tasks ready, wakes the other nodes (``$11`` channel, ``$12`` payload).
 ENQUEUE_ALONE = (
     f"WITH ins AS ({INSERT_MANY.strip()}, queue, state), {counted('ins', None, 'ins.state')}, "
-    "woke AS (SELECT pg_notify($10, $11) WHERE $11 <> '') "
+    "woke AS (SELECT pg_notify($11, $12) WHERE $12 <> '') "
     "SELECT id, (SELECT count(*) FROM woke) FROM ins"
 )
 #: The rows of an enqueue whose commit's outcome was lost (see PostgresStore.enqueue).
@@ -68,8 +69,9 @@ FIND_ENQUEUED = (
 )
 INSERT_ONE = (
     "INSERT INTO tasks (handler, queue, priority, state, max_retries, retries, payload, "
-    "created_at, run_at, timeline, unique_key, webhook, workflow_id, step, receives, waiting) "
-    "VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    "created_at, run_at, timeline, unique_key, webhook, workflow_id, step, receives, waiting, "
+    "trace_context) "
+    "VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
 )
 ON_DUPLICATE = (
     f" ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ({ACTIVE}) DO NOTHING"
@@ -89,13 +91,23 @@ async def enqueue(
 
 async def _bulk(txn: Txn, tasks: Sequence[NewTask], by: str) -> list[TaskId]:
     now = txn.now
-    cols: list[list[object]] = [[] for _ in range(8)]
+    cols: list[list[object]] = [[] for _ in range(9)]
     for t in tasks:
         state, line, run_at = first_state(t, now, by)
         txn.moved(t.queue, "", state)
         for col, value in zip(
             cols,
-            (t.handler, t.queue, t.priority, state.value, t.retries, t.payload, run_at, line),
+            (
+                t.handler,
+                t.queue,
+                t.priority,
+                state.value,
+                t.retries,
+                t.payload,
+                run_at,
+                line,
+                t.trace,
+            ),
             strict=True,
         ):
             col.append(value)
@@ -127,6 +139,7 @@ async def insert_one(txn: Txn, t: NewTask, by: str, workflow_id: int | None = No
         t.step,
         t.receives,
         bool(t.waiting),
+        t.trace,
     )
     if t.unique_key is None:
         task_id = await txn.fetchval(INSERT_ONE + " RETURNING id", *args)

@@ -267,14 +267,20 @@ CREATE TRIGGER task_logs_gone AFTER DELETE ON tasks
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION task_logs_gone()
 """
 
+#: the W3C trace context of the enqueue that made a task (see engine.tracing)
+TRACE_CONTEXT_DDL = """
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS trace_context text
+"""
+
 #: (version, script) pairs, applied in order; never edit one that has shipped — add
 #: the next version instead. Version 2: node rows and the command channel; version 3:
 #: the handlers each node runs; version 4: settings changed at runtime; version 5: alerts;
 #: version 6: the audit trail; version 7: the handler index; version 8: bulk operations;
-#: version 9: task logs.
+#: version 9: task logs; version 10: the trace context.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _V1), (2, CLUSTER_DDL), (3, NODE_HANDLERS_DDL), (4, SAVED_SETTINGS_DDL), (5, ALERTS_DDL),
     (6, AUDIT_DDL), (7, HANDLER_READY_DDL), (8, OPERATIONS_DDL), (9, TASK_LOGS_DDL),
+    (10, TRACE_CONTEXT_DDL),
 )  # fmt: skip
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -33,7 +33,7 @@ from engine.store.postgres.insert import enqueue_workflow as enqueue_workflow
 
 _CLAIMED = (
     "RETURNING t.id, t.handler, t.queue, t.priority, t.attempts, t.max_retries, t.payload, "
-    "t.created_at, t.run_at, t.workflow_id, t.webhook"
+    "t.created_at, t.run_at, t.workflow_id, t.webhook, t.trace_context"
 )
 _LEASE = (
     "UPDATE tasks t SET state = 'running', prev_state = 'queued', attempts = t.attempts + 1, "
@@ -82,7 +82,9 @@ def _claimed(txn: Txn, rows: Sequence[Any]) -> Claimed:
     for r in sorted(rows, key=lambda r: (-r[3], r[0])):
         txn.moved(r[2], TaskState.QUEUED, TaskState.RUNNING)
         out.append(
-            ClaimedTask(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], txn.now, r[9], r[10])
+            ClaimedTask(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], txn.now, r[9], r[10], r[11]
+            )
         )
     return out
 
@@ -162,8 +164,10 @@ MUST_WAIT = (
 )
 INSERT_RUNNING = (
     "INSERT INTO tasks (handler, queue, priority, state, prev_state, attempts, max_retries, "
-    "retries, payload, created_at, started_at, worker, lease_owner, lease_expires_at, timeline) "
-    "VALUES ($1, $2, $3, 'running', 'queued', 1, $4, $4, $5, $6, $6, $7, $7, $8, $9) RETURNING id"
+    "retries, payload, created_at, started_at, worker, lease_owner, lease_expires_at, timeline, "
+    "trace_context) "
+    "VALUES ($1, $2, $3, 'running', 'queued', 1, $4, $4, $5, $6, $6, $7, $7, $8, $9, $10) "
+    "RETURNING id"
 )
 
 
@@ -187,6 +191,7 @@ async def enqueue_and_claim(
         by,
         now + lease_ttl,
         line,
+        task.trace,
     )
     txn.moved(task.queue, "", TaskState.RUNNING)
     return TaskId(task_id), ClaimedTask.handed_over(task_id, task, now)

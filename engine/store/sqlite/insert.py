@@ -21,14 +21,14 @@ from engine.store.sqlite.txn import Txn
 # is ASCII (names are restricted; payloads are ASCII JSON or Fernet tokens).
 INSERT = (
     "INSERT INTO tasks (handler, queue, priority, state, max_retries, retries, payload, "
-    "created_at, run_at, timeline) "
+    "created_at, run_at, timeline, trace_context) "
     "SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>4, value->>5, "
-    ":now, value->>6, value->>7 FROM json_each(:rows)"
+    ":now, value->>6, value->>7, value->>8 FROM json_each(:rows)"
 )
 INSERT_ONE = (
     "INSERT INTO tasks (handler, queue, priority, state, max_retries, retries, payload, "
-    "created_at, run_at, timeline, unique_key, webhook, workflow_id, step, receives, waiting) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "created_at, run_at, timeline, unique_key, webhook, workflow_id, step, receives, waiting, "
+    "trace_context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 ACTIVE = "'queued', 'scheduled', 'running'"
 ON_DUPLICATE = (
@@ -49,7 +49,7 @@ def enqueue(
 
 def _bulk(txn: Txn, tasks: Sequence[NewTask], by: str) -> list[TaskId]:
     now = txn.now
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for t in tasks:
         if t.run_at is None or t.run_at <= now:  # the common case, kept inline
             row = (t.handler, t.queue, t.priority, "queued", t.retries, t.payload, t.run_at, "")
@@ -58,7 +58,8 @@ def _bulk(txn: Txn, tasks: Sequence[NewTask], by: str) -> list[TaskId]:
             state, line, run_at = first_state(t, now, by)
             row = (t.handler, t.queue, t.priority, state.value, t.retries, t.payload, run_at, line)
             txn.moved(t.queue, "", state)
-        rows.append(row)
+        # a traced enqueue's context is the 9th value; without one the row stays short
+        rows.append(row if t.trace is None else (*row, t.trace))
     packed = json.dumps(rows, separators=(",", ":"))
     last = txn.execute(INSERT, {"now": now, "rows": packed}).lastrowid
     assert last is not None
@@ -87,6 +88,7 @@ def insert_one(txn: Txn, t: NewTask, by: str, workflow_id: int | None = None) ->
         t.step,
         t.receives,
         int(t.waiting),
+        t.trace,
     )
     if t.unique_key is None:
         task_id = txn.execute(INSERT_ONE, row).lastrowid

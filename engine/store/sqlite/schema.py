@@ -19,7 +19,7 @@ from engine.faults import no_fault
 from engine.model import TERMINAL_STATES, TaskState, transition_check_sql
 
 APPLICATION_ID = 0x54534B44  # "TSKD"
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 _STATES = ", ".join(f"'{s.value}'" for s in TaskState)
 _TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES))
@@ -367,10 +367,16 @@ CREATE TRIGGER IF NOT EXISTS task_logs_gone AFTER DELETE ON tasks
     BEGIN DELETE FROM task_logs WHERE task_id = OLD.id; END
 """
 
+# Version 11: the W3C trace context of the enqueue that made a task (see engine.tracing),
+# continued by each attempt; NULL when OpenTelemetry was not in use.
+_V11 = """
+ALTER TABLE tasks ADD COLUMN trace_context TEXT
+"""
+
 #: (version, script) pairs, applied in order inside one transaction each.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7), (8, _V8), (9, _V9),
-    (10, _V10),
+    (10, _V10), (11, _V11),
 )  # fmt: skip
 
 

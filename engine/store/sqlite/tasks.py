@@ -90,7 +90,7 @@ def claim_sql(queue_count: int, per_queue: bool = False) -> str:
         f"timeline = timeline || {entry_sql(repr('running'), 'attempts + 1')} "
         f"WHERE id IN ({pick}) "
         "RETURNING id, handler, queue, priority, attempts, max_retries, payload, created_at, "
-        "run_at, workflow_id, webhook"
+        "run_at, workflow_id, webhook, trace_context"
     )
 
 
@@ -115,7 +115,9 @@ def run_claim(
     for r in rows:
         txn.moved(r[2], TaskState.QUEUED, TaskState.RUNNING)
         out.append(
-            ClaimedTask(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], now, r[9], r[10])
+            ClaimedTask(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], now, r[9], r[10], r[11]
+            )
         )
     return out
 
@@ -147,8 +149,8 @@ QUEUE_PAUSED = (
 )
 INSERT_RUNNING = (
     "INSERT INTO tasks (handler, queue, priority, state, prev_state, attempts, max_retries, "
-    "retries, payload, created_at, started_at, worker, lease_owner, lease_expires_at, timeline) "
-    "VALUES (?, ?, ?, 'running', 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "retries, payload, created_at, started_at, worker, lease_owner, lease_expires_at, timeline, "
+    "trace_context) VALUES (?, ?, ?, 'running', 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -186,6 +188,7 @@ def enqueue_and_claim(
             by,
             now + lease_ttl,
             line,
+            task.trace,
         ),
     )
     task_id = cursor.lastrowid
