@@ -17,6 +17,7 @@ from typing import TextIO
 
 from console.demo import DemoPipeline
 from console.format import busy_of
+from console.http import HttpServer
 from console.status_out import StatusOut
 from console.stop_signals import StopSignals, exit_at_once
 from engine import Engine, EngineSnapshot, TaskState, wait_event
@@ -66,8 +67,11 @@ async def run_headless(
     demo: bool = False,
     demo_rate: float = 3.0,
     out: TextIO = sys.stdout,
+    http: HttpServer | None = None,
 ) -> int:
-    """Run until SIGINT/SIGTERM; returns the process exit code."""
+    """Run until SIGINT/SIGTERM; returns the process exit code. ``http``: serve it
+    (metrics, health, the JSON API) from the start (/ready: 503 until it runs); its
+    writes are recorded as the API's."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -91,6 +95,9 @@ async def run_headless(
     signals.install(loop)
     pipeline = DemoPipeline(engine, rate=demo_rate) if demo else None
     status = StatusOut(out, json_lines)  # a reader that falls behind never blocks the loop
+    if http is not None:
+        await http.start()
+        engine.audit.act_as("api")
     try:
         if workers is not None:
             await engine.set_workers(workers)
@@ -101,6 +108,8 @@ async def run_headless(
             file=sys.stderr,
             flush=True,
         )
+        if http is not None:
+            print(f"taskdeck {engine.node}: {http.describe()}", file=sys.stderr, flush=True)
         if pipeline is not None:
             pipeline.start()
         while not stop.is_set():
@@ -108,9 +117,13 @@ async def run_headless(
             status.write(status_json(snap) if json_lines else status_line(snap))
             await wait_event(stop, interval)
     finally:
+        if http is not None:
+            http.stopping = True
         if pipeline is not None:
             await pipeline.stop()
         report = await engine.stop()
+        if http is not None:
+            await asyncio.to_thread(http.stop)
         signals.remove(loop)
         await asyncio.to_thread(status.close)
     print(f"stopped; {report.describe()}", file=sys.stderr)

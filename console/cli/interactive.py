@@ -31,6 +31,7 @@ from console.cli.common import (
 )
 from console.cli.errors import Refused, UserError
 from console.cli.options import HIDE_PAYLOADS_ENV, env_switch, number_flag
+from console.cli.serve import DEFAULT_HOST, add_run_flags, http_server
 from console.headless import run_headless
 from engine import Engine, sqlite_file
 
@@ -75,6 +76,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--refresh", type=REFRESH, default=2.0, metavar="HZ", help=argparse.SUPPRESS)
     add_view_flags(run, " (without --headless)")
+    add_run_flags(run)
     run.set_defaults(func=cmd_run)
 
     shot = sub.add_parser("screenshot", help="write console screenshots (SVG, and PNG if possible)")
@@ -209,9 +211,13 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     if not args.headless:
-        if args.json:
-            raise UserError("--json is for run --headless (the console has no JSON output)")
+        for flag, given in (("--json", args.json), ("--http", args.http is not None),
+                            ("--http-host", args.http_host)):  # fmt: skip
+            if given:
+                raise UserError(f"{flag} is for run --headless (the console has no {flag[2:]})")
         return cmd_console(args)
+    if args.http_host is not None and args.http is None:
+        raise UserError("--http-host needs --http PORT (the port to serve on)")
     for flag, given in (("--read-only", args.read_only), ("--hide-payloads", args.hide_payloads)):
         if given:
             raise UserError(
@@ -222,6 +228,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     demo = not args.app and not args.no_demo
     workers = args.workers if args.workers is not None else DEFAULT_WORKERS
     engine = build_engine(args, workers=workers)
+    host = args.http_host or DEFAULT_HOST
+    server = None if args.http is None else http_server(args, engine, host, args.http)
     return asyncio.run(
         run_headless(
             engine,
@@ -230,6 +238,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             interval=args.interval,
             demo=demo,
             demo_rate=args.demo_rate,
+            http=server,
         )
     )
 

@@ -16,6 +16,7 @@ from console.cli import (
     nodes,
     queues,
     schedules,
+    serve,
     settings,
     tasks,
 )
@@ -54,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
     audit.add_parsers(sub, common)
     diagnose.add_parsers(sub, common)
     bulk.add_parsers(sub, common)
+    serve.add_parsers(sub, common)
     return top
 
 
