@@ -34,8 +34,6 @@ from engine import Engine, EngineSnapshot, StoreError
 log = logging.getLogger("taskdeck.http")
 #: Paths anyone may read (load balancers and orchestrators probe them).
 OPEN_PATHS = frozenset({"/health", "/ready"})
-#: Seconds ``/health`` waits for the engine's answer about its store.
-HEALTH_TIMEOUT = 2.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -209,7 +207,8 @@ class HttpServer:
         reason = self.bridge.stalled()
         if reason is None and self.engine.running:
             try:
-                snap = await self.bridge.call(self._snapshot, timeout=HEALTH_TIMEOUT)
+                limit = self.options.stall_threshold  # a loop blocked now answers no sooner
+                snap = await self.bridge.call(self._snapshot, timeout=limit)
             except EngineBusy as exc:
                 reason = str(exc)
             else:
