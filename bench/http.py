@@ -95,6 +95,24 @@ async def scrapes(session: aiohttp.ClientSession, url: str, count: int) -> tuple
     return times, size
 
 
+#: ``GET /api/tasks`` queries: a page of a million matches, and none at all (the worst
+#: case: the page is read newest first by id, so every row is looked at)
+LISTS = {"queued_page": "state=queued queue=q1", "no_match": "state=failed"}
+
+
+async def lists(session: aiohttp.ClientSession, url: str, runs: int) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for name, where in LISTS.items():
+        times, rows = [], 0
+        for _ in range(runs):
+            started = time.perf_counter()
+            async with session.get(url + "/api/tasks", params={"where": where}) as response:
+                rows = len((await response.json())["tasks"])
+            times.append((time.perf_counter() - started) * 1000)
+        out[name] = {"where": where, "rows": rows, **percentiles(times)}
+    return out
+
+
 async def enqueues(session: aiohttp.ClientSession, url: str, count: int) -> float:
     started = time.perf_counter()
     for i in range(count):
@@ -131,6 +149,7 @@ async def main() -> None:
                 await wait_ready(session, url)
                 await scrapes(session, url, 3)  # warm up
                 times, size = await scrapes(session, url, args.scrapes)
+                listed = await lists(session, url, 10)
                 rate = await enqueues(session, url, args.enqueues)
         finally:
             server.terminate()
@@ -142,6 +161,7 @@ async def main() -> None:
                 "fill_s": round(fill_s, 1),
                 "store": "sqlite",
                 "metrics_scrape": {"scrapes": args.scrapes, "bytes": size, **percentiles(times)},
+                "api_list": listed,
                 "api_enqueue": {
                     "requests": args.enqueues,
                     "per_second": round(rate),

@@ -15,7 +15,7 @@ from console.http import HttpServer, ServeOptions, Tokens
 from console.http.bridge import EngineBridge
 from engine import Engine
 from tests.cli_helpers import run
-from tests.http_helpers import READ_TOKEN, TOKENS_ENV, Served, serving
+from tests.http_helpers import READ_TOKEN, TOKENS_ENV, Served, serving, until_true
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +186,21 @@ def test_no_tokens_binds_loopback_only(tmp_path: Path) -> None:
     assert "without auth" in result.stderr and "tokens" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "x.db").exists()
+
+
+def test_health_says_503_when_the_store_is_gone(tmp_path: Path) -> None:
+    with serving(["serve", "--store", "gone.db"], tmp_path, TOKENS_ENV) as server:
+        assert server.get("/health", token=None).status == 200
+        for name in ("gone.db", "gone.db-wal", "gone.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        until_true(lambda: server.get("/health", token=None).status == 503, what="a 503")
+        reason = server.get("/health", token=None).body["reason"]
+        assert "deleted or replaced" in reason
+
+
+def test_a_port_in_use_is_one_line(served: Served, store_dir: Path) -> None:
+    port = served.url.rsplit(":", 1)[1]
+    result = run("serve", "--store", "api.db", "--port", port, cwd=store_dir, env=TOKENS_ENV)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -6,7 +6,9 @@
                                      runs no workers; steers the engines that do
     taskdeck console --read-only     watches them and changes nothing (or TASKDECK_READ_ONLY=1,
                                      which refuses every command that writes)
-    taskdeck run --headless          the engine as a service (status line; --json for JSON lines)
+    taskdeck run --headless          the engine as a service (status line; --json for JSON lines;
+                                     --http PORT: metrics, health and the JSON API too)
+    taskdeck serve [--port 8077]     HTTP: Prometheus /metrics, /health, /ready, a JSON API
     taskdeck enqueue HANDLER [JSON]  enqueue one task; prints its id
     taskdeck status [--json]         counts per queue and state
     taskdeck tasks [--state S]       a page of tasks (no payloads: list views never show them)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -142,7 +143,13 @@ class HttpServer:
         loop = self._loop = asyncio.new_event_loop()
         try:
             loop.run_until_complete(self._serve())
-        except BaseException as exc:  # reported by start()
+        except OSError as exc:  # reported by start()
+            where = f"{self.options.host}:{self.options.port}"
+            self._error = OSError(
+                f"cannot listen on {where}: "
+                f"{os.strerror(exc.errno).lower() if exc.errno else exc}; choose another port"
+            )
+        except BaseException as exc:
             self._error = exc
         finally:
             self._bound.set()
