@@ -211,13 +211,19 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     if not args.headless:
-        for flag, given in (("--json", args.json), ("--http", args.http is not None),
-                            ("--http-host", args.http_host)):  # fmt: skip
-            if given:
-                raise UserError(f"{flag} is for run --headless (the console has no {flag[2:]})")
+        if args.json:
+            raise UserError("--json is for run --headless (the console has no JSON output)")
+        for flag, given in (("--http", args.http), ("--http-host", args.http_host),
+                            ("--stall-threshold", args.stall_threshold)):  # fmt: skip
+            if given is not None:
+                raise UserError(f"{flag} is for run --headless (the console serves no HTTP)")
         return cmd_console(args)
-    if args.http_host is not None and args.http is None:
-        raise UserError("--http-host needs --http PORT (the port to serve on)")
+    for flag, given in (
+        ("--http-host", args.http_host),
+        ("--stall-threshold", args.stall_threshold),
+    ):
+        if given is not None and args.http is None:
+            raise UserError(f"{flag} needs --http PORT (the port to serve on)")
     for flag, given in (("--read-only", args.read_only), ("--hide-payloads", args.hide_payloads)):
         if given:
             raise UserError(

@@ -20,6 +20,7 @@ from console.cli.common import cli_config, load_app, read_keys, read_only_env, s
 from console.cli.errors import UserError
 from console.cli.options import READ_ONLY_ENV, number_flag
 from console.http import HttpServer, ServeOptions, Tokens, check_bind
+from console.http.bridge import STALL_THRESHOLD
 from console.stop_signals import StopSignals, exit_at_once
 from engine import Config, Engine, load_config
 
@@ -51,7 +52,6 @@ def add_stall_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stall-threshold",
         type=STALL,
-        default=1.0,
         metavar="SECONDS",
         help="/health answers 503 when the engine's loop has not run for this long (default 1)",
     )
@@ -84,7 +84,8 @@ def http_server(args: argparse.Namespace, engine: Engine, host: str, port: int) 
         check_bind(host, tokens)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    options = ServeOptions(host, port, args.stall_threshold)
+    stall = args.stall_threshold if args.stall_threshold is not None else STALL_THRESHOLD
+    options = ServeOptions(host, port, stall)
     read_only = read_only_reason()
     return HttpServer(engine, tokens, options, read_only=read_only, refresh_counts=bool(read_only))
 
