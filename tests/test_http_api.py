@@ -204,3 +204,14 @@ def test_a_port_in_use_is_one_line(served: Served, store_dir: Path) -> None:
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_api_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    with serving(["serve", "--store", pg_url], tmp_path, TOKENS_ENV) as server:
+        ids = [server.post("/api/tasks", {"handler": "pg.job"}).body["id"] for _ in range(3)]
+        assert server.post(f"/api/tasks/{ids[0]}/cancel").body["state"] == "cancelled"
+        first = server.get("/api/tasks?where=handler%3Dpg.job&limit=2").body
+        rest = server.get(f"/api/tasks?where=handler%3Dpg.job&cursor={first['next_cursor']}")
+        assert [t["id"] for t in first["tasks"] + rest.body["tasks"]] == ids[::-1]
+        metrics = server.get("/metrics").body
+        assert 'taskdeck_tasks{state="cancelled"} 1.0' in metrics
