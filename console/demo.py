@@ -47,10 +47,12 @@ async def download(image_id: str, url: str) -> dict[str, Any]:
         raise UnsupportedImage(f"cannot decode {url.rsplit('/', 1)[-1]}: HEIC is not supported")
     rng = random.Random(f"{image_id}:{ctx.attempt}")
     chunks = rng.randint(3, 8)
+    ctx.log(f"fetching {url} in {chunks} chunks")
     for i in range(chunks):
         await asyncio.sleep(rng.uniform(0.05, 0.25))
         ctx.progress((i + 1) / chunks, f"{(i + 1) * 128} KiB of {url.rsplit('/', 1)[-1]}")
     if rng.random() < 0.1:
+        ctx.log(f"no answer from {url.split('/')[2]} after {chunks} chunks", level="warning")
         raise ConnectionError(f"timed out fetching {url}")
     return {"image_id": image_id, "bytes": chunks * 131072}
 
@@ -62,6 +64,7 @@ def resize(image_id: str, bytes: int) -> dict[str, Any]:
     for i, (w, h) in enumerate(SIZES):
         time.sleep(random.uniform(0.04, 0.15))
         outputs.append(f"{image_id}_{w}x{h}.jpg")
+        log.info("%s: %s bytes scaled to %d×%d", image_id, f"{bytes:,}", w, h)
         ctx.progress((i + 1) / len(SIZES), f"{w}×{h}")
     return {"image_id": image_id, "variants": outputs}
 

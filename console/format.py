@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 
@@ -147,3 +148,21 @@ def column_chart(values: Sequence[float], width: int, height: int, top: float) -
                 line.append(BLOCKS[max(1, int(fill * 8))])
         rows.append("".join(line))
     return rows
+
+
+def parse_time(text: str, what: str = "--run-at") -> datetime:
+    """An ISO 8601 time with its UTC offset (``2026-11-23T02:00:00+01:00`` or ``…Z``);
+    ``ValueError`` saying what is allowed otherwise (``what`` names the field)."""
+    try:
+        at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{what} must be an ISO 8601 time with a UTC offset, e.g. "
+            f"2026-11-23T02:00:00+01:00 or 2026-11-23T01:00:00Z; got {text!r}"
+        ) from None
+    if at.tzinfo is None:
+        raise ValueError(
+            f"{what} {text!r} has no UTC offset, so it is ambiguous; add one, e.g. "
+            f"{text.strip()}+00:00"
+        )
+    return at

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import time
 from dataclasses import asdict
+from functools import partial
 from typing import TextIO
 
 from console.demo import DemoPipeline
 from console.format import busy_of
 from console.http import HttpServer
+from console.log_format import JsonFormatter
 from console.status_out import StatusOut
 from console.stop_signals import StopSignals, exit_at_once
 from engine import Engine, EngineSnapshot, TaskState, wait_event
@@ -67,28 +70,23 @@ async def run_headless(
     demo: bool = False,
     demo_rate: float = 3.0,
     out: TextIO = sys.stdout,
+    log_json: bool = False,
     http: HttpServer | None = None,
 ) -> int:
-    """Run until SIGINT/SIGTERM; returns the process exit code. ``http``: serve it
-    (metrics, health, the JSON API) from the start (/ready: 503 until it runs); its
-    writes are recorded as the API's."""
+    """Run until SIGINT/SIGTERM; returns the process exit code. ``log_json``: the
+    notices on stderr (started, stopping, stopped) are JSON log lines too. ``http``:
+    serve it (metrics, health, the JSON API) from the start (/ready: 503 until it
+    runs); its writes are recorded as the API's."""
+    say = partial(notice, node=engine.node if log_json else None)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
     def graceful(name: str) -> None:
-        print(
-            f"{name}: stopping gracefully (send it again to stop at once)",
-            file=sys.stderr,
-            flush=True,
-        )
+        say(f"{name}: stopping gracefully (send it again to stop at once)")
         stop.set()
 
     def now() -> None:
-        print(
-            "stopping now; running tasks will be recovered when their leases expire",
-            file=sys.stderr,
-            flush=True,
-        )
+        say("stopping now; running tasks will be recovered when their leases expire")
         exit_at_once()
 
     signals = StopSignals(graceful, now)
@@ -102,14 +100,12 @@ async def run_headless(
         if workers is not None:
             await engine.set_workers(workers)
         await engine.start()
-        print(
+        say(
             f"taskdeck {engine.node}: {engine.worker_count} workers on {engine.store_url}"
-            f"{' (encrypted)' if engine.encrypted else ''}; Ctrl-C to stop",
-            file=sys.stderr,
-            flush=True,
+            f"{' (encrypted)' if engine.encrypted else ''}; Ctrl-C to stop"
         )
         if http is not None:
-            print(f"taskdeck {engine.node}: {http.describe()}", file=sys.stderr, flush=True)
+            say(f"taskdeck {engine.node}: {http.describe()}")
         if pipeline is not None:
             pipeline.start()
         while not stop.is_set():
@@ -126,5 +122,14 @@ async def run_headless(
             await asyncio.to_thread(http.stop)
         signals.remove(loop)
         await asyncio.to_thread(status.close)
-    print(f"stopped; {report.describe()}", file=sys.stderr)
+    say(f"stopped; {report.describe()}")
     return 0
+
+
+def notice(text: str, node: str | None = None) -> None:
+    """A line on stderr about the service itself: text, or (``node`` given: JSON log
+    lines were asked for) a JSON log line from that node."""
+    if node is not None:
+        record = logging.LogRecord("taskdeck", logging.INFO, __file__, 0, text, None, None)
+        text = JsonFormatter(node).format(record)
+    print(text, file=sys.stderr, flush=True)

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ from engine import Engine, TaskState
 
 log = logging.getLogger(__name__)
 
+#: PNGs rendered at once (each by its own headless browser: a few seconds apiece).
+PNG_AT_ONCE = 4
 SHOTS = (
     "dashboard-160x50",
     "dashboard-100x30",
@@ -103,7 +106,8 @@ def write_all(out: Path, shots: dict[str, str]) -> list[Path]:
         path = out / f"{name}.svg"
         path.write_text(svg, encoding="utf-8")
         written.append(path)
-    pngs = [p for p in (to_png(svg) for svg in written) if p is not None]
+    with ThreadPoolExecutor(PNG_AT_ONCE) as pool:  # one renderer process each, side by side
+        pngs = [p for p in pool.map(to_png, written) if p is not None]
     if written and not pngs:
         log.warning("no SVG renderer found (chromium, rsvg-convert or cairosvg): wrote SVG only")
     return written + pngs

@@ -61,6 +61,7 @@ from engine.saved_settings import SettingInfo
 from engine.settings import Settings, SettingSpec
 from engine.shutdown import StopReport
 from engine.snapshot import EngineSnapshot, Finding, QueueInfo, WorkerInfo
+from engine.tasklog import LogLine
 from engine.why import WhyWaiting
 from engine.workers import check_workers, parse_workers
 from engine.workflow import Chain, Group, Signature, chain, group
@@ -109,6 +110,7 @@ __all__ = [
     "Group",
     "Handler",
     "InvalidTransition",
+    "LogLine",
     "NodeCommand",
     "NodeInfo",
     "PayloadDecodeError",

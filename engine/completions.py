@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from engine.aio import wait_event
 from engine.store.base import Completion, CompletionReport, Store
@@ -30,8 +30,10 @@ class Completer:
         store: Store,
         on_report: Callable[[CompletionReport], None],
         on_error: Callable[[Exception], None],
+        before: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._store = store
+        self._before = before  # run before each write (task logs go first)
         self._on_report = on_report
         self._on_error = on_error
         self._buffer: list[Completion] = []
@@ -75,6 +77,8 @@ class Completer:
                 self._inflight = len(batch)
                 self._quiet.clear()
                 try:
+                    if self._before is not None:
+                        await self._before()
                     report = await self._store.complete(batch)
                 except Exception as exc:
                     self._buffer[:0] = batch

@@ -11,10 +11,40 @@ import asyncio
 import contextvars
 import math
 import threading
+import time
+from typing import Protocol
 
 from engine.codec import find_surrogate
 
 MAX_MESSAGE = 200
+#: level names ``log`` accepts (as :mod:`logging` numbers them)
+LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+
+
+#: characters of one log line kept; a longer line is cut in the middle
+MAX_LOG_LINE = 32_000
+
+
+class LogSink(Protocol):
+    """Where an attempt's log lines go (see :mod:`engine.tasklog`): at most ``limit``
+    bytes are kept; ``dropped`` counts lines dropped before they reached it."""
+
+    limit: int
+
+    def add(self, at: float, levelno: int, logger: str, message: str) -> bool: ...
+
+    def dropped(self, lines: int, size: int) -> None: ...
+
+
+def log_line(logger: str, message: str) -> tuple[str, int]:
+    """A log line as it is kept (valid UTF-8, cut if very long) and the bytes it counts
+    for against ``task_log_limit``."""
+    if len(message) > MAX_LOG_LINE:
+        half = MAX_LOG_LINE // 2
+        cut = f"\n… ({len(message) - MAX_LOG_LINE:,} characters cut) …\n"
+        message = message[:half] + cut + message[-half:]
+    encoded = message.encode("utf-8", "replace")
+    return encoded.decode("utf-8"), len(encoded) + len(logger) + 16
 
 
 class TaskContext:
@@ -23,6 +53,7 @@ class TaskContext:
     __slots__ = (
         "_cancel_event",
         "_cancelled",
+        "_logs",
         "_soft_async",
         "_soft_event",
         "_soft_expired",
@@ -54,6 +85,7 @@ class TaskContext:
         self._cancel_event: threading.Event | None = None
         self._soft_event: threading.Event | None = None
         self._soft_async: asyncio.Event | None = None
+        self._logs: LogSink | None = None  # set by the engine while the attempt runs
         #: Measured by the engine: CPU seconds (threads, processes) or seconds holding
         #: the event loop (async), and an async handler's longest single step.
         self.cpu_time: float | None = None
@@ -77,6 +109,17 @@ class TaskContext:
         self.progress_fraction = float(fraction)
         self.message = message
         self.progress_version += 1
+
+    def log(self, message: str, level: str | int = "info") -> None:
+        """Add a line to this attempt's log (as ``logging`` would; see "Task logs").
+
+        ``level``: debug, info, warning, error or critical (or a ``logging`` number).
+        """
+        if not isinstance(message, str):
+            raise TypeError(f"log message must be a string; got {type(message).__name__}")
+        levelno = check_level(level)
+        if self._logs is not None:
+            self._logs.add(time.time(), levelno, self.handler, message)
 
     @property
     def cancelled(self) -> bool:
@@ -158,6 +201,23 @@ def current_task() -> TaskContext:
         raise RuntimeError(
             "current_task() was called outside a running task; call it from inside a handler"
         ) from None
+
+
+def bound() -> TaskContext | None:
+    """The task bound in the calling context, or None outside a handler."""
+    return _current.get(None)
+
+
+def check_level(level: object) -> int:
+    """A log level given as a name (any case) or a ``logging`` number (0 to 100)."""
+    if isinstance(level, str) and level.lower() in LOG_LEVELS:
+        return LOG_LEVELS[level.lower()]
+    if isinstance(level, int) and not isinstance(level, bool) and 0 <= level <= 100:
+        return level
+    raise ValueError(
+        f"log level must be one of {', '.join(LOG_LEVELS)} (or a logging level number "
+        f"from 0 to 100); got {level!r}"
+    )
 
 
 def bind(ctx: TaskContext) -> contextvars.Token[TaskContext]:

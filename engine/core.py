@@ -102,6 +102,7 @@ class Engine:
         self.audit = runtime.audit  #: who did what: entries, note() (engine.audit.Audit)
         self.diagnose = runtime.diagnose  #: why(), failures() (engine.diagnose.Diagnose)
         self.ops = runtime.ops  #: bulk operations: start, get, list, abort, wait (engine.ops)
+        self.logs = runtime.task_logs.lines  #: ``await engine.logs(id, after=None)``: log lines
         self.task(
             name=webhook.WEBHOOK_HANDLER, queue=webhook.WEBHOOK_QUEUE,
             retries=webhook.WEBHOOK_RETRIES, retry=webhook.RETRY,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.checks import check_handler_name, check_queue_name, parse_task_id
-from engine.model import parse_priority
+from engine.model import MAX_PRIORITY, MIN_PRIORITY, parse_priority
 from engine.reads import parse_state
 from engine.store.ops import Where
 
@@ -80,6 +80,8 @@ class Operation:
     @property
     def title(self) -> str:
         """``reprioritize → 7``, ``move → urgent``, ``set-retries → 5``, ``cancel``."""
+        if "step" in self.args:  # reprioritize by a step: ``reprioritize → +1``
+            return f"{self.action} → {int(self.args['step']):+d}"
         arg = ACTIONS.get(self.action)
         return self.action if arg is None else f"{self.action} → {self.args.get(arg)}"
 
@@ -132,12 +134,28 @@ def check_args(action: str, priority: Any, to_queue: Any, retries: Any) -> dict[
     if given[needed] is None:
         raise TypeError(f"{action} needs {needed}=...")
     if needed == "priority":
-        return {"priority": parse_priority(priority)}
+        step = relative_step(priority)
+        return {"priority": parse_priority(priority)} if step is None else {"step": step}
     if needed == "to_queue":
         return {"queue": check_queue_name(to_queue)}
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
         raise ValueError(f"retries must be a whole number from 0 to {MAX_RETRIES}; got {retries!r}")
     return {"retries": retries}
+
+
+def relative_step(priority: Any) -> int | None:
+    """``"+1"``, ``"-2"``: a step up or down from each task's own priority (kept within
+    the range); None for an absolute priority (a number or a name)."""
+    if not isinstance(priority, str) or priority.strip()[:1] not in ("+", "-"):
+        return None
+    text = priority.strip()
+    span = MAX_PRIORITY - MIN_PRIORITY
+    if not text[1:].isdigit() or not 1 <= int(text[1:]) <= span:
+        raise ValueError(
+            f"a priority step must be +N or -N with N from 1 to {span} (e.g. +1 raises each "
+            f"task by one); got {priority!r}"
+        )
+    return int(text)
 
 
 def check_selection(

@@ -44,6 +44,7 @@ from engine.services import (
     Cleaner,
     ExpireHook,
     LeaseKeeper,
+    LogFlusher,
     ProgressReporter,
     Promoter,
     Rescuer,
@@ -53,6 +54,7 @@ from engine.shutdown import StopReport, left, mark_stopped, save_completions, st
 from engine.state import EngineState
 from engine.store.base import OpenMode
 from engine.submit import Submitter
+from engine.tasklog import TaskLogs
 from engine.waiters import Waiters
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,7 @@ class Runtime:
         self.submit = Submitter(state, store, bus, metrics, preparer, node, clock, audit)
         self.reads = Reads(state, store, codec, bus, metrics, waiters, node, clock)
         self.nodes = Nodes(state, store, bus, node, clock, self.reads.snapshot, audit)
+        self.task_logs = TaskLogs(store, state.current_settings, codec, state.require_running)
 
         async def resize(n: int) -> int:
             return await self.commands.resize(n)
@@ -137,7 +140,9 @@ class Runtime:
         state.configure_store()
         state.progress = asyncio.Event()
         outcomes = self._outcomes
-        state.completer = Completer(self._store, outcomes.on_report, outcomes.on_store_error)
+        state.completer = Completer(
+            self._store, outcomes.on_report, outcomes.on_store_error, before=self.task_logs.flush
+        )
         state.completer.start()
         pool = state.pool = WorkerPool(
             store=self._store,
@@ -150,7 +155,9 @@ class Runtime:
             clock=self._clock,
             metrics=self._metrics,
             flow=state.flow_limits,
+            logs=self.task_logs,
         )
+        self.task_logs.install()
         # The store wakes the pool when another process or node makes tasks ready
         # (PostgreSQL: LISTEN/NOTIFY; SQLite: a datagram socket); the poll stays.
         self._store.set_wakeup(pool.kick)
@@ -198,6 +205,7 @@ class Runtime:
             state.promoter,
             Cleaner(store, settings, bus, self._on_expire, self.audit.forget),
             ProgressReporter(store, settings, bus, pool, self._node, codec=self._codec),
+            LogFlusher(store, settings, bus, self.task_logs),
             state.node_keeper,
             state.monitor,
             AlertService(store, settings, bus, self.alerts),
@@ -216,6 +224,7 @@ class Runtime:
         await asyncio.gather(*self.service_tasks, return_exceptions=True)
         self.service_tasks = []
         state.pool = state.completer = None
+        self.task_logs.uninstall()
         try:
             await self._store.close()
         except Exception as exc:  # the store may be what failed
@@ -250,6 +259,8 @@ class Runtime:
         """The end of a stop: services cancelled, node row marked, store closed."""
         state = self._state
         await completer.stop()
+        self.task_logs.uninstall()
+        await self.task_logs.flush()  # lines of attempts that never completed
         for task in [*self.service_tasks, *state.background]:
             task.cancel()
         await asyncio.gather(*self.service_tasks, *state.background, return_exceptions=True)

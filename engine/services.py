@@ -9,6 +9,7 @@ cannot stop the engine.
 - :class:`Promoter` moves due scheduled tasks to the queue, on a timer.
 - :class:`Cleaner` purges finished tasks past their TTL and calls ``on_expire``.
 - :class:`ProgressReporter` saves and broadcasts handler progress.
+- :class:`LogFlusher` writes the task log lines captured since its last run.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from engine.model import TaskState
 from engine.pool import WorkerPool
 from engine.settings import Settings
 from engine.store.base import Expired, Rescued, Store
+from engine.tasklog import TaskLogs
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +279,25 @@ class ProgressReporter(PoolService):
                 message=text,
                 data={"progress": fraction},
             )
+
+
+class LogFlusher(Service):
+    """Writes captured task log lines on the progress clock (a running task's lines
+    show while it runs; the last ones are written before its completion)."""
+
+    name = "task logs"
+
+    def __init__(
+        self, store: Store, settings: Callable[[], Settings], bus: EventBus, logs: TaskLogs
+    ) -> None:
+        super().__init__(store, settings, bus)
+        self.logs = logs
+
+    def interval(self) -> float:
+        return self.settings().progress_interval
+
+    async def run_once(self) -> None:
+        await self.logs.flush()
 
 
 def rescued_event(bus: EventBus, rescued: Rescued) -> None:

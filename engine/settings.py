@@ -235,7 +235,11 @@ class Settings:
         "Events held per subscriber before new ones are dropped (and counted).",
         1, 1_000_000)
     progress_interval: float = setting(0.5, "s",
-        "How often task progress is saved and broadcast.", 0.05, 60.0)
+        "How often task progress (and captured task log lines) is saved and broadcast.",
+        0.05, 60.0)
+    task_log_limit: int = setting(65_536, "bytes",
+        "Most log bytes an attempt keeps; past it lines are dropped and one marker line "
+        "says how many (0: no task logs).", 0, 16_777_216)
     durability: str = setting("normal", "",
         "normal: survives a process crash; full: also survives power loss "
         "(slower commits).", choices=("normal", "full"))

@@ -16,6 +16,15 @@ from engine import Engine, EventKind, Subscription
 
 from .pg_fixtures import pg_url  # noqa: F401
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests run in parallel processes (pytest-xdist), whose environment says
+    ``COLUMNS=80 LINES=24``: a console started in a pseudo-terminal of another size
+    would believe those. Drop them; each test sizes its own terminal."""
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
+
+
 #: Short leases and intervals so crash/rescue behaviour shows within a test.
 FAST: dict[str, Any] = {
     "lease_ttl": 2.0,

@@ -255,3 +255,30 @@ async def test_a_query_selects_the_tasks(store: str | Path) -> None:
             await engine.ops.start("cancel", where="handler=a.job AND")
         with pytest.raises(TypeError, match="give ids or a filter"):
             await engine.ops.start("cancel", ids=ids[:1], where="state=queued")
+
+
+@BOTH_BACKENDS
+async def test_a_priority_step_raises_or_lowers_each_task_within_the_range(
+    store: str | Path,
+) -> None:
+    engine = make(store)
+    async with engine:
+        ids = [await engine.enqueue("a.job", {"i": p}, priority=p) for p in (0, 4, 8, 9)]
+        started = await engine.ops.start("reprioritize", ids=ids, priority="+1")
+        up = await engine.ops.wait(started.id)
+        assert up.title == "reprioritize → +1"
+        assert (up.changed, up.reasons) == (3, {"already priority 9": 1})
+        assert [(await engine.get(t)).priority for t in ids] == [1, 5, 9, 9]
+        line = (await engine.get(ids[1])).timeline[-1]
+        assert line.note is not None and "priority 4 → 5" in line.note
+        down = await engine.ops.wait(
+            (await engine.ops.start("reprioritize", handler="a.job", priority="-3")).id
+        )
+        assert down.changed == 4
+        assert [(await engine.get(t)).priority for t in ids] == [0, 2, 6, 6]
+        dry = await engine.ops.start("reprioritize", ids=ids[:1], priority="-1", dry_run=True)
+        assert (dry.changed, dry.reasons) == (0, {"already priority 0": 1})
+        for bad in ("+0", "+10", "+x", "-"):
+            rule = "a priority step must be \\+N or -N with N from 1 to 9"
+            with pytest.raises(ValueError, match=rule):
+                await engine.ops.start("reprioritize", ids=ids, priority=bad)

@@ -70,6 +70,12 @@ def test_bulk_reprioritize_says_how_many_then_does_it_and_ops_lists_it(tmp_path:
     assert "reprioritize → 9" in table and "3 ids" in table and "3/3" in table
     entries = json.loads(ok(tmp_path, "audit", "--json", "--action", "bulk_reprioritize"))
     assert [e["note"] for e in entries["entries"]] == ["INC-5", "INC-5"]
+    # a step: each task's own priority plus or minus N, within 0–9
+    out = ok(tmp_path, "bulk", "reprioritize", "--queue", "images", "--priority", "+1")
+    assert out.splitlines()[-1] == "operation 2 done: 9 changed, 3 skipped (3 already priority 9)"
+    assert priorities(tmp_path) == [9, 9, 9] + [3] * 9
+    ok(tmp_path, "bulk", "reprioritize", "--all", "--priority", "-2")
+    assert priorities(tmp_path) == [7, 7, 7] + [1] * 9
 
 
 def test_an_empty_match_says_0_and_changes_nothing(tmp_path: Path) -> None:
@@ -130,6 +136,11 @@ def test_bad_bulk_input_is_one_line(tmp_path: Path) -> None:
         (("bulk", "cancel", "--where", "state=queued AND"), "at 17: expected a term after AND", 2),
         (("bulk", "cancel", "--all", "--state", "queued"), "--all means every task", 2),
         (("ops", "abort", "7"), "no bulk operation with id '7'", 1),
+        (
+            ("bulk", "reprioritize", "--all", "--priority", "+12"),
+            "a priority step must be +N or -N with N from 1 to 9",
+            2,
+        ),
         (("ops", "abort"), "ops abort needs the operation's id", 2),
     ):
         done = run(*args, cwd=tmp_path)

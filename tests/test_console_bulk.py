@@ -5,9 +5,10 @@ new payload; a payload the handler refuses stays in the form with enqueue's erro
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 from console.app import ConsoleApp
 from console.screens.edit import EditScreen
@@ -103,6 +104,42 @@ async def test_edit_a_failed_payload_in_the_form_and_retry(db_path: Path) -> Non
         )
         notes = [e.note or "" for e in record.timeline]
         assert any('{"a":4,"b":0} → {"a":4,"b":2}' in n for n in notes)
+
+
+async def test_edit_a_scheduled_tasks_due_time_with_a_note_for_the_audit(
+    db_path: Path,
+) -> None:
+    engine = build_engine(db_path, workers=0)
+    app = ConsoleApp(engine)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        task = await engine.enqueue("images.resize", {"job_id": "a"}, delay=3600)
+        app.push_screen(TaskDetailScreen(engine, task))
+        await settle(pilot)
+        await until(pilot, lambda: getattr(app.screen, "record", None) is not None)
+        await pilot.press("E")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, EditScreen)
+        run_at = form.query_one("#run-at", Input)
+        assert run_at.value.endswith("+00:00") and not run_at.disabled
+        run_at.value = "tomorrow"  # refused in the form, with what is allowed
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, EditScreen)
+        said = text_of(form.query_one("#options-error", Static))
+        assert "run at must be an ISO 8601 time with a UTC offset" in said
+        run_at.value = "2030-01-02T03:04:05+00:00"
+        form.query_one("#priority", Input).value = "8"
+        form.query_one("#note", Input).value = "INC-12: moved after the window"
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, TaskDetailScreen)
+        record = await engine.get(task)
+        assert (record.state, record.priority) == (TaskState.SCHEDULED, 8)
+        assert record.run_at == datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp()
+        (entry,) = await engine.audit.entries(action="edit")
+        assert entry.note == "INC-12: moved after the window" and entry.interface == "console"
 
 
 async def test_edit_refuses_a_succeeded_task_saying_why(db_path: Path) -> None:

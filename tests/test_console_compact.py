@@ -16,10 +16,13 @@ from console.app import ConsoleApp
 from console.keys import DASHBOARD_KEYS
 from console.panels.bottlenecks import BottlenecksPanel
 from console.panels.task_table import TaskTable
+from console.screens.audit import AuditScreen
+from console.screens.edit import EditScreen
+from console.screens.task_detail import TaskDetailScreen
 from engine import Engine, TaskState
 
 from .console_helpers import build_engine, screen_text, settle, started, text_of, until
-from .test_console_read_only import action_name, back_to_dashboard, keys_of
+from .test_console_read_only import SCREENS, action_name, back_to_dashboard, keys_of
 
 SIZE = (80, 24)
 #: The compact layout's panels, by the title their border starts with, in ``g`` order.
@@ -129,6 +132,39 @@ async def test_every_dashboard_key_works_and_every_screen_fits_at_80x24(db_path:
         assert "Quit Taskdeck?" in screen_text(app)
         await pilot.press("s")
         await until(pilot, lambda: not engine.running, timeout=10)
+
+
+async def test_every_key_of_every_screen_works_and_fits_at_80x24(db_path: Path) -> None:
+    """Each screen the dashboard opens, and task detail's edit form: every key of it
+    pressed at 80×24 (in a console that may change things); what opens fits."""
+    engine = build_engine(db_path, workers=1)
+    app = ConsoleApp(engine)
+    screens = [(k, n, c, b) for k, n, c, b, _ in SCREENS]
+    screens.append(("U", "AuditScreen", AuditScreen, list(AuditScreen.BINDINGS)))
+    screens.append(("E", "EditScreen", EditScreen, list(EditScreen.BINDINGS)))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await tasks(engine)
+        failed = (await engine.tasks("failed", limit=1))[0].id
+        for key, name, screen, bindings in screens:
+            for binding_key, action in keys_of(bindings):
+                if action_name(action) in ("quit", "quit_dialog"):
+                    continue
+                if name in ("TaskDetailScreen", "EditScreen"):
+                    app.push_screen(TaskDetailScreen(engine, failed))
+                    await settle(pilot)
+                    await until(pilot, lambda: getattr(app.screen, "record", None) is not None)
+                if key and name != "TaskDetailScreen":
+                    await pilot.press(key)
+                await settle(pilot)
+                assert isinstance(app.screen, screen), (name, binding_key, app.screen)
+                assert_fits(app, name)
+                await pilot.press(binding_key)
+                await settle(pilot)
+                assert_fits(app, f"{name} {binding_key} ({type(app.screen).__name__})")
+                assert engine.running and app.is_running, (name, binding_key)
+                await back_to_dashboard(pilot)
+        await engine.stop(grace=0)
 
 
 async def test_a_confirmation_on_marks_and_the_help_fit_at_80x24(db_path: Path) -> None:

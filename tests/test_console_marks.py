@@ -49,7 +49,7 @@ async def test_mark_three_rows_and_cancel_them(db_path: Path) -> None:
         assert states.count(TaskState.CANCELLED) == 3
         assert states.count(TaskState.QUEUED) == 3
         assert "3 marked tasks cancelled" in toasts(app)[-1]
-        # Marking them again and retrying: the skipped one (still queued) stays marked
+        # Marking them again and retrying: one bulk operation; the queued one is skipped
         await pilot.press("6", "home", "space", "space", "space")  # cancelled tab: 3 rows
         await settle(pilot)
         assert marked(app) == 3
@@ -57,9 +57,12 @@ async def test_mark_three_rows_and_cancel_them(db_path: Path) -> None:
         await settle(pilot)
         assert "Retry 4 marked tasks?" in screen_text(app)
         await pilot.press("y")
-        await until(pilot, lambda: marked(app) == 1)
+        await until(pilot, lambda: marked(app) == 0)
         await settle(pilot)
-        assert "3 marked tasks queued again; 1 skipped" in toasts(app)[-1]
+        assert "3 marked tasks queued again; 1 skipped (1 queued: only failed" in toasts(app)[-1]
+        ops = await engine.ops.list()
+        assert [o.action for o in ops] == ["retry", "cancel"]  # one operation per action
+        assert ops[0].changed == 3 and ops[0].skipped == 1
         assert (await engine.counts())[TaskState.QUEUED] == 6
         await pilot.press("escape")  # esc clears the marks
         await settle(pilot)
@@ -92,34 +95,88 @@ async def test_mark_all_matching_beyond_the_loaded_window(db_path: Path) -> None
         assert "Queue · 50,120 marked" in screen_text(app)
         await pilot.press("escape")
         await settle(pilot)
-        # under a filter, only the tasks it matches: then + raises exactly those
-        await pilot.press("slash", *"handler:reports.build", "enter")
+        # under the query, only the tasks it matches: then + raises exactly those
+        with sqlite3.connect(db_path) as conn:  # none at 9 yet, so that every one can rise
+            conn.execute("UPDATE tasks SET priority = priority % 9")
+        resize_before = priorities(db_path, "images.resize")
+        reports_before = priorities(db_path, "reports.build")
+        await pilot.press("slash", *"handler=images.resize AND state=queued", "enter")
         await settle(pilot)
         await pilot.press("V")
-        await until(pilot, lambda: marked(app) == 120, timeout=30)
+        await until(pilot, lambda: marked(app) == 50_000, timeout=30)
         await settle(pilot)
-        assert "120 queued tasks matching the filter marked" in " ".join(toasts(app))
-        before = {t.id: t.priority for t in await engine_tasks(app.engine, "reports.build")}
-        resize_before = priorities(db_path, "images.resize")
+        assert "50,000 queued tasks matching the filter marked" in " ".join(toasts(app))
         await pilot.press("plus")
         await settle(pilot)
-        assert "Raise the priority of 120 marked tasks?" in screen_text(app)
+        assert "Raise the priority of 50,000 marked tasks?" in screen_text(app)
         await pilot.press("y")
-        await until(pilot, lambda: marked(app) < 120, timeout=30)
+        await until(pilot, lambda: marked(app) == 0, timeout=60)
         await settle(pilot)
-        after = {t.id: t.priority for t in await engine_tasks(app.engine, "reports.build")}
-        raised = [i for i in before if after[i] == min(9, before[i] + 1)]
-        assert len(raised) == 120
-        assert marked(app) == 12  # those at 9 already: skipped, still marked
-        assert "108 marked tasks raised; 12 skipped (12 already at priority 9)" in toasts(app)[-1]
-        assert priorities(db_path, "images.resize") == resize_before  # untouched
+        assert "operation 1: 50,000 marked tasks raised" in toasts(app)[-1]
+        raised = [(p + 1, n) for p, n in resize_before]
+        assert priorities(db_path, "images.resize") == raised  # every match, one up
+        assert priorities(db_path, "reports.build") == reports_before  # no other
+        (op,) = await app.engine.ops.list()
+        assert (op.title, op.total, op.changed, op.skipped) == (
+            "reprioritize → +1",
+            50_000,
+            50_000,
+            0,
+        )
         # esc: the marks first, then the filter
+        await pilot.press("space")
+        await settle(pilot)
         await pilot.press("escape")
         await settle(pilot)
         assert marked(app) == 0 and app.queue.query_filter.active
         await pilot.press("escape")
         await settle(pilot)
         assert not app.queue.query_filter.active
+
+
+async def test_more_matching_than_v_may_mark_acts_on_the_query(db_path: Path) -> None:
+    engine = build_engine(db_path)
+    async with engine:  # the store, created
+        pass
+    bulk_queue(db_path, 250)
+    bulk_queue(db_path, 40, handler="reports.build", queue="reports")
+    app = ConsoleApp(build_engine(db_path))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        app.marks.limit = 100  # V marks at most 100 here (100,000 by default)
+        await pilot.press("slash", *"handler:images.resize", "enter")
+        await settle(pilot)
+        await pilot.press("V")
+        await until(pilot, lambda: marked(app) == 100)
+        await settle(pilot)
+        assert "the first 100; c/r/+/- act on all that match" in toasts(app)[-1]
+        await pilot.press("c")
+        await settle(pilot)
+        shown = " ".join(screen_text(app).replace("│", " ").split())  # the question wraps
+        assert "Cancel every queued task matching handler:images.resize?" in shown
+        assert "(more than 100)" in shown
+        await pilot.press("y")
+        await until(pilot, lambda: marked(app) == 0, timeout=30)
+        await settle(pilot)
+        assert "250 marked tasks cancelled" in toasts(app)[-1]
+        counts = await app.engine.counts()
+        assert (counts[TaskState.CANCELLED], counts[TaskState.QUEUED]) == (250, 40)
+        (op,) = await app.engine.ops.list()
+        assert op.selection["where"] == "handler:images.resize" and op.total == 250
+        # a mark changed after V: the action is on the marks only
+        await pilot.press("escape")  # the filter
+        await settle(pilot)
+        app.marks.limit = 10
+        await pilot.press("V")
+        await until(pilot, lambda: marked(app) == 10)
+        await pilot.press("home", "space")  # one unmarked
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        assert "Cancel 9 marked tasks?" in screen_text(app)
+        await pilot.press("y")
+        await until(pilot, lambda: marked(app) == 0, timeout=30)
+        assert (await app.engine.counts())[TaskState.QUEUED] == 31
 
 
 def priorities(db: Path, handler: str) -> list[tuple[int, int]]:

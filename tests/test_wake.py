@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,6 +58,17 @@ def worker(path: Path) -> Engine:
         return bytes
 
     return engine
+
+
+@pytest.fixture
+def short_db() -> Iterator[Path]:
+    """A store in a short directory, so its wake socket fits beside it: pytest's own
+    temporary paths can be longer than a socket path may be (under pytest-xdist)."""
+    folder = Path(tempfile.mkdtemp(prefix="tdw"))
+    try:
+        yield folder / "tasks.db"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def sockets(folder: Path) -> list[str]:
@@ -141,8 +155,9 @@ async def test_a_resume_and_a_retry_from_another_process_wake_the_worker(db_path
 
 
 async def test_a_dead_process_socket_does_not_break_enqueue_and_is_removed(
-    db_path: Path,
+    short_db: Path,
 ) -> None:
+    db_path = short_db
     engine = worker(db_path)
     async with engine:
         beside, _ = wake_dirs(db_path)
@@ -174,8 +189,9 @@ async def test_read_only_and_command_clients_bind_nothing(db_path: Path) -> None
 
 
 async def test_a_stop_removes_its_socket_and_leaves_the_store_directory_as_it_was(
-    db_path: Path,
+    short_db: Path,
 ) -> None:
+    db_path = short_db
     beside, _ = wake_dirs(db_path)
     first, second = worker(db_path), worker(db_path)
     try:

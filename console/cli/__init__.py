@@ -7,13 +7,15 @@
     taskdeck console --read-only     watches them and changes nothing (or TASKDECK_READ_ONLY=1,
                                      which refuses every command that writes)
     taskdeck run --headless          the engine as a service (status line; --json for JSON lines;
-                                     --http PORT: metrics, health and the JSON API too)
+                                     --http PORT: metrics, health and the JSON API too;
+                                     --log-format json: stderr log lines as JSON objects)
     taskdeck serve [--port 8077]     HTTP: Prometheus /metrics, /health, /ready, a JSON API
     taskdeck enqueue HANDLER [JSON]  enqueue one task; prints its id
     taskdeck status [--json]         counts per queue and state
     taskdeck tasks [--state S]       a page of tasks (no payloads: list views never show them)
     taskdeck show ID [--json]        one task: payload, result, error, timeline
-                                     (--hide-payloads: without payload and result)
+                                     (--hide-payloads: without payload and result), logs
+    taskdeck logs ID [--follow]      what the task's handler logged, per attempt (--json)
     taskdeck cancel ID… / retry ID…  act on tasks
     taskdeck edit ID --payload JSON  change a task that is not running (--retry: run it again)
     taskdeck bulk ACTION …           cancel, retry, reprioritize, move, set-retries or purge many

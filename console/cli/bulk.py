@@ -51,7 +51,11 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     bulk.add_argument("--handler", help="tasks of this handler")
     bulk.add_argument("--where", metavar="QUERY", help="tasks a query matches (as tasks --where)")
     bulk.add_argument("--all", action="store_true", help="every task (no --ids, no filter)")
-    bulk.add_argument("--priority", type=priority_flag, help="reprioritize: 0–9 or low…critical")
+    bulk.add_argument(
+        "--priority",
+        type=bulk_priority_flag,
+        help="reprioritize: 0–9 or low…critical, or +N/-N to raise/lower each task by N",
+    )
     bulk.add_argument("--to-queue", metavar="QUEUE", help="move: the queue to move them to")
     bulk.add_argument("--retries", type=RETRIES, help="set-retries: retries from now on")
     bulk.add_argument("--dry-run", action="store_true", help="only say what it would do")
@@ -88,6 +92,11 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     edit.add_argument("--retry", action="store_true", help="then run it again (failed/cancelled)")
     add_note(edit)
     edit.set_defaults(func=cmd_edit)
+
+
+def bulk_priority_flag(text: str) -> int | str:
+    """``--priority``: a priority, or a step ``+N``/``-N`` (checked by the engine)."""
+    return text.strip() if text.strip()[:1] in ("+", "-") else priority_flag(text)
 
 
 def _terminal(stream: Any) -> bool:

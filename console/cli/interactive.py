@@ -33,6 +33,7 @@ from console.cli.errors import Refused, UserError
 from console.cli.options import HIDE_PAYLOADS_ENV, env_switch, number_flag
 from console.cli.serve import DEFAULT_HOST, add_run_flags, http_server
 from console.headless import run_headless
+from console.log_format import LOG_FORMATS, name_node
 from engine import Engine, sqlite_file
 
 REFRESH = number_flag("--refresh", float, 0.1, 20, "per second")
@@ -59,6 +60,12 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     run = sub.add_parser("run", parents=[common], help="run the engine")
     run.add_argument("--headless", action="store_true", help="no UI: print a status line")
     run.add_argument("--json", action="store_true", help="status as JSON lines")
+    run.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="stderr log lines as text (default) or JSON objects, one per line (--headless)",
+    )
     run.add_argument(
         "--interval",
         type=INTERVAL,
@@ -213,6 +220,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.headless:
         if args.json:
             raise UserError("--json is for run --headless (the console has no JSON output)")
+        if args.log_format != "text":
+            raise UserError("--log-format is for run --headless (the console shows no log)")
         for flag, given in (("--http", args.http), ("--http-host", args.http_host),
                             ("--stall-threshold", args.stall_threshold)):  # fmt: skip
             if given is not None:
@@ -234,6 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     demo = not args.app and not args.no_demo
     workers = args.workers if args.workers is not None else DEFAULT_WORKERS
     engine = build_engine(args, workers=workers)
+    name_node(engine.node)
     host = args.http_host or DEFAULT_HOST
     server = None if args.http is None else http_server(args, engine, host, args.http)
     return asyncio.run(
@@ -244,6 +254,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             interval=args.interval,
             demo=demo,
             demo_rate=args.demo_rate,
+            log_json=args.log_format == "json",
             http=server,
         )
     )

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
+from console import log_format
 from console.cli import (
     alerts,
     audit,
     bulk,
     diagnose,
     interactive,
+    logs,
     nodes,
     queues,
     schedules,
@@ -47,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     interactive.add_parsers(sub, common)
     tasks.add_parsers(sub, common)
+    logs.add_parsers(sub, common)
     schedules.add_parsers(sub, common)
     queues.add_parsers(sub, common)
     nodes.add_parsers(sub, common)
@@ -71,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parse(arguments)
-        logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+        log_format.configure(args.log_level, getattr(args, "log_format", "text"))
         code: int = args.func(args)
         return code
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ from typing import Any
 
 from console.cli.common import Access, with_store
 from console.cli.errors import Refused, UserError
+from console.cli.logs import all_lines, log_lines
 from console.cli.options import (
     HIDE_PAYLOADS_ENV,
     add_note,
@@ -24,7 +25,7 @@ from console.cli.options import (
     priority_flag,
     task_id_flag,
 )
-from console.format import ago, clock, paused_by, when
+from console.format import ago, clock, parse_time, paused_by, when
 from engine import (
     AuditEntry,
     Engine,
@@ -116,20 +117,11 @@ def read_payload(text: str | None) -> dict[str, Any]:
 
 
 def parse_run_at(text: str) -> datetime:
-    """An ISO 8601 time with its UTC offset (``2026-11-23T02:00:00+01:00`` or ``…Z``)."""
+    """``--run-at``: an ISO 8601 time with its UTC offset."""
     try:
-        at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UserError(
-            f"--run-at must be an ISO 8601 time with a UTC offset, e.g. "
-            f"2026-11-23T02:00:00+01:00 or 2026-11-23T01:00:00Z; got {text!r}"
-        ) from None
-    if at.tzinfo is None:
-        raise UserError(
-            f"--run-at {text!r} has no UTC offset, so it is ambiguous; add one, e.g. "
-            f"{text.strip()}+00:00"
-        )
-    return at
+        return parse_time(text)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
@@ -323,11 +315,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     async def work(engine: Engine) -> int:
         task = await engine.get(args.id)
         actions = list(reversed(await engine.audit.entries(task=task.id, limit=200)))
+        logged = await all_lines(engine, task.id)
         if args.json:
             row = task_json(task, hide) | {"audit": [a.as_dict() for a in actions]}
+            row["logs"] = [line.as_dict() for line in logged]
             print(json.dumps(row, ensure_ascii=False))
         else:
             print("\n".join(show_lines(task, time.time(), hide, actions)))
+            if logged:
+                print("logs")
+                print("\n".join("  " + text for text in log_lines(logged)))
         return 0
 
     return with_store(args, Access.READ, work)

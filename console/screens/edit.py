@@ -1,17 +1,22 @@
 """Edit a task that is not running (``E`` in task detail): its payload (the enqueue
-form's payload editor, filled with the task's payload), priority, queue and retries,
-checked by the engine exactly as an enqueue is; a refusal stays in the form.
+form's payload editor, filled with the task's payload), priority, queue, retries and —
+for a scheduled task — its due time, checked by the engine exactly as an enqueue is; a
+refusal stays in the form. A note (why) goes into the audit trail with the change.
 
 | Key | Does |
 | --- | --- |
 | ctrl+s | save |
 | ctrl+r | save and retry (a failed or cancelled task runs again) |
 | escape | cancel |
+
+The due time is ISO 8601 with its UTC offset (`2030-01-02T03:04:05+00:00`), editable
+for a scheduled task only; the note field is optional.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from textual import on, work
@@ -20,10 +25,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
+from console.format import parse_time
 from console.read_only import HIDDEN, payloads_hidden
 from console.screens.compact import CompactForm
 from console.screens.enqueue import PayloadArea
-from engine import Engine, PayloadError, TaskRecord, TaskState, parse_payload
+from engine import Engine, PayloadError, TaskRecord, TaskState, check_note, parse_payload
 
 RETRYABLE = (TaskState.FAILED, TaskState.CANCELLED)
 
@@ -58,6 +64,16 @@ class EditScreen(CompactForm[str | None]):
                     with Vertical():
                         yield Label(label)
                         yield Input(value, id=name)
+            with Horizontal(classes="fields"):
+                with Vertical():
+                    yield Label("Run at (scheduled only)")
+                    run_at = Input(_iso(t.run_at) if t.state == TaskState.SCHEDULED else "")
+                    run_at.id = "run-at"
+                    run_at.disabled = t.state != TaskState.SCHEDULED
+                    yield run_at
+                with Vertical():
+                    yield Label("Note (audit trail)")
+                    yield Input(placeholder="why", id="note")
             yield Static("", id="options-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button("Save (ctrl+s)", id="save", variant="primary")
@@ -96,6 +112,9 @@ class EditScreen(CompactForm[str | None]):
         retries = self.query_one("#retries", Input).value.strip()
         if retries and retries != str(t.max_retries):
             out["retries"] = int(retries) if retries.isdigit() else retries
+        run_at = self.query_one("#run-at", Input).value.strip()
+        if t.state == TaskState.SCHEDULED and run_at and run_at != _iso(t.run_at):
+            out["run_at"] = parse_time(run_at, "run at")
         return out
 
     @on(Button.Pressed, "#save")
@@ -117,12 +136,18 @@ class EditScreen(CompactForm[str | None]):
     async def save(self, retry: bool) -> None:
         """Save; the engine's refusal stays in the form (payload errors under the
         payload, the others under the fields)."""
-        changes = self.changes()
+        try:
+            changes = self.changes()
+            note = check_note(self.query_one("#note", Input).value.strip() or None)
+        except ValueError as exc:  # the due time or the note
+            self.query_one("#options-error", Static).update(str(exc))
+            self.app.notify(f"not saved: {exc}", severity="error")
+            return
         if changes is None:
             self.app.notify("not saved: the payload is not a JSON object", severity="error")
             return
         try:
-            task = await self.engine.edit(self.record.id, retry=retry, **changes)
+            task = await self.engine.edit(self.record.id, retry=retry, note=note, **changes)
         except (ValueError, TypeError, LookupError) as exc:
             about_payload = isinstance(exc, TypeError) or "payload" in str(exc)
             where = "#payload-error" if about_payload else "#options-error"
@@ -137,3 +162,10 @@ class EditScreen(CompactForm[str | None]):
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def _iso(at: float | None) -> str:
+    """A due time as the field shows it (UTC, seconds)."""
+    if at is None:
+        return ""
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")

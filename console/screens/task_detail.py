@@ -1,13 +1,15 @@
 """One task in full: fields (with, under the state, why a task that has not started
 is waiting: ``engine.diagnose.why``), payload, result, error with its traceback, the
 workflow it is a step of (every step with its state), and the timeline of every
-state change. Refreshes while open.
+state change. Refreshes while open. ``l`` switches to the task's log (what its handler
+logged, per attempt), which follows a running task live; ``l`` again goes back.
 
 | Key | Does |
 | --- | --- |
 | c | cancel the task |
 | r | retry it (failed or cancelled; a stopped workflow goes on after it) |
 | E | edit it (not running): payload, priority, queue, retries; save, or save and retry |
+| l | the task's log (follows a running task live) / back to the detail |
 | [ / ] | the previous / next step of its workflow |
 | escape | close |
 """
@@ -39,9 +41,11 @@ from console.screens.edit import EditScreen
 from console.states import state_style
 from console.task_actions import cancel_task, retry_task
 from engine import (
+    TERMINAL_STATES,
     AuditEntry,
     Engine,
     EngineNotRunning,
+    LogLine,
     StoreError,
     TaskRecord,
     TaskState,
@@ -52,7 +56,11 @@ from engine import (
 
 MAX_JSON_LINES = 400
 EDITABLE = (TaskState.QUEUED, TaskState.SCHEDULED, TaskState.FAILED, TaskState.CANCELLED)
-KEYS = "[b]c[/b] cancel · [b]r[/b] retry · [b]E[/b] edit · [b]esc[/b] close"
+KEYS = "[b]c[/b] cancel · [b]r[/b] retry · [b]E[/b] edit · [b]l[/b] logs · [b]esc[/b] close"
+#: how a log line's level is shown (debug dim, warnings bold, errors red)
+LEVEL_STYLES = {"DEBUG": "dim", "WARNING": "bold", "ERROR": "bold red", "CRITICAL": "bold red"}
+#: log lines the Logs view keeps (the newest; the CLI's ``taskdeck logs`` has them all)
+MAX_SHOWN_LINES = 5_000
 #: The keys line of a workflow step (``\\[`` is a literal bracket in Textual markup).
 STEP_KEYS = KEYS.replace(" · [b]esc", " · [b]\\[[/b] / [b]][/b] previous / next step · [b]esc")
 
@@ -190,6 +198,22 @@ def detail(
     return Group(*parts)
 
 
+def log_view(task_id: str, lines: Sequence[LogLine], running: bool) -> RenderableType:
+    """The task's log: one line each, ``05:21:40.123 #1 INFO logger: message``."""
+    if not lines:
+        note = "nothing logged yet" if running else "this task logged nothing"
+        return Text(f"Logs of task #{task_id}: {note}", style="dim")
+    out = Text()
+    for line in lines:
+        out.append(f"{clock(line.at, date=False, millis=True)} #{line.attempt} ", style="dim")
+        out.append(f"{line.level:<8} ", style=LEVEL_STYLES.get(line.level, ""))
+        out.append(f"{line.logger}: ", style="dim")
+        out.append(line.message.rstrip() + "\n", style=LEVEL_STYLES.get(line.level, ""))
+    if running:
+        out.append("… following: new lines appear as the task logs them", style="dim italic")
+    return out
+
+
 def why_row(why: WhyWaiting | None) -> list[tuple[str, str | Text]]:
     """The ``why`` row: why a queued, scheduled or held task has not started (and a
     finished one's retry that would wait for a unique key); none otherwise."""
@@ -215,6 +239,12 @@ class TaskDetailScreen(ModalScreen[None]):
         Binding("r", "retry_task", "Retry"),
         Binding("E", "edit_task", "Edit", tooltip="Edit the task (not running): a form"),
         Binding(
+            "l",
+            "toggle_logs",
+            "Logs",
+            tooltip="The task's log lines (follows a running task); l again: the detail",
+        ),
+        Binding(
             "left_square_bracket",
             "step(-1)",
             "Previous step",
@@ -239,6 +269,8 @@ class TaskDetailScreen(ModalScreen[None]):
         self.workflow: WorkflowRecord | None = None
         self.actions: list[AuditEntry] = []
         self.why: WhyWaiting | None = None
+        self.showing_logs = False
+        self.log_lines: list[LogLine] = []
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide tall"):
@@ -261,6 +293,8 @@ class TaskDetailScreen(ModalScreen[None]):
                 flow = await self.engine.workflow(task.workflow_id)
             actions = await self.engine.audit.entries(task=task_id, limit=100)
             why = await why_of(self.engine, task)
+            after = self.log_lines[-1].seq if self.log_lines else None
+            new_lines = await self.engine.logs(task_id, after=after)
         except (EngineNotRunning, StoreError):
             return  # the console is closing
         except LookupError:
@@ -274,20 +308,42 @@ class TaskDetailScreen(ModalScreen[None]):
             self.actions,
             self.why,
         )
-        if unchanged or task_id != self.task_id or not self.is_attached:
+        if (unchanged and not new_lines) or task_id != self.task_id or not self.is_attached:
             return
         self.record, self.workflow, self.actions, self.why = task, flow, actions, why
+        self.log_lines = [*self.log_lines, *new_lines][-MAX_SHOWN_LINES:]
+        self.show()
+
+    def show(self) -> None:
+        """Draw the detail, or the log, of the task as last loaded."""
+        task, flow, actions, why = self.record, self.workflow, self.actions, self.why
+        if task is None:
+            return
+        view = " · log" if self.showing_logs else ""
         self.query_one("#detail-title", Static).update(
-            f"Task #{task.id} · {task.handler} · {task.state.value}"
+            f"Task #{task.id} · {task.handler} · {task.state.value}{view}"
         )
+        keys = STEP_KEYS if flow else KEYS
+        if self.showing_logs:
+            keys = keys.replace("[b]l[/b] logs", "[b]l[/b] back to the detail")
+        self.query_one("#detail-keys", Static).update(keys)
         body = self.query_one("#detail", Static)
+        if self.showing_logs:
+            scroll = self.query_one("#detail-body", VerticalScroll)
+            at_end = scroll.scroll_y >= scroll.max_scroll_y
+            running = task.state not in TERMINAL_STATES
+            body.update(log_view(task.id, self.log_lines, running))
+            if at_end:  # following: keep the newest line in sight
+                scroll.call_after_refresh(scroll.scroll_end, animate=False)
+            return
         hide = payloads_hidden(self.app)
         style_of = partial(state_style, body)
         shown = detail(
             task, time.time(), flow, style_of, hide_payloads=hide, actions=actions, why=why
         )
-        body.update(shown)
-        self.query_one("#detail-keys", Static).update(STEP_KEYS if flow else KEYS)
+        count = len(self.log_lines)
+        logged = f"{count:,} lines · press l to show them" if count else "none yet"
+        body.update(Group(shown, Text("\nLogs", style="bold underline"), Text(logged, style="dim")))
 
     def action_step(self, delta: int) -> None:
         """Show the step ``delta`` places before or after this one in its workflow."""
@@ -310,9 +366,19 @@ class TaskDetailScreen(ModalScreen[None]):
             )
             return
         self.task_id = ids[target]
+        self.log_lines = []
         self.query_one("#detail-title", Static).update(f"Task #{self.task_id}")
         self.query_one("#detail-body", VerticalScroll).scroll_home(animate=False)
         self.load()
+
+    def action_toggle_logs(self) -> None:
+        """Switch between the task's detail and its log (shown from its newest line)."""
+        self.showing_logs = not self.showing_logs
+        scroll = self.query_one("#detail-body", VerticalScroll)
+        scroll.scroll_home(animate=False)
+        self.show()
+        if self.showing_logs:
+            scroll.call_after_refresh(scroll.scroll_end, animate=False)
 
     @work(exclusive=True, group="detail-action")
     async def action_cancel_task(self) -> None:

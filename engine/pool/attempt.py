@@ -34,6 +34,7 @@ from engine.pool.slots import RunningTask
 from engine.retry import decide
 from engine.settings import Settings
 from engine.store.base import Completion
+from engine.tasklog import TaskLogs
 
 MAX_ERROR_TEXT = 32_000
 
@@ -58,6 +59,7 @@ class AttemptRunner:
         processes: ProcessRunner,
         free: Callable[[RunningTask], None],
         stopping: Callable[[], bool],
+        logs: TaskLogs | None = None,
     ) -> None:
         self._codec = codec
         self._bus = bus
@@ -71,10 +73,12 @@ class AttemptRunner:
         self._processes = processes
         self._free = free
         self._stopping = stopping
+        self._logs = logs
 
     async def run(self, rt: RunningTask) -> None:
         """The body of a running task's asyncio task."""
         token = context.bind(rt.ctx)
+        logs = None if self._logs is None else self._logs.open(rt.ctx, rt.claimed.id)
         completion: Completion | None
         try:
             self._arm_timers(rt)
@@ -86,6 +90,8 @@ class AttemptRunner:
             completion = self._failure(rt, exc)
         finally:
             context.unbind(token)
+            if logs is not None:
+                logs.close()
             for timer in rt.timers:
                 timer.cancel()
             self._free(rt)
@@ -173,7 +179,8 @@ class AttemptRunner:
                 rt.ctx.cpu_time, rt.ctx.max_step = timed.total, timed.longest
         if handler.executor == "thread":
             return await self._threads.run(handler.fn, kwargs, rt.ctx)
-        return await self._processes.run(handler, payload_json, rt.ctx)
+        level = TaskLogs.level()
+        return await self._processes.run(handler, payload_json, rt.ctx, level)
 
     def _check_size(self, size: int) -> None:
         limit = self._settings().max_payload_bytes

@@ -40,6 +40,7 @@ from engine.registry import Registry
 from engine.settings import Settings
 from engine.snapshot import WorkerInfo
 from engine.store.base import Claimed, ClaimedTask, Store
+from engine.tasklog import TaskLogs
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class WorkerPool:
         metrics: Metrics,
         rng: random.Random | None = None,
         flow: Callable[[], FlowLimits | None] = lambda: None,
+        logs: TaskLogs | None = None,
     ) -> None:
         self._flow = flow
         self._split_claims = store.split_claims
@@ -104,6 +106,7 @@ class WorkerPool:
             processes=self.processes,
             free=self._slot_freed,
             stopping=lambda: self._stopping,
+            logs=logs,
         )
         self._run_attempt = attempts.run
         self._attempt_done = attempts.done

@@ -169,6 +169,10 @@ class _Child:
                         self._ready.set_result(None)
                 elif op == "progress" and self.ctx is not None:
                     self.ctx.progress(message["fraction"], message.get("message"))
+                elif op == "log" and self.ctx is not None and self.ctx._logs is not None:
+                    self.ctx._logs.add(
+                        message["at"], message["level"], message["logger"], message["message"]
+                    )
                 elif op == "done" and self._future is not None and not self._future.done():
                     self._future.set_result(message)
         except (ValueError, asyncio.LimitOverrunError) as exc:
@@ -186,7 +190,9 @@ class _Child:
     async def wait_ready(self) -> None:
         await self._ready
 
-    async def run(self, handler: Handler, payload_json: str, ctx: TaskContext) -> str:
+    async def run(
+        self, handler: Handler, payload_json: str, ctx: TaskContext, log_level: int
+    ) -> str:
         self.ctx = ctx
         self._future = asyncio.get_running_loop().create_future()
         task = {
@@ -195,6 +201,9 @@ class _Child:
             "handler": ctx.handler,
             "queue": ctx.queue,
             "max_attempts": ctx.max_attempts,
+            # the child keeps the attempt's log lines within the same limit
+            "log_limit": 0 if ctx._logs is None else ctx._logs.limit,
+            "log_level": log_level,
         }
         self.send(
             {
@@ -212,6 +221,8 @@ class _Child:
             self._future = None
         if message.get("cpu") is not None:
             ctx.cpu_time = float(message["cpu"])
+        if message.get("log_dropped") and ctx._logs is not None:
+            ctx._logs.dropped(*message["log_dropped"])
         if message.get("ok"):
             return str(message["result"])
         raise RemoteError(
@@ -282,7 +293,11 @@ class ProcessRunner:
             raise
         return child
 
-    async def run(self, handler: Handler, payload_json: str, ctx: TaskContext) -> str:
+    async def run(
+        self, handler: Handler, payload_json: str, ctx: TaskContext, log_level: int = 20
+    ) -> str:
+        """Run the handler in an idle child (or a new one); ``log_level``: the lowest
+        level of a log record the child makes (see :mod:`engine.tasklog`)."""
         while self._idle:
             child = self._idle.pop()
             if child.alive:
@@ -291,7 +306,7 @@ class ProcessRunner:
             child = await self._spawn()
         self._busy.add(child)
         try:
-            result = await child.run(handler, payload_json, ctx)
+            result = await child.run(handler, payload_json, ctx, log_level)
         except RemoteError:
             self._busy.discard(child)
             self._idle.append(child)

@@ -6,7 +6,9 @@ unpickles anything. Messages:
 
 parent → child: ``init`` (sys.path, main script), ``run`` (handler and payload),
 ``soft_timeout``, ``cancel``.
-child → parent: ``ready``, ``progress``, ``done`` (result JSON or error text).
+child → parent: ``ready``, ``progress``, ``log`` (a line the task logged, within its
+``task_log_limit``; the count of lines dropped past it comes with ``done``), ``done``
+(result JSON or error text).
 
 A child never outlives its parent, whatever the moment the parent dies (starting,
 idle, in the middle of a CPU-bound handler): on Linux the kernel kills it
@@ -23,6 +25,7 @@ import ctypes
 import importlib
 import inspect
 import json
+import logging
 import os
 import runpy
 import signal
@@ -66,8 +69,51 @@ def _watch_parent(parent: int) -> None:
     _parent_gone()
 
 
+class _ChildLogs:
+    """The attempt's log lines, kept within its limit and sent to the parent as they
+    come (the parent stores them); the lines past the limit are only counted."""
+
+    def __init__(self, limit: int, send: Callable[[dict[str, Any]], None]) -> None:
+        self.limit = limit
+        self._send = send
+        self._kept = 0
+        self.dropped_lines = 0
+        self.dropped_bytes = 0
+
+    def add(self, at: float, levelno: int, logger: str, message: str) -> bool:
+        text, size = context.log_line(logger, message)
+        if self._kept + size > self.limit:
+            self.dropped(1, size)
+            return False
+        self._kept += size
+        self._send({"op": "log", "at": at, "level": levelno, "logger": logger, "message": text})
+        return True
+
+    def dropped(self, lines: int, size: int) -> None:
+        self.dropped_lines += lines
+        self.dropped_bytes += size
+
+
+class _Capture(logging.Handler):
+    """Sends the records a task makes to its log; others go where they would go
+    without this handler (``logging.lastResort``: stderr)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        ctx = context.bound()
+        if ctx is not None and ctx._logs is not None:
+            try:
+                message = record.getMessage()
+            except Exception:  # a bad format string: keep what was given
+                message = str(record.msg)
+            if record.exc_info and record.exc_info[0] is not None:
+                message = f"{message}\n{logging.Formatter().formatException(record.exc_info)}"
+            ctx._logs.add(record.created, record.levelno, record.name, message)
+        elif logging.lastResort is not None and record.levelno >= logging.lastResort.level:
+            logging.lastResort.handle(record)
+
+
 class _ChildContext(context.TaskContext):
-    """A task context whose progress is forwarded to the parent."""
+    """A task context whose progress and log lines are forwarded to the parent."""
 
     __slots__ = ("_send",)
 
@@ -76,6 +122,15 @@ class _ChildContext(context.TaskContext):
             info["id"], info["attempt"], info["handler"], info["queue"], info["max_attempts"]
         )
         self._send = send
+        limit = int(info.get("log_limit") or 0)
+        self._logs = _ChildLogs(limit, send) if limit > 0 else None
+        logging.getLogger().setLevel(int(info.get("log_level", logging.INFO)))
+
+    def log_dropped(self) -> list[int] | None:
+        logs = self._logs
+        if not isinstance(logs, _ChildLogs) or not logs.dropped_lines:
+            return None
+        return [logs.dropped_lines, logs.dropped_bytes]
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         super().progress(fraction, message)
@@ -179,10 +234,19 @@ class Child:
                         "type": "ResultNotSerializable",
                         "mro": [],
                         "cpu": _since(cpu_start),
+                        "log_dropped": ctx.log_dropped(),
                     }
                 )
                 return
-            self.send({"op": "done", "ok": True, "result": text, "cpu": _since(cpu_start)})
+            self.send(
+                {
+                    "op": "done",
+                    "ok": True,
+                    "result": text,
+                    "cpu": _since(cpu_start),
+                    "log_dropped": ctx.log_dropped(),
+                }
+            )
         except BaseException as exc:
             kind = type(exc)
             mro = [f"{c.__module__}.{c.__qualname__}" for c in kind.__mro__]
@@ -194,6 +258,7 @@ class Child:
                     "type": kind.__name__,
                     "mro": mro,
                     "cpu": _since(cpu_start),
+                    "log_dropped": ctx.log_dropped(),
                 }
             )
         finally:
@@ -219,6 +284,7 @@ def main() -> None:
     # Keep the real stdout for the protocol; send the handler's prints to stderr.
     out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)
+    logging.getLogger().addHandler(_Capture())
     child = Child(out)
     reader = threading.Thread(target=child.read_commands, args=(sys.stdin,), daemon=True)
     reader.start()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.model import TERMINAL_STATES, TaskState
+from engine.model import MAX_PRIORITY, MIN_PRIORITY, TERMINAL_STATES, TaskState
 from engine.store.plans import Moves, Plan, reads_only, row, rows, run, value
 
 COLUMNS = (
@@ -337,8 +337,8 @@ def classify(action: str, args: dict[str, Any], t: Any, out: Batch) -> bool:
         if state not in ACTIVE:
             out.skip(f"{state}: only queued or scheduled tasks change priority")
             return False
-        if int(t[3]) == args["priority"]:
-            out.skip(f"already priority {args['priority']}")
+        if int(t[3]) == new_priority(int(t[3]), args):
+            out.skip(f"already priority {int(t[3])}")
             return False
         return True
     if action == "move":
@@ -420,17 +420,34 @@ def _purge(txn: Moves, tasks: Sequence[Any], args: Any, by: str, op: int) -> Pla
     return len(done)
 
 
+def new_priority(old: int, args: dict[str, Any]) -> int:
+    """A task's priority after a reprioritize: the one given, or its own plus the step
+    (kept within the range)."""
+    if "step" not in args:
+        return int(args["priority"])
+    return max(MIN_PRIORITY, min(MAX_PRIORITY, old + int(args["step"])))
+
+
 def _reprioritize(txn: Moves, tasks: Sequence[Any], args: Any, by: str, op: int) -> Plan[int]:
-    new = int(args["priority"])
-    note = f"'priority ' || CAST(priority AS TEXT) || ' → {new} (bulk operation {op})'"
+    if "step" in args:  # each task's own priority plus the step, within the range
+        step = int(args["step"])
+        new_sql = (
+            f"CASE WHEN priority + {step} > {MAX_PRIORITY} THEN {MAX_PRIORITY} "
+            f"WHEN priority + {step} < {MIN_PRIORITY} THEN {MIN_PRIORITY} "
+            f"ELSE priority + {step} END"
+        )
+    else:
+        new_sql = str(int(args["priority"]))
+    note = (
+        f"'priority ' || CAST(priority AS TEXT) || ' → ' || CAST({new_sql} AS TEXT) "
+        f"|| ' (bulk operation {op})'"
+    )
     line, params = _line(txn, "state", by, note)
     done: list[Any] = yield rows(
-        f"UPDATE tasks SET priority = ?, timeline = timeline || {line} "
-        f"WHERE id IN ({_ids(tasks)}) AND state IN ('queued', 'scheduled') AND priority != ? "
-        "RETURNING id",
-        new,
+        f"UPDATE tasks SET priority = {new_sql}, timeline = timeline || {line} "
+        f"WHERE id IN ({_ids(tasks)}) AND state IN ('queued', 'scheduled') "
+        f"AND priority != {new_sql} RETURNING id",
         *params,
-        new,
     )
     return len(done)
 

@@ -19,7 +19,7 @@ from engine.faults import no_fault
 from engine.model import TERMINAL_STATES, TaskState, transition_check_sql
 
 APPLICATION_ID = 0x54534B44  # "TSKD"
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 _STATES = ", ".join(f"'{s.value}'" for s in TaskState)
 _TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES))
@@ -351,9 +351,26 @@ CREATE INDEX IF NOT EXISTS operations_open ON operations(state)
     WHERE state IN ('pending', 'running')
 """
 
+# Version 10: task logs (see engine.tasklog): a task's lines in order, deleted with it.
+_V10 = """
+CREATE TABLE IF NOT EXISTS task_logs (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    at      REAL    NOT NULL,
+    level   TEXT    NOT NULL,
+    logger  TEXT    NOT NULL,
+    message TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS task_logs_task ON task_logs(task_id, id);
+CREATE TRIGGER IF NOT EXISTS task_logs_gone AFTER DELETE ON tasks
+    BEGIN DELETE FROM task_logs WHERE task_id = OLD.id; END
+"""
+
 #: (version, script) pairs, applied in order inside one transaction each.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7), (8, _V8), (9, _V9),
+    (10, _V10),
 )  # fmt: skip
 
 
