@@ -97,7 +97,13 @@ class BrowserConsole:
             return self._sign_in(request, request.query["token"])
         if self.scope_of(request) is None:
             return login_page(request, "")
-        return web.Response(text=console_page(request), content_type="text/html")
+        # no-store: never cached, and no back-forward cache either (a page kept there
+        # would keep its session's console running)
+        return web.Response(
+            text=console_page(request),
+            content_type="text/html",
+            headers={"Cache-Control": "no-store"},
+        )
 
     async def login(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
