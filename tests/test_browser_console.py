@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 from selenium import webdriver
+from selenium.webdriver.common.by import By
 
 from tests.browser_helpers import chromium, have_chromium, press, wait_for_screen
 from tests.cli_helpers import COMMAND, cli_env, run
@@ -121,7 +122,11 @@ def test_a_read_token_gives_a_read_only_console_that_refuses_keys(
     cluster: Cluster, page: webdriver.Chrome
 ) -> None:
     before = cluster.workers()
-    page.get(f"{cluster.server.url}/console/?token={READ_TOKEN}")
+    # Given the login form: a wrong token is refused there, a read token signs in
+    page.get(f"{cluster.server.url}/console/")
+    sign_in(page, "wrong-token-0123456789")
+    assert "That token is not valid." in page.page_source and not cluster.sessions()
+    sign_in(page, READ_TOKEN)
     wait_for_screen(page, lambda s: "READ-ONLY" in s and "Queue" in s, what="READ-ONLY")
     press(page, "\t")
     wait_for_screen(page, lambda s: "] [ w" in s, what="the Nodes panel's hint")
@@ -131,6 +136,12 @@ def test_a_read_token_gives_a_read_only_console_that_refuses_keys(
     assert all("--read-only" in p.cmdline() for p in cluster.sessions())
 
 
+def sign_in(page: webdriver.Chrome, token: str) -> None:
+    field = page.find_element(By.ID, "token")
+    field.send_keys(token)
+    field.submit()
+
+
 def test_no_token_or_a_wrong_one_runs_nothing(cluster: Cluster, page: webdriver.Chrome) -> None:
     url = cluster.server.url
     for path in ("/console/", "/console/?token=wrong-token-0123456789", "/console/ws"):
@@ -138,18 +149,25 @@ def test_no_token_or_a_wrong_one_runs_nothing(cluster: Cluster, page: webdriver.
             urllib.request.urlopen(url + path, timeout=10)
         assert refused.value.code == 401, path
     assert websocket_status(url, "/console/ws") == 401
+    # a page on another site cannot open the websocket with the user's cookie
+    cookie = f"Cookie: taskdeck_console={WRITE_TOKEN}"
+    assert websocket_status(url, "/console/ws", cookie, "Origin: http://elsewhere.example") == 401
     page.get(f"{url}/console/")
     assert "Token" in page.page_source and page.title == "Taskdeck console: sign in"
     assert not cluster.sessions()
+    # (while the same cookie from the same site opens it)
+    assert websocket_status(url, "/console/ws", cookie, f"Origin: {url}") == 101  # the same site
 
 
-def websocket_status(url: str, path: str) -> int:
-    """The status line of a websocket handshake without a token."""
+def websocket_status(url: str, path: str, *headers: str) -> int:
+    """The status of a websocket handshake (with these extra header lines)."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as conn:
         conn.sendall(
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+            "Sec-WebSocket-Version: 13\r\n".encode()
+            + "".join(f"{h}\r\n" for h in headers).encode()
+            + b"\r\n"
         )
         return int(conn.recv(200).split()[1])

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from console.cli.common import cli_config, store_url
+from console.cli.errors import UserError
 from console.http import Tokens
 from console.http.browser import BrowserConsole
 from engine import Engine
@@ -39,4 +40,10 @@ def browser_console(args: argparse.Namespace, engine: Engine, tokens: Tokens) ->
     if args.key_file:
         command += ["--key-file", args.key_file]
     url = engine.store_url if args.app else store_url(args, cli_config(args))
+    if "***" in url:  # an --app Engine shows its PostgreSQL URL without the password
+        raise UserError(
+            "serve --console with --app: the browser sessions need the store's URL with its "
+            "password, which the Engine does not show; serve it without --app: "
+            "taskdeck serve --console --store URL"
+        )
     return BrowserConsole(tokens, command, {STORE_ENV: str(url)})

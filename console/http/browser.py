@@ -22,6 +22,7 @@ import contextlib
 import html
 import logging
 import shlex
+from asyncio.subprocess import Process
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,10 +75,9 @@ class BrowserConsole:
         app.on_shutdown.append(self._close_all)
         return app
 
-    def session_command(self, scope: Scope) -> str:
-        """The shell line a session runs (textual-serve starts it through a shell)."""
-        mode = "--attach" if scope is Scope.WRITE else "--read-only"
-        return shlex.join([*self.command, mode])
+    def session_command(self, scope: Scope) -> list[str]:
+        """What a session runs: an attached console, or a read-only one."""
+        return [*self.command, "--attach" if scope is Scope.WRITE else "--read-only"]
 
     # -- who is asking ------------------------------------------------------------------
     def scope_of(self, request: web.Request) -> Scope | None:
@@ -133,8 +133,8 @@ class BrowserConsole:
         socket = web.WebSocketResponse(heartbeat=15)
         await socket.prepare(request)
         service = ConsoleSession(
-            self.environ,
             self.session_command(scope),
+            self.environ,
             write_bytes=socket.send_bytes,
             write_str=socket.send_str,
             close=socket.close,
@@ -177,11 +177,13 @@ class BrowserConsole:
 
 
 class ConsoleSession(AppService):
-    """textual-serve's process for one session, with our variables in its environment
-    and without the HTTP tokens (the console does not need them)."""
+    """textual-serve's process for one session, started without a shell (so that
+    stopping it stops the console), with our variables in its environment and without
+    the HTTP tokens (the console does not need them)."""
 
-    def __init__(self, environ: Mapping[str, str], command: str, **options: Any) -> None:
-        super().__init__(command, **options)
+    def __init__(self, argv: Sequence[str], environ: Mapping[str, str], **options: Any) -> None:
+        super().__init__(shlex.join(argv), **options)
+        self.argv = list(argv)
         self.environ = environ
 
     def _build_environment(self, width: int = 80, height: int = 24) -> dict[str, str]:
@@ -189,6 +191,18 @@ class ConsoleSession(AppService):
         for name in (READ_ENV, WRITE_ENV):
             environment.pop(name, None)
         return {**environment, **self.environ}
+
+    async def _open_app_process(self, width: int = 80, height: int = 24) -> Process:
+        pipe = asyncio.subprocess.PIPE
+        self._process = process = await asyncio.create_subprocess_exec(
+            *self.argv,
+            stdin=pipe,
+            stdout=pipe,
+            stderr=pipe,
+            env=self._build_environment(width, height),
+        )
+        self._stdin = process.stdin
+        return process
 
 
 async def relay(socket: web.WebSocketResponse, service: AppService) -> None:
@@ -215,14 +229,19 @@ async def relay(socket: web.WebSocketResponse, service: AppService) -> None:
 
 
 async def stop(service: AppService) -> None:
-    """Ask the session's console to quit; kill it if it has not within QUIT_WAIT."""
+    """Ask the session's console to quit and wait for it; kill it if it has not quit
+    within QUIT_WAIT."""
+    process = service._process
     try:
-        await asyncio.wait_for(service.stop(), QUIT_WAIT)
+        async with asyncio.timeout(QUIT_WAIT):
+            await service.stop()
+            if process is not None:
+                await process.wait()
     except (TimeoutError, OSError):
-        process = service._process
         if process is not None and process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
+            await process.wait()
 
 
 async def to_console(request: web.Request) -> web.Response:
