@@ -47,7 +47,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
             help=f"port (default {DEFAULT_PORT}; 0: any free)",
         )
         add_stall_flag(serve)
-        add_console_flag(serve)
+        if name == "serve":
+            add_console_flag(serve)
         serve.set_defaults(func=cmd_serve, console=name == "web")
 
 
