@@ -24,7 +24,10 @@ from tests.browser_helpers import chromium, have_chromium, press, wait_for_scree
 from tests.cli_helpers import COMMAND, cli_env, run
 from tests.http_helpers import READ_TOKEN, TOKENS_ENV, WRITE_TOKEN, Served, serving, until_true
 
-pytestmark = pytest.mark.skipif(not have_chromium(), reason="needs chromium and chromedriver")
+
+def test_chromium_is_installed() -> None:
+    """Not a skip when it is missing: CI installs Debian's chromium and chromedriver."""
+    assert have_chromium(), "install chromium and chromium-driver (see .ci/run)"
 
 
 @dataclass
@@ -149,6 +152,9 @@ def test_no_token_or_a_wrong_one_runs_nothing(cluster: Cluster, page: webdriver.
             urllib.request.urlopen(url + path, timeout=10)
         assert refused.value.code == 401, path
     assert websocket_status(url, "/console/ws") == 401
+    assert fetch(url, "/console/static/js/textual.js") == 401
+    assert fetch(url, "/console/static/js/textual.js", READ_TOKEN) == 200
+    assert fetch(url, "/console/static/%2e%2e/__init__.py", READ_TOKEN) == 404  # only static/
     # a page on another site cannot open the websocket with the user's cookie
     cookie = f"Cookie: taskdeck_console={WRITE_TOKEN}"
     assert websocket_status(url, "/console/ws", cookie, "Origin: http://elsewhere.example") == 401
@@ -157,6 +163,17 @@ def test_no_token_or_a_wrong_one_runs_nothing(cluster: Cluster, page: webdriver.
     assert not cluster.sessions()
     # (while the same cookie from the same site opens it)
     assert websocket_status(url, "/console/ws", cookie, f"Origin: {url}") == 101  # the same site
+
+
+def fetch(url: str, path: str, token: str | None = None) -> int:
+    request = urllib.request.Request(url + path)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def websocket_status(url: str, path: str, *headers: str) -> int:
