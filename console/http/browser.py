@@ -145,7 +145,7 @@ class BrowserConsole:
         log.info("browser console session started (%s)", scope.value)
         try:
             await service.start(width, height)
-            await relay(socket, service)
+            await until_either_ends(socket, service)
         finally:
             self.sessions.discard(service)
             await stop(service)
@@ -203,6 +203,19 @@ class ConsoleSession(AppService):
         )
         self._stdin = process.stdin
         return process
+
+
+async def until_either_ends(socket: web.WebSocketResponse, service: AppService) -> None:
+    """Relay the browser's input until the browser leaves or the console's process
+    ends (a console that could not start closes the page's session at once)."""
+    reading = asyncio.create_task(relay(socket, service))
+    running = service._task or reading
+    try:
+        await asyncio.wait({reading, running}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
 
 
 async def relay(socket: web.WebSocketResponse, service: AppService) -> None:
