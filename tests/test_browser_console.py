@@ -50,8 +50,14 @@ class Cluster:
 
     def sessions(self) -> list[psutil.Process]:
         """The console processes the server runs (one per browser session)."""
-        children = psutil.Process(self.server.process.pid).children(recursive=True)
-        return [p for p in children if "console" in p.cmdline()]
+        found = []
+        for process in psutil.Process(self.server.process.pid).children(recursive=True):
+            try:  # one that just quit is gone (or a zombie for a moment)
+                if process.status() != psutil.STATUS_ZOMBIE and "console" in process.cmdline():
+                    found.append(process)
+            except psutil.Error:
+                continue
+        return found
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +142,16 @@ def test_a_read_token_gives_a_read_only_console_that_refuses_keys(
     press(page, "\ue015", "]")
     wait_for_screen(page, lambda s: "is not allowed" in s, what="the refusal")
     assert cluster.workers() == before
-    assert all("--read-only" in p.cmdline() for p in cluster.sessions())
+    for session in cluster.sessions():  # the store in its environment, no HTTP tokens
+        assert "--read-only" in session.cmdline()
+        assert session.environ()["TASKDECK_STORE"] == str(cluster.store)
+        assert "TASKDECK_HTTP_WRITE_TOKENS" not in session.environ()
+
+
+def test_without_tokens_it_serves_loopback_only(tmp_path: Path) -> None:
+    result = run("web", "--host", "0.0.0.0", "--store", "x.db", cwd=tmp_path)
+    assert result.returncode != 0 and "without auth: configure tokens first" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def sign_in(page: webdriver.Chrome, token: str) -> None:
