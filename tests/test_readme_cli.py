@@ -82,7 +82,7 @@ def run_shown(args: list[str], home: Path) -> None:
     """One command as written: exit code 0 and no traceback (the console on a terminal,
     until it has drawn the dashboard; then SIGTERM, and it must drain and exit 0;
     ``serve`` until it listens, then SIGTERM)."""
-    if args[:1] == ["serve"]:
+    if args[:1] in (["serve"], ["web"]):
         serve_shown(args, home)
         return
     if is_console(args):

@@ -10,6 +10,7 @@
                                      --http PORT: metrics, health and the JSON API too;
                                      --log-format json: stderr log lines as JSON objects)
     taskdeck serve [--port 8077]     HTTP: Prometheus /metrics, /health, /ready, a JSON API
+    taskdeck web                     serve --console: the console in a browser too, at /console/
     taskdeck enqueue HANDLER [JSON]  enqueue one task; prints its id (or --payload @FILE / -)
     taskdeck status [--json]         counts per queue and state
     taskdeck tasks [--state S]       a page of tasks (no payloads: list views never show them)

@@ -107,8 +107,15 @@ def add_view_flags(parser: argparse.ArgumentParser, where: str = "") -> None:
     )
 
 
+#: The driver textual-serve gives each browser session (in ``TEXTUAL_DRIVER``).
+WEB_DRIVER = "textual.drivers.web_driver:"
+
+
 def require_terminal(command: str) -> None:
-    """The console draws on a terminal and reads keys from it: refuse without one."""
+    """The console draws on a terminal and reads keys from it: refuse without one
+    (a browser session of ``serve --console`` is one: Textual's web driver)."""
+    if os.environ.get("TEXTUAL_DRIVER", "").startswith(WEB_DRIVER):
+        return
     missing = [name for name, f in (("input", sys.stdin), ("output", sys.stdout)) if not _tty(f)]
     if missing:
         raise UserError(

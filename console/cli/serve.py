@@ -19,6 +19,7 @@ from typing import Any
 from console.cli.common import cli_config, load_app, read_keys, read_only_env, store_url
 from console.cli.errors import UserError
 from console.cli.options import READ_ONLY_ENV, number_flag
+from console.cli.web import add_console_flag, browser_console
 from console.http import HttpServer, ServeOptions, Tokens, check_bind
 from console.http.bridge import STALL_THRESHOLD
 from console.stop_signals import StopSignals, exit_at_once
@@ -32,20 +33,23 @@ DEFAULT_HOST = "127.0.0.1"
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    serve = sub.add_parser(
-        "serve",
-        parents=[common],
-        help="HTTP endpoint: Prometheus /metrics, /health, /ready and a JSON API",
-    )
-    serve.add_argument("--host", default=DEFAULT_HOST, help=f"address (default {DEFAULT_HOST})")
-    serve.add_argument(
-        "--port",
-        type=PORT,
-        default=DEFAULT_PORT,
-        help=f"port (default {DEFAULT_PORT}; 0: any free)",
-    )
-    add_stall_flag(serve)
-    serve.set_defaults(func=cmd_serve)
+    helps = {
+        "serve": "HTTP endpoint: Prometheus /metrics, /health, /ready and a JSON API",
+        "web": "serve --console: the same, and the console in a browser at /console/",
+    }
+    for name, text in helps.items():
+        serve = sub.add_parser(name, parents=[common], help=text)
+        serve.add_argument("--host", default=DEFAULT_HOST, help=f"address (default {DEFAULT_HOST})")
+        serve.add_argument(
+            "--port",
+            type=PORT,
+            default=DEFAULT_PORT,
+            help=f"port (default {DEFAULT_PORT}; 0: any free)",
+        )
+        add_stall_flag(serve)
+        if name == "serve":
+            add_console_flag(serve)
+        serve.set_defaults(func=cmd_serve, console=name == "web")
 
 
 def add_stall_flag(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +122,8 @@ def serve_engine(args: argparse.Namespace) -> Engine:
 def cmd_serve(args: argparse.Namespace) -> int:
     engine = serve_engine(args)
     server = http_server(args, engine, args.host, args.port)
+    if args.console:
+        server.console = browser_console(args, engine, server.tokens)
     return asyncio.run(serve(engine, server))
 
 

@@ -1,5 +1,6 @@
 """Taskdeck over HTTP: Prometheus metrics, health checks and a JSON API with token auth
-(``taskdeck serve``, ``taskdeck run --headless --http PORT``). See :mod:`.server`."""
+(``taskdeck serve``, ``taskdeck run --headless --http PORT``), and the console in a
+browser (``taskdeck serve --console``: :mod:`.browser`). See :mod:`.server`."""
 
 from console.http.server import HttpServer, ServeOptions, check_bind, is_loopback
 from console.http.tokens import Scope, Tokens, Verdict

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from console.http.api import MAX_BODY, Api
 from console.http.bridge import STALL_THRESHOLD, EngineBridge, EngineBusy
+from console.http.browser import PREFIX, BrowserConsole, to_console
 from console.http.errors import ApiError, as_api_error, error_response
 from console.http.metrics import CONTENT_TYPE, MetricsPage, Scrape
 from console.http.openapi import document
@@ -77,6 +78,7 @@ class HttpServer:
         *,
         read_only: str | None = None,
         refresh_counts: bool = False,
+        console: BrowserConsole | None = None,
     ) -> None:
         check_bind(options.host, tokens)
         self.engine = engine
@@ -87,6 +89,7 @@ class HttpServer:
         self.stopping = False
         self.bridge: EngineBridge | None = None
         self.read_only = read_only  # why writes are refused (None: they are not)
+        self.console = console  # the browser console under /console (serve --console)
         self._metrics = MetricsPage()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -131,7 +134,8 @@ class HttpServer:
                 f"token auth ({len(self.tokens.read)} read, {len(self.tokens.write)} write tokens)"
             )
         ro = f" · read-only ({self.read_only})" if self.read_only else ""
-        return f"HTTP on {self.url} (/metrics /health /ready /api){ro}; {auth}"
+        paths = "/metrics /health /ready /api" + (f" {PREFIX}" if self.console else "")
+        return f"HTTP on {self.url} ({paths}){ro}; {auth}"
 
     @property
     def url(self) -> str:
@@ -183,12 +187,15 @@ class HttpServer:
                 *api.routes(),
             ]
         )
+        if self.console is not None:  # it checks its tokens itself (a cookie, a login page)
+            app.router.add_get(PREFIX, to_console)
+            app.add_subapp(f"{PREFIX}/", self.console.app())
         return app
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Tokens first (nothing runs for a refused request), then errors as JSON."""
-        if request.path not in OPEN_PATHS:
+        if request.path not in OPEN_PATHS and not self._console_path(request.path):
             need = Scope.READ if request.method in ("GET", "HEAD") else Scope.WRITE
             verdict = self.tokens.check(request.headers.get("Authorization"), need)
             if verdict is not Verdict.OK:
@@ -206,6 +213,9 @@ class HttpServer:
             if error.status == 500:
                 log.exception("HTTP %s %s failed", request.method, request.path)
             return error_response(error)
+
+    def _console_path(self, path: str) -> bool:
+        return self.console is not None and (path == PREFIX or path.startswith(f"{PREFIX}/"))
 
     # -- the routes -------------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:

@@ -1,5 +1,5 @@
-"""Bearer tokens and their scopes, for every HTTP surface (the JSON API and /metrics
-now, the browser console next).
+"""Bearer tokens and their scopes, for every HTTP surface (the JSON API, /metrics and
+the browser console).
 
 Two scopes: ``read`` and ``write`` (a write token reads too). Tokens come from the
 configuration file's ``[http]`` table (``read_tokens = [...]``, ``write_tokens =
