@@ -48,6 +48,27 @@ REFUSED: dict[str, dict[str, str]] = {
     "AlertsScreen": {"ack": "acknowledging an alert", "silence": "silencing a rule"},
     "SettingsScreen": {"apply": "changing settings", "reset": "resetting a setting"},
     "QueuesScreen": {"toggle_queue": "pausing or resuming a queue"},
+    # ``taskdeck replay``: the dashboard's changes, and the screens that read the store
+    "ReplayApp": {
+        "enqueue": "enqueue",
+        "cancel": "cancel",
+        "priority": "changing a priority",
+        "retry": "retry",
+        "workers": "changing workers",
+        "set_workers": "changing workers",
+        "autoscale": "switching the autoscaler",
+        "apply_finding": "applying a fix",
+        "pause_all": "pausing everything",
+        "settings": "the settings screen",
+        "queues": "pausing a queue",
+        "failed": "the failed-tasks screen (it reads the store)",
+        "schedules": "the schedules screen (it reads the store)",
+        "alerts": "the alerts screen (it reads the store)",
+        "audit": "the audit screen (it reads the store)",
+        "failures": "the failures screen (it reads the store)",
+        "operations": "the operations screen (it reads the store)",
+        "filter": "filtering (the recording holds the rows shown, not the store)",
+    },
 }
 WHY = "started with --read-only"
 #: The action namespaces a binding may name (``app.apply_finding``).
@@ -56,12 +77,12 @@ TARGETS = ("app", "screen", "focused")
 HIDDEN = "(hidden: --hide-payloads)"
 
 
-def refusal(namespace: object, action: str) -> str | None:
+def refusal(namespace: object, action: str, why: str = WHY) -> str | None:
     """The toast refusing ``action`` bound on ``namespace``; None if it only looks."""
     for cls in type(namespace).__mro__:
         what = REFUSED.get(cls.__name__, {}).get(action)
         if what is not None:
-            return f"read-only console: {what} is not allowed ({WHY})"
+            return f"read-only console: {what} is not allowed ({why})"
     return None
 
 
@@ -70,6 +91,7 @@ def refused_action(
     action: str | actions.ActionParseResult,
     default_namespace: DOMNode | None,
     namespaces: Mapping[str, DOMNode] | None,
+    why: str = WHY,
 ) -> str | None:
     """The refusal of ``action`` as ``app.run_action`` would run it (None: it only looks,
     or it is off where it would run)."""
@@ -78,7 +100,7 @@ def refused_action(
     if target is None and where in TARGETS:
         target = getattr(app, where, None)
     target = target or default_namespace or app
-    refused = refusal(target, name)
+    refused = refusal(target, name, why)
     return refused if refused is not None and target.check_action(name, params) else None
 
 

@@ -72,9 +72,11 @@ from engine.aio import wait_event
 from engine.bottleneck import STORE_WIDE_RULES
 from engine.checks import check_handler_name, check_queue_name, check_seconds
 from engine.cluster import node_findings, node_settings, unserved_findings
+from engine.metrics import MetricsView
 from engine.model import MAX_PRIORITY, MIN_PRIORITY
 from engine.query import SEARCH_SECONDS
 from engine.query import parse as parse_query
+from engine.resources import ChildSample, ResourceSample
 from engine.settings import parse_text, validate_value
 from engine.snapshot import SEVERITY_ORDER
 from engine.store import DEFAULT_URL, sqlite_file
@@ -95,6 +97,7 @@ __all__ = [
     "AuditEntry",
     "Chain",
     "Channel",
+    "ChildSample",
     "CommandResult",
     "Config",
     "ConfigError",
@@ -111,6 +114,7 @@ __all__ = [
     "Handler",
     "InvalidTransition",
     "LogLine",
+    "MetricsView",
     "NodeCommand",
     "NodeInfo",
     "PayloadDecodeError",
@@ -120,6 +124,7 @@ __all__ = [
     "QueueInfo",
     "Rate",
     "ReadOnlyError",
+    "ResourceSample",
     "ResultNotSerializable",
     "RetryPolicy",
     "RuleError",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from textual.app import App
 from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Static
@@ -101,7 +102,7 @@ def bulk_queue(
     conn.close()
 
 
-def screen_text(app: ConsoleApp) -> str:
+def screen_text(app: App[Any]) -> str:
     """What the terminal shows now, as plain text lines (the screen as last painted: a
     widget that was not repainted shows its old content, as a user would see it)."""
     width, height = app.size

@@ -17,6 +17,8 @@ import argparse
 import asyncio
 import os
 import sys
+import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from console.cli.common import (
 )
 from console.cli.errors import Refused, UserError
 from console.cli.options import HIDE_PAYLOADS_ENV, env_switch, number_flag
+from console.cli.record import add_record_flags, recorder_for
 from console.cli.serve import DEFAULT_HOST, add_run_flags, http_server
 from console.headless import run_headless
 from console.log_format import LOG_FORMATS, name_node
@@ -55,6 +58,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "--refresh", type=REFRESH, default=2.0, metavar="HZ", help="refreshes per second"
     )
     add_view_flags(console)
+    add_record_flags(console)
     console.set_defaults(func=cmd_console)
 
     run = sub.add_parser("run", parents=[common], help="run the engine")
@@ -206,10 +210,12 @@ def cmd_console(args: argparse.Namespace) -> int:
         if args.app and args.workers is not None:
             asyncio.run(engine.set_workers(args.workers))
     require_terminal(args.command or "console")  # after the options' own mistakes
+    recorder = recorder_for(args, attach, time.time())
     from console.app import ConsoleApp  # Textual loads only when the console runs
+    from console.replay.record import RecordingConsole
 
     demo = not attach and not args.app and not args.no_demo
-    app = ConsoleApp(
+    app = (ConsoleApp if recorder is None else partial(RecordingConsole, recorder=recorder))(
         engine,
         attach=attach,
         demo=demo,

@@ -18,6 +18,7 @@ from console.cli import (
     logs,
     nodes,
     queues,
+    replay,
     schedules,
     serve,
     settings,
@@ -62,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     bulk.add_parsers(sub, common)
     completion.add_parsers(sub, common)
     serve.add_parsers(sub, common)
+    replay.add_parsers(sub, common)
     return top
 
 

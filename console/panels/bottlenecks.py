@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from rich.text import Text
 from textual import on
@@ -45,6 +45,19 @@ def all_clear() -> Option:
 NUMBERS_EVERY = 5.0
 
 
+def redraw_due(
+    drawn: tuple[Finding, ...], drawn_at: float, snap: EngineSnapshot
+) -> Literal["numbers", "all"] | None:
+    """What of the panel ``snap`` redraws: nothing (None), the numbers in place (the same
+    findings with new numbers, at most every :data:`NUMBERS_EVERY` s), or all of it."""
+    if snap.findings == drawn:
+        return None
+    shape = [(f.rule, f.severity) for f in snap.findings]
+    if shape == [(f.rule, f.severity) for f in drawn] and drawn:
+        return None if snap.at - drawn_at < NUMBERS_EVERY else "numbers"
+    return "all"
+
+
 class BottlenecksPanel(OptionList):
     BINDINGS = [Binding("x", "app.apply_finding", "Apply suggestion")]
 
@@ -64,12 +77,10 @@ class BottlenecksPanel(OptionList):
     def update_from(self, snap: EngineSnapshot) -> None:
         """Redraw when the findings change; when only their numbers move, at most every
         few seconds (each redraw of wrapped text costs a few milliseconds)."""
-        if snap.findings == self.findings:
+        redraw = redraw_due(self.findings, self._drawn_at, snap)
+        if redraw is None:
             return
-        shape = [(f.rule, f.severity) for f in snap.findings]
-        if shape == [(f.rule, f.severity) for f in self.findings] and self.findings:
-            if snap.at - self._drawn_at < NUMBERS_EVERY:
-                return
+        if redraw == "numbers":
             self.findings = snap.findings
             self._drawn_at = snap.at
             for index, finding in enumerate(self.findings):  # in place: no relayout

@@ -214,6 +214,7 @@ class EventsPanel(Horizontal):
                 else:
                     lines.append(event_line(event))
             summary = ", ".join(f"{n:,} {kind.value}" for kind, n in routine.items())
-            lines.append(Text(time.strftime("%H:%M:%S") + f" … {summary}", style="dim"))
+            at = time.localtime(events[-1].at)  # the batch's time (a replay shows it too)
+            lines.append(Text(time.strftime("%H:%M:%S", at) + f" … {summary}", style="dim"))
         if lines:
             self.query_one("#event-log", EventLog).add_lines(lines)

@@ -201,6 +201,11 @@ class QueuePanel(Vertical):
         """Rows ``offset`` … of the list the table shows (its tab and filter)."""
         return await self._page(offset, limit)
 
+    @property
+    def shown(self) -> EngineSnapshot | None:
+        """The snapshot the panel shows (None before the first)."""
+        return self._snap
+
     def on_resize(self) -> None:
         """The tab labels, the queues line and the column header depend on the width:
         redo them (the first update may come before the panel is laid out)."""

@@ -286,6 +286,11 @@ class TaskTable(ScrollView, can_focus=True):
         return self._total
 
     @property
+    def held(self) -> tuple[int, list[TaskRecord]]:
+        """(offset, rows): the rows fetched, from which row on."""
+        return self._offset, list(self._rows)
+
+    @property
     def window(self) -> tuple[int, int]:
         """(offset, limit) of the rows to keep fetched around the visible part."""
         height = max(1, self.size.height)
