@@ -8,7 +8,8 @@ image's chain, the schedules (after running one now and pausing another) at 160�
 and 100×30, the failed tasks, the failure groups (F), help, the alerts (the demo's
 rules, one of them acknowledged), the audit trail (a few actions with notes, one
 refused), the bulk operations (one done with skip reasons, one in progress) and a
-failed task's edit form; then
+failed task's edit form; ``taskdeck replay`` on the recording of that session
+(``console --record``); then
 three demo engines (nodes) on another store with a console attached to them
 (``console --attach``), after ``]`` on one node, at 160×50 and 100×30. Each is
 saved as SVG and, when a renderer is installed (see ``console.svg_to_png``), as PNG.
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +32,9 @@ from textual.pilot import Pilot
 from console.app import ConsoleApp
 from console.demo import DemoPipeline, image_chain, register_demo
 from console.panels.nodes import NodesPanel
+from console.replay.app import ReplayApp
+from console.replay.file import Recorder, read_recording
+from console.replay.record import RecordingConsole
 from console.screens.enqueue import PayloadArea
 from console.screens.task_detail import TaskDetailScreen
 from console.svg_to_png import to_png
@@ -59,6 +64,7 @@ SHOTS = (
     "edit-form",
     "attached-160x50",
     "attached-100x30",
+    "replay",
 )
 #: The nodes of the attached screenshots and their worker counts.
 NODES = {"node-a": 3, "node-b": 4, "node-c": 4}
@@ -120,7 +126,9 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
         engine = Engine(Path(tmp) / "demo.db", workers=8)
         register_demo(engine)
         engine.alerts.configure(DEMO_ALERTS)
-        app = ConsoleApp(engine, demo=True, demo_rate=4.0)
+        recording = Path(tmp) / "demo.tdrec"  # the session, for the replay screenshot
+        recorder = Recorder(recording, started=time.time())
+        app = RecordingConsole(engine, recorder, demo=True, demo_rate=4.0)
 
         def save(name: str) -> None:
             shots[name] = app.export_screenshot(title=f"Taskdeck · {name}")
@@ -229,8 +237,19 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
                 await app.demo.stop()
         with contextlib.suppress(Exception):
             await engine.stop(grace=0)
+        shots["replay"] = await replay_shot(recording)
         shots.update(await attached_shots(Path(tmp) / "cluster.db", seconds))
     return await asyncio.to_thread(write_all, out, shots)
+
+
+async def replay_shot(recording: Path) -> str:
+    """``taskdeck replay`` on the session just recorded, paused a few seconds before the
+    end of the burst (the dashboard at 160×50, as recorded)."""
+    app = ReplayApp(await asyncio.to_thread(read_recording, recording))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.press("home", "shift+right", "right", "right")
+        await pilot.pause(0.6)
+        return app.export_screenshot(title="Taskdeck · replay")
 
 
 async def attached_shots(store: Path, seconds: float) -> dict[str, str]:

@@ -44,7 +44,7 @@ ELSEWHERE = commands_in(README[:SESSION_START] + README[SESSION_END:])
 
 def is_console(args: list[str]) -> bool:
     command = next((a for a in args if not a.startswith("-")), "console")
-    return command == "console" or (command == "run" and "--headless" not in args)
+    return command in ("console", "replay") or (command == "run" and "--headless" not in args)
 
 
 def test_the_readme_shows_every_command() -> None:

@@ -11,7 +11,7 @@ import pytest
 from console.demo import register_demo
 from console.replay.app import ReplayApp
 from console.replay.file import Recorder, RecordingError, read_recording
-from console.replay.record import RecordingConsole
+from console.replay.record import RecordingConsole, parse_limit
 from engine import Engine
 from tests.console_helpers import screen_text, settle, toasts, until
 
@@ -151,3 +151,28 @@ def test_a_garbage_recording_gets_one_clear_line(
     with pytest.raises(RecordingError, match=expected) as caught:
         read_recording(bad)
     assert "\n" not in str(caught.value)
+
+
+def test_recording_stops_at_its_limit_and_the_file_stays_readable(
+    recorded: tuple[Path, dict[float, list[str]]], tmp_path: Path
+) -> None:
+    path, _ = recorded
+    frames = read_recording(path).frames
+    small = tmp_path / "small.tdrec"
+    recorder = Recorder(small, limit=20_000, started=0.0)
+    for i in range(400):
+        frame = frames[i % len(frames)]
+        recorder.snapshot(frame.snapshot, frame.state, frame.total, frame.offset, frame.rows)
+    recorder.close()
+    assert recorder.full
+    assert small.stat().st_size <= 20_000
+    assert 1 < len(read_recording(small).frames) < 400
+
+
+def test_record_limit_reads_sizes_and_says_what_is_allowed() -> None:
+    assert parse_limit("50MB") == 50_000_000
+    assert parse_limit("512KiB") == 512 * 1024
+    with pytest.raises(ValueError, match="a size like 50MB, 512KiB or 2GB is allowed; got '5x'"):
+        parse_limit("5x")
+    with pytest.raises(ValueError, match="must be from 64KiB to 100GB; got 10"):
+        parse_limit("10")

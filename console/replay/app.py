@@ -14,6 +14,7 @@ refresh, ``q`` quits.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 from typing import cast
@@ -40,6 +41,7 @@ from console.panels.workers import WorkersPanel
 from console.read_only import REFUSED, refused_action
 from console.replay.file import Frame, Recording
 from console.replay.player import BIG_STEP, Player, timeline_text
+from console.stop_signals import StopSignals, exit_at_once
 from engine import Engine, TaskPage
 
 WHY = "this is a replay of a recording"
@@ -111,6 +113,7 @@ class ReplayApp(App[int]):
         self._shown = -1  # the frame the panels show
         self._findings_of = -1  # the frame whose findings the Bottlenecks panel shows
         self._timer: Timer | None = None
+        self._signals = StopSignals(lambda _name: self.exit(0), exit_at_once)
 
     @property
     def frame(self) -> Frame:
@@ -131,8 +134,12 @@ class ReplayApp(App[int]):
             yield Static("", id="too-small-text")
 
     def on_mount(self) -> None:
+        self._signals.install(asyncio.get_running_loop())  # a kill or a closed terminal: quit
         self.query_one("#timeline", Static).styles.dock = "bottom"
         self.show()
+
+    def on_unmount(self) -> None:
+        self._signals.remove(asyncio.get_running_loop())
 
     def on_resize(self, event: Resize) -> None:
         self.board_layout.fit(self.screen, *event.size)

@@ -10,10 +10,12 @@ on without recording.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from typing import Any
 
 from textual import on
+from textual.css.query import NoMatches
 
 from console.app import ConsoleApp
 from console.panels.events import EngineEvents
@@ -67,5 +69,12 @@ class RecordingConsole(ConsoleApp):
         self.recorder.events(message.events)
 
     async def on_unmount(self) -> None:
-        """Finish the file (its last lines and the gzip trailer) off the event loop."""
+        """Finish the file (its last lines and the gzip trailer) off the event loop; a
+        console that quit before its first refresh records the one it would have shown,
+        so that every recording replays."""
+        with contextlib.suppress(NoMatches):  # the dashboard never mounted
+            if self._recorded is None:
+                table = self.queue.table
+                snap = self.engine.snapshot()
+                self.recorder.snapshot(snap, self.queue.state, table.total, *table.held)
         await asyncio.to_thread(self.recorder.close)
