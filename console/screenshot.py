@@ -243,11 +243,11 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
 
 
 async def replay_shot(recording: Path) -> str:
-    """``taskdeck replay`` on the session just recorded, paused a few seconds before the
-    end of the burst (the dashboard at 160×50, as recorded)."""
+    """``taskdeck replay`` on the session just recorded, paused five seconds into the
+    burst (the dashboard at 160×50, as recorded)."""
     app = ReplayApp(await asyncio.to_thread(read_recording, recording))
     async with app.run_test(size=(160, 50)) as pilot:
-        await pilot.press("home", "shift+right", "right", "right")
+        await pilot.press("home", *["right"] * 10)
         await pilot.pause(0.6)
         return app.export_screenshot(title="Taskdeck · replay")
 

@@ -73,7 +73,11 @@ class ReplayQueuePanel(QueuePanel):
     def show_frame(self, frame: Frame) -> None:
         self.show_state(frame.state)
         self.update_from(frame.snapshot)
-        self.table.set_rows(frame.total, frame.offset, frame.rows)
+        table = self.table
+        table.set_rows(frame.total, frame.offset, frame.rows)
+        table.cursor = frame.cursor
+        table.scroll_to(y=frame.scroll, animate=False, immediate=True)
+        table.refresh()
 
     async def _fetch(self, offset: int, limit: int) -> None:
         frame = self.replay.frame
@@ -196,6 +200,7 @@ class ReplayApp(App[int]):
         self._shown = index
         frame = self.frame
         self.query_one(ReplayQueuePanel).show_frame(frame)
+        self.query_one(HeaderBar).firing = frame.firing
         panels: tuple[TextPanel, ...] = (
             self.query_one(HeaderBar), self.query_one(WorkersPanel),
             self.query_one(ResourcesPanel), self.query_one(ThroughputPanel),

@@ -62,6 +62,9 @@ class Frame:
     offset: int
     rows: tuple[TaskRecord, ...]
     events: int  #: how many events had arrived before this refresh
+    scroll: int = 0  #: the table's first row on screen
+    cursor: int = 0  #: the row under the table's cursor
+    firing: int = 0  #: alerts firing, as the header said (read apart from the snapshot)
     #: the refresh whose findings the Bottlenecks panel shows (it redraws numbers only
     #: every few seconds: :func:`console.panels.bottlenecks.redraw_due`)
     findings_of: int = 0
@@ -95,12 +98,14 @@ class Recorder:
 
     def snapshot(
         self, snap: EngineSnapshot, state: TaskState, total: int, offset: int,
-        rows: Sequence[TaskRecord],
+        rows: Sequence[TaskRecord], *, scroll: int = 0, cursor: int = 0, firing: int = 0,
     ) -> None:  # fmt: skip
-        """Record one refresh: the snapshot and the rows the queue table held."""
+        """Record one refresh: the snapshot and the rows the queue table held (from row
+        ``offset`` of ``total``; the screen shows from row ``scroll``)."""
         rows_json = [row_json(r) for r in rows]
         record = {"k": "s", "snap": snapshot_json(snap), "state": state.value,
-                  "total": total, "offset": offset, "rows": rows_json}  # fmt: skip
+                  "total": total, "offset": offset, "rows": rows_json,
+                  "scroll": scroll, "cursor": cursor, "firing": firing}  # fmt: skip
         self._put(record, flush=True)
 
     def events(self, events: Sequence[Event]) -> None:
@@ -191,7 +196,7 @@ def as_shown(frames: list[Frame]) -> list[Frame]:
         after = frames[min(index + 1, len(frames) - 1)]
         shown.append(replace(
             frame, state=after.state, total=after.total, offset=after.offset, rows=after.rows,
-            findings_of=findings_of,
+            scroll=after.scroll, cursor=after.cursor, findings_of=findings_of,
         ))  # fmt: skip
     return shown
 
@@ -223,11 +228,15 @@ def _add_record(recording: Recording, data: dict[str, Any]) -> None:
     elif kind == "s":
         try:
             state, total, offset = TaskState(data["state"]), int(data["total"]), int(data["offset"])
+            scroll, cursor = int(data.get("scroll", 0)), int(data.get("cursor", 0))
+            firing = int(data.get("firing", 0))
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordError(f"not a refresh ({type(exc).__name__}: {exc})") from None
         rows = tuple(row_of(r) for r in _list(data, "rows"))
         snap = snapshot_of(data.get("snap") or {})
-        recording.frames.append(Frame(snap, state, total, offset, rows, len(recording.events)))
+        events = len(recording.events)
+        frame = Frame(snap, state, total, offset, rows, events, scroll, cursor, firing)
+        recording.frames.append(frame)
     else:
         raise RecordError(f"unknown record kind {kind!r} (expected 's' or 'e')")
 

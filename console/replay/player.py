@@ -80,7 +80,7 @@ def span(seconds: float) -> str:
 
 def timeline_text(player: Player, width: int) -> str:
     """``▶ REPLAY 14:03:07 · 0:12 / 1:00 [━━━━●─────] 25/120 · ←→ step …``."""
-    mark = "▶" if player.playing else "⏸"
+    mark = "▶" if player.playing else "||"
     start, end = player.times[0], player.times[-1]
     head = f"{mark} REPLAY {clock(player.now)} · {span(player.now - start)} / {span(end - start)} "
     tail = f" {player.index + 1}/{player.last + 1} · ←→ step · ⇧←→ 10s · space play · home end"

@@ -10,17 +10,19 @@ on without recording.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from typing import Any
 
 from textual import on
-from textual.css.query import NoMatches
 
 from console.app import ConsoleApp
 from console.panels.events import EngineEvents
+from console.panels.header import HeaderBar
+from console.panels.queue import QueuePanel
+from console.panels.task_table import TaskTable
 from console.replay.file import Recorder
-from engine import Engine
+from console.steering.base import PanelKind
+from engine import Engine, EngineSnapshot
 
 UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
          "kib": 1024, "mib": 1024**2, "gib": 1024**3}  # fmt: skip
@@ -48,21 +50,43 @@ class RecordingConsole(ConsoleApp):
         self.recorder = recorder
         self._told = False
         self._recorded: object = None  # the last snapshot written (each is written once)
+        self._panels: tuple[QueuePanel, TaskTable, HeaderBar] | None = None  # for the unmount
+
+    def on_mount(self) -> None:
+        self._panels = (self.queue, self.queue.table, self.dashboard.query_one(HeaderBar))
+
+    def redraw(self, kinds: tuple[PanelKind, ...]) -> None:
+        """A redraw after a change (workers, the autoscaler) is recorded like a refresh."""
+        super().redraw(kinds)
+        self._tick_done()
 
     def refresh_tick(self) -> None:
         super().refresh_tick()
+        self._tick_done()
+
+    def _tick_done(self) -> None:
         shown = self.queue.shown if self.is_running else None
         if shown is None or shown is self._recorded:  # not fed (a full screen is open)
             return
         self._recorded = shown
-        table = self.queue.table
-        self.recorder.snapshot(shown, self.queue.state, table.total, *table.held)
+        self._record(shown)
         if (self.recorder.full or self.recorder.error) and not self._told:
             self._told = True
             why = self.recorder.error or (
                 f"{self.recorder.path} reached its limit ({self.recorder.limit:,} bytes)"
             )
             self.notify(f"recording stopped: {why}; the console goes on", severity="warning")
+
+    def _record(self, snap: EngineSnapshot) -> None:
+        queue, table, header = self._panels or (
+            self.queue,
+            self.queue.table,
+            self.dashboard.query_one(HeaderBar),
+        )
+        self.recorder.snapshot(
+            snap, queue.state, table.total, *table.held,
+            scroll=int(table.scroll_y), cursor=table.cursor, firing=header.firing,
+        )  # fmt: skip
 
     @on(EngineEvents)
     def _record_events(self, message: EngineEvents) -> None:
@@ -72,9 +96,8 @@ class RecordingConsole(ConsoleApp):
         """Finish the file (its last lines and the gzip trailer) off the event loop; a
         console that quit before its first refresh records the one it would have shown,
         so that every recording replays."""
-        with contextlib.suppress(NoMatches):  # the dashboard never mounted
-            if self._recorded is None:
-                table = self.queue.table
-                snap = self.engine.snapshot()
-                self.recorder.snapshot(snap, self.queue.state, table.total, *table.held)
-        await asyncio.to_thread(self.recorder.close)
+        try:
+            if self._recorded is None and self._panels is not None:
+                self._record(self.engine.snapshot())
+        finally:
+            await asyncio.to_thread(self.recorder.close)
