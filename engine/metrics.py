@@ -17,6 +17,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 SERIES_POINTS = 600  # 10 minutes at 1 s
 RECENT = 60.0  # "the last minute"
@@ -109,6 +110,16 @@ class TimeSeries:
 
     def __len__(self) -> int:
         return len(self._values)
+
+
+class AttemptSink(Protocol):
+    """Where attempts are also recorded (the durable history's recorder)."""
+
+    def started(self, handler: str, queue: str, wait: float) -> None: ...
+
+    def finished(
+        self, handler: str, queue: str, run_time: float, outcome: str, timeout: bool
+    ) -> None: ...
 
 
 # ---------------------------------------------------------------------------
@@ -232,6 +243,8 @@ class Metrics:
         #: what -> (monotonic time it started failing, the latest error): writes the
         #: store is refusing now ("claims", "completions"); cleared on the next success.
         self.store_errors: dict[str, tuple[float, str]] = {}
+        #: where attempts are also recorded for the durable history (engine.history)
+        self.recorder: AttemptSink | None = None
 
     # -- recording (hot path) -----------------------------------------------------
     def record_store_error(self, what: str, exc: BaseException) -> None:
@@ -256,8 +269,12 @@ class Metrics:
             counter = self._arrivals[queue] = RollingCounter(horizon=120, clock=self._clock)
         counter.add(n)
 
-    def record_start(self, handler: str, executor: str, wait: float) -> None:
+    def record_start(
+        self, handler: str, executor: str, wait: float, queue: str | None = None
+    ) -> None:
         self.handler(handler, executor).waits.add(max(0.0, wait), self._clock())
+        if self.recorder is not None and queue is not None:
+            self.recorder.started(handler, queue, max(0.0, wait))
 
     def record_attempt(
         self,
@@ -303,8 +320,11 @@ class Metrics:
                 self.done.add(1, now)
             if error:
                 m.errors.append((now, error))
-        if error and error.startswith("HardTimeout"):
+        timed_out = bool(error and error.startswith("HardTimeout"))
+        if timed_out:
             m.timeouts += 1
+        if self.recorder is not None:
+            self.recorder.finished(handler, queue, run_time, outcome, timed_out)
         if outcome in ("succeeded", "failed"):
             counter = self._completions.get(queue)
             if counter is None:
