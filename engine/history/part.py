@@ -30,7 +30,7 @@ from engine.store.base import Store
 LEASE = "history"
 LEASE_TTL = 150.0  # seconds: a leader that stops writing is replaced after this
 GRACE = 120.0  # seconds after a period ends before it is rolled up (late nodes)
-UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31_536_000.0}
 STEP_NAMES = {"1m": MINUTE, "1h": HOUR, "1d": DAY}
 
 
@@ -47,8 +47,8 @@ def parse_span(text: str | float, what: str = "--since") -> float:
             seconds = math.nan
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(
-            f"{what} must be a positive duration such as 90m, 24h, 7d or 2w (units s, m, "
-            f"h, d, w); got {text!r}"
+            f"{what} must be a positive duration such as 90m, 24h, 7d or 1y (units s, m, "
+            f"h, d, w, y); got {text!r}"
         )
     return seconds
 
