@@ -68,6 +68,7 @@ from console.screens.quit import QuitChoice, QuitScreen
 from console.screens.schedules import SchedulesScreen
 from console.screens.stack import dashboard_shows
 from console.screens.task_detail import TaskDetailScreen
+from console.screens.trends import TrendsScreen
 from console.steering.attached import AttachedSteering
 from console.steering.base import PanelKind, Steering
 from console.steering.local import LocalSteering
@@ -427,6 +428,9 @@ class ConsoleApp(App[int]):
 
     def action_audit(self) -> None:
         self.push_screen(AuditScreen(self.engine, self.now))
+
+    def action_trends(self) -> None:
+        self.push_screen(TrendsScreen(self.engine, self.now))
 
     def action_operations(self) -> None:
         self.push_screen(OperationsScreen(self.engine, self.now))

@@ -13,7 +13,7 @@ CHANGES_ENGINE = frozenset(
     {
         "enqueue", "cancel", "priority", "retry", "workers", "set_workers", "queues",
         "autoscale", "settings", "apply_finding", "failed", "schedules", "alerts",
-        "pause_all", "audit", "failures", "operations",
+        "pause_all", "audit", "failures", "operations", "trends",
     }
 )  # fmt: skip
 #: Actions on the dashboard's panels: off (and out of the footer) on other screens.
@@ -88,6 +88,13 @@ DASHBOARD_KEYS: list[BindingType] = [
     ),
     Binding("A", "alerts", "Alerts", show=False, tooltip="Alerts: firing, pending, recent"),
     Binding("U", "audit", "Audit", show=False, tooltip="Audit trail: who did what, when, why"),
+    Binding(
+        "T",
+        "trends",
+        "Trends",
+        show=False,
+        tooltip="Trends: throughput, success rate, p95s, backlog over 1 h to 30 d",
+    ),
     Binding(
         "O",
         "operations",

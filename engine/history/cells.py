@@ -110,6 +110,11 @@ class Recorder:
         if timeout:
             cell.timeouts += 1
 
+    def backlog(self, queue: str, depth: int) -> None:
+        """Tasks waiting in ``queue`` now (a minute keeps its most)."""
+        cell = self._cell("", queue)
+        cell.backlog = max(cell.backlog or 0, depth)
+
     def take_closed(self, now: float) -> dict[Key, Cell]:
         """Remove and return the cells of minutes that have ended by ``now``."""
         current = floor(now, MINUTE)

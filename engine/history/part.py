@@ -236,6 +236,14 @@ class History:
             for t in range(start, end, size)
         ]
 
+    async def names(self, since: float | str = 86400.0) -> tuple[list[str], list[str]]:
+        """The handlers and the queues with history in the last ``since``, sorted."""
+        found = await self._store.run_plan(
+            partial(sql.names, since=floor(self._clock() - parse_span(since), MINUTE))
+        )
+        handlers = sorted({str(r[0]) for r in found if r[0]})
+        return handlers, sorted({str(r[1]) for r in found})
+
     async def stats(
         self, handler: str | None = None, since: float | str = 3600.0, queue: str | None = None
     ) -> HistoryStats:

@@ -31,6 +31,10 @@ READ = (
     f"SELECT t, handler, queue, {COLUMNS} FROM history WHERE step = ? AND t >= ? AND t < ? "
     "AND (? = '*' OR handler = ? OR handler = '') AND (? = '*' OR queue = ?) ORDER BY t"
 )
+NAMES = (
+    "SELECT DISTINCT handler, queue FROM history WHERE (step = 60 AND t >= ?) "
+    "OR (step = 3600 AND t >= ?) OR (step = 86400 AND t >= ?)"
+)
 MARKS = "SELECT step, upto FROM history_marks"
 SET_MARK = "UPDATE history_marks SET upto = ? WHERE step = ?"
 FORGET = "DELETE FROM history WHERE step = ? AND t < ?"
@@ -97,3 +101,10 @@ def forget(txn: Moves, step: int, before: int) -> Plan[int]:
     if n:
         yield run(FORGET, step, before)
     return int(n or 0)
+
+
+@reads_only
+def names(txn: Moves, since: int) -> Plan[list[Row]]:
+    """Every (handler, queue) with a row since ``since`` (handler ``""``: a backlog)."""
+    found: list[Row] = yield rows(NAMES, since, since, since)
+    return found
