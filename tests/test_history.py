@@ -190,11 +190,13 @@ def test_spans_and_steps_refuse_bad_input_with_one_line() -> None:
 
 
 def test_histograms_merge_by_adding_counts() -> None:
-    a, b = {}, {}  # type: ignore[var-annotated]
+    a, b = hist.empty(), hist.empty()
     for v in (0.01, 0.02, 0.5):
         hist.add(a, v)
     hist.add(b, 0.5, 3)
-    both = hist.merge(dict(a), b)
-    assert hist.decode(hist.encode(both)) == both and sum(both.values()) == 6
+    both = hist.merge(list(a), b)
+    assert hist.decode(hist.encode(both)) == both and sum(both) == 6
     assert hist.bucket_of(hist.percentile(both, 0.5) or 0) == hist.bucket_of(0.5)
-    assert hist.percentile({}, 0.5) is None and hist.decode("x:1,3:-1,2:5") == {2: 5}
+    assert hist.percentile(hist.empty(), 0.5) is None and hist.encode(hist.empty()) == ""
+    for bad in ("x:1", "3:-1", "60:1", "2:1,x", ":"):
+        assert hist.decode(bad) == hist.empty()

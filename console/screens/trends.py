@@ -2,7 +2,7 @@
 run p95, backlog) over the last hour, day, week or month, for everything or one
 handler or queue (``taskdeck trends`` in the console).
 
-Refreshes every five seconds while open; it only reads.
+Refreshes every 5 s (the last hour) or 30 s (longer spans) while open; it only reads.
 
 | Key | Does |
 | --- | --- |
@@ -60,6 +60,7 @@ class TrendsScreen(Screen[None]):
         self.queue: str | None = None
         self.points: list[TrendPoint] = []
         self.loaded = False
+        self.ticks = 0
 
     def compose(self) -> ComposeResult:
         yield Static("Trends", id="trends-summary", classes="screen-title")
@@ -73,7 +74,14 @@ class TrendsScreen(Screen[None]):
     def on_mount(self) -> None:
         self.charts.border_title = "Trends"
         self.load()
-        self.set_interval(5.0, self.load)
+        self.set_interval(5.0, self.tick)
+
+    def tick(self) -> None:
+        """Every 5 s for the last hour; a longer span (hour and day points, read from
+        thousands of rows) every 30 s."""
+        self.ticks += 1
+        if self.span == 0 or self.ticks % 6 == 0:
+            self.load()
 
     @work(exclusive=True, group="trends")
     async def load(self) -> None:

@@ -203,12 +203,13 @@ class History:
             read = partial(sql.read, step=level, since=lo, until=hi,
                            handler=handler or "*", queue=queue or "*")  # fmt: skip
             for r in await self._store.run_plan(read):
-                t, cell = floor(int(r[0]), step), Cell.of(r[3:])
-                if str(r[1]) == "":
-                    if cell.backlog is not None:
-                        peaks[(t, str(r[2]))] = max(peaks.get((t, str(r[2])), 0), cell.backlog)
+                t = floor(int(r[0]), step)
+                if r[1] == "":
+                    if r[11] is not None:
+                        peaks[(t, str(r[2]))] = max(peaks.get((t, str(r[2])), 0), int(r[11]))
                     continue
-                cells.setdefault(t, Cell()).merge(cell)
+                cell = cells.get(t)
+                (cell if cell is not None else cells.setdefault(t, Cell())).add_row(r[3:])
         backlog: dict[int, int] = {}
         if handler is None:
             for (t, _), n in peaks.items():

@@ -39,7 +39,7 @@ def _merge_stored(txn: Moves, folded: Cells) -> Plan[None]:
         for r in (yield from sql.existing(txn, step, min(times), max(times))):
             mine = folded.get((step, int(r[0]), str(r[1]), str(r[2])))
             if mine is not None:
-                mine.merge(Cell.of(r[3:]))
+                mine.add_row(r[3:])
 
 
 def roll_up(txn: Moves, now: float, grace: float) -> Plan[dict[int, int]]:
@@ -56,7 +56,7 @@ def roll_up(txn: Moves, now: float, grace: float) -> Plan[dict[int, int]]:
         folded: Cells = {}
         for r in (yield from sql.read(txn, finer, start, upto, "*", "*")):
             key = (step, floor(int(r[0]), step), str(r[1]), str(r[2]))
-            folded.setdefault(key, Cell()).merge(Cell.of(r[3:]))
+            folded.setdefault(key, Cell()).add_row(r[3:])
         yield from sql.upsert(txn, {k: c.columns() for k, c in folded.items()})
         yield from sql.set_mark(txn, step, upto)
         marks[step] = upto
