@@ -43,6 +43,7 @@ from console.cluster.state import Cluster
 from console.commands import ActionsProvider
 from console.demo import DemoPipeline
 from console.help_groups import help_groups
+from console.history_keys import HistoryKeys
 from console.keys import CHANGES_ENGINE, DASHBOARD_KEYS, DASHBOARD_ONLY
 from console.layout import Layout
 from console.mark_keys import MarkKeys
@@ -68,7 +69,6 @@ from console.screens.quit import QuitChoice, QuitScreen
 from console.screens.schedules import SchedulesScreen
 from console.screens.stack import dashboard_shows
 from console.screens.task_detail import TaskDetailScreen
-from console.screens.trends import TrendsScreen
 from console.steering.attached import AttachedSteering
 from console.steering.base import PanelKind, Steering
 from console.steering.local import LocalSteering
@@ -77,7 +77,7 @@ from console.stop_signals import StopSignals, exit_at_once
 from engine import Engine, TaskState
 
 
-class ConsoleApp(App[int]):
+class ConsoleApp(HistoryKeys):
     """The live operations console for one engine."""
 
     CSS_PATH = Path(__file__).with_name("console.tcss")
@@ -428,9 +428,6 @@ class ConsoleApp(App[int]):
 
     def action_audit(self) -> None:
         self.push_screen(AuditScreen(self.engine, self.now))
-
-    def action_trends(self) -> None:
-        self.push_screen(TrendsScreen(self.engine, self.now))
 
     def action_operations(self) -> None:
         self.push_screen(OperationsScreen(self.engine, self.now))

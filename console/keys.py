@@ -19,6 +19,7 @@ CHANGES_ENGINE = frozenset(
 #: Actions on the dashboard's panels: off (and out of the footer) on other screens.
 DASHBOARD_ONLY = CHANGES_ENGINE | {
     "filter", "clear_filter", "show_state", "mark", "mark_view", "mark_all", "freeze", "view",
+    "throughput_hour",
 }  # fmt: skip
 PRIORITY_KEYS = Binding.Group("Priority", compact=True)
 POOL_KEYS = Binding.Group("Workers", compact=True)
@@ -132,6 +133,13 @@ DASHBOARD_KEYS: list[BindingType] = [
         "Freeze",
         show=False,
         tooltip="Freeze the queue table to read it (title: FROZEN); z again resumes",
+    ),
+    Binding(
+        "h",
+        "throughput_hour",
+        "Last hour",
+        show=False,
+        tooltip="Throughput chart: the last 30 s (live) or the last hour (from the history)",
     ),
     Binding(
         "g",

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from console.app import ConsoleApp
 from console.history_seed import HANDLERS, seed_history
+from console.panels.throughput import ThroughputPanel
 from console.screens.trends import TrendsScreen
 
-from .console_helpers import build_engine, screen_text, settle, started, until
+from .console_helpers import build_engine, screen_text, settle, started, text_of, until
 
 
 async def test_trends_switch_span_handler_and_queue_and_fit_at_80x24(db_path: Path) -> None:
@@ -57,4 +58,32 @@ async def test_an_empty_history_says_how_it_fills(db_path: Path) -> None:
         await pilot.press("T")
         await settle(pilot)
         await until(pilot, lambda: "No history yet" in screen_text(app))
+    await engine.stop(grace=0)
+
+
+async def test_h_shows_the_last_hour_in_the_throughput_chart_and_back(db_path: Path) -> None:
+    await seed_history(db_path, time.time(), hours=1)
+    engine = build_engine(db_path)
+    app = ConsoleApp(engine)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        panel = app.dashboard.query_one(ThroughputPanel)
+        await pilot.press("h")
+        await until(pilot, lambda: sum(p.successes for p in panel.hour) > 0)
+        await until(pilot, lambda: "last hour" in str(panel.border_title))
+
+        # the chart's columns: minutes, up to now (the app's tick repaints the panel)
+        def drawn() -> bool:
+            app.refresh_tick()
+            return any(c in text_of(panel).split("└")[0] for c in "▁▂▃▄▅▆▇█")
+
+        await until(pilot, drawn)
+        assert "m" in text_of(panel).split("└")[1].split("now")[0] and "/min" in text_of(panel)
+        await pilot.press("h")
+
+        def live() -> bool:
+            app.refresh_tick()
+            return "last hour" not in str(panel.border_title) and "/s" in text_of(panel)
+
+        await until(pilot, live)
     await engine.stop(grace=0)
