@@ -44,6 +44,7 @@ CLAIM = (
 )
 HOLDER = "SELECT node, expires_at FROM leases WHERE name = ?"
 
+CHUNK = 1000  # rows a statement (13 arguments each)
 Row = tuple[Any, ...]  # (t, handler, queue, *columns)
 Folded = Mapping[tuple[int, int, str, str], tuple[Any, ...]]  # (step, t, h, q) -> columns
 
@@ -73,12 +74,14 @@ def existing(txn: Moves, step: int, first: int, last: int) -> Plan[list[Row]]:
 
 
 def upsert(txn: Moves, cells: Folded) -> Plan[None]:
-    """Write these rows (replacing what is stored under the same key), one statement."""
-    if not cells:
-        return
+    """Write these rows (replacing what is stored under the same key), one statement
+    per :data:`CHUNK` rows (PostgreSQL takes at most 32,767 arguments a statement)."""
     places = "(" + ", ".join("?" * (4 + len(_NAMES))) + ")"
-    args = [v for key, cols in sorted(cells.items()) for v in (*key, *cols)]
-    yield run(UPSERT_HEAD + ", ".join([places] * len(cells)) + UPSERT_TAIL, *args)
+    items = sorted(cells.items())
+    for first in range(0, len(items), CHUNK):
+        chunk = items[first : first + CHUNK]
+        args = [v for key, cols in chunk for v in (*key, *cols)]
+        yield run(UPSERT_HEAD + ", ".join([places] * len(chunk)) + UPSERT_TAIL, *args)
 
 
 @reads_only
