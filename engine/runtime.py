@@ -272,6 +272,10 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self.service_tasks, *state.background, return_exceptions=True)
         self.service_tasks = []
+        try:
+            await self.history.flush(everything=True)  # the minutes not written yet
+        except Exception as exc:  # the store may be what is failing
+            log.warning("the last minutes of metrics history were not written: %s", exc)
         if state.node_keeper is not None and state.node_keeper.joined:
             await mark_stopped(self._store, self._node, deadline)
         await self._store.close()

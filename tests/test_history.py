@@ -200,3 +200,21 @@ def test_histograms_merge_by_adding_counts() -> None:
     assert hist.percentile(hist.empty(), 0.5) is None and hist.encode(hist.empty()) == ""
     for bad in ("x:1", "3:-1", "60:1", "2:1,x", ":"):
         assert hist.decode(bad) == hist.empty()
+
+
+async def test_a_stopping_engine_writes_the_minute_going_on(db_path: Path) -> None:
+    # Given attempts recorded in a minute that has not ended
+    clock = Clock(T0 + 10)
+    engine = history_engine(db_path, clock)
+    await engine.start()
+    for _ in range(3):
+        engine.history.recorder.finished("a", "q", 0.1, "succeeded", False)
+    # When the engine stops, then they are in the store for the next engine to read
+    await engine.stop(grace=0)
+    again = history_engine(db_path, clock)
+    await again.start()
+    try:
+        [point] = await again.history.trends(handler="a", since=1, step=60)
+        assert (point.t, point.runs, point.successes) == (T0, 3, 3)
+    finally:
+        await again.stop(grace=0)

@@ -144,9 +144,12 @@ class History:
         self.forgotten: dict[int, int] = {}  #: rows the last prune deleted, per step
 
     # -- writing ---------------------------------------------------------------------
-    async def flush(self) -> int:
-        """Add this node's ended minutes to the store; returns the rows written."""
-        closed = self.recorder.take_closed(self._clock())
+    async def flush(self, everything: bool = False) -> int:
+        """Add this node's ended minutes to the store (``everything``: the minute going
+        on too, as the engine stops; the rest of it adds up later); returns the rows
+        written."""
+        now = self._clock()
+        closed = self.recorder.take_closed(now + MINUTE if everything else now)
         if not closed:
             return 0
         try:
@@ -166,7 +169,7 @@ class History:
             return False
         now = self._clock()
         minute = floor(now, MINUTE)
-        depths = {(minute, "", q): Cell(backlog=n) for q, n in self._depths().items()}
+        depths = {(minute, "", q): Cell(backlog=n) for q, n in self._depths().items() if n}
         await self._store.run_plan(partial(add, cells=depths))
         await self._store.run_plan(partial(roll_up, now=now, grace=GRACE))
         s = self._settings()
@@ -233,7 +236,7 @@ class History:
             )
         cells, backlog, start, end = await self._cells(size, seconds, handler, queue)
         return [
-            _point(t, size, cells.get(t) or Cell(), backlog.get(t) if handler is None else None)
+            _point(t, size, cells.get(t) or Cell(), backlog.get(t, 0) if handler is None else None)
             for t in range(start, end, size)
         ]
 
