@@ -218,3 +218,23 @@ async def test_a_stopping_engine_writes_the_minute_going_on(db_path: Path) -> No
         assert (point.t, point.runs, point.successes) == (T0, 3, 3)
     finally:
         await again.stop(grace=0)
+
+
+@BOTH_BACKENDS
+async def test_a_minute_of_1200_handler_queue_pairs_is_written_whole(store: str | Path) -> None:
+    # more rows than one statement takes (PostgreSQL: 32,767 arguments)
+    clock = Clock(T0 + 5)
+    engine = history_engine(store, clock)
+    await engine.start()
+    try:
+        for h in range(400):
+            for q in range(3):
+                engine.history.recorder.finished(f"h{h}", f"q{q}", 0.1, "succeeded", False)
+        clock.t = T0 + 61
+        assert await engine.history.flush() == 1200
+        [point, _] = await engine.history.trends(since=61, step=60)
+        assert point.runs == 1200
+        handlers, queues = await engine.history.names(since=120)
+        assert len(handlers) == 400 and queues == ["q0", "q1", "q2"]
+    finally:
+        await engine.stop(grace=0)
