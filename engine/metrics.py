@@ -7,17 +7,22 @@ append; percentiles are computed from the recent samples when a view is built
 - :class:`RollingCounter` — events (or seconds of work) in 1-second buckets.
 - :class:`Reservoir` — the most recent N samples, for percentiles.
 - :class:`TimeSeries` — one value per second over the last 10 minutes.
+- :class:`Buckets` — every value since the start in fixed buckets (for Prometheus
+  histograms: counts only grow).
 - :class:`Metrics` — what the pool and the engine feed, and :meth:`Metrics.view`.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+
+from engine.attempt_sink import AttemptSink
 
 SERIES_POINTS = 600  # 10 minutes at 1 s
 RECENT = 60.0  # "the last minute"
@@ -112,14 +117,44 @@ class TimeSeries:
         return len(self._values)
 
 
-class AttemptSink(Protocol):
-    """Where attempts are also recorded (the durable history's recorder)."""
+#: Upper bounds (seconds) of the run-time and wait-time buckets: 1 ms to 1 hour.
+BUCKET_BOUNDS = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+)  # fmt: skip
 
-    def started(self, handler: str, queue: str, wait: float) -> None: ...
 
-    def finished(
-        self, handler: str, queue: str, run_time: float, outcome: str, timeout: bool
-    ) -> None: ...
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """Cumulative counts at each of ``bounds`` (the values at or below it), with the
+    count and sum of every value; a Prometheus histogram's numbers."""
+
+    bounds: tuple[float, ...]
+    cumulative: tuple[int, ...]
+    count: int
+    sum: float
+
+
+class Buckets:
+    """Counts every value in the bucket of :data:`BUCKET_BOUNDS` it falls in; one
+    ``bisect`` per value."""
+
+    __slots__ = ("_counts", "count", "sum")
+
+    def __init__(self) -> None:
+        self._counts = [0] * (len(BUCKET_BOUNDS) + 1)  # the last: above every bound
+        self.count = 0
+        self.sum = 0.0
+
+    def add(self, value: float) -> None:
+        self._counts[bisect.bisect_left(BUCKET_BOUNDS, value)] += 1
+        self.count += 1
+        self.sum += value
+
+    def histogram(self) -> Histogram:
+        return Histogram(
+            BUCKET_BOUNDS, tuple(itertools.accumulate(self._counts[:-1])), self.count, self.sum
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -145,6 +180,8 @@ class _HandlerMetrics:
     cpu_ratios: Reservoir = field(default_factory=lambda: Reservoir(256))
     steps: Reservoir = field(default_factory=lambda: Reservoir(256))
     errors: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=256))
+    run_buckets: Buckets = field(default_factory=Buckets)
+    wait_buckets: Buckets = field(default_factory=Buckets)
 
     def __post_init__(self) -> None:
         self.busy = RollingCounter(clock=self.clock)  # seconds of work, per second
@@ -180,6 +217,9 @@ class HandlerStats:
     failures_last_minute: int
     top_error: str | None
     top_error_count: int
+    #: every attempt's run time and every start's queue wait since the engine started
+    run_histogram: Histogram | None = None
+    wait_histogram: Histogram | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +283,7 @@ class Metrics:
         #: what -> (monotonic time it started failing, the latest error): writes the
         #: store is refusing now ("claims", "completions"); cleared on the next success.
         self.store_errors: dict[str, tuple[float, str]] = {}
-        #: where attempts are also recorded for the durable history (engine.history)
-        self.recorder: AttemptSink | None = None
+        self.recorder: AttemptSink | None = None  #: the durable history's (engine.history)
 
     # -- recording (hot path) -----------------------------------------------------
     def record_store_error(self, what: str, exc: BaseException) -> None:
@@ -269,11 +308,11 @@ class Metrics:
             counter = self._arrivals[queue] = RollingCounter(horizon=120, clock=self._clock)
         counter.add(n)
 
-    def record_start(
-        self, handler: str, executor: str, wait: float, queue: str | None = None
-    ) -> None:
-        self.handler(handler, executor).waits.add(max(0.0, wait), self._clock())
-        if self.recorder is not None and queue is not None:
+    def record_start(self, handler: str, executor: str, wait: float, queue: str = "") -> None:
+        entry = self.handler(handler, executor)
+        entry.waits.add(max(0.0, wait), self._clock())
+        entry.wait_buckets.add(max(0.0, wait))
+        if self.recorder is not None and queue:
             self.recorder.started(handler, queue, max(0.0, wait))
 
     def record_attempt(
@@ -298,6 +337,7 @@ class Metrics:
         if m.run_max is None or run_time > m.run_max:
             m.run_max = run_time
         m.run_times.add(run_time, now)
+        m.run_buckets.add(run_time)
         m.busy.add(run_time, now)
         m.attempts_recent.add(1, now)
         if cpu is not None:
@@ -400,6 +440,8 @@ class Metrics:
                 failures_last_minute=int(m.failures_recent.count(RECENT)),
                 top_error=top[0][0] if top else None,
                 top_error_count=top[0][1] if top else 0,
+                run_histogram=m.run_buckets.histogram(),
+                wait_histogram=m.wait_buckets.histogram(),
             )
         return out
 

@@ -19,6 +19,7 @@ from console.cli import (
     nodes,
     queues,
     schedules,
+    serve,
     settings,
     tasks,
     trends,
@@ -62,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     trends.add_parsers(sub, common)
     bulk.add_parsers(sub, common)
     completion.add_parsers(sub, common)
+    serve.add_parsers(sub, common)
     return top
 
 
