@@ -164,10 +164,9 @@ async def test_two_engines_on_one_store_write_one_history(store: str | Path) -> 
         ids = [await engines[i % 2].enqueue("job") for i in range(20)]
         for task_id in ids:
             await engines[0].wait(task_id, timeout=10)
-        # When the minute ends and both write and both try to lead
+        # When the minute ends and both write at once and both try to lead
         clock.t = T0 + 61
-        for e in engines:
-            await e.history.flush()
+        await asyncio.gather(*(e.history.flush() for e in engines))
         leading = [await e.history.maintain() for e in engines]
         # Then the history counts each task once, and one node leads
         assert sorted(leading) == [False, True]

@@ -20,6 +20,7 @@ def add(txn: Moves, cells: Mapping[Key, Cell]) -> Plan[int]:
     already rolled up); returns the rows written."""
     if not cells:
         return 0
+    yield from sql.lock(txn)
     marks = yield from sql.marks(txn)
     folded: Cells = {}
     for (t, handler, queue), cell in cells.items():
@@ -45,6 +46,7 @@ def _merge_stored(txn: Moves, folded: Cells) -> Plan[None]:
 def roll_up(txn: Moves, now: float, grace: float) -> Plan[dict[int, int]]:
     """Roll whole minutes into hours and whole hours into days, for periods that ended
     at least ``grace`` seconds ago and were not rolled yet; returns the new marks."""
+    yield from sql.lock(txn)
     marks = yield from sql.marks(txn)
     for finer, step in ((MINUTE, HOUR), (HOUR, DAY)):
         upto = floor(now - grace, step)

@@ -43,6 +43,10 @@ CLAIM = (
     "WHERE name = ? AND (node = ? OR expires_at < ?) RETURNING node"
 )
 HOLDER = "SELECT node, expires_at FROM leases WHERE name = ?"
+#: a write to the lease row that changes nothing: on PostgreSQL it locks the row until
+#: the transaction ends, so history writers (every node's minute, the roll-up) take
+#: turns; SQLite's write transactions take turns already
+LOCK = "UPDATE leases SET node = node WHERE name = 'history'"
 
 CHUNK = 1000  # rows a statement (13 arguments each)
 Row = tuple[Any, ...]  # (t, handler, queue, *columns)
@@ -53,6 +57,12 @@ def claim(txn: Moves, name: str, node: str, ttl: float) -> Plan[bool]:
     """Take or renew the lease ``name`` for ``ttl`` seconds; True if ``node`` holds it."""
     held = yield value(CLAIM, node, txn.now + ttl, name, node, txn.now)
     return bool(held == node)
+
+
+def lock(txn: Moves) -> Plan[None]:
+    """Wait for, then hold until commit, the history's write turn (see :data:`LOCK`):
+    a read-add-write of a row must not interleave with another node's."""
+    yield run(LOCK)
 
 
 @reads_only
