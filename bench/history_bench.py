@@ -31,12 +31,13 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# the repository instead of bench/ (bench/http.py would shadow the standard library's http)
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from engine import Engine
-from engine.history.cells import Cell
-from engine.history.hist import add, empty
-from engine.store import history as sql
+from engine import Engine  # noqa: E402
+from engine.history.cells import Cell  # noqa: E402
+from engine.history.hist import add, empty  # noqa: E402
+from engine.store import history as sql  # noqa: E402
 
 HANDLERS, QUEUES = 20, 5
 T0 = 1_799_971_200  # a UTC midnight
