@@ -7,7 +7,8 @@ error, settings, a failed task's detail, the detail of a step in the middle of a
 image's chain, the schedules (after running one now and pausing another) at 160×50
 and 100×30, the failed tasks, the failure groups (F), help, the alerts (the demo's
 rules, one of them acknowledged), the audit trail (a few actions with notes, one
-refused), the bulk operations (one done with skip reasons, one in progress) and a
+refused), the trends (over a day of history seeded before the demo starts), the
+bulk operations (one done with skip reasons, one in progress) and a
 failed task's edit form; then
 three demo engines (nodes) on another store with a console attached to them
 (``console --attach``), after ``]`` on one node, at 160×50 and 100×30. Each is
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +31,7 @@ from textual.pilot import Pilot
 
 from console.app import ConsoleApp
 from console.demo import DemoPipeline, image_chain, register_demo
+from console.history_seed import seed_history
 from console.panels.nodes import NodesPanel
 from console.screens.enqueue import PayloadArea
 from console.screens.task_detail import TaskDetailScreen
@@ -55,6 +58,7 @@ SHOTS = (
     "help",
     "alerts",
     "audit",
+    "trends",
     "operations",
     "edit-form",
     "attached-160x50",
@@ -117,6 +121,7 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
     """Run the demo in a headless console and save every screen; returns the files."""
     shots: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        await seed_history(Path(tmp) / "demo.db", time.time())
         engine = Engine(Path(tmp) / "demo.db", workers=8)
         register_demo(engine)
         engine.alerts.configure(DEMO_ALERTS)
@@ -224,6 +229,7 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
             await pilot.press("escape")
             await pilot.pause(0.3)
             await audit_shot(app, engine, pilot, save)
+            await open_and_save("T", "trends", 1.0)
             await operations_shot(app, engine, pilot, save)
             if app.demo is not None:
                 await app.demo.stop()

@@ -29,6 +29,7 @@ from engine.errors import (
 from engine.events import Event, EventKind, Subscription
 from engine.failures import FailureGroup, FailureGroups
 from engine.handle import TaskHandle
+from engine.history.part import HistoryStats, TrendPoint, parse_span, parse_step
 from engine.limits import Rate, parse_rate
 from engine.model import (
     ACTIVE_STATES,
@@ -188,3 +189,6 @@ __all__ += [
     "validate_value",
     "wait_event",
 ]
+
+# The metrics history (engine.history): trends and statistics.
+__all__ += ["HistoryStats", "TrendPoint", "parse_span", "parse_step"]

@@ -28,6 +28,7 @@ from engine.edit import Editor
 from engine.enqueue import Preparer
 from engine.errors import EngineNotRunning
 from engine.events import EventBus, EventKind
+from engine.history.part import History, HistoryService
 from engine.lifecycle import StopWatch
 from engine.metrics import Metrics
 from engine.monitor import Monitor
@@ -116,6 +117,11 @@ class Runtime:
         register(name=ALERT_HANDLER, queue=ALERT_QUEUE, retries=ALERT_RETRIES, retry=RETRY)(
             self.alerts.deliver
         )
+        self.history = History(
+            store, state.current_settings, node, clock,
+            lambda: {q.name: q.depth for q in self.reads.snapshot().queues.values()},
+        )  # fmt: skip
+        metrics.recorder = self.history.recorder
         self.services: list[Service] = []
         self.service_tasks: list[asyncio.Task[None]] = []
         self._unstopped = StopWatch()  # warns if a started engine is never stopped
@@ -209,6 +215,7 @@ class Runtime:
             state.node_keeper,
             state.monitor,
             AlertService(store, settings, bus, self.alerts),
+            HistoryService(store, settings, bus, self.history, clock),
         ]
 
     async def _abort_start(self) -> None:
@@ -265,6 +272,10 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self.service_tasks, *state.background, return_exceptions=True)
         self.service_tasks = []
+        try:
+            await self.history.flush(everything=True)  # the minutes not written yet
+        except Exception as exc:  # the store may be what is failing
+            log.warning("the last minutes of metrics history were not written: %s", exc)
         if state.node_keeper is not None and state.node_keeper.joined:
             await mark_stopped(self._store, self._node, deadline)
         await self._store.close()

@@ -313,6 +313,15 @@ class Settings:
     audit_retention: float = setting(7_776_000.0, "s",
         "How long the audit trail keeps who did what (90 days by default).",
         3600.0, 315_360_000.0)
+    history_minutes: float = setting(172_800.0, "s",
+        "How long the per-minute metrics history is kept (48 h by default).",
+        3600.0, 31_536_000.0)
+    history_hours: float = setting(2_592_000.0, "s",
+        "How long the per-hour metrics history is kept (30 days by default).",
+        86_400.0, 315_360_000.0)
+    history_days: float = setting(31_536_000.0, "s",
+        "How long the per-day metrics history is kept (365 days by default).",
+        604_800.0, 3_153_600_000.0)
     alert_lease_ttl: float = setting(5.0, "s",
         "How long the node that evaluates alert rules holds its lease without "
         "renewing it; another node takes over after this.", 1.0, 300.0)

@@ -22,6 +22,7 @@ from console.cli import (
     serve,
     settings,
     tasks,
+    trends,
 )
 from console.cli.errors import EXIT_INTERRUPTED, UserError, exit_code, log, message
 from console.cli.options import add_before, merge, shared_parser
@@ -59,6 +60,7 @@ def parser() -> argparse.ArgumentParser:
     settings.add_parsers(sub, common)
     audit.add_parsers(sub, common)
     diagnose.add_parsers(sub, common)
+    trends.add_parsers(sub, common)
     bulk.add_parsers(sub, common)
     completion.add_parsers(sub, common)
     serve.add_parsers(sub, common)
