@@ -23,6 +23,7 @@ from engine.errors import (
     StoreError,
     StoreOpenError,
     TaskNotFound,
+    TaskNotRunning,
     UnclosedEngineWarning,
 )
 from engine.events import Event, EventKind, Subscription
@@ -60,6 +61,7 @@ from engine.saved_settings import SettingInfo
 from engine.settings import Settings, SettingSpec
 from engine.shutdown import StopReport
 from engine.snapshot import EngineSnapshot, Finding, QueueInfo, WorkerInfo
+from engine.stacks import StackFrame, StackTrace
 from engine.tasklog import LogLine
 from engine.why import WhyWaiting
 from engine.workers import check_workers, parse_workers
@@ -129,6 +131,8 @@ __all__ = [
     "SettingsError",
     "Signature",
     "Silence",
+    "StackFrame",
+    "StackTrace",
     "StopReport",
     "StoreError",
     "StoreOpenError",
@@ -137,6 +141,7 @@ __all__ = [
     "TaskHandle",
     "TaskId",
     "TaskNotFound",
+    "TaskNotRunning",
     "TaskPage",
     "TaskRecord",
     "TaskState",

@@ -45,6 +45,7 @@ from engine.services import ExpireHook
 from engine.settings import Settings
 from engine.shutdown import StopReport
 from engine.snapshot import EngineSnapshot
+from engine.stacks import StackTrace
 from engine.state import EngineState
 from engine.store import open_store
 from engine.workers import check_workers
@@ -443,6 +444,12 @@ class Engine:
         """Send ``set_workers`` {n}, ``pause``/``resume`` {queue}, ``update_settings`` or
         ``stop_task`` {task_id} to one node or every node (``"*"``); returns its id."""
         return await self._nodes.send_command(action, args, node=node)
+
+    async def stack(self, task_id: str | int) -> StackTrace:
+        """The live stack of a running task's handler (here or on another node of the
+        store): handler frames first, engine frames folded. ``TaskNotFound`` for an
+        unknown id, ``TaskNotRunning`` for a task that is not running."""
+        return await self._runtime.stacks.stack(task_id)
 
     async def command_results(self, command_id: int) -> list[CommandResult]:
         """What each node did with a command so far (``LookupError``: not a command id)."""

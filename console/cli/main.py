@@ -20,6 +20,7 @@ from console.cli import (
     queues,
     schedules,
     settings,
+    stack,
     tasks,
 )
 from console.cli.errors import EXIT_INTERRUPTED, UserError, exit_code, log, message
@@ -51,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
     interactive.add_parsers(sub, common)
     tasks.add_parsers(sub, common)
     logs.add_parsers(sub, common)
+    stack.add_parsers(sub, common)
     schedules.add_parsers(sub, common)
     queues.add_parsers(sub, common)
     nodes.add_parsers(sub, common)
