@@ -45,7 +45,6 @@ from engine.services import ExpireHook
 from engine.settings import Settings
 from engine.shutdown import StopReport
 from engine.snapshot import EngineSnapshot
-from engine.stacks import StackTrace
 from engine.state import EngineState
 from engine.store import open_store
 from engine.workers import check_workers
@@ -104,6 +103,7 @@ class Engine:
         self.diagnose = runtime.diagnose  #: why(), failures() (engine.diagnose.Diagnose)
         self.ops = runtime.ops  #: bulk operations: start, get, list, abort, wait (engine.ops)
         self.logs = runtime.task_logs.lines  #: ``await engine.logs(id, after=None)``: log lines
+        self.stack = runtime.stacks.stack  #: ``await engine.stack(id)``: a running task's stack
         self.task(
             name=webhook.WEBHOOK_HANDLER, queue=webhook.WEBHOOK_QUEUE,
             retries=webhook.WEBHOOK_RETRIES, retry=webhook.RETRY,
@@ -444,12 +444,6 @@ class Engine:
         """Send ``set_workers`` {n}, ``pause``/``resume`` {queue}, ``update_settings`` or
         ``stop_task`` {task_id} to one node or every node (``"*"``); returns its id."""
         return await self._nodes.send_command(action, args, node=node)
-
-    async def stack(self, task_id: str | int) -> StackTrace:
-        """The live stack of a running task's handler (here or on another node of the
-        store): handler frames first, engine frames folded. ``TaskNotFound`` for an
-        unknown id, ``TaskNotRunning`` for a task that is not running."""
-        return await self._runtime.stacks.stack(task_id)
 
     async def command_results(self, command_id: int) -> list[CommandResult]:
         """What each node did with a command so far (``LookupError``: not a command id)."""

@@ -207,6 +207,7 @@ class Runtime:
             set_workers=self.commands.resize,
             handler_queues=lambda: {h.name: h.queue for h in state.registry},
             sampler=self._sampler,
+            stack=self.stacks.local,
         )
         return [
             state.scheduler,

@@ -43,3 +43,10 @@ def app() -> Engine:
     )
     engine.task(name="wait", executor="process")(process_waiter)
     return engine
+
+
+async def maybe_stuck(stick: bool = False) -> str:
+    """Returns at once, or (``stick``) never: it hangs on one line."""
+    if stick:
+        await asyncio.Event().wait()  # STUCK HERE
+    return "done"
