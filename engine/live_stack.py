@@ -55,8 +55,8 @@ class Stacks:
         owner = (record.worker or "").split("/", 1)[0]
         if record.state != TaskState.RUNNING or not owner:
             raise TaskNotRunning(
-                f"task {tid} is {record.state.value}, not running: only a running task "
-                "has a live stack"
+                f"task {tid} is not running (it is {record.state.value}): only a running "
+                "task has a live stack"
             )
         if owner == self._node:  # it finished (or moved) in between
             raise TaskNotRunning(f"task {tid} is no longer running here (it just ended)")

@@ -82,7 +82,7 @@ async def test_a_task_not_running_and_an_unknown_id_are_refused(
     async with engine:
         engine.task(name="later")(stack_handlers.async_waiter)
         task_id = await engine.enqueue("later", {})
-        with pytest.raises(TaskNotRunning, match=r"task \d+ is queued, not running"):
+        with pytest.raises(TaskNotRunning, match=r"task \d+ is not running \(it is queued\)"):
             await engine.stack(task_id)
         with pytest.raises(TaskNotFound):
             await engine.stack(999_999)
@@ -126,7 +126,7 @@ async def test_the_stack_of_a_task_on_another_node(db_path: Path) -> None:
             # A finished task: one clear line, exit 1
             gone = await asyncio.to_thread(taskdeck, "--store", store, "stack", task_id)
             assert gone.returncode == 1
-            assert "is cancelled, not running" in gone.stderr
+            assert "is not running (it is cancelled)" in gone.stderr
             assert "Traceback" not in gone.stderr
     finally:
         node.terminate()
