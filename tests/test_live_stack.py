@@ -101,9 +101,10 @@ def start_node(store: str, name: str) -> subprocess.Popen[str]:
     )
 
 
-async def test_the_stack_of_a_task_on_another_node(db_path: Path) -> None:
+async def test_the_stack_of_a_task_on_another_node(store_url: str) -> None:
     # Given a node process running a process handler that waits, on a shared store
-    store = f"sqlite:///{db_path}"
+    # (a SQLite file, then PostgreSQL)
+    store = store_url
     node = start_node(store, "node-a")
     marker = "PROCESS WAITS HERE"
     try:
