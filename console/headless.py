@@ -19,6 +19,7 @@ from typing import TextIO
 
 from console.demo import DemoPipeline
 from console.format import busy_of
+from console.http import HttpServer
 from console.log_format import JsonFormatter
 from console.status_out import StatusOut
 from console.stop_signals import StopSignals, exit_at_once
@@ -70,9 +71,12 @@ async def run_headless(
     demo_rate: float = 3.0,
     out: TextIO = sys.stdout,
     log_json: bool = False,
+    http: HttpServer | None = None,
 ) -> int:
     """Run until SIGINT/SIGTERM; returns the process exit code. ``log_json``: the
-    notices on stderr (started, stopping, stopped) are JSON log lines too."""
+    notices on stderr (started, stopping, stopped) are JSON log lines too. ``http``:
+    serve it (metrics, health, the JSON API) from the start (/ready: 503 until it
+    runs); its writes are recorded as the API's."""
     say = partial(notice, node=engine.node if log_json else None)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -89,6 +93,9 @@ async def run_headless(
     signals.install(loop)
     pipeline = DemoPipeline(engine, rate=demo_rate) if demo else None
     status = StatusOut(out, json_lines)  # a reader that falls behind never blocks the loop
+    if http is not None:
+        await http.start()
+        engine.audit.act_as("api")
     try:
         if workers is not None:
             await engine.set_workers(workers)
@@ -97,6 +104,8 @@ async def run_headless(
             f"taskdeck {engine.node}: {engine.worker_count} workers on {engine.store_url}"
             f"{' (encrypted)' if engine.encrypted else ''}; Ctrl-C to stop"
         )
+        if http is not None:
+            say(f"taskdeck {engine.node}: {http.describe()}")
         if pipeline is not None:
             pipeline.start()
         while not stop.is_set():
@@ -104,9 +113,13 @@ async def run_headless(
             status.write(status_json(snap) if json_lines else status_line(snap))
             await wait_event(stop, interval)
     finally:
+        if http is not None:
+            http.stopping = True
         if pipeline is not None:
             await pipeline.stop()
         report = await engine.stop()
+        if http is not None:
+            await asyncio.to_thread(http.stop)
         signals.remove(loop)
         await asyncio.to_thread(status.close)
     say(f"stopped; {report.describe()}")

@@ -8,6 +8,7 @@ from engine.alerts.rules import MEASURES, RuleError, parse_duration, parse_rule
 from engine.audit import AuditEntry, check_note
 from engine.codec import MAX_JSON_DEPTH, generate_key
 from engine.config import Config, load_config
+from engine.config_file import check_http_tokens
 from engine.context import TaskContext, current_task
 from engine.core import Engine
 from engine.errors import (
@@ -153,6 +154,7 @@ __all__ = [
     "WorkflowStep",
     "alert_config",
     "chain",
+    "check_http_tokens",
     "check_workers",
     "current_task",
     "generate_key",

@@ -10,8 +10,9 @@ The file is the one given (``load_config(path)``, ``--config FILE``), else the o
 ``TASKDECK_CONFIG``, else ``taskdeck.toml`` in the working directory when there is
 one. Its ``[engine]`` table holds settings by the names, units and bounds of
 :class:`~engine.settings.Settings` (and ``store``, the store's URL or path); its
-``[alerts]`` table is kept as it is (:attr:`Config.alerts`); any other table is
-refused. Everything is checked before anything starts: :class:`ConfigError` has a
+``[alerts]`` table is kept as it is (:attr:`Config.alerts`); its ``[http]`` table
+holds the HTTP endpoint's tokens (:attr:`Config.http`); any other table is refused.
+Everything is checked before anything starts: :class:`ConfigError` has a
 line per bad entry, each with the file and line (or the variable, or the flag) and
 what is allowed.
 """
@@ -46,7 +47,7 @@ class Config:
     ``path``: the file read (None: none); ``file``, ``env``, ``flags``: the settings
     each layer gives; ``store``: the store from ``TASKDECK_STORE`` or the file's
     ``[engine] store`` (None: neither); ``alerts``: the file's ``[alerts]`` table, as
-    written."""
+    written; ``http``: the file's ``[http]`` tokens (``read_tokens``, ``write_tokens``)."""
 
     path: Path | None = None
     file: Mapping[str, Any] = field(default_factory=dict)
@@ -54,6 +55,7 @@ class Config:
     flags: Mapping[str, Any] = field(default_factory=dict)
     store: str | None = None
     alerts: Mapping[str, Any] = field(default_factory=dict)
+    http: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def layers(self) -> tuple[Layer, ...]:
         """``(source, values)`` pairs, lowest first."""
@@ -166,6 +168,7 @@ def load_config(
         flags=flag_values,
         store=env.get(STORE_ENV, "").strip() or (content.store if content else None),
         alerts=content.alerts if content else {},
+        http=content.http if content else {},
     )
     if not problems:
         _cross_check(config, lines, problems)

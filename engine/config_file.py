@@ -19,8 +19,13 @@ from engine.alerts.config import AlertConfigError, alert_config
 from engine.errors import SettingsError
 from engine.settings import SPEC_BY_NAME, parse_text, suggest, validate_value
 
-#: The top-level tables of the file; ``[alerts]`` is kept as it is, for the alerts.
-TABLES = ("engine", "alerts")
+#: The top-level tables of the file; ``[alerts]`` is kept as it is, for the alerts;
+#: ``[http]`` holds the HTTP endpoint's tokens (``taskdeck serve``).
+TABLES = ("engine", "alerts", "http")
+#: ``[http]`` keys: the bearer tokens of each scope (a write token may read too).
+HTTP_KEYS = ("read_tokens", "write_tokens")
+#: The shortest token taken: a short one can be guessed.
+MIN_TOKEN_LENGTH = 16
 #: ``[engine]`` keys that are not settings.
 ENGINE_KEYS = ("store",)
 
@@ -68,12 +73,36 @@ class KeyLines:
 
 @dataclass
 class FileContent:
-    """What a valid file holds: ``[engine]`` settings (checked values), its ``store``
-    and the raw ``[alerts]`` table."""
+    """What a valid file holds: ``[engine]`` settings (checked values), its ``store``,
+    the raw ``[alerts]`` table and the ``[http]`` tokens by key."""
 
     settings: dict[str, Any] = field(default_factory=dict)
     store: str | None = None
     alerts: dict[str, Any] = field(default_factory=dict)
+    http: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def check_http_tokens(value: object) -> tuple[str, ...]:
+    """Bearer tokens as a list of texts (``[http] read_tokens``, or the comma-separated
+    ``TASKDECK_HTTP_READ_TOKENS``): each at least :data:`MIN_TOKEN_LENGTH` printable
+    ASCII characters without spaces or commas; ``ValueError`` says which is not."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list | tuple):
+        raise ValueError(f'must be a list of tokens, e.g. ["…"]; got {type(value).__name__}')
+    tokens = []
+    for number, token in enumerate(value, 1):
+        if not isinstance(token, str):
+            raise ValueError(f"token {number} must be text; got {type(token).__name__}")
+        bad = next((c for c in token if not (c.isascii() and c.isprintable()) or c in " ,"), None)
+        if bad is not None or len(token) < MIN_TOKEN_LENGTH:
+            why = f"holds {bad!r}" if bad is not None else f"has {len(token)} characters"
+            raise ValueError(
+                f"token {number} {why}; a token is at least {MIN_TOKEN_LENGTH} printable "
+                "ASCII characters without spaces or commas (e.g. from: openssl rand -hex 24)"
+            )
+        tokens.append(token)
+    return tuple(tokens)
 
 
 class FileCheck:
@@ -146,6 +175,8 @@ class FileCheck:
             elif name == "alerts":
                 self._alerts(value)
                 content.alerts = dict(value)
+            elif name == "http":
+                self._http(value, content)
             else:
                 self._engine(value, content)
         return content
@@ -162,6 +193,19 @@ class FileCheck:
                     path = path[:-1]
                 place = f"{self.where(*path)}: [alerts]"
                 self.problems[place] = "; ".join(filter(None, (self.problems.get(place), problem)))
+
+    def _http(self, table: Mapping[str, Any], content: FileContent) -> None:
+        for name, value in table.items():
+            if name not in HTTP_KEYS:
+                close = suggest(name, list(HTTP_KEYS))
+                self.bad(
+                    ("http", name), f"unknown key{close or '; allowed: ' + ', '.join(HTTP_KEYS)}"
+                )
+                continue
+            try:
+                content.http[name] = check_http_tokens(value)
+            except ValueError as exc:
+                self.bad(("http", name), str(exc))
 
     def _engine(self, table: Mapping[str, Any], content: FileContent) -> None:
         for name, value in table.items():

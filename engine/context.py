@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import math
 import threading
 import time
@@ -45,6 +46,18 @@ def log_line(logger: str, message: str) -> tuple[str, int]:
         message = message[:half] + cut + message[-half:]
     encoded = message.encode("utf-8", "replace")
     return encoded.decode("utf-8"), len(encoded) + len(logger) + 16
+
+
+def record_text(record: logging.LogRecord) -> str:
+    """A logging record's message as a task log keeps it: formatted (a bad format
+    string keeps what was given) and with its traceback, if it has one."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string: keep what was given
+        message = str(record.msg)
+    if record.exc_info and record.exc_info[0] is not None:
+        message = f"{message}\n{logging.Formatter().formatException(record.exc_info)}"
+    return message
 
 
 class TaskContext:

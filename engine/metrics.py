@@ -7,11 +7,15 @@ append; percentiles are computed from the recent samples when a view is built
 - :class:`RollingCounter` — events (or seconds of work) in 1-second buckets.
 - :class:`Reservoir` — the most recent N samples, for percentiles.
 - :class:`TimeSeries` — one value per second over the last 10 minutes.
+- :class:`Buckets` — every value since the start in fixed buckets (for Prometheus
+  histograms: counts only grow).
 - :class:`Metrics` — what the pool and the engine feed, and :meth:`Metrics.view`.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import time
 from collections import Counter, deque
@@ -111,6 +115,46 @@ class TimeSeries:
         return len(self._values)
 
 
+#: Upper bounds (seconds) of the run-time and wait-time buckets: 1 ms to 1 hour.
+BUCKET_BOUNDS = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """Cumulative counts at each of ``bounds`` (the values at or below it), with the
+    count and sum of every value; a Prometheus histogram's numbers."""
+
+    bounds: tuple[float, ...]
+    cumulative: tuple[int, ...]
+    count: int
+    sum: float
+
+
+class Buckets:
+    """Counts every value in the bucket of :data:`BUCKET_BOUNDS` it falls in; one
+    ``bisect`` per value."""
+
+    __slots__ = ("_counts", "count", "sum")
+
+    def __init__(self) -> None:
+        self._counts = [0] * (len(BUCKET_BOUNDS) + 1)  # the last: above every bound
+        self.count = 0
+        self.sum = 0.0
+
+    def add(self, value: float) -> None:
+        self._counts[bisect.bisect_left(BUCKET_BOUNDS, value)] += 1
+        self.count += 1
+        self.sum += value
+
+    def histogram(self) -> Histogram:
+        return Histogram(
+            BUCKET_BOUNDS, tuple(itertools.accumulate(self._counts[:-1])), self.count, self.sum
+        )
+
+
 # ---------------------------------------------------------------------------
 # What the pool records
 
@@ -134,6 +178,8 @@ class _HandlerMetrics:
     cpu_ratios: Reservoir = field(default_factory=lambda: Reservoir(256))
     steps: Reservoir = field(default_factory=lambda: Reservoir(256))
     errors: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=256))
+    run_buckets: Buckets = field(default_factory=Buckets)
+    wait_buckets: Buckets = field(default_factory=Buckets)
 
     def __post_init__(self) -> None:
         self.busy = RollingCounter(clock=self.clock)  # seconds of work, per second
@@ -169,6 +215,9 @@ class HandlerStats:
     failures_last_minute: int
     top_error: str | None
     top_error_count: int
+    #: every attempt's run time and every start's queue wait since the engine started
+    run_histogram: Histogram | None = None
+    wait_histogram: Histogram | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +306,9 @@ class Metrics:
         counter.add(n)
 
     def record_start(self, handler: str, executor: str, wait: float) -> None:
-        self.handler(handler, executor).waits.add(max(0.0, wait), self._clock())
+        entry = self.handler(handler, executor)
+        entry.waits.add(max(0.0, wait), self._clock())
+        entry.wait_buckets.add(max(0.0, wait))
 
     def record_attempt(
         self,
@@ -281,6 +332,7 @@ class Metrics:
         if m.run_max is None or run_time > m.run_max:
             m.run_max = run_time
         m.run_times.add(run_time, now)
+        m.run_buckets.add(run_time)
         m.busy.add(run_time, now)
         m.attempts_recent.add(1, now)
         if cpu is not None:
@@ -380,6 +432,8 @@ class Metrics:
                 failures_last_minute=int(m.failures_recent.count(RECENT)),
                 top_error=top[0][0] if top else None,
                 top_error_count=top[0][1] if top else 0,
+                run_histogram=m.run_buckets.histogram(),
+                wait_histogram=m.wait_buckets.histogram(),
             )
         return out
 

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 ENV_PREFIX = "TASKDECK_"
 #: Environment variables with our prefix that belong to the CLI, not to Settings.
 CLI_ENV = frozenset({"KEY", "KEY_FILE", "STORE", "APP", "WORKERS", "CONFIG"})
+CLI_ENV |= {"HTTP_READ_TOKENS", "HTTP_WRITE_TOKENS"}  # the HTTP endpoint's tokens
 
 
 @dataclass(frozen=True)

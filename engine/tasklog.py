@@ -135,13 +135,7 @@ class _Capture(logging.Handler):
         ctx = context.bound()
         sink = None if ctx is None else ctx._logs
         if isinstance(sink, LogBuffer) and sink.owner is self._owner:
-            try:
-                message = record.getMessage()
-            except Exception:  # a bad format string: keep what was given
-                message = str(record.msg)
-            if record.exc_info and record.exc_info[0] is not None:
-                message = f"{message}\n{logging.Formatter().formatException(record.exc_info)}"
-            sink.add(record.created, record.levelno, record.name, message)
+            sink.add(record.created, record.levelno, record.name, context.record_text(record))
         elif self._forward and (last := logging.lastResort) and record.levelno >= last.level:
             last.handle(record)
 

@@ -99,7 +99,7 @@ def test_the_file_is_found_by_flag_variable_or_working_directory(
         (
             "[engine]\nresult_ttl = 5\n\n[metrics]\nport = 9000\n",
             ":4: [metrics]",
-            "unknown table; allowed: [engine], [alerts]",
+            "unknown table; allowed: [engine], [alerts], [http]",
         ),
         # a setting outside [engine]
         ("lease_ttl = 30\n", ":1: lease_ttl", "a setting outside any table: put it under [engine]"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shlex
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -51,12 +52,39 @@ def test_the_readme_shows_every_command() -> None:
     assert shown >= {
         "console", "run", "enqueue", "status", "tasks", "show", "cancel", "retry",
         "schedules", "schedule", "workflow", "nodes", "node", "screenshot", "settings",
+        "serve",
     }  # fmt: skip
+
+
+def serve_shown(args: list[str], home: Path) -> None:
+    """``taskdeck serve`` as written (on a free port): until it says where it serves,
+    then SIGTERM; it must exit 0."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    args = list(args)
+    if "--port" in args:
+        args[args.index("--port") + 1] = port
+    else:
+        args += ["--port", port]
+    server = subprocess.Popen(
+        [*COMMAND, *args], cwd=home, env=cli_env(), stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert server.stderr is not None
+    first = server.stderr.readline()
+    server.send_signal(signal.SIGTERM)
+    _, err = server.communicate(timeout=60)
+    assert "HTTP on" in first and server.returncode == 0, (args, first + err)
 
 
 def run_shown(args: list[str], home: Path) -> None:
     """One command as written: exit code 0 and no traceback (the console on a terminal,
-    until it has drawn the dashboard; then SIGTERM, and it must drain and exit 0)."""
+    until it has drawn the dashboard; then SIGTERM, and it must drain and exit 0;
+    ``serve`` until it listens, then SIGTERM)."""
+    if args[:1] == ["serve"]:
+        serve_shown(args, home)
+        return
     if is_console(args):
         term = Terminal(args, home)
         try:

@@ -28,6 +28,9 @@ from .console_helpers import until as shown
 from .pg_fixtures import sql
 
 ALERT_TABLES = ("alerts", "alert_events", "alert_silences", "alert_leader", "audit")
+#: Tables and columns later versions add (dropped to make an older store).
+LATER_TABLES = (*ALERT_TABLES, "saved_settings", "task_logs", "operations")
+LATER_COLUMNS = ("trace_context",)
 
 #: A line of the queue table: "│ 12       images.x        images …"
 ROW = re.compile(r"│ [● ]? *\d+ +images\.\w+ +images ")
@@ -100,9 +103,11 @@ async def test_a_store_from_before_the_handlers_column_opens(db_path: Path) -> N
         pass  # creates the store
     with sqlite3.connect(db_path) as conn:  # what a version-3 store has: no later tables
         conn.execute("ALTER TABLE nodes DROP COLUMN handlers")
-        for table in ALERT_TABLES:  # added by a later version
+        conn.execute("DROP TRIGGER task_logs_gone")
+        for table in LATER_TABLES:  # added by a later version
             conn.execute(f"DROP TABLE {table}")
-        conn.execute("DROP TABLE saved_settings")
+        for column in LATER_COLUMNS:
+            conn.execute(f"ALTER TABLE tasks DROP COLUMN {column}")
         conn.execute("PRAGMA user_version = 3")
         conn.execute(
             "INSERT INTO nodes (id, host, pid, version, started_at, last_seen, state, workers, "
@@ -125,9 +130,11 @@ async def test_a_postgres_store_from_before_the_handlers_column_opens(pg_url: st
     async with first:
         pass
     await sql(pg_url, "ALTER TABLE nodes DROP COLUMN handlers")
-    for table in ALERT_TABLES:  # added by a later version
-        await sql(pg_url, f"DROP TABLE {table}")
-    await sql(pg_url, "DROP TABLE saved_settings")  # what a version-2 schema has
+    for table in LATER_TABLES:  # added by a later version: what a version-2 schema has
+        await sql(pg_url, f"DROP TABLE {table} CASCADE")
+    await sql(pg_url, "DROP FUNCTION task_logs_gone() CASCADE")
+    for column in LATER_COLUMNS:
+        await sql(pg_url, f"ALTER TABLE tasks DROP COLUMN {column}")
     await sql(pg_url, "UPDATE taskdeck_meta SET value = '2' WHERE key = 'schema_version'")
     await sql(
         pg_url,

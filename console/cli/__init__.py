@@ -7,7 +7,9 @@
     taskdeck console --read-only     watches them and changes nothing (or TASKDECK_READ_ONLY=1,
                                      which refuses every command that writes)
     taskdeck run --headless          the engine as a service (status line; --json for JSON lines;
+                                     --http PORT: metrics, health and the JSON API too;
                                      --log-format json: stderr log lines as JSON objects)
+    taskdeck serve [--port 8077]     HTTP: Prometheus /metrics, /health, /ready, a JSON API
     taskdeck enqueue HANDLER [JSON]  enqueue one task; prints its id (or --payload @FILE / -)
     taskdeck status [--json]         counts per queue and state
     taskdeck tasks [--state S]       a page of tasks (no payloads: list views never show them)

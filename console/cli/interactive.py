@@ -31,6 +31,7 @@ from console.cli.common import (
 )
 from console.cli.errors import Refused, UserError
 from console.cli.options import HIDE_PAYLOADS_ENV, env_switch, number_flag
+from console.cli.serve import DEFAULT_HOST, add_run_flags, http_server
 from console.headless import run_headless
 from console.log_format import LOG_FORMATS, name_node
 from engine import Engine, sqlite_file
@@ -82,6 +83,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--refresh", type=REFRESH, default=2.0, metavar="HZ", help=argparse.SUPPRESS)
     add_view_flags(run, " (without --headless)")
+    add_run_flags(run)
     run.set_defaults(func=cmd_run)
 
     shot = sub.add_parser("screenshot", help="write console screenshots (SVG, and PNG if possible)")
@@ -220,7 +222,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UserError("--json is for run --headless (the console has no JSON output)")
         if args.log_format != "text":
             raise UserError("--log-format is for run --headless (the console shows no log)")
+        for flag, given in (("--http", args.http), ("--http-host", args.http_host),
+                            ("--stall-threshold", args.stall_threshold)):  # fmt: skip
+            if given is not None:
+                raise UserError(f"{flag} is for run --headless (the console serves no HTTP)")
         return cmd_console(args)
+    for flag, given in (
+        ("--http-host", args.http_host),
+        ("--stall-threshold", args.stall_threshold),
+    ):
+        if given is not None and args.http is None:
+            raise UserError(f"{flag} needs --http PORT (the port to serve on)")
     for flag, given in (("--read-only", args.read_only), ("--hide-payloads", args.hide_payloads)):
         if given:
             raise UserError(
@@ -232,6 +244,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else DEFAULT_WORKERS
     engine = build_engine(args, workers=workers)
     name_node(engine.node)
+    host = args.http_host or DEFAULT_HOST
+    server = None if args.http is None else http_server(args, engine, host, args.http)
     return asyncio.run(
         run_headless(
             engine,
@@ -241,6 +255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             demo=demo,
             demo_rate=args.demo_rate,
             log_json=args.log_format == "json",
+            http=server,
         )
     )
 

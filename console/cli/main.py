@@ -19,6 +19,7 @@ from console.cli import (
     nodes,
     queues,
     schedules,
+    serve,
     settings,
     stack,
     tasks,
@@ -62,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     diagnose.add_parsers(sub, common)
     bulk.add_parsers(sub, common)
     completion.add_parsers(sub, common)
+    serve.add_parsers(sub, common)
     return top
 
 

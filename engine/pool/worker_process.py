@@ -102,12 +102,7 @@ class _Capture(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         ctx = context.bound()
         if ctx is not None and ctx._logs is not None:
-            try:
-                message = record.getMessage()
-            except Exception:  # a bad format string: keep what was given
-                message = str(record.msg)
-            if record.exc_info and record.exc_info[0] is not None:
-                message = f"{message}\n{logging.Formatter().formatException(record.exc_info)}"
+            message = context.record_text(record)
             ctx._logs.add(record.created, record.levelno, record.name, message)
         elif logging.lastResort is not None and record.levelno >= logging.lastResort.level:
             logging.lastResort.handle(record)

@@ -263,7 +263,7 @@ CREATE INDEX IF NOT EXISTS task_logs_task ON task_logs (task_id, id);
 CREATE OR REPLACE FUNCTION task_logs_gone() RETURNS trigger LANGUAGE plpgsql
     SET search_path FROM CURRENT
     AS $$BEGIN DELETE FROM task_logs WHERE task_id IN (SELECT id FROM gone); RETURN NULL; END$$;
-CREATE TRIGGER task_logs_gone AFTER DELETE ON tasks
+CREATE OR REPLACE TRIGGER task_logs_gone AFTER DELETE ON tasks
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION task_logs_gone()
 """
 
