@@ -35,6 +35,12 @@ def process_waiter(seconds: float = 30.0) -> str:
     return "woke"
 
 
+async def process_async_waiter() -> str:
+    """An ``async def`` handler on the process executor: its await chain is shown."""
+    await asyncio.sleep(30)  # PROCESS ASYNC WAITS HERE
+    return "woke"
+
+
 def app() -> Engine:
     """A node (``taskdeck run --headless --app tests.stack_handlers:app``) on
     ``NODE_STORE`` named ``NODE_NAME``, with ``process_waiter`` as ``wait``."""

@@ -49,29 +49,34 @@ async def test_async_thread_and_process_stacks_show_the_waiting_line(
     make_engine: EngineFactory,
 ) -> None:
     # Given an engine running an async, a thread and a process handler, each waiting
-    engine = make_engine(workers=3)
+    engine = make_engine(workers=4)
     engine.task(name="a")(stack_handlers.async_waiter)
     engine.task(name="t", executor="thread")(stack_handlers.thread_waiter)
     engine.task(name="p", executor="process")(stack_handlers.process_waiter)
+    engine.task(name="pa", executor="process")(stack_handlers.process_async_waiter)
     stack_handlers.RELEASE.clear()
+    cases = [
+        ("a", "async", "async_waiter", "ASYNC WAITS HERE"),
+        ("t", "thread", "thread_waiter", "THREAD WAITS HERE"),
+        ("p", "process", "process_waiter", "PROCESS WAITS HERE"),
+        ("pa", "process", "process_async_waiter", "PROCESS ASYNC WAITS HERE"),
+    ]
     async with engine:
         sub = engine.events()
-        ids = [str(await engine.enqueue(name, {})) for name in ("a", "t", "p")]
-        await started(sub, 3)
+        ids = [str(await engine.enqueue(name, {})) for name, *_ in cases]
+        await started(sub, len(cases))
         # When their stacks are taken, Then each shows its handler at the waiting line
-        cases = zip(ids, ("async", "thread", "process"), strict=True)
-        for task_id, executor in cases:
-            marker = f"{executor.upper()} WAITS HERE"
+        for task_id, (_, executor, function, marker) in zip(ids, cases, strict=True):
             trace = await stack_at(engine, task_id, line_of(marker))
             assert (trace.executor, trace.node, trace.task_id) == (
                 executor,
                 engine.node,
                 int(task_id),
             )
-            assert_waits_at(trace, f"{executor}_waiter", marker)
+            assert_waits_at(trace, function, marker)
         stack_handlers.RELEASE.set()
         assert (await engine.wait(ids[1], timeout=5)).result == "released"
-        for task_id in (ids[0], ids[2]):
+        for task_id in (ids[0], ids[2], ids[3]):
             await engine.cancel(task_id)
 
 
