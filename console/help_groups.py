@@ -16,6 +16,7 @@ from console.screens.quit import QuitScreen
 from console.screens.schedules import SchedulesScreen, ScheduleTable
 from console.screens.settings import SettingsScreen
 from console.screens.task_detail import TaskDetailScreen
+from console.screens.task_stack import TaskStackScreen
 from console.screens.trends import TrendsScreen
 
 HelpGroups = list[tuple[str, list[BindingType]]]
@@ -44,5 +45,6 @@ def help_groups(first: HelpGroups, dashboard: list[BindingType]) -> HelpGroups:
         ("Enqueue form (e)", list(EnqueueScreen.BINDINGS)),
         ("Settings (s)", list(SettingsScreen.BINDINGS)),
         ("Task detail (enter)", list(TaskDetailScreen.BINDINGS)),
+        ("Live stack (K in task detail)", list(TaskStackScreen.BINDINGS)),
         ("Quit dialog (q)", list(QuitScreen.BINDINGS)),
     ]

@@ -4,12 +4,12 @@ It runs the demo on a temporary store for a few seconds (with a burst, so the qu
 has a backlog, and one image that fails for good, so there is a traceback to show),
 then saves the dashboard at 160×50 and 100×30, the enqueue form with a payload
 error, settings, a failed task's detail, the detail of a step in the middle of an
-image's chain, the schedules (after running one now and pausing another) at 160×50
-and 100×30, the failed tasks, the failure groups (F), help, the alerts (the demo's
-rules, one of them acknowledged), the audit trail (a few actions with notes, one
-refused), the trends (over a day of history seeded before the demo starts), the
-bulk operations (one done with skip reasons, one in progress) and a
-failed task's edit form; then
+image's chain, the live stack of a running task (``K`` in its detail), the
+schedules (after running one now and pausing another) at 160×50 and 100×30, the
+failed tasks, the failure groups (F), help, the alerts (the demo's rules, one of
+them acknowledged), the audit trail (a few actions with notes, one refused), the
+trends (over a day of history seeded before the demo starts), the bulk operations
+(one done with skip reasons, one in progress) and a failed task's edit form; then
 three demo engines (nodes) on another store with a console attached to them
 (``console --attach``), after ``]`` on one node, at 160×50 and 100×30. Each is
 saved as SVG and, when a renderer is installed (see ``console.svg_to_png``), as PNG.
@@ -35,6 +35,7 @@ from console.history_seed import seed_history
 from console.panels.nodes import NodesPanel
 from console.screens.enqueue import PayloadArea
 from console.screens.task_detail import TaskDetailScreen
+from console.screens.task_stack import TaskStackScreen
 from console.svg_to_png import to_png
 from engine import Engine, TaskState
 
@@ -51,6 +52,7 @@ SHOTS = (
     "settings-flow-control",
     "task-detail",
     "task-detail-chain",
+    "task-stack",
     "schedules-160x50",
     "schedules-100x30",
     "failed-tasks",
@@ -204,6 +206,8 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
             else:
                 log.warning("no chain half done yet: skipped the task-detail-chain screenshot")
 
+            await stack_shot(app, engine, pilot, save)
+
             await pilot.press("t")
             await pilot.pause(0.5)
             await pilot.press("p", "down", "n")  # pause the nightly one, run the other now
@@ -237,6 +241,30 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
             await engine.stop(grace=0)
         shots.update(await attached_shots(Path(tmp) / "cluster.db", seconds))
     return await asyncio.to_thread(write_all, out, shots)
+
+
+async def stack_shot(
+    app: ConsoleApp, engine: Engine, pilot: Pilot[Any], save: Callable[[str], None]
+) -> None:
+    """The live stack (K in task detail) of a running resize (a thread handler), or of
+    another running task; demo tasks are short, so a few are tried."""
+    for _ in range(10):
+        running = await engine.tasks(state=TaskState.RUNNING, limit=50)
+        running.sort(key=lambda t: t.handler != "images.resize")
+        if running:
+            await app.push_screen(TaskDetailScreen(engine, running[0].id))
+            await pilot.pause(0.1)
+            await pilot.press("K")
+            await pilot.pause(0.6)
+            taken = isinstance(app.screen, TaskStackScreen) and app.screen.trace is not None
+            if taken:
+                save("task-stack")
+            await pilot.press("escape", "escape")
+            await pilot.pause(0.2)
+            if taken:
+                return
+        await pilot.pause(0.2)
+    log.warning("no running task held still long enough: skipped the task-stack screenshot")
 
 
 async def attached_shots(store: Path, seconds: float) -> dict[str, str]:

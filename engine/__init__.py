@@ -24,6 +24,7 @@ from engine.errors import (
     StoreError,
     StoreOpenError,
     TaskNotFound,
+    TaskNotRunning,
     UnclosedEngineWarning,
 )
 from engine.events import Event, EventKind, Subscription
@@ -62,6 +63,7 @@ from engine.saved_settings import SettingInfo
 from engine.settings import Settings, SettingSpec
 from engine.shutdown import StopReport
 from engine.snapshot import EngineSnapshot, Finding, QueueInfo, WorkerInfo
+from engine.stacks import StackFrame, StackTrace
 from engine.tasklog import LogLine
 from engine.why import WhyWaiting
 from engine.workers import check_workers, parse_workers
@@ -131,6 +133,8 @@ __all__ = [
     "SettingsError",
     "Signature",
     "Silence",
+    "StackFrame",
+    "StackTrace",
     "StopReport",
     "StoreError",
     "StoreOpenError",
@@ -139,6 +143,7 @@ __all__ = [
     "TaskHandle",
     "TaskId",
     "TaskNotFound",
+    "TaskNotRunning",
     "TaskPage",
     "TaskRecord",
     "TaskState",

@@ -104,6 +104,7 @@ class Engine:
         self.diagnose = runtime.diagnose  #: why(), failures() (engine.diagnose.Diagnose)
         self.ops = runtime.ops  #: bulk operations: start, get, list, abort, wait (engine.ops)
         self.logs = runtime.task_logs.lines  #: ``await engine.logs(id, after=None)``: log lines
+        self.stack = runtime.stacks.stack  #: ``await engine.stack(id)``: a running task's stack
         self.task(
             name=webhook.WEBHOOK_HANDLER, queue=webhook.WEBHOOK_QUEUE,
             retries=webhook.WEBHOOK_RETRIES, retry=webhook.RETRY,

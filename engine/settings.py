@@ -297,6 +297,12 @@ class Settings:
     wait_ratio_threshold: float = setting(10.0, "×",
         "How many times longer than they run (p95) a handler's tasks may wait "
         "before it is reported (periodic handlers are not).", 1.0, 1_000_000.0)
+    stuck_factor: float = setting(5.0, "×",
+        "How many times its handler's p95 run time a task may run before its live "
+        "stack is sampled for the stuck finding; 0: never.", 0.0, 1_000_000.0)
+    stuck_samples: int = setting(3, "samples",
+        "Samples in a row (one a second) on the same line of its handler that make a "
+        "task that ran past stuck_factor × p95 stuck.", 2, 3600)
     store_latency_threshold: float = setting(0.2, "s",
         "Store transaction time (p99) above which the store is reported slow.",
         0.001, 60.0)

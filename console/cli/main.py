@@ -21,6 +21,7 @@ from console.cli import (
     schedules,
     serve,
     settings,
+    stack,
     tasks,
     trends,
 )
@@ -53,6 +54,7 @@ def parser() -> argparse.ArgumentParser:
     interactive.add_parsers(sub, common)
     tasks.add_parsers(sub, common)
     logs.add_parsers(sub, common)
+    stack.add_parsers(sub, common)
     schedules.add_parsers(sub, common)
     queues.add_parsers(sub, common)
     nodes.add_parsers(sub, common)
