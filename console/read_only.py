@@ -34,6 +34,7 @@ REFUSED: dict[str, dict[str, str]] = {
         "pause_all": "pausing everything",
     },
     "TaskDetailScreen": {"cancel_task": "cancel", "retry_task": "retry", "edit_task": "edit"},
+    "TaskStackScreen": {},  # it only looks (another node's task: see engine.stack)
     "OperationsScreen": {"abort": "aborting a bulk operation"},
     "FailedScreen": {
         "retry_one": "retry",
@@ -67,6 +68,8 @@ REFUSED: dict[str, dict[str, str]] = {
         "audit": "the audit screen (it reads the store)",
         "failures": "the failures screen (it reads the store)",
         "operations": "the operations screen (it reads the store)",
+        "trends": "the trends screen (it reads the store's history)",
+        "throughput_hour": "the last hour's chart (it reads the store's history)",
         "filter": "filtering (the recording holds the rows shown, not the store)",
     },
 }
