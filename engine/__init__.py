@@ -60,7 +60,7 @@ from engine.retry import RetryPolicy
 from engine.saved_settings import SettingInfo
 from engine.settings import Settings, SettingSpec
 from engine.shutdown import StopReport
-from engine.snapshot import EngineSnapshot, Finding, QueueInfo, WorkerInfo
+from engine.snapshot import EngineSnapshot, Finding, ProcessChild, QueueInfo, WorkerInfo
 from engine.tasklog import LogLine
 from engine.why import WhyWaiting
 from engine.workers import check_workers, parse_workers
@@ -116,6 +116,7 @@ __all__ = [
     "PayloadDecodeError",
     "PayloadError",
     "Priority",
+    "ProcessChild",
     "QueryError",
     "QueueInfo",
     "Rate",

@@ -146,6 +146,7 @@ class Monitor(Service):
                 self._unclaimable,
                 {q: per.get(TaskState.RUNNING, 0) for q, per in counts.by_queue.items()},
                 self._periodic,
+                self.pool.processes.children(),
             )
         )
         self._announce(found)

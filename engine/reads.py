@@ -275,6 +275,7 @@ class Reads:
             resource_series=monitor.history.values() if monitor else {},
             autoscale=monitor.scaler.last if monitor else None,
             all_paused=counts.all_paused,
+            process_children=pool.processes.children() if pool is not None else (),
         )
 
     def _stats(self) -> dict[str, int]:
@@ -290,6 +291,7 @@ class Reads:
                 leaked_threads=pool.threads.leaked,
                 leaked_threads_total=pool.threads.leaked_total,
                 process_children=len(pool.processes.pids()),
+                process_recycled=pool.processes.recycled,
                 started=pool.started_total,
                 claim_batches=pool.claim_batches,
                 claimed=pool.claimed_total,
