@@ -57,6 +57,7 @@ from engine.query import QueryError
 from engine.reads import TaskPage
 from engine.registry import Handler
 from engine.retry import RetryPolicy
+from engine.routes import Routes
 from engine.saved_settings import SettingInfo
 from engine.settings import Settings, SettingSpec
 from engine.shutdown import StopReport
@@ -123,6 +124,7 @@ __all__ = [
     "ReadOnlyError",
     "ResultNotSerializable",
     "RetryPolicy",
+    "Routes",
     "RuleError",
     "ScheduleInfo",
     "SettingInfo",

@@ -240,7 +240,11 @@ class Reads:
         """Counts, workers, queues, rates and settings now. Cheap: no I/O."""
         state = self._state
         counts = self._store.last_counts
-        names = set(counts.by_queue) | set(counts.paused) | {h.queue for h in state.registry}
+        names = (
+            set(counts.by_queue)
+            | set(counts.paused)
+            | set(state.registry.queues(state.settings.routes).values())
+        )
         pool, monitor = state.pool, state.monitor
         held = pool.buffered_per_queue() if pool is not None else {}
         queues = {

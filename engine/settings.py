@@ -32,6 +32,7 @@ from engine.limits import (
     LimitKind,
     LimitMap,
 )
+from engine.routes import ROUTES, Routes
 
 log = logging.getLogger(__name__)
 
@@ -342,6 +343,9 @@ class Settings:
         "Share of the workers each busy queue gets (unlisted queues weigh 1); with "
         "none, the highest priority runs first whatever its queue.",
         limit=QUEUE_WEIGHTS)
+    routes: Routes = setting(Routes(), "",
+        "Queues for handlers by name pattern, first match wins, e.g. 'reports.*=reports' "
+        "(a handler's own queue= and an enqueue's queue= beat a route).", limit=ROUTES)
     # fmt: on
 
     def __init__(self, **values: Any) -> None:

@@ -18,6 +18,7 @@ from console.cli import (
     logs,
     nodes,
     queues,
+    routes,
     schedules,
     serve,
     settings,
@@ -54,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
     logs.add_parsers(sub, common)
     schedules.add_parsers(sub, common)
     queues.add_parsers(sub, common)
+    routes.add_parsers(sub, common)
     nodes.add_parsers(sub, common)
     alerts.add_parsers(sub, common)
     settings.add_parsers(sub, common)
