@@ -459,6 +459,7 @@ def _specs() -> tuple[SettingSpec, ...]:
     specs = []
     for field in dataclasses.fields(Settings):
         kind = get_origin(hints[field.name]) or hints[field.name]
+        kind = LimitMap if issubclass(kind, LimitMap) else kind  # routes too: a map
         specs.append(SettingSpec(field.name, kind, field.default, **field.metadata))
     return tuple(specs)
 
