@@ -64,8 +64,8 @@ async def show_routes(engine: Engine, as_json: bool) -> int:
     if not table["routes"]:
         print("no routes (set them with: taskdeck settings set 'routes=reports.*=reports')")
     else:
-        width = max(len(r["pattern"]) for r in table["routes"])
-        qwidth = max(len(r["queue"]) for r in table["routes"])
+        width = max(len("PATTERN"), *(len(r["pattern"]) for r in table["routes"]))
+        qwidth = max(len("QUEUE"), *(len(r["queue"]) for r in table["routes"]))
         print(f"{'PATTERN':<{width}}  {'QUEUE':<{qwidth}}  HANDLERS")
         for rule in table["routes"]:
             caught = ", ".join(rule["handlers"]) or "–"
@@ -74,8 +74,8 @@ async def show_routes(engine: Engine, as_json: bool) -> int:
             print(f"{rule['pattern']:<{width}}  {rule['queue']:<{qwidth}}  {caught}")
     if table["handlers"]:
         print()
-        hwidth = max(len(r["handler"]) for r in table["handlers"])
-        qwidth = max(len(r["queue"]) for r in table["handlers"])
+        hwidth = max(len("HANDLER"), *(len(r["handler"]) for r in table["handlers"]))
+        qwidth = max(len("QUEUE"), *(len(r["queue"]) for r in table["handlers"]))
         print(f"{'HANDLER':<{hwidth}}  {'QUEUE':<{qwidth}}  VIA")
         for row in table["handlers"]:
             print(f"{row['handler']:<{hwidth}}  {row['queue']:<{qwidth}}  {row['via']}")
