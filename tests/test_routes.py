@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import ConfigError, Engine, Settings, SettingsError, load_config
+from engine import ConfigError, Engine, Settings, SettingsError, chain, group, load_config
 
 from .conftest import EngineFactory, taskdeck
 
@@ -21,7 +21,7 @@ def _register(engine: Engine) -> None:
     engine.task(name="reports.audit", queue="audit")(_noop)  # its own queue
 
 
-async def _noop() -> None:
+async def _noop(previous: object = None) -> None:  # a chain step can take a result
     return None
 
 
@@ -121,3 +121,17 @@ async def test_taskdeck_routes_lists_the_rules_and_what_each_catches(db_path: Pa
     }
     bad = taskdeck("routes", "--store", str(db_path), "--set", "routes=a b=cpu")
     assert bad.returncode != 0 and "route pattern 'a b' has ' '" in bad.stderr
+
+
+async def test_workflow_steps_are_routed_too(make_engine: EngineFactory) -> None:
+    engine = make_engine(workers=0, routes=ROUTES)
+    _register(engine)
+    async with engine:
+        parallel = await engine.enqueue_workflow(
+            group(("reports.weekly", {}), ("images.resize", {}), ("mail.send", {}))
+        )
+        # a later step of a chain waits for the one before: routed all the same
+        steps = await engine.enqueue_workflow(chain(("mail.send", {}), ("reports.daily", {})))
+        flows = [*parallel.steps, *steps.steps]
+        queues = [(await engine.get(step.task_id)).queue for step in flows]
+    assert queues == ["reports", "cpu", "default", "default", "urgent"]
