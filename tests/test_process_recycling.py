@@ -3,9 +3,12 @@ max_memory_per_child, without losing a task; the leak and engine memory findings
 
 from __future__ import annotations
 
+import pytest
+
 from console.panels.workers import child_line
 from engine import Engine, Finding, ProcessChild, TaskState
 from engine.memory_findings import engine_memory, leaking_children
+from engine.pool.children import ChildRecord
 from engine.resources import ChildSample, ResourceSample
 
 from . import process_handlers as ph
@@ -103,3 +106,15 @@ def test_engine_memory_over_the_limit_names_the_top_consumers() -> None:
     (found,) = engine_memory(sample, children, limit=400 * MB)
     assert "pid 21 (images.resize) 300 MB; the engine 100 MB; pid 22 (idle) 50 MB" in found.evidence
     assert list(engine_memory(sample, children, limit=500 * MB)) == []
+
+
+def test_a_child_record_says_why_it_is_replaced() -> None:
+    record = ChildRecord(7)
+    for rss in (40, 45, 50, 55):
+        record.finished("a.leaks", rss * MB)
+    assert record.growth == pytest.approx(5 * MB)
+    assert record.recycle_reason(0, 0) is None  # no limits: kept
+    assert record.recycle_reason(4, 0) == "it ran 4 tasks (max_tasks_per_child 4)"
+    assert record.recycle_reason(0, 50 * MB) == (
+        "its memory 55 MB is over max_memory_per_child 50 MB"
+    )

@@ -4,8 +4,9 @@ the handlers it ran, and when to replace it (``max_tasks_per_child``,
 
 A child's RSS is measured by the child itself after every task and sent with the
 result, so no /proc read happens on the event loop. The growth per task is the
-least-squares slope over the last :data:`LEAK_WINDOW` task boundaries (the first
-task's boundary is left out: it holds imports and warm caches, not a leak).
+least-squares slope over the last :data:`LEAK_WINDOW` task boundaries. Each point is
+the RSS *after* a task, so what the first task imported is already in the first
+point, and a warm-up that ends soon falls out of the window.
 Children replaced while growing are remembered for :data:`REMEMBER_REPLACED` seconds
 so the leak finding still names their handlers after the replacement.
 """
@@ -20,7 +21,7 @@ from engine.snapshot import ProcessChild
 
 #: Task boundaries the growth slope is fitted over.
 LEAK_WINDOW = 8
-#: Fewest boundaries (after the first task) before a growth is computed.
+#: Fewest boundaries before a growth is computed.
 LEAK_MIN_POINTS = 4
 #: How long a replaced child that was growing stays in the leak finding (seconds).
 REMEMBER_REPLACED = 600.0
@@ -58,8 +59,7 @@ class ChildRecord:
         self.handlers[handler] = None
         if rss is not None:
             self.rss = rss
-            if self.tasks > 1:
-                self.samples.append(rss)
+            self.samples.append(rss)
 
     @property
     def growth(self) -> float | None:
