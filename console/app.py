@@ -43,6 +43,7 @@ from console.cluster.state import Cluster
 from console.commands import ActionsProvider
 from console.demo import DemoPipeline
 from console.help_groups import help_groups
+from console.history_keys import HistoryKeys
 from console.keys import CHANGES_ENGINE, DASHBOARD_KEYS, DASHBOARD_ONLY
 from console.layout import Layout
 from console.mark_keys import MarkKeys
@@ -76,7 +77,7 @@ from console.stop_signals import StopSignals, exit_at_once
 from engine import Engine, TaskState
 
 
-class ConsoleApp(App[int]):
+class ConsoleApp(HistoryKeys):
     """The live operations console for one engine."""
 
     CSS_PATH = Path(__file__).with_name("console.tcss")

@@ -16,6 +16,8 @@ from console.screens.quit import QuitScreen
 from console.screens.schedules import SchedulesScreen, ScheduleTable
 from console.screens.settings import SettingsScreen
 from console.screens.task_detail import TaskDetailScreen
+from console.screens.task_stack import TaskStackScreen
+from console.screens.trends import TrendsScreen
 
 HelpGroups = list[tuple[str, list[BindingType]]]
 #: Dashboard keys listed in their own group: marks, freeze and the compact layout.
@@ -38,9 +40,11 @@ def help_groups(first: HelpGroups, dashboard: list[BindingType]) -> HelpGroups:
         ("Schedules (t)", [*SchedulesScreen.BINDINGS, *ScheduleTable.BINDINGS]),
         ("Alerts (A)", list(AlertsScreen.BINDINGS)),
         ("Audit trail (U)", list(AuditScreen.BINDINGS)),
+        ("Trends (T)", list(TrendsScreen.BINDINGS)),
         ("Bulk operations (O)", list(OperationsScreen.BINDINGS)),
         ("Enqueue form (e)", list(EnqueueScreen.BINDINGS)),
         ("Settings (s)", list(SettingsScreen.BINDINGS)),
         ("Task detail (enter)", list(TaskDetailScreen.BINDINGS)),
+        ("Live stack (K in task detail)", list(TaskStackScreen.BINDINGS)),
         ("Quit dialog (q)", list(QuitScreen.BINDINGS)),
     ]

@@ -13,12 +13,13 @@ CHANGES_ENGINE = frozenset(
     {
         "enqueue", "cancel", "priority", "retry", "workers", "set_workers", "queues",
         "autoscale", "settings", "apply_finding", "failed", "schedules", "alerts",
-        "pause_all", "audit", "failures", "operations",
+        "pause_all", "audit", "failures", "operations", "trends",
     }
 )  # fmt: skip
 #: Actions on the dashboard's panels: off (and out of the footer) on other screens.
 DASHBOARD_ONLY = CHANGES_ENGINE | {
     "filter", "clear_filter", "show_state", "mark", "mark_view", "mark_all", "freeze", "view",
+    "throughput_hour",
 }  # fmt: skip
 PRIORITY_KEYS = Binding.Group("Priority", compact=True)
 POOL_KEYS = Binding.Group("Workers", compact=True)
@@ -89,6 +90,13 @@ DASHBOARD_KEYS: list[BindingType] = [
     Binding("A", "alerts", "Alerts", show=False, tooltip="Alerts: firing, pending, recent"),
     Binding("U", "audit", "Audit", show=False, tooltip="Audit trail: who did what, when, why"),
     Binding(
+        "T",
+        "trends",
+        "Trends",
+        show=False,
+        tooltip="Trends: throughput, success rate, p95s, backlog over 1 h to 30 d",
+    ),
+    Binding(
         "O",
         "operations",
         "Operations",
@@ -125,6 +133,13 @@ DASHBOARD_KEYS: list[BindingType] = [
         "Freeze",
         show=False,
         tooltip="Freeze the queue table to read it (title: FROZEN); z again resumes",
+    ),
+    Binding(
+        "h",
+        "throughput_hour",
+        "Last hour",
+        show=False,
+        tooltip="Throughput chart: the last 30 s (live) or the last hour (from the history)",
     ),
     Binding(
         "g",

@@ -34,6 +34,7 @@ REFUSED: dict[str, dict[str, str]] = {
         "pause_all": "pausing everything",
     },
     "TaskDetailScreen": {"cancel_task": "cancel", "retry_task": "retry", "edit_task": "edit"},
+    "TaskStackScreen": {},  # it only looks (another node's task: see engine.stack)
     "OperationsScreen": {"abort": "aborting a bulk operation"},
     "FailedScreen": {
         "retry_one": "retry",

@@ -4,11 +4,12 @@ It runs the demo on a temporary store for a few seconds (with a burst, so the qu
 has a backlog, and one image that fails for good, so there is a traceback to show),
 then saves the dashboard at 160×50 and 100×30, the enqueue form with a payload
 error, settings, a failed task's detail, the detail of a step in the middle of an
-image's chain, the schedules (after running one now and pausing another) at 160×50
-and 100×30, the failed tasks, the failure groups (F), help, the alerts (the demo's
-rules, one of them acknowledged), the audit trail (a few actions with notes, one
-refused), the bulk operations (one done with skip reasons, one in progress) and a
-failed task's edit form; then
+image's chain, the live stack of a running task (``K`` in its detail), the
+schedules (after running one now and pausing another) at 160×50 and 100×30, the
+failed tasks, the failure groups (F), help, the alerts (the demo's rules, one of
+them acknowledged), the audit trail (a few actions with notes, one refused), the
+trends (over a day of history seeded before the demo starts), the bulk operations
+(one done with skip reasons, one in progress) and a failed task's edit form; then
 three demo engines (nodes) on another store with a console attached to them
 (``console --attach``), after ``]`` on one node, at 160×50 and 100×30. Each is
 saved as SVG and, when a renderer is installed (see ``console.svg_to_png``), as PNG.
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,9 +31,11 @@ from textual.pilot import Pilot
 
 from console.app import ConsoleApp
 from console.demo import DemoPipeline, image_chain, register_demo
+from console.history_seed import seed_history
 from console.panels.nodes import NodesPanel
 from console.screens.enqueue import PayloadArea
 from console.screens.task_detail import TaskDetailScreen
+from console.screens.task_stack import TaskStackScreen
 from console.svg_to_png import to_png
 from engine import Engine, TaskState
 
@@ -48,6 +52,7 @@ SHOTS = (
     "settings-flow-control",
     "task-detail",
     "task-detail-chain",
+    "task-stack",
     "schedules-160x50",
     "schedules-100x30",
     "failed-tasks",
@@ -55,6 +60,7 @@ SHOTS = (
     "help",
     "alerts",
     "audit",
+    "trends",
     "operations",
     "edit-form",
     "attached-160x50",
@@ -117,6 +123,7 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
     """Run the demo in a headless console and save every screen; returns the files."""
     shots: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        await seed_history(Path(tmp) / "demo.db", time.time())
         engine = Engine(Path(tmp) / "demo.db", workers=8)
         register_demo(engine)
         engine.alerts.configure(DEMO_ALERTS)
@@ -199,6 +206,8 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
             else:
                 log.warning("no chain half done yet: skipped the task-detail-chain screenshot")
 
+            await stack_shot(app, engine, pilot, save)
+
             await pilot.press("t")
             await pilot.pause(0.5)
             await pilot.press("p", "down", "n")  # pause the nightly one, run the other now
@@ -224,6 +233,7 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
             await pilot.press("escape")
             await pilot.pause(0.3)
             await audit_shot(app, engine, pilot, save)
+            await open_and_save("T", "trends", 1.0)
             await operations_shot(app, engine, pilot, save)
             if app.demo is not None:
                 await app.demo.stop()
@@ -231,6 +241,30 @@ async def take_screenshots(out: Path, seconds: float = 8.0) -> list[Path]:
             await engine.stop(grace=0)
         shots.update(await attached_shots(Path(tmp) / "cluster.db", seconds))
     return await asyncio.to_thread(write_all, out, shots)
+
+
+async def stack_shot(
+    app: ConsoleApp, engine: Engine, pilot: Pilot[Any], save: Callable[[str], None]
+) -> None:
+    """The live stack (K in task detail) of a running resize (a thread handler), or of
+    another running task; demo tasks are short, so a few are tried."""
+    for _ in range(10):
+        running = await engine.tasks(state=TaskState.RUNNING, limit=50)
+        running.sort(key=lambda t: t.handler != "images.resize")
+        if running:
+            await app.push_screen(TaskDetailScreen(engine, running[0].id))
+            await pilot.pause(0.1)
+            await pilot.press("K")
+            await pilot.pause(0.6)
+            taken = isinstance(app.screen, TaskStackScreen) and app.screen.trace is not None
+            if taken:
+                save("task-stack")
+            await pilot.press("escape", "escape")
+            await pilot.pause(0.2)
+            if taken:
+                return
+        await pilot.pause(0.2)
+    log.warning("no running task held still long enough: skipped the task-stack screenshot")
 
 
 async def attached_shots(store: Path, seconds: float) -> dict[str, str]:

@@ -24,11 +24,13 @@ from engine.errors import (
     StoreError,
     StoreOpenError,
     TaskNotFound,
+    TaskNotRunning,
     UnclosedEngineWarning,
 )
 from engine.events import Event, EventKind, Subscription
 from engine.failures import FailureGroup, FailureGroups
 from engine.handle import TaskHandle
+from engine.history.part import HistoryStats, TrendPoint, parse_span, parse_step
 from engine.limits import Rate, parse_rate
 from engine.model import (
     ACTIVE_STATES,
@@ -62,6 +64,7 @@ from engine.saved_settings import SettingInfo
 from engine.settings import Settings, SettingSpec
 from engine.shutdown import StopReport
 from engine.snapshot import EngineSnapshot, Finding, ProcessChild, QueueInfo, WorkerInfo
+from engine.stacks import StackFrame, StackTrace
 from engine.tasklog import LogLine
 from engine.why import WhyWaiting
 from engine.workers import check_workers, parse_workers
@@ -133,6 +136,8 @@ __all__ = [
     "SettingsError",
     "Signature",
     "Silence",
+    "StackFrame",
+    "StackTrace",
     "StopReport",
     "StoreError",
     "StoreOpenError",
@@ -141,6 +146,7 @@ __all__ = [
     "TaskHandle",
     "TaskId",
     "TaskNotFound",
+    "TaskNotRunning",
     "TaskPage",
     "TaskRecord",
     "TaskState",
@@ -191,3 +197,6 @@ __all__ += [
     "validate_value",
     "wait_event",
 ]
+
+# The metrics history (engine.history): trends and statistics.
+__all__ += ["HistoryStats", "TrendPoint", "parse_span", "parse_step"]

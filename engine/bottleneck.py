@@ -19,6 +19,7 @@ from engine.metrics import MetricsView
 from engine.resources import ResourceSample
 from engine.settings import Settings
 from engine.snapshot import SEVERITY_ORDER, Finding, ProcessChild
+from engine.stuck import StuckTask, stuck_findings
 
 MIN_WINDOW = 5  # seconds of history before pool-level rules speak
 _GONE = "was deleted or replaced while the engine ran"  # see engine.store.sqlite.watch
@@ -42,6 +43,8 @@ class Inputs:
     running: dict[str, int] = field(default_factory=dict)
     #: handlers that periodic schedules run (on any process of the store)
     periodic: frozenset[str] = frozenset()
+    #: tasks running here on one line of their handler for too long (engine.stuck)
+    stuck: tuple[StuckTask, ...] = ()
     #: this engine's worker processes, and recently replaced ones that grew
     children: tuple[ProcessChild, ...] = ()
 
@@ -440,6 +443,10 @@ def slow_waits(i: Inputs) -> Iterable[Finding]:
         )
 
 
+def stuck(i: Inputs) -> Iterable[Finding]:
+    return stuck_findings(i.stuck, i.settings.stuck_factor)
+
+
 RULES: tuple[Callable[[Inputs], Iterable[Finding]], ...] = (
     store_refusing,
     saturated,
@@ -452,6 +459,7 @@ RULES: tuple[Callable[[Inputs], Iterable[Finding]], ...] = (
     paused_backlog,
     unclaimable,
     slow_waits,
+    stuck,
     cpu_bound,
     dominant,
     idle_capacity,

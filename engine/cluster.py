@@ -46,6 +46,7 @@ def check_command(action: str, args: Mapping[str, Any]) -> None:
     if action not in COMMAND_ACTIONS:
         raise ValueError(f"unknown command {action!r}; allowed: {', '.join(COMMAND_ACTIONS)}")
     needed = {"set_workers": "n", "pause": "queue", "resume": "queue", "stop_task": "task_id"}
+    needed["stack"] = "task_id"
     needed.update(reprioritize="task_id", reset_settings="names")
     key = needed.get(action)
     if key is not None and key not in args:
@@ -105,9 +106,10 @@ class NodeKeeper(Service):
         await self.store.heartbeat(self.describe(), DEAD_AFTER)
         for command, result in done:
             await self.store.record_command(result)
+            said = result.outcome if len(result.outcome) <= 200 else result.outcome[:200] + " …"
             self.bus.emit(
                 EventKind.COMMAND_APPLIED if result.ok else EventKind.COMMAND_FAILED,
-                message=f"{command.action} from {command.by}: {result.outcome}",
+                message=f"{command.action} from {command.by}: {said}",
                 data={"command_id": command.id, "action": command.action},
             )
 

@@ -99,10 +99,12 @@ class Engine:
         self._submit, self._reads, self._commands = runtime.submit, runtime.reads, runtime.commands
         self._schedules, self._nodes, self._saved = runtime.schedules, runtime.nodes, runtime.saved
         self.alerts = runtime.alerts  #: rules, channels, alerts (engine.alerts.part.Alerts)
+        self.history = runtime.history  #: trends(), stats() (engine.history.part.History)
         self.audit = runtime.audit  #: who did what: entries, note() (engine.audit.Audit)
         self.diagnose = runtime.diagnose  #: why(), failures() (engine.diagnose.Diagnose)
         self.ops = runtime.ops  #: bulk operations: start, get, list, abort, wait (engine.ops)
         self.logs = runtime.task_logs.lines  #: ``await engine.logs(id, after=None)``: log lines
+        self.stack = runtime.stacks.stack  #: ``await engine.stack(id)``: a running task's stack
         self.task(
             name=webhook.WEBHOOK_HANDLER, queue=webhook.WEBHOOK_QUEUE,
             retries=webhook.WEBHOOK_RETRIES, retry=webhook.RETRY,

@@ -15,6 +15,10 @@ class InvalidTransition(ValueError):
     """A task cannot make the requested state change (e.g. cancel a finished task)."""
 
 
+class TaskNotRunning(InvalidTransition):
+    """The task is not running, so it has no live stack (``engine.stack``)."""
+
+
 class SettingsError(ValueError):
     """One or more settings are unknown or invalid; nothing was changed."""
 

@@ -22,6 +22,8 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from engine.attempt_sink import AttemptSink
+
 SERIES_POINTS = 600  # 10 minutes at 1 s
 RECENT = 60.0  # "the last minute"
 
@@ -281,6 +283,7 @@ class Metrics:
         #: what -> (monotonic time it started failing, the latest error): writes the
         #: store is refusing now ("claims", "completions"); cleared on the next success.
         self.store_errors: dict[str, tuple[float, str]] = {}
+        self.recorder: AttemptSink | None = None  #: the durable history's (engine.history)
 
     # -- recording (hot path) -----------------------------------------------------
     def record_store_error(self, what: str, exc: BaseException) -> None:
@@ -305,10 +308,12 @@ class Metrics:
             counter = self._arrivals[queue] = RollingCounter(horizon=120, clock=self._clock)
         counter.add(n)
 
-    def record_start(self, handler: str, executor: str, wait: float) -> None:
+    def record_start(self, handler: str, executor: str, wait: float, queue: str = "") -> None:
         entry = self.handler(handler, executor)
         entry.waits.add(max(0.0, wait), self._clock())
         entry.wait_buckets.add(max(0.0, wait))
+        if self.recorder is not None and queue:
+            self.recorder.started(handler, queue, max(0.0, wait))
 
     def record_attempt(
         self,
@@ -355,8 +360,11 @@ class Metrics:
                 self.done.add(1, now)
             if error:
                 m.errors.append((now, error))
-        if error and error.startswith("HardTimeout"):
+        timed_out = bool(error and error.startswith("HardTimeout"))
+        if timed_out:
             m.timeouts += 1
+        if self.recorder is not None:
+            self.recorder.finished(handler, queue, run_time, outcome, timed_out)
         if outcome in ("succeeded", "failed"):
             counter = self._completions.get(queue)
             if counter is None:

@@ -384,6 +384,7 @@ COMMAND_ACTIONS = (
     "stop_task",
     "reprioritize",
     "reset_settings",
+    "stack",
 )
 
 

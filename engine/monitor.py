@@ -31,7 +31,9 @@ from engine.resources import (
 from engine.services import Service
 from engine.settings import Settings
 from engine.snapshot import Finding
+from engine.stacks import StackTrace
 from engine.store.base import Store
+from engine.stuck import Running, StuckTask, StuckWatch
 
 OLDEST_EVERY = 5.0  # seconds between reads of the oldest queued task per queue (and schedules)
 
@@ -50,6 +52,7 @@ class Monitor(Service):
         set_workers: Callable[[int], Awaitable[int]],
         handler_queues: Callable[[], dict[str, str]],
         sampler: Sampler | None = None,
+        stack: Callable[[int], Awaitable[StackTrace | None]] | None = None,
     ) -> None:
         super().__init__(store, settings, bus)
         self.metrics = metrics
@@ -73,6 +76,7 @@ class Monitor(Service):
         self._last_decision = float("-inf")
         self._worked = False  # had workers: a producer (0 from the start) is never scaled
         self._last_reason = ""
+        self.stuck = None if stack is None else StuckWatch(stack)
 
     def interval(self) -> float:
         return 1.0
@@ -130,6 +134,7 @@ class Monitor(Service):
         )
         self.view = view
         settings = self.settings()
+        stuck = await self._look_for_stuck(view, settings)
         lags = self.history.series["loop_lag"].values(60)
         found = find_bottlenecks(
             Inputs(
@@ -146,6 +151,7 @@ class Monitor(Service):
                 self._unclaimable,
                 {q: per.get(TaskState.RUNNING, 0) for q, per in counts.by_queue.items()},
                 self._periodic,
+                stuck,
                 self.pool.processes.children(),
             )
         )
@@ -171,6 +177,20 @@ class Monitor(Service):
             self._unclaimable = await self.store.unclaimable(list(self._handler_queues()))
         elif not idle:
             self._unclaimable = {}
+
+    async def _look_for_stuck(self, view: MetricsView, settings: Settings) -> tuple[StuckTask, ...]:
+        """Sample the tasks running past ``stuck_factor`` × their handler's p95."""
+        if self.stuck is None or settings.stuck_factor <= 0 or not self.pool.running:
+            return ()
+        now = time.monotonic()
+        running = [
+            Running(rt.claimed.id, rt.handler.name, now - rt.started)
+            for rt in self.pool.running.values()
+        ]
+        p95 = {name: (h.run_p95, h.runs) for name, h in view.handlers.items()}
+        return await self.stuck.sample(
+            running, p95, settings.stuck_factor, settings.stuck_samples, now
+        )
 
     def _sample(self) -> ResourceSample:
         """Runs on a worker thread: psutil reads /proc, which blocks."""

@@ -28,8 +28,11 @@ from engine.edit import Editor
 from engine.enqueue import Preparer
 from engine.errors import EngineNotRunning
 from engine.events import EventBus, EventKind
+from engine.history.part import History, HistoryService
 from engine.lifecycle import StopWatch
+from engine.live_stack import Stacks
 from engine.metrics import Metrics
+from engine.model import NodeCommand
 from engine.monitor import Monitor
 from engine.nodes import Nodes
 from engine.ops import Operations
@@ -102,6 +105,7 @@ class Runtime:
         self.schedules = Schedules(
             state, store, codec, bus, metrics, clock, preparer, register, audit
         )
+        self.stacks = Stacks(state, store, node, clock)
         self.diagnose = Diagnose(
             state, store, codec, self.reads, self.nodes, self.commands, audit, node, clock
         )
@@ -116,6 +120,11 @@ class Runtime:
         register(name=ALERT_HANDLER, queue=ALERT_QUEUE, retries=ALERT_RETRIES, retry=RETRY)(
             self.alerts.deliver
         )
+        self.history = History(
+            store, state.current_settings, node, clock,
+            lambda: {q.name: q.depth for q in self.reads.snapshot().queues.values()},
+        )  # fmt: skip
+        metrics.recorder = self.history.recorder
         self.services: list[Service] = []
         self.service_tasks: list[asyncio.Task[None]] = []
         self._unstopped = StopWatch()  # warns if a started engine is never stopped
@@ -180,12 +189,19 @@ class Runtime:
             message=f"{self._node} on {self._store.url}, {state.workers} workers",
         )
 
+    async def _apply_command(self, command: NodeCommand) -> str:
+        """Carry out a command another node sent (a ``stack`` one is answered by the
+        live-stack part, the others by the commands part)."""
+        if command.action == "stack":
+            return await self.stacks.on_command(int(command.args["task_id"]))
+        return await self.commands.apply_command(command)
+
     def _build_services(self, pool: WorkerPool) -> list[Service]:
         state, store, bus, clock = self._state, self._store, self._bus, self._clock
         settings, outcomes = state.current_settings, self._outcomes
         state.promoter = Promoter(store, settings, bus, clock, outcomes.on_promoted)
         state.node_keeper = NodeKeeper(
-            store, settings, bus, self.nodes.describe_node, self.commands.apply_command, clock
+            store, settings, bus, self.nodes.describe_node, self._apply_command, clock
         )
         state.scheduler = Scheduler(store, settings, bus, clock, self.schedules.on_fired)
         state.monitor = Monitor(
@@ -197,6 +213,7 @@ class Runtime:
             set_workers=self.commands.resize,
             handler_queues=lambda: state.registry.queues(state.settings.routes),
             sampler=self._sampler,
+            stack=self.stacks.local,
         )
         return [
             state.scheduler,
@@ -209,6 +226,7 @@ class Runtime:
             state.node_keeper,
             state.monitor,
             AlertService(store, settings, bus, self.alerts),
+            HistoryService(store, settings, bus, self.history, clock),
         ]
 
     async def _abort_start(self) -> None:
@@ -265,6 +283,10 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self.service_tasks, *state.background, return_exceptions=True)
         self.service_tasks = []
+        try:
+            await self.history.flush(everything=True)  # the minutes not written yet
+        except Exception as exc:  # the store may be what is failing
+            log.warning("the last minutes of metrics history were not written: %s", exc)
         if state.node_keeper is not None and state.node_keeper.joined:
             await mark_stopped(self._store, self._node, deadline)
         await self._store.close()

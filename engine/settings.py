@@ -311,6 +311,12 @@ class Settings:
     wait_ratio_threshold: float = setting(10.0, "×",
         "How many times longer than they run (p95) a handler's tasks may wait "
         "before it is reported (periodic handlers are not).", 1.0, 1_000_000.0)
+    stuck_factor: float = setting(5.0, "×",
+        "How many times its handler's p95 run time a task may run before its live "
+        "stack is sampled for the stuck finding; 0: never.", 0.0, 1_000_000.0)
+    stuck_samples: int = setting(3, "samples",
+        "Samples in a row (one a second) on the same line of its handler that make a "
+        "task that ran past stuck_factor × p95 stuck.", 2, 3600)
     store_latency_threshold: float = setting(0.2, "s",
         "Store transaction time (p99) above which the store is reported slow.",
         0.001, 60.0)
@@ -327,6 +333,15 @@ class Settings:
     audit_retention: float = setting(7_776_000.0, "s",
         "How long the audit trail keeps who did what (90 days by default).",
         3600.0, 315_360_000.0)
+    history_minutes: float = setting(172_800.0, "s",
+        "How long the per-minute metrics history is kept (48 h by default).",
+        3600.0, 31_536_000.0)
+    history_hours: float = setting(2_592_000.0, "s",
+        "How long the per-hour metrics history is kept (30 days by default).",
+        86_400.0, 315_360_000.0)
+    history_days: float = setting(31_536_000.0, "s",
+        "How long the per-day metrics history is kept (365 days by default).",
+        604_800.0, 3_153_600_000.0)
     alert_lease_ttl: float = setting(5.0, "s",
         "How long the node that evaluates alert rules holds its lease without "
         "renewing it; another node takes over after this.", 1.0, 300.0)

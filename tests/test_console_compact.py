@@ -150,7 +150,7 @@ async def test_every_key_of_every_screen_works_and_fits_at_80x24(db_path: Path) 
             for binding_key, action in keys_of(bindings):
                 if action_name(action) in ("quit", "quit_dialog"):
                     continue
-                if name in ("TaskDetailScreen", "EditScreen"):
+                if name in ("TaskDetailScreen", "EditScreen", "TaskStackScreen"):
                     app.push_screen(TaskDetailScreen(engine, failed))
                     await settle(pilot)
                     await until(pilot, lambda: getattr(app.screen, "record", None) is not None)

@@ -29,7 +29,15 @@ from .pg_fixtures import sql
 
 ALERT_TABLES = ("alerts", "alert_events", "alert_silences", "alert_leader", "audit")
 #: Tables and columns later versions add (dropped to make an older store).
-LATER_TABLES = (*ALERT_TABLES, "saved_settings", "task_logs", "operations")
+LATER_TABLES = (
+    *ALERT_TABLES,
+    "saved_settings",
+    "task_logs",
+    "operations",
+    "history",
+    "history_marks",
+    "leases",
+)
 LATER_COLUMNS = ("trace_context",)
 
 #: A line of the queue table: "│ 12       images.x        images …"

@@ -17,6 +17,7 @@
     taskdeck show ID [--json]        one task: payload, result, error, timeline
                                      (--hide-payloads: without payload and result), logs
     taskdeck logs ID [--follow]      what the task's handler logged, per attempt (--json)
+    taskdeck stack ID [--json]       a running task's live stack: its handler's line now (any node)
     taskdeck cancel ID… / retry ID…  act on tasks
     taskdeck edit ID --payload JSON  change a task that is not running (--retry: run it again)
     taskdeck bulk ACTION …           cancel, retry, reprioritize, move, set-retries or purge many

@@ -22,7 +22,9 @@ from console.cli import (
     schedules,
     serve,
     settings,
+    stack,
     tasks,
+    trends,
 )
 from console.cli.errors import EXIT_INTERRUPTED, UserError, exit_code, log, message
 from console.cli.options import add_before, merge, shared_parser
@@ -53,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
     interactive.add_parsers(sub, common)
     tasks.add_parsers(sub, common)
     logs.add_parsers(sub, common)
+    stack.add_parsers(sub, common)
     schedules.add_parsers(sub, common)
     queues.add_parsers(sub, common)
     routes.add_parsers(sub, common)
@@ -61,6 +64,7 @@ def parser() -> argparse.ArgumentParser:
     settings.add_parsers(sub, common)
     audit.add_parsers(sub, common)
     diagnose.add_parsers(sub, common)
+    trends.add_parsers(sub, common)
     bulk.add_parsers(sub, common)
     completion.add_parsers(sub, common)
     serve.add_parsers(sub, common)

@@ -10,6 +10,7 @@ logged, per attempt), which follows a running task live; ``l`` again goes back.
 | r | retry it (failed or cancelled; a stopped workflow goes on after it) |
 | E | edit it (not running): payload, priority, queue, retries; save, or save and retry |
 | l | the task's log (follows a running task live) / back to the detail |
+| K | the live stack of a running task (what its handler is doing now) |
 | [ / ] | the previous / next step of its workflow |
 | escape | close |
 """
@@ -38,6 +39,7 @@ from console.format import ago, bar, clock, when
 from console.panels.task_table import shown_progress
 from console.read_only import HIDDEN, payloads_hidden
 from console.screens.edit import EditScreen
+from console.screens.task_stack import TaskStackScreen
 from console.states import state_style
 from console.task_actions import cancel_task, retry_task
 from engine import (
@@ -258,6 +260,12 @@ class TaskDetailScreen(ModalScreen[None]):
             key_display="]",
             tooltip="Show the next step of the task's workflow",
         ),
+        Binding(
+            "K",
+            "show_stack",
+            "Live stack",
+            tooltip="What a running task's handler is doing now: its live stack (any node)",
+        ),
         Binding("escape", "close", "Close"),
     ]
 
@@ -324,6 +332,8 @@ class TaskDetailScreen(ModalScreen[None]):
             f"Task #{task.id} · {task.handler} · {task.state.value}{view}"
         )
         keys = STEP_KEYS if flow else KEYS
+        if task.state == TaskState.RUNNING:  # not editable; its live stack instead
+            keys = keys.replace("[b]E[/b] edit", "[b]K[/b] stack")
         if self.showing_logs:
             keys = keys.replace("[b]l[/b] logs", "[b]l[/b] back to the detail")
         self.query_one("#detail-keys", Static).update(keys)
@@ -409,6 +419,10 @@ class TaskDetailScreen(ModalScreen[None]):
                 self.load()
 
         self.app.push_screen(EditScreen(self.engine, task), edited)
+
+    def action_show_stack(self) -> None:
+        """The live stack of the task (a running one; others say they are not)."""
+        self.app.push_screen(TaskStackScreen(self.engine, self.task_id))
 
     def action_close(self) -> None:
         self.dismiss(None)

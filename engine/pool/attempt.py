@@ -191,11 +191,13 @@ class AttemptRunner:
     async def _call(self, rt: RunningTask, kwargs: dict[str, object], payload_json: str) -> object:
         handler = rt.handler
         if handler.executor == "async":
-            timed = TimedSteps(handler.fn(**kwargs))
+            rt.coro = coro = handler.fn(**kwargs)
+            timed = TimedSteps(coro)
             try:
                 return await timed
             finally:
                 rt.ctx.cpu_time, rt.ctx.max_step = timed.total, timed.longest
+                rt.coro = None
         if handler.executor == "thread":
             return await self._threads.run(handler.fn, kwargs, rt.ctx)
         level = TaskLogs.level()

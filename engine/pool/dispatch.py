@@ -348,7 +348,7 @@ class WorkerPool:
         self.started_total += 1
         ready = max(claimed.run_at or claimed.created_at, self.started_at)  # see started_at
         wait = claimed.started_at - ready + self._buffer_wait
-        self._metrics.record_start(rt.handler.name, rt.handler.executor, wait)
+        self._metrics.record_start(rt.handler.name, rt.handler.executor, wait, claimed.queue)
         rt.task = asyncio.get_running_loop().create_task(self._run_attempt(rt))
         rt.task.add_done_callback(partial(self._attempt_done, rt))
         if self._bus.has_subscribers:

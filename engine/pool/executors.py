@@ -66,6 +66,8 @@ class ThreadRunner:
         self.leaked = 0
         self.leaked_total = 0
         self.threads = 0
+        #: the thread each running task's handler runs on (for its live stack)
+        self.idents: dict[TaskContext, int] = {}
 
     def run(
         self, fn: Callable[..., Any], kwargs: dict[str, Any], ctx: TaskContext
@@ -106,6 +108,7 @@ class ThreadRunner:
         inbox: SimpleQueue[_Job | None] = SimpleQueue()
         while job is not None:
             token = context.bind(job.ctx)
+            self.idents[job.ctx] = threading.get_ident()
             cpu_start = time.thread_time()
             try:
                 result = job.fn(**job.kwargs)
@@ -115,6 +118,7 @@ class ThreadRunner:
                 self._finish(job, result, None)
             finally:
                 job.ctx.cpu_time = time.thread_time() - cpu_start
+                self.idents.pop(job.ctx, None)
                 context.unbind(token)
             job = None
             with self._lock:
@@ -152,6 +156,7 @@ class _Child:
         self.ctx: TaskContext | None = None
         self._future: asyncio.Future[dict[str, Any]] | None = None
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._stacks: list[asyncio.Future[list[Any]]] = []  # stack requests, in order
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     @property
@@ -179,6 +184,8 @@ class _Child:
                     self.ctx._logs.add(
                         message["at"], message["level"], message["logger"], message["message"]
                     )
+                elif op == "stack":
+                    self._answer_stack(message.get("frames") or [])
                 elif op == "done" and self._future is not None and not self._future.done():
                     self._future.set_result(message)
         except (ValueError, asyncio.LimitOverrunError) as exc:
@@ -195,6 +202,27 @@ class _Child:
 
     async def wait_ready(self) -> None:
         await self._ready
+
+    def _answer_stack(self, frames: list[Any]) -> None:
+        while self._stacks:
+            waiter = self._stacks.pop(0)
+            if not waiter.done():
+                waiter.set_result(frames)
+                return
+
+    async def stack(self, timeout: float) -> list[Any] | None:
+        """The raw frames (outermost first) of the child's main thread, which runs the
+        task; None if it does not answer within ``timeout`` seconds."""
+        waiter: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._stacks.append(waiter)
+        self.send({"op": "stack"})
+        try:
+            return await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            if waiter in self._stacks:
+                self._stacks.remove(waiter)
 
     async def run(
         self, handler: Handler, payload_json: str, ctx: TaskContext, log_level: int
@@ -368,6 +396,10 @@ class ProcessRunner:
             raise
         self._finished(child, handler.name)
         return result
+
+    def child_of(self, ctx: TaskContext) -> _Child | None:
+        """The child running the task of ``ctx``, if any."""
+        return next((c for c in self._busy if c.ctx is ctx), None)
 
     def notify_soft_timeout(self, ctx: TaskContext) -> None:
         for child in self._busy:

@@ -44,6 +44,7 @@ class RunningTask:
     saved_progress: int = 0
     finished: bool = False
     error_summary: str | None = None  # "ExcType: message", for the metrics' top errors
+    coro: object = None  # an async handler's coroutine while it runs (its live stack)
 
 
 class SlotTable:

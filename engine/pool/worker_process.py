@@ -5,10 +5,12 @@ out; the handler's own prints go to stderr), runs one task at a time, and never
 unpickles anything. Messages:
 
 parent → child: ``init`` (sys.path, main script), ``run`` (handler and payload),
-``soft_timeout``, ``cancel``.
+``soft_timeout``, ``cancel``, ``stack``.
 child → parent: ``ready``, ``progress``, ``log`` (a line the task logged, within its
 ``task_log_limit``; the count of lines dropped past it comes with ``done``), ``done``
-(result JSON or error text, the CPU time and the child's RSS after the task).
+(result JSON or error text, the CPU time and the child's RSS after the task),
+``stack`` (the main thread's frames, which run the task, outermost first: the reader
+thread answers while the handler runs).
 
 A child never outlives its parent, whatever the moment the parent dies (starting,
 idle, in the middle of a CPU-bound handler): on Linux the kernel kills it
@@ -39,7 +41,7 @@ from typing import IO, Any, NoReturn
 
 import psutil
 
-from engine import context
+from engine import context, stacks
 from engine.codec import to_json
 
 #: How often the watcher thread looks at the parent pid (seconds).
@@ -143,6 +145,7 @@ class Child:
         self._ctx: _ChildContext | None = None
         self._main_path: str | None = None
         self._closed = False
+        self._awaiting: Any = None  # an async handler's coroutine, while it runs
 
     def send(self, message: dict[str, Any]) -> None:
         line = json.dumps(message, separators=(",", ":")) + "\n"
@@ -180,6 +183,13 @@ class Child:
             self._ctx._mark_soft_timeout()
         elif op == "cancel" and self._ctx is not None:
             self._ctx._mark_cancelled()
+        elif op == "stack":
+            awaiting = self._awaiting
+            if awaiting is not None:  # an async handler: its await chain, not the loop's
+                frames = stacks.coroutine_frames(awaiting)
+            else:
+                frames = stacks.thread_frames(threading.main_thread().ident)
+            self.send({"op": "stack", "frames": frames})
 
     def next_job(self) -> dict[str, Any] | None:
         with self._ready:
@@ -218,6 +228,7 @@ class Child:
             kwargs = json.loads(job["payload"])
             result = fn(**kwargs)
             if inspect.isawaitable(result):
+                self._awaiting = result
                 result = asyncio.run(_await(result))
             try:
                 text = to_json(result, "result")
@@ -264,6 +275,7 @@ class Child:
         finally:
             context.unbind(token)
             self._ctx = None
+            self._awaiting = None
 
 
 def _rss() -> int | None:

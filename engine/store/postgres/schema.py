@@ -277,10 +277,40 @@ ALTER TABLE tasks ADD COLUMN IF NOT EXISTS trace_context text
 #: the handlers each node runs; version 4: settings changed at runtime; version 5: alerts;
 #: version 6: the audit trail; version 7: the handler index; version 8: bulk operations;
 #: version 9: task logs; version 10: the trace context.
+HISTORY_DDL = """
+CREATE TABLE history (
+    step      integer NOT NULL CHECK (step IN (60, 3600, 86400)),
+    t         bigint  NOT NULL,
+    handler   text    NOT NULL,
+    queue     text    NOT NULL,
+    runs      bigint  NOT NULL DEFAULT 0,
+    successes bigint  NOT NULL DEFAULT 0,
+    failures  bigint  NOT NULL DEFAULT 0,
+    retries   bigint  NOT NULL DEFAULT 0,
+    timeouts  bigint  NOT NULL DEFAULT 0,
+    run_sum   double precision NOT NULL DEFAULT 0,
+    run_hist  text    NOT NULL DEFAULT '',
+    wait_hist text    NOT NULL DEFAULT '',
+    backlog   bigint,
+    PRIMARY KEY (step, t, handler, queue)
+);
+CREATE TABLE history_marks (
+    step integer PRIMARY KEY,
+    upto bigint NOT NULL
+);
+INSERT INTO history_marks (step, upto) VALUES (3600, 0), (86400, 0);
+CREATE TABLE leases (
+    name       text PRIMARY KEY,
+    node       text NOT NULL,
+    expires_at double precision NOT NULL
+);
+INSERT INTO leases (name, node, expires_at) VALUES ('history', '', 0)
+"""
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _V1), (2, CLUSTER_DDL), (3, NODE_HANDLERS_DDL), (4, SAVED_SETTINGS_DDL), (5, ALERTS_DDL),
     (6, AUDIT_DDL), (7, HANDLER_READY_DDL), (8, OPERATIONS_DDL), (9, TASK_LOGS_DDL),
-    (10, TRACE_CONTEXT_DDL),
+    (10, TRACE_CONTEXT_DDL), (11, HISTORY_DDL),
 )  # fmt: skip
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -304,6 +334,9 @@ OUR_TABLES = (
     "audit",
     "operations",
     "task_logs",
+    "history",
+    "history_marks",
+    "leases",
 )
 
 

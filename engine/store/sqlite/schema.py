@@ -19,7 +19,7 @@ from engine.faults import no_fault
 from engine.model import TERMINAL_STATES, TaskState, transition_check_sql
 
 APPLICATION_ID = 0x54534B44  # "TSKD"
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 _STATES = ", ".join(f"'{s.value}'" for s in TaskState)
 _TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES))
@@ -374,9 +374,41 @@ ALTER TABLE tasks ADD COLUMN trace_context TEXT
 """
 
 #: (version, script) pairs, applied in order inside one transaction each.
+# Version 12: metrics history (see engine.history): per minute, hour and day, per
+# handler and queue; how far roll-ups have got; named leader leases.
+_V12 = """
+CREATE TABLE history (
+    step      INTEGER NOT NULL CHECK (step IN (60, 3600, 86400)),
+    t         INTEGER NOT NULL,
+    handler   TEXT    NOT NULL,
+    queue     TEXT    NOT NULL,
+    runs      INTEGER NOT NULL DEFAULT 0,
+    successes INTEGER NOT NULL DEFAULT 0,
+    failures  INTEGER NOT NULL DEFAULT 0,
+    retries   INTEGER NOT NULL DEFAULT 0,
+    timeouts  INTEGER NOT NULL DEFAULT 0,
+    run_sum   REAL    NOT NULL DEFAULT 0,
+    run_hist  TEXT    NOT NULL DEFAULT '',
+    wait_hist TEXT    NOT NULL DEFAULT '',
+    backlog   INTEGER,
+    PRIMARY KEY (step, t, handler, queue)
+) WITHOUT ROWID;
+CREATE TABLE history_marks (
+    step INTEGER PRIMARY KEY,
+    upto INTEGER NOT NULL
+);
+INSERT INTO history_marks (step, upto) VALUES (3600, 0), (86400, 0);
+CREATE TABLE leases (
+    name       TEXT PRIMARY KEY,
+    node       TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+INSERT INTO leases (name, node, expires_at) VALUES ('history', '', 0)
+"""
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7), (8, _V8), (9, _V9),
-    (10, _V10), (11, _V11),
+    (10, _V10), (11, _V11), (12, _V12),
 )  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """The HTTP endpoint under load: ``/metrics`` scrape time with 1,000,000 queued tasks in
 a SQLite store, and the JSON API's enqueue rate (one client, keep-alive); prints JSON.
 
-    python bench/http.py [--tasks 1000000] [--scrapes 50] [--enqueues 2000]
+    python bench/http_bench.py [--tasks 1000000] [--scrapes 50] [--enqueues 2000]
 
 The store is filled straight in SQL (one transaction; 4 queues, priorities 0–9), then
 ``taskdeck serve`` runs on it as a subprocess, as a user runs it; an aiohttp client
