@@ -59,10 +59,11 @@ from engine.query import QueryError
 from engine.reads import TaskPage
 from engine.registry import Handler
 from engine.retry import RetryPolicy
+from engine.routes import Routes
 from engine.saved_settings import SettingInfo
 from engine.settings import Settings, SettingSpec
 from engine.shutdown import StopReport
-from engine.snapshot import EngineSnapshot, Finding, QueueInfo, WorkerInfo
+from engine.snapshot import EngineSnapshot, Finding, ProcessChild, QueueInfo, WorkerInfo
 from engine.stacks import StackFrame, StackTrace
 from engine.tasklog import LogLine
 from engine.why import WhyWaiting
@@ -123,6 +124,7 @@ __all__ = [
     "PayloadDecodeError",
     "PayloadError",
     "Priority",
+    "ProcessChild",
     "QueryError",
     "QueueInfo",
     "Rate",
@@ -130,6 +132,7 @@ __all__ = [
     "ResourceSample",
     "ResultNotSerializable",
     "RetryPolicy",
+    "Routes",
     "RuleError",
     "ScheduleInfo",
     "SettingInfo",

@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from engine.limits import parse_rate
+from engine.memory_findings import engine_memory, leaking_children
 from engine.metrics import MetricsView
 from engine.resources import ResourceSample
 from engine.settings import Settings
-from engine.snapshot import SEVERITY_ORDER, Finding
+from engine.snapshot import SEVERITY_ORDER, Finding, ProcessChild
 from engine.stuck import StuckTask, stuck_findings
 
 MIN_WINDOW = 5  # seconds of history before pool-level rules speak
@@ -44,6 +45,8 @@ class Inputs:
     periodic: frozenset[str] = frozenset()
     #: tasks running here on one line of their handler for too long (engine.stuck)
     stuck: tuple[StuckTask, ...] = ()
+    #: this engine's worker processes, and recently replaced ones that grew
+    children: tuple[ProcessChild, ...] = ()
 
 
 def _n(value: float) -> str:
@@ -162,6 +165,14 @@ def memory_pressure(i: Inputs) -> Iterable[Finding]:
         action=("set_workers", {"n": fewer}) if fewer < v.worker_count else None,
         rule="memory",
     )
+
+
+def leak(i: Inputs) -> Iterable[Finding]:
+    return leaking_children(i.children, i.settings.leak_threshold)
+
+
+def engine_memory_limit(i: Inputs) -> Iterable[Finding]:
+    return engine_memory(i.resources, i.children, i.settings.memory_limit)
 
 
 def store_latency(i: Inputs) -> Iterable[Finding]:
@@ -440,6 +451,8 @@ RULES: tuple[Callable[[Inputs], Iterable[Finding]], ...] = (
     store_refusing,
     saturated,
     memory_pressure,
+    engine_memory_limit,
+    leak,
     loop_blocked,
     retry_storm,
     store_latency,

@@ -17,7 +17,13 @@ from typing import Any
 from engine.checks import check_handler_name, check_queue_name, check_seconds
 from engine.codec import Codec, to_json
 from engine.model import DEFAULT_PRIORITY, parse_priority
-from engine.registry import ENQUEUE_OPTIONS, Registry, payload_object, unknown_option_error
+from engine.registry import (
+    ENQUEUE_OPTIONS,
+    Handler,
+    Registry,
+    payload_object,
+    unknown_option_error,
+)
 from engine.settings import Settings
 from engine.store.base import NewTask
 from engine.webhook_target import check_url
@@ -68,14 +74,18 @@ class Preparer:
         registered = self.registry.find(handler) if isinstance(handler, str) else None
         if registered is not None:
             payload = registered.check_payload(payload)
-            default_queue, default_priority = registered.queue, registered.priority
+            default_queue, default_priority = self._queue_for(registered), registered.priority
             retries = registered.retries
         else:
             check_handler_name(handler)
             if self.strict:
                 raise LookupError(self.registry.unknown_message(handler))
             payload = payload_object(payload)
-            default_queue, default_priority, retries = "default", DEFAULT_PRIORITY, DEFAULT_RETRIES
+            default_queue, default_priority, retries = (
+                self.settings().routes.queue_for(handler) or "default",
+                DEFAULT_PRIORITY,
+                DEFAULT_RETRIES,
+            )
         prio = default_priority if priority is None else parse_priority(priority)
         if queue is None:
             queue_name = default_queue
@@ -92,6 +102,10 @@ class Preparer:
             None if unique_key is None else check_unique_key(unique_key),
             None if webhook is None else self.codec.seal(self._webhook(webhook)),
         )
+
+    def _queue_for(self, registered: Handler) -> str:
+        """A handler's queue when the call names none: its own, else a route's."""
+        return registered.routed_queue(self.settings().routes)
 
     def _webhook(self, url: object) -> str:
         return check_url(url, self.settings().webhook_allow_private)
@@ -141,14 +155,18 @@ class Preparer:
         if registered is not None:
             receives = receiving_parameter(registered, given, "arguments", many)
             registered.check_types(given)  # its own arguments; not what arrives at run time
-            default_queue, default_priority = registered.queue, registered.priority
+            default_queue, default_priority = self._queue_for(registered), registered.priority
             retries = registered.retries
         else:
             check_handler_name(sig.handler)
             if self.strict:
                 raise LookupError(self.registry.unknown_message(sig.handler))
             receives = "results" if many else ""
-            default_queue, default_priority, retries = "default", DEFAULT_PRIORITY, DEFAULT_RETRIES
+            default_queue, default_priority, retries = (
+                self.settings().routes.queue_for(sig.handler) or "default",
+                DEFAULT_PRIORITY,
+                DEFAULT_RETRIES,
+            )
         priority, queue = sig.options.get("priority"), sig.options.get("queue")
         return NewTask(
             sig.handler,

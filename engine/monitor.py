@@ -152,6 +152,7 @@ class Monitor(Service):
                 {q: per.get(TaskState.RUNNING, 0) for q, per in counts.by_queue.items()},
                 self._periodic,
                 stuck,
+                self.pool.processes.children(),
             )
         )
         self._announce(found)

@@ -240,7 +240,11 @@ class Reads:
         """Counts, workers, queues, rates and settings now. Cheap: no I/O."""
         state = self._state
         counts = self._store.last_counts
-        names = set(counts.by_queue) | set(counts.paused) | {h.queue for h in state.registry}
+        names = (
+            set(counts.by_queue)
+            | set(counts.paused)
+            | set(state.registry.queues(state.settings.routes).values())
+        )
         pool, monitor = state.pool, state.monitor
         held = pool.buffered_per_queue() if pool is not None else {}
         queues = {
@@ -275,6 +279,7 @@ class Reads:
             resource_series=monitor.history.values() if monitor else {},
             autoscale=monitor.scaler.last if monitor else None,
             all_paused=counts.all_paused,
+            process_children=pool.processes.children() if pool is not None else (),
         )
 
     def _stats(self) -> dict[str, int]:
@@ -290,6 +295,7 @@ class Reads:
                 leaked_threads=pool.threads.leaked,
                 leaked_threads_total=pool.threads.leaked_total,
                 process_children=len(pool.processes.pids()),
+                process_recycled=pool.processes.recycled,
                 started=pool.started_total,
                 claim_batches=pool.claim_batches,
                 claimed=pool.claimed_total,

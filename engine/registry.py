@@ -19,6 +19,7 @@ from engine.checks import MAX_HANDLER_NAME, check_handler_name, check_queue_name
 from engine.limits import parse_rate
 from engine.model import DEFAULT_PRIORITY, parse_priority
 from engine.retry import DEFAULT_RETRY, RetryPolicy, check_exception_types
+from engine.routes import Routes
 from engine.settings import suggest
 
 Executor: TypeAlias = Literal["async", "thread", "process"]
@@ -89,6 +90,15 @@ class Handler:
     on_failure: Callable[[Any], Any] | None = None
     #: parameters with a simple annotation, checked at enqueue (engine.argtypes)
     types: Mapping[str, Expect] = field(default_factory=dict)
+    #: registered with ``queue=``: that queue beats the ``routes`` setting
+    queue_given: bool = False
+
+    def routed_queue(self, routes: Routes) -> str:
+        """The queue its tasks go to when an enqueue names none: its own ``queue=``,
+        else the first matching route, else ``default``."""
+        if self.queue_given:
+            return self.queue
+        return routes.queue_for(self.name) or self.queue
 
     @property
     def is_async(self) -> bool:
@@ -278,6 +288,7 @@ def build_handler(fn: Callable[..., Any], options: Mapping[str, Any]) -> Handler
         accepts_any=accepts_any,
         rate_limit=rate_limit,
         types=field_types(fn),
+        queue_given="queue" in options,
         **hooks,
     )
 
@@ -322,6 +333,10 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self._handlers)
+
+    def queues(self, routes: Routes) -> dict[str, str]:
+        """Handler name → the queue its tasks go to (see :meth:`Handler.routed_queue`)."""
+        return {h.name: h.routed_queue(routes) for h in self._handlers.values()}
 
     def __contains__(self, name: object) -> bool:
         return name in self._handlers

@@ -114,7 +114,7 @@ class Runtime:
         self._outcomes = Outcomes(state, store, state.registry, bus, metrics, waiters)
         self.alerts = Alerts(
             store, codec, state.current_settings, node, self.reads.snapshot,
-            lambda: {h.name: h.queue for h in state.registry}, self.nodes.nodes, audit,
+            lambda: state.registry.queues(state.settings.routes), self.nodes.nodes, audit,
         )  # fmt: skip
         self.alerts.configure(state.layers.config.alerts or None)  # checked by load_config
         register(name=ALERT_HANDLER, queue=ALERT_QUEUE, retries=ALERT_RETRIES, retry=RETRY)(
@@ -211,7 +211,7 @@ class Runtime:
             metrics=self._metrics,
             pool=pool,
             set_workers=self.commands.resize,
-            handler_queues=lambda: {h.name: h.queue for h in state.registry},
+            handler_queues=lambda: state.registry.queues(state.settings.routes),
             sampler=self._sampler,
             stack=self.stacks.local,
         )

@@ -28,6 +28,7 @@ from engine.audit import Audit
 from engine.errors import SettingsError
 from engine.events import EventBus, EventKind
 from engine.model import NodeCommand, SavedSetting
+from engine.routes import Routes
 from engine.settings import SPEC_BY_NAME, Settings, suggest, validate_value
 from engine.state import EngineState
 from engine.store.base import Store
@@ -56,8 +57,9 @@ class SettingInfo:
 
 
 def as_json(value: Any) -> str:
-    """A setting's value as JSON (a limit map as an object)."""
-    return json.dumps(dict(value) if isinstance(value, Mapping) else value, sort_keys=True)
+    """A setting's value as JSON (a limit map as an object; routes keep their order)."""
+    ordered = isinstance(value, Routes)
+    return json.dumps(dict(value) if isinstance(value, Mapping) else value, sort_keys=not ordered)
 
 
 def shown(values: Mapping[str, Any]) -> str:

@@ -32,6 +32,7 @@ from engine.limits import (
     LimitKind,
     LimitMap,
 )
+from engine.routes import ROUTES, Routes
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,19 @@ class Settings:
     task_log_limit: int = setting(65_536, "bytes",
         "Most log bytes an attempt keeps; past it lines are dropped and one marker line "
         "says how many (0: no task logs).", 0, 16_777_216)
+    # -- process workers
+    max_tasks_per_child: int = setting(0, "tasks",
+        "Tasks a worker process runs before it is replaced by a fresh one (contains "
+        "leaks; 0: no limit).", 0, 10_000_000)
+    max_memory_per_child: int = setting(0, "bytes",
+        "Memory (RSS) over which a worker process is replaced after its current task "
+        "(the task is kept; 0: no limit).", 0, 2**48)
+    leak_threshold: int = setting(1_048_576, "bytes",
+        "Growth of a worker process's memory per task (fitted over its last tasks) "
+        "above which a leak is reported, naming the handlers it ran.", 1024, 2**40)
+    memory_limit: int = setting(0, "bytes",
+        "Memory (RSS) of this engine and its worker processes together above which "
+        "a finding lists the top consumers (0: none).", 0, 2**48)
     durability: str = setting("normal", "",
         "normal: survives a process crash; full: also survives power loss "
         "(slower commits).", choices=("normal", "full"))
@@ -344,6 +358,9 @@ class Settings:
         "Share of the workers each busy queue gets (unlisted queues weigh 1); with "
         "none, the highest priority runs first whatever its queue.",
         limit=QUEUE_WEIGHTS)
+    routes: Routes = setting(Routes(), "",
+        "Queues for handlers by name pattern, first match wins, e.g. 'reports.*=reports' "
+        "(a handler's own queue= and an enqueue's queue= beat a route).", limit=ROUTES)
     # fmt: on
 
     def __init__(self, **values: Any) -> None:
@@ -457,6 +474,7 @@ def _specs() -> tuple[SettingSpec, ...]:
     specs = []
     for field in dataclasses.fields(Settings):
         kind = get_origin(hints[field.name]) or hints[field.name]
+        kind = LimitMap if issubclass(kind, LimitMap) else kind  # routes too: a map
         specs.append(SettingSpec(field.name, kind, field.default, **field.metadata))
     return tuple(specs)
 

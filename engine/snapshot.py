@@ -35,6 +35,23 @@ class WorkerInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessChild:
+    """One worker process of the ``process`` executor: how much it has run and holds.
+
+    ``growth`` is how fast its memory (RSS) grew per task over its last task
+    boundaries (bytes per task, a least-squares slope; None before there are enough);
+    ``alive`` is False for a child already replaced, kept a while for the leak finding.
+    """
+
+    pid: int
+    tasks: int
+    rss: int | None
+    handlers: tuple[str, ...] = ()
+    growth: float | None = None
+    alive: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class QueueInfo:
     """One named queue: how many tasks wait in it, and whether it is paused."""
 
@@ -93,6 +110,8 @@ class EngineSnapshot:
     buffered: int = 0
     #: everything paused (``Engine.pause_all``, from any process): who, when, why
     all_paused: AllPaused | None = None
+    #: this engine's worker processes (``process`` executor), oldest first
+    process_children: tuple[ProcessChild, ...] = ()
 
     @property
     def paused_queues(self) -> frozenset[str]:

@@ -44,3 +44,16 @@ def waits_for_soft_timeout() -> str:
 
 async def async_in_process(x: int) -> int:
     return x + 1
+
+
+_KEPT: list[bytes] = []
+
+
+def leaks(mb: int = 5) -> int:
+    """Keeps ``mb`` MB more on every call, as a handler with a module-level cache would."""
+    _KEPT.append(b"x" * (mb << 20))
+    return os.getpid()
+
+
+def pid(n: int) -> int:
+    return os.getpid()

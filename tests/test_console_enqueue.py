@@ -1,7 +1,7 @@
 """The enqueue form (issue 13, item 7, the form's side): it starts from an example of
 each parameter's type, never null; a payload nested too deep is refused in the form
 (the console does not crash); and whatever the engine refuses at enqueue is shown in
-the form, which stays open."""
+the form, which stays open; it shows the queue the routes setting gives a handler."""
 
 from __future__ import annotations
 
@@ -91,3 +91,26 @@ async def test_form_prefills_examples_refuses_deep_nesting_and_shows_engine_erro
         await settle(pilot)
         assert app.screen is form  # the form stays open, with the engine's reason
         assert refusal in text_of(form.query_one("#payload-error"))
+
+
+async def test_the_form_shows_the_queue_a_route_gives_a_handler(db_path: Path) -> None:
+    engine = Engine(db_path, workers=0, routes={"reports.*": "reports"})
+    register_demo(engine, schedules=False)
+
+    @engine.task(name="reports.weekly")
+    async def weekly() -> None: ...
+
+    app = ConsoleApp(engine)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await started(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, EnqueueScreen)
+        form.query_one("#handler", Select).value = "reports.weekly"
+        await settle(pilot)
+        assert "queue reports (route reports.*)" in text_of(form.query_one("#signature"))
+        # a handler registered with its own queue keeps it
+        form.query_one("#handler", Select).value = "images.resize"
+        await settle(pilot)
+        assert "queue images ·" in text_of(form.query_one("#signature"))

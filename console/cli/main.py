@@ -19,6 +19,7 @@ from console.cli import (
     nodes,
     queues,
     replay,
+    routes,
     schedules,
     serve,
     settings,
@@ -58,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     stack.add_parsers(sub, common)
     schedules.add_parsers(sub, common)
     queues.add_parsers(sub, common)
+    routes.add_parsers(sub, common)
     nodes.add_parsers(sub, common)
     alerts.add_parsers(sub, common)
     settings.add_parsers(sub, common)

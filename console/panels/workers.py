@@ -1,4 +1,5 @@
-"""One line per worker: state, task, handler, elapsed, progress bar and message."""
+"""One line per worker: state, task, handler, elapsed, progress bar and message; then
+one line per worker process (``process`` executor): pid, tasks done and memory."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from rich.text import Text
 
 from console.format import ago, bar, busy_of
 from console.panels.text_panel import TextPanel
-from engine import EngineSnapshot, WorkerInfo
+from engine import EngineSnapshot, ProcessChild, WorkerInfo
 
 BAR = 12
 
@@ -43,6 +44,15 @@ def worker_line(w: WorkerInfo, width: int, task_width: int = 7, handler_width: i
     return line
 
 
+def child_line(child: ProcessChild) -> Text:
+    """``  pid 4242  12 tasks   48 MB  +5.0 MB/task`` (the growth only when it grows)."""
+    rss = "   – MB" if child.rss is None else f"{child.rss / 2**20:5,.0f} MB"
+    line = Text(f"  pid {child.pid:<7} {child.tasks:>5} tasks {rss}", style="dim")
+    if child.growth is not None and child.growth >= 2**20 / 10:
+        line.append(f"  +{child.growth / 2**20:,.1f} MB/task", style="yellow")
+    return line
+
+
 class WorkersPanel(TextPanel):
     TITLE = "Workers"
 
@@ -64,6 +74,6 @@ class WorkersPanel(TextPanel):
         width = max(20, self.content_region.width)
         task_width = max((len(w.task_id or "") for w in snap.workers), default=1)
         handler_width = max((len(w.handler or "") for w in snap.workers), default=0)
-        return Text("\n").join(
-            worker_line(w, width, task_width, handler_width) for w in snap.workers
-        )
+        lines = [worker_line(w, width, task_width, handler_width) for w in snap.workers]
+        lines += [child_line(c) for c in snap.process_children if c.alive]
+        return Text("\n").join(lines)

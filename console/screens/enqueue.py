@@ -215,12 +215,16 @@ class EnqueueScreen(CompactForm[str | None]):
             self._handler_changed(handler)
 
     def _handler_changed(self, handler: Handler) -> None:
+        routes = self.engine.settings.routes
+        queue = handler.routed_queue(routes)
+        rule = None if handler.queue_given else routes.rule_for(handler.name)
+        routed = f" (route {rule})" if rule else ""
         self.query_one("#signature", Static).update(
-            f"{handler.signature_text()} · queue {handler.queue} · priority {handler.priority} "
+            f"{handler.signature_text()} · queue {queue}{routed} · priority {handler.priority} "
             f"· {handler.executor} · retries {handler.retries}"
         )
         self.query_one("#priority", Input).placeholder = str(handler.priority)
-        self.query_one("#queue", Input).placeholder = handler.queue
+        self.query_one("#queue", Input).placeholder = queue
         self.query_one("#delay", Input).placeholder = "0"
         area = self.query_one("#payload", PayloadArea)
         if not area.text.strip() or area.text == self._template:

@@ -92,7 +92,10 @@ class WorkerPool:
         self.claim_batches = 0  # claim transactions that leased tasks, and how many
         self.claimed_total = 0
         self.threads = ThreadRunner()
-        self.processes = ProcessRunner(settings().max_payload_bytes)
+        self.processes = ProcessRunner(
+            settings().max_payload_bytes,
+            lambda: (settings().max_tasks_per_child, settings().max_memory_per_child),
+        )
         attempts = AttemptRunner(
             codec=codec,
             bus=bus,

@@ -8,7 +8,8 @@ the pool keeps its capacity.
 ``ProcessRunner`` keeps one child process per concurrently running process task
 (``python -m engine.pool.worker_process``), talks JSON lines with it, and kills the
 child on a hard timeout or cancel — the one executor where a running task can
-really be stopped.
+really be stopped. It replaces a child after ``max_tasks_per_child`` tasks or once
+its memory is over ``max_memory_per_child`` (see :mod:`engine.pool.children`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from engine import context
 from engine.aio import settle
 from engine.context import TaskContext
 from engine.errors import RemoteError, WorkerProcessLost
+from engine.pool.children import ChildRecord, Replaced
 from engine.registry import Handler
+from engine.snapshot import ProcessChild
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +150,9 @@ class ThreadRunner:
 class _Child:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
+        self.record = ChildRecord(proc.pid)
+        self.born = time.monotonic()
+        self.rss: int | None = None  # after its last task, as it measured it
         self.ctx: TaskContext | None = None
         self._future: asyncio.Future[dict[str, Any]] | None = None
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -247,6 +253,7 @@ class _Child:
         finally:
             self.ctx = None
             self._future = None
+        self.rss = int(message["rss"]) if message.get("rss") is not None else None
         if message.get("cpu") is not None:
             ctx.cpu_time = float(message["cpu"])
         if message.get("log_dropped") and ctx._logs is not None:
@@ -279,17 +286,57 @@ class _Child:
 
 
 class ProcessRunner:
-    """Child processes for ``executor="process"`` handlers; see the module docstring."""
+    """Child processes for ``executor="process"`` handlers; see the module docstring.
 
-    def __init__(self, max_message_bytes: int) -> None:
+    ``limits`` gives (``max_tasks_per_child``, ``max_memory_per_child``), read after
+    every task so a settings change applies at once: a child past either is closed
+    after the task it just finished (whose result is kept), and the next task starts
+    a fresh one.
+    """
+
+    def __init__(
+        self, max_message_bytes: int, limits: Callable[[], tuple[int, int]] = lambda: (0, 0)
+    ) -> None:
         self._limit = max_message_bytes * 2 + 65536
+        self._limits = limits
         self._idle: list[_Child] = []
         self._busy: set[_Child] = set()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._replaced = Replaced()
         self.spawned = 0
         self.lost = 0
+        self.recycled = 0
 
     def pids(self) -> list[int]:
         return [c.proc.pid for c in (*self._idle, *self._busy) if c.alive]
+
+    def children(self) -> tuple[ProcessChild, ...]:
+        """The live children (oldest first), then recently replaced ones that grew."""
+        live = sorted((c for c in (*self._idle, *self._busy) if c.alive), key=lambda c: c.born)
+        return (*(c.record.info() for c in live), *self._replaced.recent())
+
+    def _finished(self, child: _Child, handler: str) -> None:
+        """Count the task; keep the child for the next one, or replace it."""
+        self._busy.discard(child)
+        child.record.finished(handler, child.rss)
+        if not self._replace_if_due(child):
+            self._idle.append(child)
+
+    def _replace_if_due(self, child: _Child) -> bool:
+        """Close ``child`` if it is past a limit (also one lowered while it was idle)."""
+        reason = child.record.recycle_reason(*self._limits())
+        if reason is None:
+            return False
+        log.info("replacing worker process %s: %s", child.proc.pid, reason)
+        self.recycled += 1
+        self._replaced.add(child.record)
+        self._close_later(child)
+        return True
+
+    def _close_later(self, child: _Child) -> None:
+        task = asyncio.get_running_loop().create_task(child.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _spawn(self) -> _Child:
         env = dict(os.environ)
@@ -328,7 +375,7 @@ class ProcessRunner:
         level of a log record the child makes (see :mod:`engine.tasklog`)."""
         while self._idle:
             child = self._idle.pop()
-            if child.alive:
+            if child.alive and not self._replace_if_due(child):
                 break
         else:
             child = await self._spawn()
@@ -336,8 +383,7 @@ class ProcessRunner:
         try:
             result = await child.run(handler, payload_json, ctx, log_level)
         except RemoteError:
-            self._busy.discard(child)
-            self._idle.append(child)
+            self._finished(child, handler.name)
             raise
         except BaseException:
             # Cancelled (timeout, operator cancel, shutdown) or the child died: a child
@@ -348,8 +394,7 @@ class ProcessRunner:
             else:
                 self.lost += 1
             raise
-        self._busy.discard(child)
-        self._idle.append(child)
+        self._finished(child, handler.name)
         return result
 
     def child_of(self, ctx: TaskContext) -> _Child | None:
@@ -364,11 +409,11 @@ class ProcessRunner:
     def trim(self, keep: int) -> None:
         """Close idle children beyond ``keep``."""
         while len(self._idle) > keep:
-            child = self._idle.pop()
-            asyncio.get_running_loop().create_task(child.close())
+            self._close_later(self._idle.pop())
 
     async def close(self) -> None:
         children = [*self._idle, *self._busy]
+        await asyncio.gather(*self._closing, return_exceptions=True)
         self._idle.clear()
         self._busy.clear()
         await asyncio.gather(*(c.close() for c in children), return_exceptions=True)

@@ -8,8 +8,9 @@ parent → child: ``init`` (sys.path, main script), ``run`` (handler and payload
 ``soft_timeout``, ``cancel``, ``stack``.
 child → parent: ``ready``, ``progress``, ``log`` (a line the task logged, within its
 ``task_log_limit``; the count of lines dropped past it comes with ``done``), ``done``
-(result JSON or error text), ``stack`` (the main thread's frames, which run the task,
-outermost first: the reader thread answers while the handler runs).
+(result JSON or error text, the CPU time and the child's RSS after the task),
+``stack`` (the main thread's frames, which run the task, outermost first: the reader
+thread answers while the handler runs).
 
 A child never outlives its parent, whatever the moment the parent dies (starting,
 idle, in the middle of a CPU-bound handler): on Linux the kernel kills it
@@ -37,6 +38,8 @@ import traceback
 import types
 from collections.abc import Callable
 from typing import IO, Any, NoReturn
+
+import psutil
 
 from engine import context, stacks
 from engine.codec import to_json
@@ -239,6 +242,7 @@ class Child:
                         "type": "ResultNotSerializable",
                         "mro": [],
                         "cpu": _since(cpu_start),
+                        "rss": _rss(),
                         "log_dropped": ctx.log_dropped(),
                     }
                 )
@@ -249,6 +253,7 @@ class Child:
                     "ok": True,
                     "result": text,
                     "cpu": _since(cpu_start),
+                    "rss": _rss(),
                     "log_dropped": ctx.log_dropped(),
                 }
             )
@@ -263,6 +268,7 @@ class Child:
                     "type": kind.__name__,
                     "mro": mro,
                     "cpu": _since(cpu_start),
+                    "rss": _rss(),
                     "log_dropped": ctx.log_dropped(),
                 }
             )
@@ -270,6 +276,15 @@ class Child:
             context.unbind(token)
             self._ctx = None
             self._awaiting = None
+
+
+def _rss() -> int | None:
+    """This process's resident memory now (bytes), sent with each result so the parent
+    can replace a child over ``max_memory_per_child`` and spot one that leaks."""
+    try:
+        return int(psutil.Process().memory_info().rss)
+    except psutil.Error:
+        return None
 
 
 def _since(cpu_start: float) -> float:
