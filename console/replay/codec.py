@@ -2,9 +2,9 @@
 engine events, and the queue table's rows.
 
 A recording keeps what the console *showed*, not the engine's whole state: the counts,
-queues, workers, findings, rates, resources and their series, the throughput series,
-whether the autoscaler was on and everything was paused. Task rows keep the columns of
-the queue table (no payloads, results or errors). :func:`snapshot_of` rebuilds a
+queues, workers and worker processes, findings, rates, resources and their series, the
+throughput series, whether the autoscaler was on and everything was paused. Task rows
+keep the columns of the queue table (no payloads, results or errors). :func:`snapshot_of` rebuilds a
 snapshot the panels draw exactly as they drew the original; a missing or mistyped field
 raises :class:`RecordError` (which the reader reports with its record number).
 """
@@ -23,6 +23,7 @@ from engine import (
     EventKind,
     Finding,
     MetricsView,
+    ProcessChild,
     QueueInfo,
     ResourceSample,
     Settings,
@@ -68,6 +69,7 @@ def snapshot_json(snap: EngineSnapshot) -> Json:
         "resource_series": {k: list(v) for k, v in snap.resource_series.items()},
         "buffered": snap.buffered,
         "all_paused": asdict(snap.all_paused) if snap.all_paused is not None else None,
+        "process_children": [asdict(c) for c in snap.process_children],
     }
 
 
@@ -131,6 +133,10 @@ def _snapshot(d: Json) -> EngineSnapshot:
         resource_series={k: tuple(v) for k, v in d["resource_series"].items()},
         buffered=int(d["buffered"]),
         all_paused=None if paused is None else AllPaused(**paused),
+        process_children=tuple(
+            ProcessChild(**{**c, "handlers": tuple(c["handlers"])})
+            for c in d.get("process_children", ())
+        ),
     )
 
 
