@@ -273,6 +273,8 @@ class ConsoleApp(HistoryKeys):
 
     @on(EngineEvents)
     def _events(self, message: EngineEvents) -> None:
+        if not self.screen_stack:  # the app is closing: its screens are gone
+            return
         with contextlib.suppress(NoMatches):  # the app is closing
             self.dashboard.query_one(EventsPanel).add_events(message.events)
 

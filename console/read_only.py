@@ -21,18 +21,20 @@ from textual.dom import DOMNode
 
 #: Actions that change the store, by the name of the class that binds them: action
 #: name → what the refusal calls it.
+#: The dashboard's keys that change something (the console's, and the replay's).
+DASHBOARD_CHANGES: dict[str, str] = {
+    "enqueue": "enqueue",
+    "cancel": "cancel",
+    "priority": "changing a priority",
+    "retry": "retry",
+    "workers": "changing workers",
+    "set_workers": "changing workers",
+    "autoscale": "switching the autoscaler",
+    "apply_finding": "applying a fix",
+    "pause_all": "pausing everything",
+}
 REFUSED: dict[str, dict[str, str]] = {
-    "ConsoleApp": {
-        "enqueue": "enqueue",
-        "cancel": "cancel",
-        "priority": "changing a priority",
-        "retry": "retry",
-        "workers": "changing workers",
-        "set_workers": "changing workers",
-        "autoscale": "switching the autoscaler",
-        "apply_finding": "applying a fix",
-        "pause_all": "pausing everything",
-    },
+    "ConsoleApp": DASHBOARD_CHANGES,
     "TaskDetailScreen": {"cancel_task": "cancel", "retry_task": "retry", "edit_task": "edit"},
     "TaskStackScreen": {},  # it only looks (another node's task: see engine.stack)
     "OperationsScreen": {"abort": "aborting a bulk operation"},
@@ -51,15 +53,7 @@ REFUSED: dict[str, dict[str, str]] = {
     "QueuesScreen": {"toggle_queue": "pausing or resuming a queue"},
     # ``taskdeck replay``: the dashboard's changes, and the screens that read the store
     "ReplayApp": {
-        "enqueue": "enqueue",
-        "cancel": "cancel",
-        "priority": "changing a priority",
-        "retry": "retry",
-        "workers": "changing workers",
-        "set_workers": "changing workers",
-        "autoscale": "switching the autoscaler",
-        "apply_finding": "applying a fix",
-        "pause_all": "pausing everything",
+        **DASHBOARD_CHANGES,
         "settings": "the settings screen",
         "queues": "pausing a queue",
         "failed": "the failed-tasks screen (it reads the store)",
