@@ -393,6 +393,7 @@ class ProcessRunner:
                 child.kill()
             else:
                 self.lost += 1
+            self._close_later(child)  # reaped and its pipes closed; close() waits for it
             raise
         self._finished(child, handler.name)
         return result
