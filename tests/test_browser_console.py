@@ -19,6 +19,8 @@ import psutil
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.browser_helpers import chromium, have_chromium, press, wait_for_screen
 from tests.cli_helpers import COMMAND, cli_env, run
@@ -155,9 +157,12 @@ def test_without_tokens_it_serves_loopback_only(tmp_path: Path) -> None:
 
 
 def sign_in(page: webdriver.Chrome, token: str) -> None:
+    """Type ``token`` into the login form and send it; returns once the answer (a new
+    page) has replaced the form (submit() does not wait for it)."""
     field = page.find_element(By.ID, "token")
     field.send_keys(token)
     field.submit()
+    WebDriverWait(page, 15).until(staleness_of(field))
 
 
 def test_no_token_or_a_wrong_one_runs_nothing(cluster: Cluster, page: webdriver.Chrome) -> None:
