@@ -59,8 +59,7 @@ def describe(action: MarkAction, op: Operation) -> str:
     text = f"operation {op.id}: {num(op.changed)} marked task{'s' if op.changed != 1 else ''} "
     text += WORDS[action][1]
     if op.skipped:
-        why = sorted(op.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
-        text += f"; {num(op.skipped)} skipped (" + ", ".join(f"{n:,} {r}" for r, n in why) + ")"
+        text += f"; {num(op.skipped)} skipped" + op.why_skipped(3)
     if op.state != "done":
         text += f" — {op.state}" + (f": {op.error}" if op.error else "")
     return text

@@ -88,11 +88,15 @@ class Operation:
     def summary(self) -> str:
         """``12,000 changed, 3 skipped (2 running, 1 already priority 7)``."""
         verb = "would change" if self.state == "dry run" else "changed"
-        text = f"{self.changed:,} {verb}, {self.skipped:,} skipped"
-        if self.reasons:
-            why = sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0]))
-            text += " (" + ", ".join(f"{n:,} {r}" for r, n in why) + ")"
-        return text
+        return f"{self.changed:,} {verb}, {self.skipped:,} skipped" + self.why_skipped()
+
+    def why_skipped(self, most: int | None = None) -> str:
+        """`` (2 running, 1 already priority 7)``: the skip reasons, commonest first (the
+        ``most`` commonest only, if given); empty when there are none."""
+        if not self.reasons:
+            return ""
+        why = sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:most]
+        return " (" + ", ".join(f"{n:,} {r}" for r, n in why) + ")"
 
     def as_dict(self) -> dict[str, Any]:
         return {
